@@ -1,0 +1,46 @@
+"""Scene2Video web app: ``python app.py [--host H] [--port P] [--share] [--auth user:pass] [--model ID]``.
+
+Every setting also has an environment variable (SCENE2VIDEO_<NAME>); see README.
+Without --host/--port, Gradio's defaults and GRADIO_SERVER_NAME/GRADIO_SERVER_PORT apply (Spaces uses them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from pipeline import StoryboardError
+from pipeline.service import RendererPool
+from pipeline.settings import add_settings_arguments, settings_from_args
+from pipeline.zerogpu import zerogpu_available
+
+import ui
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Scene2Video: turn a list of scenes into a video.")
+    parser.add_argument("--host", default=None, help="address to listen on (default: Gradio's, 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=None, help="port (default: Gradio's, 7860)")
+    parser.add_argument("--share", action="store_true", help="ask Gradio for a public share link")
+    add_settings_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = parse_args(argv)
+    try:
+        settings = settings_from_args(args)
+    except StoryboardError as exc:
+        sys.exit(f"error: {exc}")
+    pool = RendererPool(settings)
+    # ZeroGPU wants the weights loaded at start-up (then moved to the GPU per call).
+    if settings.preload or zerogpu_available():
+        pool.preload()
+    demo = ui.build_demo(pool)
+    ui.launch(demo, settings, host=args.host, port=args.port, share=args.share)
+
+
+if __name__ == "__main__":
+    main()

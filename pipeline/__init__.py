@@ -1,0 +1,17 @@
+"""Scene2Video's video-making core: storyboard in, H.264 MP4 out. Knows nothing of Gradio.
+
+torch and diffusers are imported only inside ``pipeline.model``, when a model is first used.
+"""
+
+from .errors import RenderCancelled, StoryboardError
+from .events import Done, Event, Failed, KeyframeReady, Preview, Progress, RenderReport, SceneReport, Segment
+from .presets import PRESETS, QUALITY_NAMES, Preset
+from .renderer import Renderer
+from .settings import DEFAULT_MODEL_ID, Settings
+from .storyboard import MOTIONS, TRANSITIONS, Limits, Scene, Storyboard, parse_storyboard
+
+__all__ = [
+    "DEFAULT_MODEL_ID", "Done", "Event", "Failed", "KeyframeReady", "Limits", "MOTIONS", "PRESETS", "Preset",
+    "Preview", "Progress", "QUALITY_NAMES", "RenderCancelled", "RenderReport", "Renderer", "Scene", "SceneReport",
+    "Segment", "Settings", "Storyboard", "StoryboardError", "TRANSITIONS", "parse_storyboard",
+]

@@ -1,0 +1,131 @@
+"""An on-disk keyframe cache: AI keyframes keyed by everything that decides them.
+
+Entries are PNG files named by the SHA-256 of the request (model, prompt, negative
+prompt, seed, steps, guidance, size). Each PNG carries its key and a checksum of
+its pixels in text chunks, so a truncated or corrupted file is detected, deleted
+and regenerated instead of being shown. Writes go to a temporary file that is
+renamed into place, so a killed process never leaves a half-written entry under a
+valid name. Total size is capped; the least recently used entries go first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import threading
+from pathlib import Path
+
+from PIL import Image, PngImagePlugin
+
+from .generation import KeyframeRequest
+
+log = logging.getLogger(__name__)
+_FORMAT_VERSION = 1
+
+
+def cache_key(model_id: str, request: KeyframeRequest) -> str:
+    """The hex key for one keyframe; any change to what decides the image changes it."""
+    fields = {
+        "v": _FORMAT_VERSION,
+        "model": model_id,
+        "prompt": request.prompt,
+        "negative_prompt": request.negative_prompt,
+        "seed": request.seed,
+        "steps": request.steps,
+        "guidance_scale": round(float(request.guidance_scale), 4),
+        "width": request.width,
+        "height": request.height,
+    }
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode("utf-8")).hexdigest()
+
+
+def _pixel_digest(image: Image.Image) -> str:
+    return hashlib.sha256(image.tobytes()).hexdigest()
+
+
+class KeyframeCache:
+    """Thread-safe get/put of keyframes under ``folder``, capped at ``max_bytes``."""
+
+    def __init__(self, folder: Path, max_bytes: int = 2 * 1024**3):
+        self.folder = Path(folder)
+        self.max_bytes = max_bytes
+        self._lock = threading.Lock()
+
+    def _path(self, key: str) -> Path:
+        return self.folder / key[:2] / f"{key}.png"
+
+    def get(self, key: str) -> Image.Image | None:
+        """The cached image, or None when missing or corrupt (a corrupt entry is removed)."""
+        path = self._path(key)
+        try:
+            with Image.open(path) as stored:
+                stored.load()
+                image = stored.convert("RGB")
+                meta = dict(stored.text)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, SyntaxError) as exc:
+            log.warning("Keyframe cache entry %s is unreadable (%s); it will be regenerated", path.name, exc)
+            path.unlink(missing_ok=True)
+            return None
+        if meta.get("scene2video-key") != key or meta.get("scene2video-pixels") != _pixel_digest(image):
+            log.warning("Keyframe cache entry %s failed its checksum; it will be regenerated", path.name)
+            path.unlink(missing_ok=True)
+            return None
+        os.utime(path)  # mark as recently used for LRU eviction
+        return image
+
+    def put(self, key: str, image: Image.Image) -> None:
+        """Store an AI keyframe atomically, then evict old entries over the cap."""
+        image = image.convert("RGB")
+        info = PngImagePlugin.PngInfo()
+        info.add_text("scene2video-key", key)
+        info.add_text("scene2video-pixels", _pixel_digest(image))
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                image.save(handle, format="PNG", pnginfo=info)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp_name, path)
+        except BaseException:
+            Path(tmp_name).unlink(missing_ok=True)
+            raise
+        self._evict()
+
+    def clear(self) -> int:
+        """Delete every entry; returns how many were removed."""
+        removed = 0
+        with self._lock:
+            for path in self.folder.glob("*/*.png"):
+                path.unlink(missing_ok=True)
+                removed += 1
+        return removed
+
+    def stats(self) -> tuple[int, int]:
+        """(number of entries, total bytes)."""
+        entries = list(self._entries())
+        return len(entries), sum(size for _, size, _ in entries)
+
+    def _entries(self):
+        for path in self.folder.glob("*/*.png"):
+            try:
+                stat = path.stat()
+            except FileNotFoundError:
+                continue
+            yield path, stat.st_size, stat.st_mtime
+
+    def _evict(self) -> None:
+        with self._lock:
+            entries = sorted(self._entries(), key=lambda entry: entry[2])
+            total = sum(size for _, size, _ in entries)
+            for path, size, _ in entries:
+                if total <= self.max_bytes:
+                    break
+                path.unlink(missing_ok=True)
+                total -= size

@@ -1,0 +1,93 @@
+"""Command line: ``python -m pipeline render STORYBOARD.json -o OUT.mp4 [--report REPORT.json]``.
+
+Exit codes: 0 done, 1 the render failed, 2 bad input (message on stderr), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+from .errors import StoryboardError
+from .events import Done, Failed, KeyframeReady, Progress
+from .service import build_renderer
+from .settings import add_settings_arguments, settings_from_args
+from .storyboard import parse_storyboard
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m pipeline", description="Render a storyboard to an MP4.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    render = commands.add_parser("render", help="render a storyboard JSON file to an MP4")
+    render.add_argument("storyboard", type=Path, help="storyboard JSON file (see README)")
+    render.add_argument("-o", "--output", type=Path, required=True, help="where to write the MP4")
+    render.add_argument("--report", type=Path, help="also write the render report (JSON) here")
+    render.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_settings_arguments(render)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        settings = settings_from_args(args)
+        try:
+            text = args.storyboard.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise StoryboardError(f"Cannot read {args.storyboard}: {exc.strerror}.") from None
+        storyboard = parse_storyboard(text, settings.limits())
+    except StoryboardError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory(prefix="scene2video-") as tmp:
+        renderer = build_renderer(settings, output_dir=Path(tmp))
+        return _run(renderer, storyboard, args)
+
+
+def _run(renderer, storyboard, args) -> int:
+    from tqdm import tqdm
+
+    cancel = threading.Event()
+    bar = tqdm(total=1000, disable=args.quiet, unit="‰", bar_format="{l_bar}{bar}| {elapsed}<{remaining} {postfix}")
+    events = renderer.render(storyboard, cancel)
+    try:
+        for event in events:
+            if isinstance(event, Progress):
+                bar.n = round(event.fraction * 1000)
+                bar.set_description(event.stage)
+                bar.set_postfix_str(event.message)
+            elif isinstance(event, KeyframeReady) and event.source == "placeholder":
+                bar.write(f"Scene {event.scene_index + 1}: placeholder — {event.reason}")
+            elif isinstance(event, Done):
+                bar.n = 1000
+                bar.close()
+                return _deliver(event, args)
+            elif isinstance(event, Failed):
+                bar.close()
+                print(f"error: {event.message}", file=sys.stderr)
+                return 1
+    except KeyboardInterrupt:
+        cancel.set()
+        events.close()  # kills ffmpeg and removes partial files
+        bar.close()
+        print("stopped", file=sys.stderr)
+        return 130
+    return 1
+
+
+def _deliver(done: Done, args) -> int:
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(done.video_path), args.output)
+    if args.report:
+        args.report.write_text(json.dumps(done.report.to_dict(), indent=2), encoding="utf-8")
+    report = done.report
+    print(f"{args.output}: {report.width}x{report.height}, {report.fps} fps, {report.frames} frames, "
+          f"{report.duration:.2f} s, {len(report.fallbacks)} placeholder scene(s)")
+    return 0

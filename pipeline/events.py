@@ -1,0 +1,109 @@
+"""What a render tells its caller, as it happens. Plain dataclasses; the UI and the CLI map them.
+
+A render yields, in order: KeyframeReady (and Preview while a scene is being
+denoised) for every scene, Segment for each ~2 s of encoded video, Progress
+throughout, and finally exactly one of Done or Failed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from PIL import Image
+
+Source = Literal["placeholder", "ai", "cache"]
+Stage = Literal["loading", "keyframes", "composing", "encoding", "finishing"]
+
+
+@dataclass(frozen=True)
+class SceneReport:
+    """Where one scene's keyframe came from. ``reason`` says why a placeholder was used."""
+
+    index: int
+    source: Source
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class RenderReport:
+    """The facts of a finished video, returned beside the MP4 by the UI, the API and the CLI."""
+
+    width: int
+    height: int
+    fps: int
+    frames: int
+    duration: float
+    scenes: tuple[SceneReport, ...]
+    model: str = ""
+    device: str = ""
+    seconds_taken: float = 0.0
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["scenes"] = [asdict(scene) for scene in self.scenes]
+        return data
+
+    @property
+    def fallbacks(self) -> list[SceneReport]:
+        """Scenes that got a placeholder, for notices."""
+        return [scene for scene in self.scenes if scene.source == "placeholder"]
+
+
+@dataclass(frozen=True)
+class Preview:
+    """A cheap look at a scene while it is being denoised (one per step)."""
+
+    scene_index: int
+    step: int
+    total_steps: int
+    image: Image.Image
+
+
+@dataclass(frozen=True)
+class KeyframeReady:
+    """A scene's keyframe exists. ``path`` is a PNG at the model's size, kept for the render's life."""
+
+    scene_index: int
+    path: Path
+    source: Source
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Progress:
+    """How far the render is: ``fraction`` of all work in 0..1 and a time-left estimate."""
+
+    stage: Stage
+    fraction: float
+    message: str
+    eta_seconds: float | None = None
+
+
+@dataclass(frozen=True)
+class Segment:
+    """About two seconds of finished H.264 video (an MPEG-TS file), ready to stream."""
+
+    index: int
+    path: Path
+    first_frame: int
+    frames: int
+
+
+@dataclass(frozen=True)
+class Done:
+    video_path: Path
+    report: RenderReport
+    report_path: Path | None = None
+
+
+@dataclass(frozen=True)
+class Failed:
+    """The render ended without a video. ``cancelled`` is true when the user stopped it."""
+
+    message: str
+    cancelled: bool = False
+
+
+Event = Preview | KeyframeReady | Progress | Segment | Done | Failed

@@ -1,0 +1,58 @@
+"""The request and answer types between the keyframe stage and an image model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Protocol
+
+from PIL import Image
+
+
+@dataclass(frozen=True)
+class KeyframeRequest:
+    """Everything that decides one keyframe (it is also the cache key)."""
+
+    scene_index: int
+    prompt: str
+    negative_prompt: str
+    seed: int
+    steps: int
+    guidance_scale: float
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
+class GeneratedImage:
+    """One answer: an image, or ``image is None`` and a ``reason`` a user can read."""
+
+    scene_index: int
+    image: Image.Image | None
+    reason: str = ""
+
+
+# Called after every denoising step: (scene indices in the batch, step, total steps, preview images).
+StepCallback = Callable[[list[int], int, int, list[Image.Image]], None]
+
+
+class ImageModel(Protocol):
+    """What the keyframe stage needs from a model; ``pipeline.model.ModelManager`` is the real one."""
+
+    model_id: str
+
+    def describe(self) -> dict[str, str]:
+        """Model id, device, dtype and whether it is loaded, for the UI and the report."""
+
+    def is_distilled(self) -> bool:
+        """True for few-step models (turbo, LCM, lightning) that want guidance 0."""
+
+    def generation_size(self, width: int, height: int) -> tuple[int, int]:
+        """A size the model handles well with the aspect ratio of ``width``x``height``."""
+
+    def generate(
+        self,
+        requests: list[KeyframeRequest],
+        on_step: StepCallback | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> list[GeneratedImage]:
+        """Generate one image per request, in order; never raises for a per-scene failure."""

@@ -1,0 +1,186 @@
+"""The keyframe stage: one image per scene, from the cache, the model, or a placeholder.
+
+Scenes already in the cache come first and at once. The rest go to the model in
+batches; the model runs in a worker thread so that its step previews can be
+yielded as events while it works, and so that a cancel reaches it within one
+denoising step. A scene the model cannot draw gets a placeholder and the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+from PIL import Image
+
+from .cache import KeyframeCache, cache_key
+from .errors import RenderCancelled
+from .events import Event, KeyframeReady, Preview, Progress
+from .generation import GeneratedImage, ImageModel, KeyframeRequest
+from .placeholder import render_placeholder
+from .storyboard import Storyboard
+from .zerogpu import estimate_gpu_seconds, gpu_task
+
+log = logging.getLogger(__name__)
+
+AI_OFF_REASON = "AI frames are switched off for this render (use_ai is false)."
+NO_MODEL_REASON = "No image model is configured on this server."
+
+
+@dataclass(frozen=True)
+class GenerationPlan:
+    """Steps, guidance and model-side size for a storyboard on a given model."""
+
+    steps: int
+    guidance_scale: float
+    width: int
+    height: int
+
+
+def plan_generation(storyboard: Storyboard, model: ImageModel) -> GenerationPlan:
+    """Preset defaults that suit the model (turbo: few steps, guidance 0), overridden by the storyboard."""
+    preset = storyboard.preset
+    distilled = model.is_distilled()
+    steps = storyboard.steps or (preset.steps_distilled if distilled else preset.steps_full)
+    if storyboard.guidance_scale is not None:
+        guidance = storyboard.guidance_scale
+    else:
+        guidance = 0.0 if distilled else preset.guidance_full
+    width, height = model.generation_size(preset.width, preset.height)
+    return GenerationPlan(steps, guidance, width, height)
+
+
+def build_requests(storyboard: Storyboard, plan: GenerationPlan) -> list[KeyframeRequest]:
+    return [
+        KeyframeRequest(
+            scene_index=index, prompt=scene.prompt, negative_prompt=scene.negative_prompt,
+            seed=scene.resolved_seed, steps=plan.steps, guidance_scale=plan.guidance_scale,
+            width=plan.width, height=plan.height,
+        )
+        for index, scene in enumerate(storyboard.scenes)
+    ]
+
+
+class KeyframeStage:
+    """Produces KeyframeReady (and Preview/Progress) events for every scene of a storyboard."""
+
+    def __init__(self, model: ImageModel | None, cache: KeyframeCache | None = None, batch_size: int = 4):
+        self.model = model
+        self.cache = cache
+        self.batch_size = max(1, batch_size)
+        # Wrapped once: on a ZeroGPU Space each call then borrows a GPU for its estimated time.
+        self._generate_fn = gpu_task(model.generate, _gpu_seconds) if model is not None else None
+
+    def run(self, storyboard: Storyboard, work_dir: Path, cancel: threading.Event) -> Iterator[Event]:
+        """Yield events until every scene has a keyframe PNG in ``work_dir``.
+
+        Raises RenderCancelled (after the model has stopped) when ``cancel`` is set.
+        """
+        total = len(storyboard.scenes)
+        if not storyboard.use_ai or self.model is None:
+            reason = AI_OFF_REASON if not storyboard.use_ai else NO_MODEL_REASON
+            for index in range(total):
+                _check(cancel)
+                yield self._placeholder(storyboard, index, work_dir, reason)
+                yield _progress(index + 1, total)
+            return
+        model = self.model
+        requests = build_requests(storyboard, plan_generation(storyboard, model))
+        pending: list[KeyframeRequest] = []
+        done = 0
+        for request in requests:
+            image = self.cache.get(cache_key(model.model_id, request)) if self.cache else None
+            if image is None:
+                pending.append(request)
+                continue
+            done += 1
+            yield self._save(request.scene_index, image, work_dir, "cache")
+            yield _progress(done, total)
+        for start in range(0, len(pending), self.batch_size):
+            batch = pending[start:start + self.batch_size]
+            if start == 0 and "loaded" != model.describe().get("state"):
+                yield Progress("loading", 0.0, f"Loading {model.model_id}…")
+            results = yield from self._generate(batch, cancel)
+            for request, result in zip(batch, results):
+                done += 1
+                yield self._finish_scene(storyboard, request, result, work_dir)
+                yield _progress(done, total)
+
+    def _generate(self, batch: list[KeyframeRequest], cancel: threading.Event) -> Iterator[Event]:
+        """Run one batch in a worker thread, yielding its step previews; returns the results."""
+        previews: queue.Queue = queue.Queue()
+        outcome: dict[str, object] = {}
+
+        def on_step(indices: list[int], step: int, total: int, images: list[Image.Image]) -> None:
+            previews.put(Preview(indices[0], step, total, images[0]))
+
+        generate = self._generate_fn
+
+        def work() -> None:
+            try:
+                outcome["results"] = generate(batch, on_step=on_step, should_stop=cancel.is_set)
+            except BaseException as exc:  # the model promises not to raise; be safe anyway
+                outcome["error"] = exc
+
+        worker = threading.Thread(target=work, name="scene2video-generate", daemon=True)
+        worker.start()
+        try:
+            while worker.is_alive() or not previews.empty():
+                try:
+                    yield previews.get(timeout=0.05)
+                except queue.Empty:
+                    pass
+        finally:
+            # Closed early (the user stopped the render): tell the model, and wait for it to
+            # reach the end of its current step so no GPU work outlives the render.
+            cancel_requested = worker.is_alive()
+            if cancel_requested:
+                cancel.set()
+            worker.join()
+        _check(cancel)
+        if "error" in outcome:
+            exc = outcome["error"]
+            reason = f"generation failed: {type(exc).__name__}: {exc}"
+            return [GeneratedImage(r.scene_index, None, reason) for r in batch]
+        return outcome["results"]
+
+    def _finish_scene(self, storyboard: Storyboard, request: KeyframeRequest, result: GeneratedImage,
+                      work_dir: Path) -> KeyframeReady:
+        if result.image is None:
+            log.info("Scene %d: placeholder (%s)", request.scene_index + 1, result.reason)
+            return self._placeholder(storyboard, request.scene_index, work_dir, result.reason)
+        if self.cache is not None:
+            self.cache.put(cache_key(self.model.model_id, request), result.image)
+        log.info("Scene %d: AI keyframe from %s", request.scene_index + 1, self.model.model_id)
+        return self._save(request.scene_index, result.image, work_dir, "ai")
+
+    def _placeholder(self, storyboard: Storyboard, index: int, work_dir: Path, reason: str) -> KeyframeReady:
+        preset = storyboard.preset
+        image = render_placeholder(storyboard.scenes[index].prompt, index + 1, preset.width, preset.height)
+        return self._save(index, image, work_dir, "placeholder", reason)
+
+    @staticmethod
+    def _save(index: int, image: Image.Image, work_dir: Path, source: str, reason: str = "") -> KeyframeReady:
+        path = work_dir / f"keyframe_{index + 1:03d}.png"
+        # Fast PNG: these files live only as long as the render folder.
+        image.convert("RGB").save(path, format="PNG", compress_level=1)
+        return KeyframeReady(index, path, source, reason)
+
+
+def _gpu_seconds(batch: list[KeyframeRequest], *args, **kwargs) -> int:
+    """ZeroGPU time to ask for one batch (scenes x steps x size), capped."""
+    first = batch[0]
+    return estimate_gpu_seconds(len(batch), first.steps, first.width, first.height)
+
+
+def _progress(done: int, total: int) -> Progress:
+    return Progress("keyframes", done / total, f"Keyframe {done} of {total}")
+
+
+def _check(cancel: threading.Event) -> None:
+    if cancel.is_set():
+        raise RenderCancelled()

@@ -1,0 +1,52 @@
+"""Wiring shared by the app and the CLI: settings -> model, cache and renderer."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from .cache import KeyframeCache
+from .renderer import Renderer
+from .settings import Settings
+
+
+def build_renderer(settings: Settings, output_dir: Path | None = None) -> Renderer:
+    """A Renderer for the configured model (loaded now with ``preload``), writing to ``output_dir``."""
+    if output_dir is not None:
+        settings = replace(settings, output_dir=output_dir)
+    pool = RendererPool(settings)
+    if settings.preload:
+        pool.preload()
+    return pool.get()
+
+
+class RendererPool:
+    """One Renderer per model id, all sharing one keyframe cache and output folder.
+
+    Models are loaded lazily by their managers, once per process, and kept.
+    """
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.cache = KeyframeCache(settings.cache_dir, max_bytes=settings.cache_max_mb * 1024 * 1024)
+        self._renderers: dict[str, Renderer] = {}
+
+    def get(self, model_id: str | None = None) -> Renderer:
+        """The renderer for ``model_id`` (the configured model when None or when changes are off)."""
+        from .model import get_model_manager
+
+        if not model_id or not self.settings.allow_model_change:
+            model_id = self.settings.model
+        if model_id not in self._renderers:
+            model = get_model_manager(model_id, device=self.settings.device, batch_size=self.settings.batch_size)
+            self._renderers[model_id] = Renderer(
+                self.settings.output_dir, model=model, cache=self.cache, batch_size=self.settings.batch_size,
+                output_max_age_hours=self.settings.output_max_age_hours,
+            )
+        return self._renderers[model_id]
+
+    def preload(self) -> None:
+        """Load the configured model now (``--preload``, ZeroGPU) instead of on first use."""
+        model = self.get().model
+        if model is not None:
+            model.load()

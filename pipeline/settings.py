@@ -1,0 +1,129 @@
+"""Server settings: defaults, then environment variables, then command-line flags.
+
+Every limit a public deployment needs can be set both ways, e.g. ``--max-scenes 20``
+or ``SCENE2VIDEO_MAX_SCENES=20``. On a Hugging Face Space (``SPACE_ID`` is set) the
+defaults are the safe public ones and loading another model from the UI is off.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+
+from .errors import StoryboardError
+from .presets import QUALITY_NAMES
+from .storyboard import Limits
+
+ENV_PREFIX = "SCENE2VIDEO_"
+DEFAULT_MODEL_ID = "stabilityai/sd-turbo"
+
+
+def on_spaces() -> bool:
+    """True when running on Hugging Face Spaces."""
+    return bool(os.environ.get("SPACE_ID"))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the app and the CLI can be configured with. Field names match the flags."""
+
+    model: str = DEFAULT_MODEL_ID
+    device: str | None = None
+    preload: bool = False
+    batch_size: int = 4
+    output_dir: Path = Path("outputs")
+    cache_dir: Path = Path.home() / ".cache" / "scene2video" / "keyframes"
+    cache_max_mb: int = 2048
+    output_max_age_hours: float = 24.0
+    max_scenes: int = 100
+    max_total_seconds: float = 600.0
+    max_quality: str = "premium"
+    max_concurrent_renders: int = 1
+    max_queue: int = 50
+    allow_model_change: bool = True
+    auth: str | None = None
+
+    def limits(self) -> Limits:
+        """The storyboard limits these settings allow."""
+        allowed = QUALITY_NAMES[: QUALITY_NAMES.index(self.max_quality) + 1]
+        return Limits(max_scenes=self.max_scenes, max_total_seconds=self.max_total_seconds, allowed_qualities=allowed)
+
+    def auth_pair(self) -> tuple[str, str] | None:
+        """``user:password`` as a tuple for Gradio's ``launch(auth=...)``."""
+        if not self.auth:
+            return None
+        user, sep, password = self.auth.partition(":")
+        if not sep or not user or not password:
+            raise StoryboardError("--auth must look like user:password")
+        return user, password
+
+
+PUBLIC_DEFAULTS = dict(
+    max_scenes=20, max_total_seconds=120.0, max_quality="high", max_concurrent_renders=1, max_queue=20,
+    allow_model_change=False, output_max_age_hours=2.0,
+)
+
+
+def _convert(name: str, text: str):
+    kind = {f.name: f.type for f in fields(Settings)}[name]
+    if "bool" in str(kind):
+        return text.strip().lower() in {"1", "true", "yes", "on"}
+    if "Path" in str(kind):
+        return Path(text)
+    if kind == "int":
+        return int(text)
+    if kind == "float":
+        return float(text)
+    return text
+
+
+def settings_from_env(env: dict[str, str] | None = None) -> Settings:
+    """Defaults (public ones on a Space), overridden by SCENE2VIDEO_* variables."""
+    env = dict(os.environ if env is None else env)
+    base = Settings(**PUBLIC_DEFAULTS) if env.get("SPACE_ID") else Settings()
+    changes = {}
+    for item in fields(Settings):
+        value = env.get(ENV_PREFIX + item.name.upper())
+        if value not in (None, ""):
+            try:
+                changes[item.name] = _convert(item.name, value)
+            except ValueError:
+                raise StoryboardError(f"{ENV_PREFIX}{item.name.upper()}={value!r} is not a valid value.") from None
+    return validate_settings(replace(base, **changes))
+
+
+def validate_settings(settings: Settings) -> Settings:
+    if settings.max_quality not in QUALITY_NAMES:
+        raise StoryboardError(f"max_quality must be one of {', '.join(QUALITY_NAMES)}.")
+    for name in ("max_scenes", "max_concurrent_renders", "max_queue", "batch_size"):
+        if getattr(settings, name) < 1:
+            raise StoryboardError(f"{name} must be at least 1.")
+    settings.auth_pair()
+    return settings
+
+
+def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add a flag for every setting (``--max-scenes``, ``--model`` …); unset flags keep env/defaults."""
+    for item in fields(Settings):
+        flag = "--" + item.name.replace("_", "-")
+        if "bool" in str(item.type):
+            parser.add_argument(flag, dest=item.name, action=argparse.BooleanOptionalAction, default=None)
+        else:
+            parser.add_argument(flag, dest=item.name, default=None, metavar=item.name.upper())
+
+
+def settings_from_args(args: argparse.Namespace, env: dict[str, str] | None = None) -> Settings:
+    """Environment and defaults, overridden by any flag that was given."""
+    base = settings_from_env(env)
+    changes = {}
+    for item in fields(Settings):
+        value = getattr(args, item.name, None)
+        if value is None:
+            continue
+        try:
+            changes[item.name] = value if isinstance(value, bool) else _convert(item.name, str(value))
+        except ValueError:
+            raise StoryboardError(f"--{item.name.replace('_', '-')} {value!r} is not a valid value.") from None
+    return validate_settings(replace(base, **changes))

@@ -1,0 +1,86 @@
+"""The on-disk keyframe cache: keys, atomic writes, corruption, LRU cap."""
+
+import os
+
+from PIL import Image
+
+from pipeline.cache import KeyframeCache, cache_key
+from pipeline.generation import KeyframeRequest
+
+
+def request(**changes):
+    base = dict(scene_index=0, prompt="a fox", negative_prompt="", seed=1, steps=1, guidance_scale=0.0,
+                width=64, height=64)
+    base.update(changes)
+    return KeyframeRequest(**base)
+
+
+def image(colour):
+    return Image.new("RGB", (64, 64), colour)
+
+
+def test_key_changes_with_everything_that_decides_the_image():
+    base = cache_key("m", request())
+    assert cache_key("m", request(scene_index=5)) == base  # position in the storyboard does not matter
+    for change in [dict(prompt="a bear"), dict(negative_prompt="x"), dict(seed=2), dict(steps=2),
+                   dict(guidance_scale=1.0), dict(width=72), dict(height=72)]:
+        assert cache_key("m", request(**change)) != base
+    assert cache_key("other-model", request()) != base
+
+
+def test_put_then_get_returns_same_pixels(tmp_path):
+    cache = KeyframeCache(tmp_path)
+    cache.put("ab" * 32, image((10, 20, 30)))
+    got = cache.get("ab" * 32)
+    assert got is not None and got.getpixel((5, 5)) == (10, 20, 30)
+    assert cache.get("cd" * 32) is None
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_corrupted_entry_is_detected_and_removed(tmp_path):
+    cache = KeyframeCache(tmp_path)
+    key = "ab" * 32
+    cache.put(key, image((200, 0, 0)))
+    path = next(tmp_path.rglob("*.png"))
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    assert cache.get(key) is None
+    assert not path.exists()
+    path.parent.mkdir(exist_ok=True)
+    path.write_bytes(b"\x89PNG truncated")
+    assert cache.get(key) is None and not path.exists()
+
+
+def test_entry_under_wrong_name_is_rejected(tmp_path):
+    cache = KeyframeCache(tmp_path)
+    cache.put("ab" * 32, image((1, 2, 3)))
+    src = next(tmp_path.rglob("*.png"))
+    dst = tmp_path / "cd" / ("cd" * 32 + ".png")
+    dst.parent.mkdir()
+    dst.write_bytes(src.read_bytes())
+    assert cache.get("cd" * 32) is None
+
+
+def test_size_cap_evicts_least_recently_used(tmp_path):
+    cache = KeyframeCache(tmp_path, max_bytes=10**9)
+    keys = [f"{i:02d}" * 32 for i in range(4)]
+    for n, key in enumerate(keys):
+        cache.put(key, Image.effect_noise((64, 64), 50 + n).convert("RGB"))
+        path = tmp_path / key[:2] / f"{key}.png"
+        os.utime(path, (1000 + n, 1000 + n))
+    assert cache.get(keys[0]) is not None  # touching makes it the most recent
+    one_size = (tmp_path / keys[1][:2] / f"{keys[1]}.png").stat().st_size
+    cache.max_bytes = one_size * 3 + 10
+    cache.put("99" * 32, Image.effect_noise((64, 64), 90).convert("RGB"))
+    assert cache.get(keys[1]) is None  # the oldest untouched entry went first
+    assert cache.get(keys[0]) is not None
+    count, total = cache.stats()
+    assert total <= cache.max_bytes and count == 3
+
+
+def test_clear_removes_everything(tmp_path):
+    cache = KeyframeCache(tmp_path)
+    for i in range(3):
+        cache.put(f"{i:02d}" * 32, image((i, i, i)))
+    assert cache.clear() == 3 and cache.stats() == (0, 0)

@@ -1,0 +1,119 @@
+"""Render events -> Gradio output updates, for the page and for the ``/render`` API.
+
+The adapters are generators. Gradio closes a generator at its next ``yield`` when a
+user presses Stop or a client cancels, and closing it closes the renderer (which
+kills ffmpeg and removes partial files). So the adapters yield often — every
+event, with nothing changed when there is nothing to show — to make Stop prompt.
+"""
+
+from __future__ import annotations
+
+import html
+import time
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import gradio as gr
+
+from pipeline import Done, Event, Failed, KeyframeReady, Preview, Progress, RenderReport, Segment
+
+# Outputs of the page's generate event, in this order.
+OUTPUT_NAMES = ("gallery", "preview", "progress", "live_video", "video", "report", "notice", "generate", "stop")
+_PROGRESS_EVERY_S = 0.2
+
+
+def progress_html(stage: str, fraction: float, message: str, eta: float | None) -> str:
+    """A progress bar with the stage, what is being done and the time left."""
+    percent = round(min(max(fraction, 0.0), 1.0) * 100)
+    left = f" · about {format_seconds(eta)} left" if eta is not None and fraction < 1 else ""
+    text = html.escape(f"{stage.capitalize()} · {message}{left}")
+    return (
+        f'<div class="s2v-progress" data-stage="{html.escape(stage)}" data-percent="{percent}">'
+        f'<div class="s2v-bar"><div class="s2v-fill" style="width:{percent}%"></div></div>'
+        f'<div class="s2v-text">{text}</div></div>'
+    )
+
+
+def format_seconds(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    return f"{seconds} s" if seconds < 60 else f"{seconds // 60} min {seconds % 60:02d} s"
+
+
+def report_notice(report: RenderReport) -> str:
+    """What the user should know about a finished render, placeholders first."""
+    lines = [
+        f"**Done** — {report.width}×{report.height}, {report.fps} fps, {report.duration:.2f} s, "
+        f"{report.frames} frames, in {report.seconds_taken:.1f} s."
+    ]
+    fallbacks = report.fallbacks
+    if fallbacks:
+        lines.append(f"⚠️ {len(fallbacks)} of {len(report.scenes)} scenes use a **placeholder** frame:")
+        lines += [f"- Scene {scene.index + 1}: {scene.reason}" for scene in fallbacks]
+    cached = sum(scene.source == "cache" for scene in report.scenes)
+    if cached:
+        lines.append(f"{cached} scene(s) came from the keyframe cache.")
+    return "\n".join(lines)
+
+
+def keyframe_caption(event: KeyframeReady) -> str:
+    label = {"ai": "AI", "cache": "AI (cached)", "placeholder": "placeholder"}[event.source]
+    return f"Scene {event.scene_index + 1} · {label}"
+
+
+@dataclass
+class PageRender:
+    """Accumulated state of one render on the page."""
+
+    stream: bool
+    gallery: list[tuple[str, str]] = field(default_factory=list)
+    last_progress: float = 0.0
+
+    def updates(self, events: Iterator[Event]) -> Iterator[tuple]:
+        """One tuple of outputs (see OUTPUT_NAMES) per event; ``gr.skip()`` where nothing changed."""
+        skip = gr.skip()
+        try:
+            for event in events:
+                out = dict.fromkeys(OUTPUT_NAMES, skip)
+                self._apply(event, out)
+                yield tuple(out[name] for name in OUTPUT_NAMES)
+        finally:
+            events.close()  # on Stop: kills ffmpeg, removes partial files, stops the model
+
+    def _apply(self, event: Event, out: dict) -> None:
+        if isinstance(event, Progress):
+            now = time.monotonic()
+            if now - self.last_progress >= _PROGRESS_EVERY_S or event.fraction >= 1:
+                self.last_progress = now
+                out["progress"] = progress_html(event.stage, event.fraction, event.message, event.eta_seconds)
+        elif isinstance(event, Preview):
+            out["preview"] = gr.Image(
+                value=event.image, label=f"Now generating: scene {event.scene_index + 1}, "
+                                         f"step {event.step} of {event.total_steps}")
+        elif isinstance(event, KeyframeReady):
+            self.gallery.append((str(event.path), keyframe_caption(event)))
+            out["gallery"] = list(self.gallery)
+        elif isinstance(event, Segment) and self.stream:
+            out["live_video"] = str(event.path)
+        elif isinstance(event, Done):
+            out.update(video=str(event.video_path), report=event.report.to_dict(),
+                       notice=report_notice(event.report), progress=progress_html("done", 1.0, "Video ready", None),
+                       generate=gr.Button(interactive=True), stop=gr.Button(interactive=False))
+        elif isinstance(event, Failed):
+            notice = "**Render stopped.** Press Generate to start again." if event.cancelled else f"❌ {event.message}"
+            out.update(notice=notice, progress="", generate=gr.Button(interactive=True),
+                       stop=gr.Button(interactive=False))
+
+
+def api_updates(events: Iterator[Event]) -> Iterator[tuple]:
+    """For ``/render``: nothing until the end, then (MP4 path, report dict); errors as gr.Error."""
+    skip = gr.skip()
+    try:
+        for event in events:
+            if isinstance(event, Done):
+                yield str(event.video_path), event.report.to_dict()
+                return
+            if isinstance(event, Failed):
+                raise gr.Error(event.message)
+            yield skip, skip  # a point where a cancelled job can be closed
+    finally:
+        events.close()
