@@ -38,6 +38,8 @@ def main(argv: list[str] | None = None) -> None:
     # ZeroGPU wants the weights loaded at start-up (then moved to the GPU per call).
     if settings.preload or zerogpu_available():
         pool.preload()
+    else:
+        pool.warm_up()
     demo = ui.build_demo(pool)
     ui.launch(demo, settings, host=args.host, port=args.port, share=args.share)
 

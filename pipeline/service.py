@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
+import logging
+import threading
 from dataclasses import replace
 from pathlib import Path
 
@@ -45,8 +48,25 @@ class RendererPool:
             )
         return self._renderers[model_id]
 
+    def warm_up(self) -> threading.Thread:
+        """Import torch and diffusers in the background, so the first Generate does not wait for them.
+
+        Start-up stays fast (the page is served at once); no weights are loaded.
+        """
+        thread = threading.Thread(target=_import_model_libraries, name="scene2video-warm-up", daemon=True)
+        thread.start()
+        return thread
+
     def preload(self) -> None:
         """Load the configured model now (``--preload``, ZeroGPU) instead of on first use."""
         model = self.get().model
         if model is not None:
             model.load()
+
+
+def _import_model_libraries() -> None:
+    for name in ("torch", "diffusers"):
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # the first render reports it properly, per scene
+            logging.getLogger(__name__).warning("Could not import %s: %s", name, exc)

@@ -50,7 +50,7 @@ def probe(path: Path) -> VideoInfo:
 
 def moov_before_mdat(path: Path) -> bool:
     """True when the MP4's index comes first (+faststart): the browser can play before the download ends."""
-    data = path.read_bytes()[:4_000_000]
+    data = Path(path).read_bytes()[:4_000_000]
     moov, mdat = data.find(b"moov"), data.find(b"mdat")
     return moov != -1 and (mdat == -1 or moov < mdat)
 

@@ -30,7 +30,7 @@ CSS = """
 .s2v-text {font-size: 0.9em; margin-top: 4px}
 """
 INTRO = (
-    "# 🎬 Scene2Video\n"
+    "# Scene2Video\n"
     "Write one scene per row (prompt and seconds on screen), pick a quality and a transition, "
     "then press **Generate**. Keyframes appear as they are made and the video plays below."
 )
@@ -62,7 +62,7 @@ def build_demo(pool: RendererPool, examples_first: str | None = None) -> gr.Bloc
                 table = gr.Dataframe(
                     value=storyboard_to_rows(first), headers=HEADERS, datatype=DATATYPES, type="array",
                     column_count=len(HEADERS), row_count=len(first.scenes), label="Scenes", interactive=True,
-                    show_row_numbers=True, wrap=True, elem_id="scenes",
+                    show_row_numbers=True, wrap=True, elem_id="scenes", column_widths=["46%", "12%", "10%", "20%", "12%"],
                 )
                 with gr.Row():
                     row_number = gr.Number(label="Scene #", value=1, precision=0, minimum=1, scale=1)
@@ -115,9 +115,12 @@ def build_demo(pool: RendererPool, examples_first: str | None = None) -> gr.Bloc
         def to_storyboard(rows, *values):
             return rows_to_storyboard(rows, Controls(*values), limits)
 
-        def generate(rows, q, t, td, f, ai, st, g, model, request: gr.Request):
+        def generate(scenes, quality, transition, transition_duration, fps, use_ai, steps, guidance_scale, model,
+                     request: gr.Request):
+            """Render the scene table; streams keyframes, step previews, video segments, then the MP4."""
             try:
-                storyboard = to_storyboard(rows, q, t, td, f, ai, st, g)
+                storyboard = to_storyboard(scenes, quality, transition, transition_duration, fps, use_ai, steps,
+                                           guidance_scale)
             except StoryboardError as exc:
                 raise gr.Error(str(exc), title="Please fix the storyboard") from None
             renderer = pool.get(model)

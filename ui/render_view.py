@@ -2,8 +2,10 @@
 
 The adapters are generators. Gradio closes a generator at its next ``yield`` when a
 user presses Stop or a client cancels, and closing it closes the renderer (which
-kills ffmpeg and removes partial files). So the adapters yield often — every
-event, with nothing changed when there is nothing to show — to make Stop prompt.
+kills ffmpeg and removes partial files). Each yield costs a round of Gradio's
+post-processing, so they yield when something visible changed and otherwise at
+most every 0.2 s: a cancelled job is closed within that time. The page's Stop
+button also sets the render's cancel flag, which the renderer checks every frame.
 """
 
 from __future__ import annotations
@@ -75,7 +77,8 @@ class PageRender:
             for event in events:
                 out = dict.fromkeys(OUTPUT_NAMES, skip)
                 self._apply(event, out)
-                yield tuple(out[name] for name in OUTPUT_NAMES)
+                if any(value is not skip for value in out.values()):
+                    yield tuple(out[name] for name in OUTPUT_NAMES)
         finally:
             events.close()  # on Stop: kills ffmpeg, removes partial files, stops the model
 
@@ -105,8 +108,12 @@ class PageRender:
 
 
 def api_updates(events: Iterator[Event]) -> Iterator[tuple]:
-    """For ``/render``: nothing until the end, then (MP4 path, report dict); errors as gr.Error."""
+    """For ``/render``: (MP4 path, report dict) at the end; errors as gr.Error.
+
+    Until then it yields "no change" every 0.2 s, so a cancelled job can be closed.
+    """
     skip = gr.skip()
+    last = time.monotonic()
     try:
         for event in events:
             if isinstance(event, Done):
@@ -114,6 +121,8 @@ def api_updates(events: Iterator[Event]) -> Iterator[tuple]:
                 return
             if isinstance(event, Failed):
                 raise gr.Error(event.message)
-            yield skip, skip  # a point where a cancelled job can be closed
+            if time.monotonic() - last >= _PROGRESS_EVERY_S:
+                last = time.monotonic()
+                yield skip, skip
     finally:
         events.close()
