@@ -1,0 +1,911 @@
+"""The real image model: a diffusers text-to-image pipeline, loaded once and shared.
+
+Callers use :func:`get_model_manager` (one :class:`ModelManager` per model and
+device, shared by every session) or :func:`get_image_model`, which spreads the
+work over all CUDA devices when there is more than one. Both implement
+``pipeline.generation.ImageModel``: ``generate`` never raises for a scene that
+fails; the scene comes back with ``image=None`` and a one-line ``reason``.
+
+torch and diffusers are imported inside functions only, so importing this
+module stays cheap (the app can start, and the placeholder path can run,
+without paying for torch).
+"""
+
+from __future__ import annotations
+
+import gc
+import inspect
+import json
+import logging
+import math
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+from PIL import Image
+
+from .errors import RenderCancelled
+from .generation import GeneratedImage, ImageModel, KeyframeRequest, StepCallback
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL_ID = "stabilityai/sd-turbo"
+MODEL_ENV_VAR = "SCENE2VIDEO_MODEL"
+KNOWN_MODELS: tuple[str, ...] = (
+    "stabilityai/sd-turbo",
+    "stabilityai/sdxl-turbo",
+    "stable-diffusion-v1-5/stable-diffusion-v1-5",
+)
+
+REASON_STOPPED = "stopped"
+REASON_OUT_OF_MEMORY = "out of GPU memory"
+REASON_BLANK = "the model returned a blank (NaN or all-black) image"
+
+CPU_BATCH_SIZE = 4
+MPS_BATCH_SIZE = 2
+MAX_AUTO_BATCH_SIZE = 8
+_GIB = 1024**3
+# Rough peak activation memory per generated megapixel in half precision (UNet with SDPA,
+# VAE decode sliced per image). Only a first guess: an out-of-memory error halves the batch.
+_ACTIVATION_BYTES_PER_MEGAPIXEL = int(1.5 * _GIB)
+# Kept free beside the weights: one sliced VAE decode, the allocator's slack, other processes.
+_HEADROOM_BYTES = int(1.5 * _GIB)
+# A decoded image whose brightest pixel is below this (0..1 scale) is treated as all-black.
+_BLACK_LEVEL = 0.01
+_SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt")
+_DISTILLED_MARKERS = ("turbo", "lcm", "lightning", "hyper")
+
+# Linear latent -> RGB approximations (the community-standard preview factors).
+_SD_LATENT_RGB = np.array(
+    [[0.3512, 0.2297, 0.3227], [0.3250, 0.4974, 0.2350], [-0.2829, 0.1762, 0.2721], [-0.2120, -0.2616, -0.7177]],
+    dtype=np.float32,
+)
+_SD_LATENT_BIAS = np.zeros(3, dtype=np.float32)
+_SDXL_LATENT_RGB = np.array(
+    [[0.3651, 0.4232, 0.4341], [-0.2533, -0.0042, 0.1068], [0.1076, 0.1111, -0.0362], [-0.3165, -0.2492, -0.2188]],
+    dtype=np.float32,
+)
+_SDXL_LATENT_BIAS = np.array([0.1084, -0.0175, -0.0011], dtype=np.float32)
+
+
+# --------------------------------------------------------------------------- pure helpers
+
+
+def default_model_id() -> str:
+    """The model to use when none is given: ``$SCENE2VIDEO_MODEL`` or sd-turbo."""
+    return os.environ.get(MODEL_ENV_VAR, "").strip() or DEFAULT_MODEL_ID
+
+
+def model_source(model_id: str) -> str:
+    """Where ``model_id`` points: ``"single_file"``, ``"folder"`` (local diffusers folder) or ``"hub"``."""
+    path = Path(model_id).expanduser()
+    if path.is_file() and path.suffix.lower() in _SINGLE_FILE_SUFFIXES:
+        return "single_file"
+    if path.is_dir():
+        return "folder"
+    return "hub"
+
+
+def looks_like_sdxl(model_id: str) -> bool:
+    """True if the name says XL, or a .safetensors file holds SDXL's second text encoder."""
+    if "xl" in Path(model_id).name.lower() or "xl" in model_id.lower().split("/")[-1]:
+        return True
+    path = Path(model_id).expanduser()
+    if path.is_file() and path.suffix.lower() == ".safetensors":
+        return any(key.startswith("conditioner.embedders.1") for key in _safetensors_keys(path))
+    return False
+
+
+def _safetensors_keys(path: Path) -> list[str]:
+    """Tensor names from a .safetensors header (read directly: no torch, no full load)."""
+    try:
+        with path.open("rb") as handle:
+            size = int.from_bytes(handle.read(8), "little")
+            if not 0 < size < 100 * 1024 * 1024:
+                return []
+            return list(json.loads(handle.read(size)))
+    except (OSError, ValueError):
+        return []
+
+
+def native_size_for(model_id: str) -> int:
+    """The model's native square side before it is loaded: 1024 for SDXL, else 512."""
+    return 1024 if looks_like_sdxl(model_id) else 512
+
+
+def _round8(value: float) -> int:
+    return max(8, int(round(value / 8.0)) * 8)
+
+
+def fit_generation_size(width: int, height: int, native: int) -> tuple[int, int]:
+    """Multiples of 8 with the aspect ratio of ``width``x``height`` and an area near ``native``².
+
+    Never larger than the output needs: a small output is generated at its own size.
+    """
+    width, height = max(1, int(width)), max(1, int(height))
+    scale = min(1.0, native / math.sqrt(width * height))
+    gen_w, gen_h = _round8(width * scale), _round8(height * scale)
+    # Rounding to 8 may overshoot the output by a few pixels; step down instead.
+    if gen_w > width and width >= 8:
+        gen_w = width // 8 * 8
+    if gen_h > height and height >= 8:
+        gen_h = height // 8 * 8
+    return gen_w, gen_h
+
+
+def needs_cpu_offload(weights_bytes: int, free_bytes: int) -> bool:
+    """True when the GPU's free memory cannot hold the weights plus working headroom."""
+    headroom = max(_HEADROOM_BYTES, weights_bytes // 4)
+    return free_bytes < weights_bytes + headroom
+
+
+def auto_batch_size(free_bytes: int, width: int, height: int, guidance_scale: float) -> int:
+    """How many images of this size fit in ``free_bytes`` of GPU memory at once (1..8)."""
+    per_image = _ACTIVATION_BYTES_PER_MEGAPIXEL * (width * height / 1e6)
+    if guidance_scale > 1.0:
+        per_image *= 2  # classifier-free guidance runs the UNet on two copies
+    usable = free_bytes - _HEADROOM_BYTES
+    if per_image <= 0 or usable <= per_image:
+        return 1
+    return max(1, min(MAX_AUTO_BATCH_SIZE, int(usable // per_image)))
+
+
+def _batch_key(request: KeyframeRequest) -> tuple:
+    # Only requests that share every pipeline-wide argument can run as one batch. Empty vs
+    # non-empty negative prompts are kept apart because SDXL encodes "no negative" as zeros.
+    return (request.width, request.height, request.steps, request.guidance_scale, bool(request.negative_prompt))
+
+
+def group_requests(requests: Sequence[KeyframeRequest]) -> list[list[int]]:
+    """Positions of requests that can share a batch, groups in order of first appearance."""
+    groups: dict[tuple, list[int]] = {}
+    for position, request in enumerate(requests):
+        groups.setdefault(_batch_key(request), []).append(position)
+    return list(groups.values())
+
+
+def plan_batches(requests: Sequence[KeyframeRequest], device_count: int, batch_size: int | None) -> list[list[list[int]]]:
+    """Positions of ``requests`` split into batches per device (see :func:`assign_batches`)."""
+    device_count = max(1, device_count)
+    plan: list[list[list[int]]] = [[] for _ in range(device_count)]
+    load = [0] * device_count
+    for group in group_requests(requests):
+        # Split each group so every device gets a share, then cap at the batch size.
+        size = math.ceil(len(group) / device_count)
+        if batch_size:
+            size = min(size, max(1, batch_size))
+        for start in range(0, len(group), size):
+            chunk = group[start:start + size]
+            target = load.index(min(load))  # least-loaded device; ties go to the first
+            plan[target].append(chunk)
+            load[target] += len(chunk)
+    return plan
+
+
+def assign_batches(
+    requests: Sequence[KeyframeRequest], devices: Sequence[str], batch_size: int | None = None
+) -> dict[str, list[list[KeyframeRequest]]]:
+    """Spread ``requests`` over ``devices`` as batches of compatible requests.
+
+    Batches never mix sizes, steps or guidance, hold at most ``batch_size``
+    requests (``None``: no cap; each device's manager then batches by memory),
+    are balanced by image count, and keep request order within each device.
+    """
+    plan = plan_batches(requests, len(devices), batch_size)
+    return {
+        device: [[requests[position] for position in batch] for batch in batches]
+        for device, batches in zip(devices, plan)
+    }
+
+
+def short_error(exc: BaseException, limit: int = 160, with_type: bool = False) -> str:
+    """The first line of an exception's message, cut to ``limit`` characters, for users."""
+    text = str(exc).strip()
+    line = next((part.strip() for part in text.splitlines() if part.strip()), "")
+    if with_type or not line:
+        line = f"{type(exc).__name__}: {line}".rstrip(": ")
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True for CUDA/MPS out-of-memory errors (typed or only recognisable by message)."""
+    if type(exc).__name__ == "OutOfMemoryError":
+        return True
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+
+
+def latents_to_previews(latents: np.ndarray, xl: bool = False) -> list[Image.Image]:
+    """Cheap RGB previews of (B, 4, h, w) latents via a linear latent->RGB map (latent-sized images)."""
+    factors, bias = (_SDXL_LATENT_RGB, _SDXL_LATENT_BIAS) if xl else (_SD_LATENT_RGB, _SD_LATENT_BIAS)
+    latents = np.nan_to_num(np.asarray(latents, dtype=np.float32))
+    if latents.ndim != 4 or latents.shape[1] != factors.shape[0]:
+        return []
+    rgb = np.einsum("bchw,cr->bhwr", latents, factors) + bias
+    pixels = (((rgb + 1.0) / 2.0).clip(0.0, 1.0) * 255.0).round().astype(np.uint8)
+    return [Image.fromarray(frame) for frame in pixels]
+
+
+def _to_pil(array: np.ndarray, width: int, height: int) -> Image.Image:
+    image = Image.fromarray((array.clip(0.0, 1.0) * 255.0).round().astype(np.uint8))
+    if image.size != (width, height):
+        image = image.resize((width, height), Image.Resampling.LANCZOS)
+    return image
+
+
+def _is_blank(array: np.ndarray) -> bool:
+    return not np.isfinite(array).all() or float(array.max()) < _BLACK_LEVEL
+
+
+def _stop_requested(should_stop: Callable[[], bool] | None) -> bool:
+    # A broken stop callback must not kill the render; a RenderCancelled from it means stop.
+    if should_stop is None:
+        return False
+    try:
+        return bool(should_stop())
+    except RenderCancelled:
+        return True
+    except Exception:  # noqa: BLE001 - caller code; log and carry on
+        log.exception("should_stop callback failed; ignoring it")
+        return False
+
+
+def _failed(positions: Sequence[int], requests: Sequence[KeyframeRequest], reason: str) -> dict[int, GeneratedImage]:
+    return {p: GeneratedImage(requests[p].scene_index, None, reason) for p in positions}
+
+
+# --------------------------------------------------------------------------- torch-side helpers
+
+
+def _pick_device() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def _pick_dtype(device: str) -> Any:
+    import torch
+
+    if device.startswith("cuda"):
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.startswith("mps"):
+        return torch.float16
+    return torch.float32
+
+
+def _weights_bytes(pipe: Any) -> int:
+    import torch
+
+    total = 0
+    for component in getattr(pipe, "components", {}).values():
+        if isinstance(component, torch.nn.Module):
+            total += sum(p.numel() * p.element_size() for p in component.parameters())
+    return total
+
+
+def _empty_device_cache(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda") and torch.cuda.is_available():
+        gc.collect()  # cycles may still hold tensors from the failed attempt
+        torch.cuda.empty_cache()
+    elif device.startswith("mps") and hasattr(torch, "mps"):
+        gc.collect()
+        torch.mps.empty_cache()
+
+
+class _StopSignal:
+    """``should_stop`` for one generate call, remembering a stop once it has been seen."""
+
+    def __init__(self, should_stop: Callable[[], bool] | None) -> None:
+        self._should_stop = should_stop
+        self._stopped = False
+
+    def set(self) -> None:
+        self._stopped = True
+
+    def __call__(self) -> bool:
+        if not self._stopped and _stop_requested(self._should_stop):
+            self._stopped = True
+        return self._stopped
+
+
+@dataclass
+class _BatchState:
+    """What the step callback learns about one running batch."""
+
+    scene_indices: list[int]
+    total_steps: int
+    xl: bool
+    on_step: StepCallback | None
+    should_stop: Callable[[], bool] | None
+    stopped: bool = False
+    bad_latents: set[int] = field(default_factory=set)
+
+
+# --------------------------------------------------------------------------- ModelManager
+
+
+class ModelManager:
+    """One diffusers pipeline on one device, loaded once and shared by every session.
+
+    Prefer :func:`get_model_manager` over constructing this directly, so all
+    sessions share the same loaded weights. Thread-safe: loading happens once
+    under a lock, and all GPU work is serialised through one lock.
+    """
+
+    def __init__(
+        self,
+        model_id: str | None = None,
+        device: str | None = None,
+        *,
+        local_files_only: bool = False,
+        batch_size: int | None = None,
+    ) -> None:
+        self.model_id = model_id or default_model_id()
+        self.local_files_only = local_files_only
+        self.batch_size = batch_size if batch_size and batch_size > 0 else None
+        self._requested_device = device
+        self._device: str | None = None
+        self._dtype: Any = None
+        self._pipe: Any = None
+        self._offloaded = False
+        self._load_error: str | None = None
+        self._load_lock = threading.Lock()
+        self._gpu_lock = threading.Lock()
+
+    # -- state ---------------------------------------------------------------
+
+    @property
+    def pipeline(self) -> Any:
+        """The loaded diffusers pipeline, or None before loading / after a failure."""
+        return self._pipe
+
+    @property
+    def loaded(self) -> bool:
+        return self._pipe is not None
+
+    @property
+    def load_error(self) -> str | None:
+        """The remembered load failure (short text), or None."""
+        return self._load_error
+
+    @property
+    def device(self) -> str:
+        """The device the model runs on (chosen automatically unless given)."""
+        if self._device is None:
+            self._device = self._requested_device or _pick_device()
+        return self._device
+
+    def load(self) -> bool:
+        """Load the pipeline now if needed (``--preload``); True when it is ready. Never raises.
+
+        A failure is remembered and not retried until :meth:`reset`.
+        """
+        if self._pipe is not None:
+            return True
+        if self._load_error is not None:
+            return False
+        with self._load_lock:
+            if self._pipe is None and self._load_error is None:
+                self._load_once()
+        return self._pipe is not None
+
+    def reset(self) -> None:
+        """Forget the loaded pipeline and any remembered failure; the next use loads again."""
+        with self._load_lock, self._gpu_lock:
+            device = self._device
+            self._pipe = None
+            self._load_error = None
+            self._offloaded = False
+        if device is not None:
+            _empty_device_cache(device)
+
+    def describe(self) -> dict[str, str]:
+        """``model``, ``device``, ``dtype``, ``state`` ("not loaded", "loaded" or "failed: reason")
+        and ``offload`` ("yes" when the weights live on the CPU between uses)."""
+        if self._load_error is not None:
+            state = f"failed: {self._load_error}"
+        else:
+            state = "loaded" if self._pipe is not None else "not loaded"
+        try:
+            device = self.device
+            dtype = str(self._dtype or _pick_dtype(device)).replace("torch.", "")
+        except Exception as exc:  # noqa: BLE001 - describe must work even without torch
+            device, dtype = self._requested_device or "unknown", f"unknown ({short_error(exc)})"
+        return {
+            "model": self.model_id, "device": device, "dtype": dtype, "state": state,
+            "offload": "yes" if self._offloaded else "no",
+        }
+
+    def is_distilled(self) -> bool:
+        """True for few-step models (turbo, LCM, lightning, hyper) that want guidance 0."""
+        name = self.model_id.lower()
+        if any(marker in name for marker in _DISTILLED_MARKERS):
+            return True
+        scheduler = getattr(self._pipe, "scheduler", None)
+        return scheduler is not None and "lcm" in type(scheduler).__name__.lower()
+
+    def native_size(self) -> int:
+        """The side of the model's native square, from the loaded UNet when possible."""
+        unet = getattr(self._pipe, "unet", None)
+        sample = getattr(getattr(unet, "config", None), "sample_size", None)
+        if isinstance(sample, (list, tuple)):
+            sample = sample[0]
+        if isinstance(sample, int) and sample > 0:
+            return sample * int(getattr(self._pipe, "vae_scale_factor", 8) or 8)
+        return native_size_for(self.model_id)
+
+    def generation_size(self, width: int, height: int) -> tuple[int, int]:
+        """A size the model handles well with the aspect ratio of ``width``x``height``."""
+        return fit_generation_size(width, height, self.native_size())
+
+    # -- loading -------------------------------------------------------------
+
+    def _load_once(self) -> None:
+        source = model_source(self.model_id)
+        try:
+            pipe = self._load_pipeline(source)
+        except Exception as exc:  # noqa: BLE001 - remembered and shown per scene
+            self._load_error = self._describe_load_error(exc)
+            log.warning("Could not load model %r: %s", self.model_id, short_error(exc, 400, with_type=True))
+            return
+        self._pipe = pipe
+        log.info(
+            "Loaded model %r (%s) on %s as %s%s", self.model_id, source, self.device,
+            str(self._dtype).replace("torch.", ""), " with CPU offload" if self._offloaded else "",
+        )
+
+    def _describe_load_error(self, exc: BaseException) -> str:
+        # Missing files and an unreachable hub both surface as OSError (or ValueError for a
+        # missing variant); anything else, such as a CUDA error, is said as it is.
+        if isinstance(exc, (OSError, ValueError)):
+            return f"Model '{self.model_id}' could not be loaded (offline or not found): {short_error(exc)}"
+        return f"Model '{self.model_id}' could not be loaded: {short_error(exc, with_type=True)}"
+
+    def _load_pipeline(self, source: str) -> Any:
+        device = self.device
+        self._dtype = _pick_dtype(device)
+        if source == "single_file":
+            pipe = self._load_single_file()
+        else:
+            pipe = self._load_pretrained(source)
+        if getattr(pipe, "safety_checker", None) is not None:
+            pipe.safety_checker = None  # the app renders the user's own prompts; no NSFW blanking
+        self._place(pipe, device)
+        if hasattr(pipe, "set_progress_bar_config"):
+            pipe.set_progress_bar_config(disable=True)
+        return pipe
+
+    def _wants_safety_kwargs(self, source: str) -> bool:
+        # Only SD 1.x/2.x pipelines take safety_checker=None; others would warn about the kwarg.
+        if source == "folder":
+            index = Path(self.model_id).expanduser() / "model_index.json"
+            try:
+                return "safety_checker" in json.loads(index.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                return False
+        return not looks_like_sdxl(self.model_id)
+
+    def _load_pretrained(self, source: str) -> Any:
+        import torch
+        from diffusers import AutoPipelineForText2Image
+
+        model = str(Path(self.model_id).expanduser()) if source == "folder" else self.model_id
+        kwargs: dict[str, Any] = {"dtype": self._dtype, "local_files_only": self.local_files_only}
+        if self._wants_safety_kwargs(source):
+            kwargs.update(safety_checker=None, requires_safety_checker=False)
+        if source == "hub" and self._dtype != torch.float32:
+            # Half-precision weight files halve the download; not every repo has them.
+            try:
+                return AutoPipelineForText2Image.from_pretrained(model, variant="fp16", **kwargs)
+            except (OSError, ValueError) as exc:
+                log.info("No fp16 variant for %r (%s); loading the default weights", model, short_error(exc))
+        return AutoPipelineForText2Image.from_pretrained(model, **kwargs)
+
+    def _load_single_file(self) -> Any:
+        from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
+
+        path = str(Path(self.model_id).expanduser())
+        # from_single_file fetches the matching config from the hub (or its cache).
+        if looks_like_sdxl(self.model_id):
+            return StableDiffusionXLPipeline.from_single_file(
+                path, dtype=self._dtype, local_files_only=self.local_files_only
+            )
+        return StableDiffusionPipeline.from_single_file(
+            path, dtype=self._dtype, local_files_only=self.local_files_only,
+            safety_checker=None, requires_safety_checker=False,
+        )
+
+    def _place(self, pipe: Any, device: str) -> None:
+        if not device.startswith("cuda"):
+            pipe.to(device)
+            return
+        import torch
+
+        weights = _weights_bytes(pipe)
+        free, _total = torch.cuda.mem_get_info(torch.device(device))
+        vae = getattr(pipe, "vae", None)
+        if needs_cpu_offload(weights, free):
+            log.warning(
+                "GPU %s has %.1f GiB free for %.1f GiB of weights: using CPU offload and VAE tiling",
+                device, free / _GIB, weights / _GIB,
+            )
+            pipe.enable_model_cpu_offload(device=device)
+            self._offloaded = True
+            if vae is not None and hasattr(vae, "enable_tiling"):
+                vae.enable_tiling()
+        else:
+            pipe.to(device)
+        # Decoding one image at a time keeps the VAE's peak memory flat in batch size.
+        if vae is not None and hasattr(vae, "enable_slicing"):
+            vae.enable_slicing()
+
+    # -- generation ----------------------------------------------------------
+
+    def _batch_size_for(self, request: KeyframeRequest) -> int:
+        if self.batch_size:
+            return self.batch_size
+        device = self.device
+        if device.startswith("cuda"):
+            if self._offloaded:
+                return 1  # a GPU too small for the weights has no room for batches either
+            import torch
+
+            try:
+                free, _total = torch.cuda.mem_get_info(torch.device(device))
+            except Exception as exc:  # noqa: BLE001 - a failed query must not fail the render
+                log.warning("Could not read free GPU memory (%s); generating one image at a time", short_error(exc))
+                return 1
+            return auto_batch_size(free, request.width, request.height, request.guidance_scale)
+        return MPS_BATCH_SIZE if device.startswith("mps") else CPU_BATCH_SIZE
+
+    def generate(
+        self,
+        requests: list[KeyframeRequest],
+        on_step: StepCallback | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> list[GeneratedImage]:
+        """Generate one image per request, in request order; never raises for a scene that fails.
+
+        Requests with equal size, steps and guidance run as batches; each image
+        has its own seeded generator, so a batch gives the same images as one
+        request at a time. ``on_step(scene_indices, step, total, previews)`` is
+        called after every denoising step; ``should_stop()`` is polled at every
+        step and stops the batch (its scenes, and those not yet run, come back
+        with reason "stopped").
+        """
+        requests = list(requests)
+        if not requests:
+            return []
+        if not self.load():
+            reason = self._load_error or f"Model '{self.model_id}' could not be loaded"
+            for request in requests:
+                log.info("Scene %d: no AI image (%s)", request.scene_index + 1, reason)
+            return [GeneratedImage(r.scene_index, None, reason) for r in requests]
+        stop = _StopSignal(should_stop)
+        results: dict[int, GeneratedImage] = {}
+        for group in group_requests(requests):
+            results.update(self._run_group(requests, group, on_step, stop))
+        return [results[position] for position in range(len(requests))]
+
+    def _run_group(
+        self,
+        requests: list[KeyframeRequest],
+        group: list[int],
+        on_step: StepCallback | None,
+        should_stop: Callable[[], bool] | None,
+    ) -> dict[int, GeneratedImage]:
+        results: dict[int, GeneratedImage] = {}
+        pending = list(group)
+        batch_size = self._batch_size_for(requests[group[0]])
+        while pending:
+            if _stop_requested(should_stop):
+                results.update(_failed(pending, requests, REASON_STOPPED))
+                break
+            chunk = pending[:batch_size]
+            try:
+                results.update(self._run_batch(requests, chunk, on_step, should_stop))
+                pending = pending[len(chunk):]
+                continue
+            except Exception as exc:  # noqa: BLE001 - every failure becomes a per-scene reason
+                if not is_out_of_memory(exc):
+                    reason = f"generation failed: {short_error(exc, with_type=True)}"
+                    log.warning("Scenes %s failed: %s", [requests[p].scene_index + 1 for p in chunk], reason)
+                    results.update(_failed(chunk, requests, reason))
+                    pending = pending[len(chunk):]
+                    continue
+            # Out of memory. Handled outside the except block so the traceback's tensors are freed.
+            _empty_device_cache(self.device)
+            if len(chunk) > 1:
+                batch_size = max(1, len(chunk) // 2)
+                log.warning("Out of GPU memory with a batch of %d; retrying with %d", len(chunk), batch_size)
+                continue
+            log.warning("Scene %d: out of GPU memory even alone", requests[chunk[0]].scene_index + 1)
+            results.update(_failed(chunk, requests, REASON_OUT_OF_MEMORY))
+            pending = pending[1:]
+        return results
+
+    def _generator(self, seed: int) -> Any:
+        import torch
+
+        # CUDA generators keep the noise on the GPU; MPS and CPU draw on the CPU, which is
+        # what diffusers does for MPS anyway and makes seeds reproducible across machines.
+        device = self.device if self.device.startswith("cuda") else "cpu"
+        return torch.Generator(device).manual_seed(int(seed))
+
+    def _run_batch(
+        self,
+        requests: list[KeyframeRequest],
+        chunk: list[int],
+        on_step: StepCallback | None,
+        should_stop: Callable[[], bool] | None,
+    ) -> dict[int, GeneratedImage]:
+        batch = [requests[p] for p in chunk]
+        first = batch[0]
+        state = _BatchState(
+            scene_indices=[r.scene_index for r in batch],
+            total_steps=first.steps,
+            xl="XL" in type(self._pipe).__name__,
+            on_step=on_step,
+            should_stop=should_stop,
+        )
+        kwargs: dict[str, Any] = {
+            "prompt": [r.prompt for r in batch],
+            "num_inference_steps": first.steps,
+            "guidance_scale": first.guidance_scale,
+            "width": _round8(first.width),
+            "height": _round8(first.height),
+            "generator": [self._generator(r.seed) for r in batch],
+            "output_type": "np",  # float pixels, so NaN survives to be detected
+        }
+        if first.negative_prompt:
+            kwargs["negative_prompt"] = [r.negative_prompt for r in batch]
+        if self._supports_step_callback():
+            kwargs["callback_on_step_end"] = lambda pipe, step, timestep, tensors: self._on_step_end(
+                state, pipe, step, tensors
+            )
+            kwargs["callback_on_step_end_tensor_inputs"] = ["latents"]
+        # The pipeline runs under its own torch.no_grad(); inference_mode is avoided on purpose
+        # because CPU-offload hooks move weights in place between calls.
+        with self._gpu_lock:
+            images = np.asarray(self._pipe(**kwargs).images)
+        return self._collect(requests, chunk, images, state)
+
+    def _supports_step_callback(self) -> bool:
+        try:
+            return "callback_on_step_end" in inspect.signature(self._pipe.__call__).parameters
+        except (TypeError, ValueError):
+            return False
+
+    def _on_step_end(self, state: _BatchState, pipe: Any, step: int, tensors: dict) -> dict:
+        import torch
+
+        latents = tensors.get("latents")
+        total = int(getattr(pipe, "_num_timesteps", 0) or state.total_steps)
+        if latents is not None and step + 1 >= total:
+            # Checked once, on the final latents: a per-step check would sync the GPU every step.
+            finite = torch.isfinite(latents.reshape(latents.shape[0], -1)).all(dim=1).tolist()
+            state.bad_latents.update(i for i, ok in enumerate(finite) if not ok)
+        if state.on_step is not None:
+            previews = latents_to_previews(latents.float().cpu().numpy(), state.xl) if latents is not None else []
+            try:
+                state.on_step(list(state.scene_indices), step + 1, total, previews)
+            except RenderCancelled:
+                state.stopped = True
+            except Exception:  # noqa: BLE001 - a broken preview must not cost the image
+                log.exception("on_step callback failed; ignoring it")
+        if state.stopped or _stop_requested(state.should_stop):
+            state.stopped = True
+            if isinstance(state.should_stop, _StopSignal):
+                state.should_stop.set()  # later batches of this call stop too
+            pipe._interrupt = True  # diffusers skips the remaining steps
+        return tensors
+
+    def _collect(
+        self, requests: list[KeyframeRequest], chunk: list[int], images: np.ndarray, state: _BatchState
+    ) -> dict[int, GeneratedImage]:
+        results: dict[int, GeneratedImage] = {}
+        for offset, position in enumerate(chunk):
+            request = requests[position]
+            if state.stopped:
+                result = GeneratedImage(request.scene_index, None, REASON_STOPPED)
+            elif offset in state.bad_latents or offset >= len(images) or _is_blank(images[offset]):
+                result = GeneratedImage(request.scene_index, None, REASON_BLANK)
+            else:
+                image = _to_pil(images[offset], request.width, request.height)
+                result = GeneratedImage(request.scene_index, image)
+            if result.image is not None:
+                log.info(
+                    "Scene %d: AI image from %s on %s (%d steps, %dx%d)", request.scene_index + 1,
+                    self.model_id, self.device, request.steps, request.width, request.height,
+                )
+            else:
+                log.info("Scene %d: no AI image (%s)", request.scene_index + 1, result.reason)
+            results[position] = result
+        return results
+
+
+# --------------------------------------------------------------------------- several GPUs
+
+
+class MultiDeviceModel:
+    """Several per-device models (one pipeline per GPU) behind one ImageModel.
+
+    Batches are spread by :func:`assign_batches`; each device runs its batches
+    in its own thread and results come back in request order. ``on_step`` may
+    be called from those threads, one call at a time.
+    """
+
+    def __init__(self, managers: Mapping[str, ImageModel], batch_size: int | None = None) -> None:
+        if not managers:
+            raise ValueError("MultiDeviceModel needs at least one device")
+        self.managers: dict[str, ImageModel] = dict(managers)
+        self.batch_size = batch_size
+        first = next(iter(self.managers.values()))
+        self.model_id = first.model_id
+        self._callback_lock = threading.Lock()
+
+    @property
+    def _first(self) -> ImageModel:
+        return next(iter(self.managers.values()))
+
+    def load(self) -> bool:
+        """Load every device's pipeline; True when all are ready."""
+        ready = [bool(getattr(m, "load", lambda: True)()) for m in self.managers.values()]
+        return all(ready)
+
+    def describe(self) -> dict[str, str]:
+        """The first device's description, with every device listed and the worst state."""
+        described = [m.describe() for m in self.managers.values()]
+        info = dict(described[0])
+        info["device"] = ", ".join(self.managers)
+        states = [d.get("state", "") for d in described]
+        info["state"] = next((s for s in states if s != "loaded"), "loaded")
+        return info
+
+    def is_distilled(self) -> bool:
+        return self._first.is_distilled()
+
+    def generation_size(self, width: int, height: int) -> tuple[int, int]:
+        return self._first.generation_size(width, height)
+
+    def generate(
+        self,
+        requests: list[KeyframeRequest],
+        on_step: StepCallback | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> list[GeneratedImage]:
+        """Generate on all devices in parallel; one result per request, in request order."""
+        requests = list(requests)
+        if not requests:
+            return []
+        plan = plan_batches(requests, len(self.managers), self.batch_size)
+        locked_on_step = self._serialised(on_step)
+        results: dict[int, GeneratedImage] = {}
+        workers = [(m, batches) for m, batches in zip(self.managers.values(), plan) if batches]
+        with ThreadPoolExecutor(max_workers=len(workers), thread_name_prefix="scene2video-gpu") as pool:
+            futures = [
+                pool.submit(self._run_device, manager, requests, batches, locked_on_step, should_stop)
+                for manager, batches in workers
+            ]
+            for future in futures:
+                results.update(future.result())
+        return [results[position] for position in range(len(requests))]
+
+    def _serialised(self, on_step: StepCallback | None) -> StepCallback | None:
+        if on_step is None:
+            return None
+
+        def call(indices: list[int], step: int, total: int, previews: list[Image.Image]) -> None:
+            with self._callback_lock:
+                on_step(indices, step, total, previews)
+
+        return call
+
+    @staticmethod
+    def _run_device(
+        manager: ImageModel,
+        requests: list[KeyframeRequest],
+        batches: list[list[int]],
+        on_step: StepCallback | None,
+        should_stop: Callable[[], bool] | None,
+    ) -> dict[int, GeneratedImage]:
+        results: dict[int, GeneratedImage] = {}
+        for batch in batches:
+            if _stop_requested(should_stop):
+                results.update(_failed(batch, requests, REASON_STOPPED))
+                continue
+            try:
+                answers = list(manager.generate([requests[p] for p in batch], on_step, should_stop))
+            except Exception as exc:  # noqa: BLE001 - the contract is "never raises"
+                answers = []
+                reason = f"generation failed: {short_error(exc, with_type=True)}"
+                log.warning("Device batch failed: %s", reason)
+                results.update(_failed(batch, requests, reason))
+                continue
+            for offset, position in enumerate(batch):
+                if offset < len(answers):
+                    results[position] = answers[offset]
+                else:
+                    results.update(_failed([position], requests, "generation failed: no image returned"))
+        return results
+
+
+# --------------------------------------------------------------------------- shared instances
+
+_MANAGERS: dict[tuple, ModelManager] = {}
+_MULTI: dict[tuple, MultiDeviceModel] = {}
+_REGISTRY_LOCK = threading.Lock()
+
+
+def _normalise_model_id(model_id: str | None) -> str:
+    model_id = (model_id or default_model_id()).strip()
+    path = Path(model_id).expanduser()
+    return str(path.resolve()) if path.exists() else model_id
+
+
+def get_model_manager(
+    model_id: str | None = None,
+    device: str | None = None,
+    *,
+    local_files_only: bool = False,
+    batch_size: int | None = None,
+) -> ModelManager:
+    """The process-wide ModelManager for these arguments (same arguments, same instance).
+
+    Nothing is loaded here; the model loads on first use or on ``load()``.
+    """
+    key = (_normalise_model_id(model_id), device, local_files_only, batch_size)
+    with _REGISTRY_LOCK:
+        manager = _MANAGERS.get(key)
+        if manager is None:
+            manager = ModelManager(key[0], device, local_files_only=local_files_only, batch_size=batch_size)
+            _MANAGERS[key] = manager
+        return manager
+
+
+def get_image_model(
+    model_id: str | None = None,
+    device: str | None = None,
+    *,
+    local_files_only: bool = False,
+    batch_size: int | None = None,
+) -> ImageModel:
+    """The shared model to render with: a MultiDeviceModel over all GPUs when there are
+    several and no device is forced, else the ModelManager from :func:`get_model_manager`.
+    """
+    if device is None:
+        import torch
+
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count > 1:
+            key = (_normalise_model_id(model_id), count, local_files_only, batch_size)
+            with _REGISTRY_LOCK:
+                multi = _MULTI.get(key)
+            if multi is None:
+                managers = {
+                    f"cuda:{i}": get_model_manager(
+                        model_id, f"cuda:{i}", local_files_only=local_files_only, batch_size=batch_size
+                    )
+                    for i in range(count)
+                }
+                with _REGISTRY_LOCK:
+                    multi = _MULTI.setdefault(key, MultiDeviceModel(managers, batch_size))
+            return multi
+    return get_model_manager(model_id, device, local_files_only=local_files_only, batch_size=batch_size)
+
+
+def clear_model_managers() -> None:
+    """Forget every shared instance (for tests); loaded weights are freed once unreferenced."""
+    with _REGISTRY_LOCK:
+        _MANAGERS.clear()
+        _MULTI.clear()

@@ -1,0 +1,532 @@
+"""ModelManager against a tiny random diffusers pipeline on the CPU (64 px images).
+
+The CUDA-only paths (device and dtype choice, CPU offload, memory-based batch
+size) are tested with torch.cuda functions patched, since there is no GPU here.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline import model as model_module
+from pipeline.generation import GeneratedImage, KeyframeRequest
+from pipeline.model import (
+    DEFAULT_MODEL_ID,
+    REASON_BLANK,
+    REASON_OUT_OF_MEMORY,
+    REASON_STOPPED,
+    ModelManager,
+    MultiDeviceModel,
+    assign_batches,
+    auto_batch_size,
+    fit_generation_size,
+    get_image_model,
+    get_model_manager,
+    latents_to_previews,
+    looks_like_sdxl,
+    model_source,
+    needs_cpu_offload,
+)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def request(index: int, seed: int | None = None, steps: int = 2, size: tuple[int, int] = (64, 64),
+            prompt: str = "a red fox in the snow", guidance: float = 0.0) -> KeyframeRequest:
+    return KeyframeRequest(
+        scene_index=index, prompt=prompt, negative_prompt="", seed=index if seed is None else seed,
+        steps=steps, guidance_scale=guidance, width=size[0], height=size[1],
+    )
+
+
+def pixels(result: GeneratedImage) -> np.ndarray:
+    assert result.image is not None, result.reason
+    return np.asarray(result.image).astype(np.int16)
+
+
+def count_calls(monkeypatch, module) -> list[int]:
+    """Count calls of ``module.forward`` (a one-item list, read after the run)."""
+    counter = [0]
+    original = module.forward
+
+    def counted(*args, **kwargs):
+        counter[0] += 1
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(module, "forward", counted)
+    return counter
+
+
+@pytest.fixture(scope="module")
+def manager(tiny_model_dir: Path) -> ModelManager:
+    """One loaded tiny model for the module; tests patch it only through monkeypatch."""
+    loaded = ModelManager(str(tiny_model_dir), device="cpu", local_files_only=True)
+    assert loaded.load(), loaded.describe()
+    return loaded
+
+
+# --------------------------------------------------------------------------- import cost
+
+
+def test_importing_the_model_module_does_not_import_torch():
+    code = "import sys, pipeline.model; print('torch' in sys.modules, 'diffusers' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "False"]
+
+
+# --------------------------------------------------------------------------- generation
+
+
+def test_generate_returns_images_of_the_requested_size(manager):
+    results = manager.generate([request(0), request(1, size=(96, 64)), request(2, size=(60, 44))])
+    assert [r.scene_index for r in results] == [0, 1, 2]
+    assert [r.image.size for r in results] == [(64, 64), (96, 64), (60, 44)]
+    assert all(r.reason == "" for r in results)
+    assert manager.describe()["state"] == "loaded"
+
+
+def test_same_seed_gives_the_same_image(manager):
+    first = manager.generate([request(0, seed=42)])[0]
+    again = manager.generate([request(0, seed=42)])[0]
+    other = manager.generate([request(0, seed=43)])[0]
+    assert np.array_equal(pixels(first), pixels(again))
+    assert not np.array_equal(pixels(first), pixels(other))
+
+
+def test_a_batch_gives_the_same_images_as_one_by_one(manager, monkeypatch):
+    requests = [request(i, seed=100 + i, prompt=f"scene number {i}") for i in range(3)]
+    batch_sizes: list[int] = []
+    on_step = lambda indices, step, total, previews: batch_sizes.append(len(indices))  # noqa: E731
+    monkeypatch.setattr(manager, "batch_size", 3)
+    batched = manager.generate(requests, on_step=on_step)
+    assert set(batch_sizes) == {3}
+    monkeypatch.setattr(manager, "batch_size", 1)
+    single = manager.generate(requests)
+    for a, b in zip(batched, single):
+        # Same noise (one seeded generator per image); CPU conv/matmul kernels may block a
+        # batch differently from a single image, which can move a pixel by one level.
+        assert np.abs(pixels(a) - pixels(b)).max() <= 1
+
+
+def test_on_step_gets_every_step_with_previews(manager):
+    calls = []
+    manager.generate([request(0, steps=3), request(1, steps=3)], on_step=lambda *args: calls.append(args))
+    assert [(c[0], c[1], c[2]) for c in calls] == [([0, 1], 1, 3), ([0, 1], 2, 3), ([0, 1], 3, 3)]
+    for _indices, _step, _total, previews in calls:
+        assert len(previews) == 2
+        assert all(p.size == (8, 8) and p.mode == "RGB" for p in previews)
+
+
+def test_should_stop_interrupts_within_one_step(manager, monkeypatch):
+    unet_calls = count_calls(monkeypatch, manager.pipeline.unet)
+    steps_seen: list[int] = []
+    monkeypatch.setattr(manager, "batch_size", 1)
+    results = manager.generate(
+        [request(0, steps=4), request(1, steps=4)],
+        on_step=lambda indices, step, total, previews: steps_seen.append(step),
+        should_stop=lambda: bool(steps_seen),
+    )
+    assert steps_seen == [1]
+    assert unet_calls == [1]  # one denoising step ran, the other three were skipped
+    assert [r.reason for r in results] == [REASON_STOPPED, REASON_STOPPED]
+    assert all(r.image is None for r in results)
+
+
+def test_on_step_errors_do_not_cost_the_image(manager):
+    def broken(*_args):
+        raise KeyError("ui went away")
+
+    result = manager.generate([request(0)], on_step=broken)[0]
+    assert result.image is not None
+
+
+# --------------------------------------------------------------------------- failures
+
+
+def test_an_exception_in_the_pipeline_becomes_a_reason(manager, monkeypatch):
+    def explode(*_args, **_kwargs):
+        raise ValueError("boom\nwith a second line")
+
+    monkeypatch.setattr(manager.pipeline.unet, "forward", explode)
+    results = manager.generate([request(0), request(1)])
+    assert [r.reason for r in results] == ["generation failed: ValueError: boom"] * 2
+    assert all(r.image is None for r in results)
+
+
+@pytest.mark.parametrize("fill", [float("nan"), -1.0], ids=["nan", "black"])
+def test_a_blank_image_becomes_a_reason(manager, monkeypatch, fill):
+    import torch
+
+    vae = manager.pipeline.vae
+    original = vae.decode
+
+    def blank_decode(*args, **kwargs):
+        image = original(*args, **kwargs)[0]
+        return (torch.full_like(image, fill),)
+
+    monkeypatch.setattr(vae, "decode", blank_decode)
+    result = manager.generate([request(0)])[0]
+    assert result.image is None
+    assert result.reason == REASON_BLANK
+
+
+def test_nan_latents_become_a_blank_reason(manager, monkeypatch):
+    import torch
+
+    unet = manager.pipeline.unet
+    original = unet.forward
+
+    def nan_unet(sample, *args, **kwargs):
+        out = original(sample, *args, **kwargs)
+        return (torch.full_like(out[0], float("nan")),)
+
+    monkeypatch.setattr(unet, "forward", nan_unet)
+    assert manager.generate([request(0)])[0].reason == REASON_BLANK
+
+
+def test_out_of_memory_retries_with_a_smaller_batch(manager, monkeypatch):
+    import torch
+
+    reference = [manager.generate([r])[0] for r in [request(i) for i in range(3)]]
+    unet = manager.pipeline.unet
+    original = unet.forward
+    seen: list[int] = []
+
+    def small_gpu(sample, *args, **kwargs):
+        seen.append(sample.shape[0])
+        if sample.shape[0] > 1:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return original(sample, *args, **kwargs)
+
+    monkeypatch.setattr(unet, "forward", small_gpu)
+    monkeypatch.setattr(manager, "batch_size", 3)
+    results = manager.generate([request(i) for i in range(3)])
+    assert seen[0] == 3 and set(seen[1:]) == {1}  # 3 failed, then 3 // 2 == 1 at a time
+    assert all(r.image is not None for r in results)
+    for got, want in zip(results, reference):
+        assert np.array_equal(pixels(got), pixels(want))
+
+
+def test_out_of_memory_at_batch_one_becomes_a_reason(manager, monkeypatch):
+    def no_gpu(*_args, **_kwargs):
+        raise RuntimeError("CUDA out of memory. Tried to allocate 20.00 MiB")
+
+    monkeypatch.setattr(manager.pipeline.unet, "forward", no_gpu)
+    monkeypatch.setattr(manager, "batch_size", 2)
+    results = manager.generate([request(0), request(1)])
+    assert [r.reason for r in results] == [REASON_OUT_OF_MEMORY] * 2
+
+
+def test_a_bad_path_gives_every_scene_a_reason(tmp_path):
+    missing = ModelManager(str(tmp_path / "no-such-model"), device="cpu", local_files_only=True)
+    results = missing.generate([request(0), request(1)])
+    assert [r.scene_index for r in results] == [0, 1]
+    assert all(r.image is None and "could not be loaded" in r.reason for r in results)
+    assert "\n" not in results[0].reason and len(results[0].reason) < 300
+    assert missing.describe()["state"].startswith("failed: ")
+    # Remembered: the next render does not try again.
+    assert missing.generate([request(2)])[0].reason == results[0].reason
+
+
+def test_the_default_hub_model_fails_fast_offline():
+    started = time.monotonic()
+    offline = ModelManager(DEFAULT_MODEL_ID, device="cpu")
+    result = offline.generate([request(0)])[0]
+    assert time.monotonic() - started < 10
+    assert result.image is None
+    assert result.reason.startswith(f"Model '{DEFAULT_MODEL_ID}' could not be loaded (offline or not found): ")
+
+
+# --------------------------------------------------------------------------- loading once
+
+
+def test_the_model_is_loaded_once(tiny_model_dir, monkeypatch):
+    from diffusers import AutoPipelineForText2Image
+
+    original = AutoPipelineForText2Image.from_pretrained
+    loads: list[str] = []
+
+    def counting(cls, *args, **kwargs):
+        loads.append(str(args[0]))
+        time.sleep(0.2)  # widen the window in which a second thread could also start a load
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(AutoPipelineForText2Image, "from_pretrained", classmethod(counting))
+    monkeypatch.setattr(model_module, "_MANAGERS", {})
+    shared = get_model_manager(str(tiny_model_dir), "cpu", local_files_only=True)
+    assert get_model_manager(str(tiny_model_dir), "cpu", local_files_only=True) is shared
+    assert shared.describe()["state"] == "not loaded"
+    threads = [threading.Thread(target=shared.generate, args=([request(i)],)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert shared.generate([request(3)])[0].image is not None
+    assert len(loads) == 1
+
+
+def test_reset_allows_a_retry(tmp_path, tiny_model_dir):
+    target = tmp_path / "model"
+    flaky = ModelManager(str(target), device="cpu", local_files_only=True)
+    assert not flaky.load()
+    import shutil
+
+    shutil.copytree(tiny_model_dir, target)
+    assert not flaky.load()  # the failure is remembered
+    flaky.reset()
+    assert flaky.load()
+
+
+def write_fake_checkpoint(path: Path, keys: list[str]) -> Path:
+    """A .safetensors file with a valid header naming ``keys`` and no real weights."""
+    import json
+    import struct
+
+    header = {key: {"dtype": "F32", "shape": [1], "data_offsets": [4 * i, 4 * i + 4]} for i, key in enumerate(keys)}
+    blob = json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(blob)) + blob + b"\0" * 4 * len(keys))
+    return path
+
+
+def test_single_files_are_recognised_and_a_broken_one_gives_a_reason(tmp_path):
+    sd = write_fake_checkpoint(tmp_path / "my-model.safetensors", ["model.diffusion_model.input_blocks.0.0.weight"])
+    xl = write_fake_checkpoint(tmp_path / "other.safetensors", ["conditioner.embedders.1.model.ln_final.weight"])
+    assert model_source(str(sd)) == "single_file" and model_source(str(tmp_path)) == "folder"
+    assert model_source(DEFAULT_MODEL_ID) == "hub"
+    assert not looks_like_sdxl(str(sd)) and looks_like_sdxl(str(xl))
+    assert looks_like_sdxl("stabilityai/sdxl-turbo") and not looks_like_sdxl(DEFAULT_MODEL_ID)
+    result = ModelManager(str(sd), device="cpu", local_files_only=True).generate([request(0)])[0]
+    assert result.image is None and "could not be loaded" in result.reason
+
+
+@pytest.mark.parametrize("model_id, safety_kwargs", [("org/some-model", True), ("org/some-xl-model", False)])
+def test_half_precision_hub_loads_try_the_fp16_variant_first(monkeypatch, model_id, safety_kwargs):
+    import torch
+    from diffusers import AutoPipelineForText2Image
+
+    calls: list[dict] = []
+
+    def fake_from_pretrained(cls, name, **kwargs):
+        calls.append(kwargs)
+        if kwargs.get("variant"):
+            raise ValueError("no fp16 variant")
+        return "pipe"
+
+    monkeypatch.setattr(AutoPipelineForText2Image, "from_pretrained", classmethod(fake_from_pretrained))
+    hub = ModelManager(model_id, device="cuda")
+    hub._dtype = torch.float16
+    assert hub._load_pretrained("hub") == "pipe"
+    assert [c.get("variant") for c in calls] == ["fp16", None]
+    assert all(c["dtype"] is torch.float16 and c["local_files_only"] is False for c in calls)
+    assert all(("safety_checker" in c) is safety_kwargs for c in calls)
+
+
+# --------------------------------------------------------------------------- sizes and names
+
+
+def test_generation_size_follows_the_model(manager, monkeypatch):
+    monkeypatch.delenv(model_module.MODEL_ENV_VAR, raising=False)
+    turbo = ModelManager()
+    assert turbo.model_id == DEFAULT_MODEL_ID and turbo.is_distilled()
+    width, height = turbo.generation_size(1280, 720)
+    assert width % 8 == 0 and height % 8 == 0
+    assert abs(width * height - 512 * 512) < 0.05 * 512 * 512
+    assert abs(width / height - 16 / 9) < 0.03
+    assert ModelManager("stabilityai/sdxl-turbo").generation_size(1024, 1024) == (1024, 1024)
+    assert ModelManager("stabilityai/sdxl-turbo").generation_size(1920, 1080) == (1368, 768)
+    assert not ModelManager("stable-diffusion-v1-5/stable-diffusion-v1-5").is_distilled()
+    # Loaded: the UNet's sample size (8) times the VAE factor (8); never above the output.
+    assert manager.generation_size(1280, 720) == (88, 48)
+    assert manager.generation_size(40, 24) == (40, 24)
+    monkeypatch.setenv(model_module.MODEL_ENV_VAR, "my/model-lcm")
+    assert ModelManager().model_id == "my/model-lcm" and ModelManager().is_distilled()
+
+
+def test_fit_generation_size_never_exceeds_the_output():
+    assert fit_generation_size(854, 480, 512) == (680, 384)
+    assert fit_generation_size(854, 480, 1024) == (848, 480)
+    assert fit_generation_size(100, 100, 512) == (96, 96)
+
+
+def test_latent_previews_are_small_rgb_images():
+    previews = latents_to_previews(np.zeros((2, 4, 8, 12), dtype=np.float32))
+    assert [p.size for p in previews] == [(12, 8), (12, 8)]
+    assert np.asarray(previews[0]).tolist()[0][0] == [128, 128, 128]
+
+
+# --------------------------------------------------------------------------- CUDA logic, mocked
+
+
+def test_device_and_dtype_choice(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert ModelManager("x").device == "cuda"
+    assert model_module._pick_dtype("cuda") is torch.float16
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert model_module._pick_dtype("cuda:1") is torch.bfloat16
+    assert model_module._pick_dtype("mps") is torch.float16
+    assert model_module._pick_dtype("cpu") is torch.float32
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert ModelManager("x").device == "mps"
+    assert ModelManager("x", device="cpu").device == "cpu"
+
+
+class FakeVae:
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def enable_tiling(self) -> None:
+        self.calls.append("tiling")
+
+    def enable_slicing(self) -> None:
+        self.calls.append("slicing")
+
+
+class FakePipe:
+    def __init__(self) -> None:
+        import torch
+
+        self.components = {"unet": torch.nn.Linear(1000, 1000)}  # 4 MB of weights
+        self.vae = FakeVae()
+        self.calls: list[tuple] = []
+
+    def to(self, device):
+        self.calls.append(("to", device))
+
+    def enable_model_cpu_offload(self, device=None):
+        self.calls.append(("offload", device))
+
+
+@pytest.mark.parametrize("free_mb, offloaded", [(1, True), (40_000, False)])
+def test_a_small_gpu_gets_cpu_offload(monkeypatch, free_mb, offloaded):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (free_mb * 2**20, 80 * 2**30))
+    placed = ModelManager("x", device="cuda:1")
+    pipe = FakePipe()
+    placed._place(pipe, "cuda:1")
+    assert placed._offloaded is offloaded
+    if offloaded:
+        assert pipe.calls == [("offload", "cuda:1")] and pipe.vae.calls == ["tiling", "slicing"]
+        assert placed._batch_size_for(request(0)) == 1
+    else:
+        assert pipe.calls == [("to", "cuda:1")] and pipe.vae.calls == ["slicing"]
+        assert placed._batch_size_for(request(0, size=(512, 512))) == 8
+
+
+def test_memory_estimates():
+    gib = 2**30
+    assert needs_cpu_offload(weights_bytes=5 * gib, free_bytes=6 * gib)
+    assert not needs_cpu_offload(weights_bytes=5 * gib, free_bytes=10 * gib)
+    assert auto_batch_size(2 * gib, 512, 512, 0.0) == 1
+    assert auto_batch_size(3 * gib, 512, 512, 0.0) == 3
+    assert auto_batch_size(3 * gib, 512, 512, 7.5) == 1  # guidance doubles the UNet batch
+    assert auto_batch_size(80 * gib, 1024, 1024, 0.0) == 8
+    assert ModelManager("x", device="cpu")._batch_size_for(request(0)) == 4
+    assert ModelManager("x", device="cpu", batch_size=2)._batch_size_for(request(0)) == 2
+
+
+# --------------------------------------------------------------------------- several GPUs
+
+
+def test_assign_batches_is_balanced_and_keeps_order():
+    requests = [request(i) for i in range(5)]
+    plan = assign_batches(requests, ["cuda:0", "cuda:1"], batch_size=4)
+    assert plan == {"cuda:0": [requests[0:3]], "cuda:1": [requests[3:5]]}
+    plan = assign_batches(requests, ["cuda:0", "cuda:1"], batch_size=2)
+    assert plan == {"cuda:0": [requests[0:2], requests[4:5]], "cuda:1": [requests[2:4]]}
+    assert assign_batches(requests[:1], ["cuda:0", "cuda:1", "cuda:2"], 4) == {
+        "cuda:0": [requests[:1]], "cuda:1": [], "cuda:2": [],
+    }
+
+
+def test_assign_batches_never_mixes_settings():
+    mixed = [request(0), request(1, steps=4), request(2), request(3, size=(96, 64)), request(4, steps=4)]
+    plan = assign_batches(mixed, ["cuda:0", "cuda:1"], batch_size=None)
+    batches = [batch for device_batches in plan.values() for batch in device_batches]
+    assert sorted(r.scene_index for batch in batches for r in batch) == [0, 1, 2, 3, 4]
+    for batch in batches:
+        assert len({(r.steps, r.width, r.height, r.guidance_scale) for r in batch}) == 1
+    loads = [sum(len(b) for b in device_batches) for device_batches in plan.values()]
+    assert max(loads) - min(loads) <= 1
+
+
+class FakeManager:
+    """A per-device model that answers at once and records what it was given."""
+
+    def __init__(self, name: str, fail: bool = False) -> None:
+        self.model_id = "fake/model"
+        self.name = name
+        self.fail = fail
+        self.batches: list[list[int]] = []
+        self.threads: set[str] = set()
+
+    def describe(self) -> dict[str, str]:
+        return {"model": self.model_id, "device": self.name, "dtype": "float16", "state": "loaded"}
+
+    def is_distilled(self) -> bool:
+        return True
+
+    def generation_size(self, width: int, height: int) -> tuple[int, int]:
+        return width // 8 * 8, height // 8 * 8
+
+    def generate(self, requests, on_step=None, should_stop=None):
+        if self.fail:
+            raise RuntimeError("device lost")
+        self.threads.add(threading.current_thread().name)
+        self.batches.append([r.scene_index for r in requests])
+        if on_step:
+            on_step([r.scene_index for r in requests], 1, 1, [])
+        return [GeneratedImage(r.scene_index, None, f"drawn on {self.name}") for r in requests]
+
+
+def test_multi_device_model_spreads_work_and_keeps_request_order():
+    managers = {"cuda:0": FakeManager("cuda:0"), "cuda:1": FakeManager("cuda:1")}
+    multi = MultiDeviceModel(managers, batch_size=2)
+    steps: list[list[int]] = []
+    results = multi.generate([request(i) for i in range(5)], on_step=lambda i, *_: steps.append(i))
+    assert [r.scene_index for r in results] == [0, 1, 2, 3, 4]
+    assert [r.reason for r in results] == ["drawn on cuda:0"] * 2 + ["drawn on cuda:1"] * 2 + ["drawn on cuda:0"]
+    assert managers["cuda:0"].batches == [[0, 1], [4]] and managers["cuda:1"].batches == [[2, 3]]
+    assert sorted(map(sorted, steps)) == [[0, 1], [2, 3], [4]]
+    assert multi.describe()["device"] == "cuda:0, cuda:1"
+    assert multi.is_distilled() and multi.generation_size(100, 60) == (96, 56)
+
+
+def test_get_image_model_uses_every_gpu(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(model_module, "_MANAGERS", {})
+    monkeypatch.setattr(model_module, "_MULTI", {})
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    multi = get_image_model("org/model")
+    assert isinstance(multi, MultiDeviceModel) and get_image_model("org/model") is multi
+    assert list(multi.managers) == ["cuda:0", "cuda:1"]
+    assert multi.managers["cuda:1"] is get_model_manager("org/model", "cuda:1")
+    assert not any(m.loaded for m in multi.managers.values())  # nothing is loaded until used
+    assert get_image_model("org/model", device="cuda:1") is multi.managers["cuda:1"]
+
+
+def test_multi_device_model_turns_a_device_failure_into_reasons():
+    managers = {"cuda:0": FakeManager("cuda:0"), "cuda:1": FakeManager("cuda:1", fail=True)}
+    results = MultiDeviceModel(managers).generate([request(i) for i in range(4)])
+    assert [r.reason for r in results] == ["drawn on cuda:0"] * 2 + ["generation failed: RuntimeError: device lost"] * 2
+
+
+def test_multi_device_model_stops_before_starting_batches():
+    managers = {"cuda:0": FakeManager("cuda:0"), "cuda:1": FakeManager("cuda:1")}
+    results = MultiDeviceModel(managers, batch_size=1).generate([request(i) for i in range(4)], should_stop=lambda: True)
+    assert [r.reason for r in results] == [REASON_STOPPED] * 4
+    assert managers["cuda:0"].batches == [] and managers["cuda:1"].batches == []
