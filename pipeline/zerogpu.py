@@ -1,0 +1,84 @@
+"""Hugging Face ZeroGPU support: ask for a GPU only while keyframes are generated.
+
+On a ZeroGPU Space the ``spaces`` package is installed and ``SPACES_ZERO_GPU``
+is set; a function wrapped with ``spaces.GPU(duration=...)`` gets a GPU for at
+most ``duration`` seconds per call. ``duration`` may be a callable: it receives
+the same arguments as the wrapped function and returns the seconds to ask for,
+so a short storyboard asks for less (and waits less in the queue) than a long
+one. Elsewhere ``spaces.GPU`` has no effect, and without the package the
+function is returned unchanged, so the same code runs locally.
+
+This module imports neither torch nor gradio (nor ``spaces``) when it is imported.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import math
+import os
+from typing import Callable, TypeVar
+
+F = TypeVar("F", bound=Callable[..., object])
+
+# Seconds of GPU time per denoising step per megapixel of keyframe. SD-Turbo's UNet
+# costs about 3.1 TFLOP per step per megapixel (bench/gpu_keyframes.py counts 0.80 TFLOP
+# at 512x512); a ZeroGPU slice of an H200 sustaining 100-200 TFLOP/s in bf16 needs
+# 0.015-0.03 s for that. The constant keeps a margin of 3x or more (attention grows
+# faster than the pixel count at 1080p, batches may be small), because a task that runs
+# over its duration is aborted. Refine it with measured GPU rows of the bench.
+STEP_SECONDS_PER_MEGAPIXEL = 0.1
+# Decoding one keyframe with the full VAE costs about 9.6 TFLOP per megapixel (3x one
+# UNet step), once per scene whatever the step count: 0.05-0.1 s, kept with 2x margin.
+DECODE_SECONDS_PER_MEGAPIXEL = 0.2
+# Moving the weights onto the GPU, CUDA start-up and the first (slow) call.
+OVERHEAD_SECONDS = 10.0
+MIN_SECONDS = 15
+DEFAULT_CAP_SECONDS = 120
+
+_FALSE_VALUES = {"", "0", "false", "no", "off"}
+
+
+def _spaces_importable() -> bool:
+    try:
+        return importlib.util.find_spec("spaces") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def zerogpu_available() -> bool:
+    """True when running on ZeroGPU: the ``spaces`` package is there and ``SPACES_ZERO_GPU`` is set."""
+    flag = os.environ.get("SPACES_ZERO_GPU")
+    if flag is None or flag.strip().lower() in _FALSE_VALUES:
+        return False
+    return _spaces_importable()
+
+
+def estimate_gpu_seconds(n_scenes: int, steps: int, width: int, height: int, cap: int = DEFAULT_CAP_SECONDS) -> int:
+    """GPU seconds to ask for: scenes x (steps x per-step cost + decode) x megapixels + overhead.
+
+    At least ``MIN_SECONDS`` (so a one-scene draft is not starved) and at most ``cap``.
+    """
+    if n_scenes < 0 or steps < 0 or width < 0 or height < 0:
+        raise ValueError("n_scenes, steps, width and height must not be negative")
+    if cap <= 0:
+        raise ValueError("cap must be a positive number of seconds")
+    megapixels = width * height / 1_000_000
+    seconds = (
+        n_scenes * megapixels * (steps * STEP_SECONDS_PER_MEGAPIXEL + DECODE_SECONDS_PER_MEGAPIXEL)
+        + OVERHEAD_SECONDS
+    )
+    return int(min(cap, max(MIN_SECONDS, math.ceil(seconds))))
+
+
+def gpu_task(fn: F, duration: Callable[..., int]) -> F:
+    """``spaces.GPU(duration=duration)(fn)`` when ``spaces`` can be imported, else ``fn`` itself.
+
+    ``duration`` is called by ``spaces`` with the same arguments as ``fn`` and returns
+    the seconds to reserve (see :func:`estimate_gpu_seconds`).
+    """
+    try:
+        spaces = importlib.import_module("spaces")
+    except ImportError:
+        return fn
+    return spaces.GPU(duration=duration)(fn)
