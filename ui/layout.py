@@ -116,8 +116,10 @@ def build_demo(pool: RendererPool, examples_first: str | None = None) -> gr.Bloc
             return rows_to_storyboard(rows, Controls(*values), limits)
 
         def generate(scenes, quality, transition, transition_duration, fps, use_ai, steps, guidance_scale, model,
-                     request: gr.Request):
+                     board_ok, request: gr.Request):
             """Render the scene table; streams keyframes, step previews, video segments, then the MP4."""
+            if not board_ok:  # the page already showed what to fix
+                return
             try:
                 storyboard = to_storyboard(scenes, quality, transition, transition_duration, fps, use_ai, steps,
                                            guidance_scale)
@@ -130,24 +132,31 @@ def build_demo(pool: RendererPool, examples_first: str | None = None) -> gr.Bloc
             finally:
                 sessions.end(request.session_hash, cancel)
 
+        def start(*values):
+            try:
+                to_storyboard(*values)
+            except StoryboardError as exc:
+                gr.Warning(str(exc), title="Please fix the storyboard")
+                return gr.skip(), gr.skip(), f"❌ **Please fix the storyboard:** {exc}", "", False
+            return gr.Button(interactive=False), gr.Button(interactive=True), "", "", True
+
         def stop(request: gr.Request):
             sessions.cancel(request.session_hash)
             return ("**Render stopped.** Press Generate to start again.", "",
                     gr.Button(interactive=True), gr.Button(interactive=False))
-
-        def lock():
-            return gr.Button(interactive=False), gr.Button(interactive=True), "", ""
 
         def unlock():
             return gr.Button(interactive=True), gr.Button(interactive=False)
 
         outputs = dict(gallery=gallery, preview=preview, progress=progress, live_video=live_video, video=video,
                        report=report, notice=notice, generate=generate_btn, stop=stop_btn)
-        locked = generate_btn.click(lock, None, [generate_btn, stop_btn, notice, progress], queue=False,
-                                    api_visibility="private")
+        # Check the table first (instant, no queue). A bad row gets a message; the table is left as it is.
+        board_ok = gr.State(True)
+        locked = generate_btn.click(start, board_inputs, [generate_btn, stop_btn, notice, progress, board_ok],
+                                    queue=False, api_visibility="private")
         render_event = locked.then(
-            generate, [*board_inputs, model_id], [outputs[name] for name in OUTPUT_NAMES], api_name="generate",
-            concurrency_id="gpu", concurrency_limit=settings.max_concurrent_renders,
+            generate, [*board_inputs, model_id, board_ok], [outputs[name] for name in OUTPUT_NAMES],
+            api_name="generate", concurrency_id="gpu", concurrency_limit=settings.max_concurrent_renders,
             show_progress="minimal", show_progress_on=[progress],
         )
         render_event.then(unlock, None, [generate_btn, stop_btn], api_visibility="private").then(

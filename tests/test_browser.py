@@ -1,0 +1,141 @@
+"""A user in headless Chromium: edits the table, presses Generate, watches, stops, fixes a bad row."""
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from server import app_settings, running_app
+
+pytestmark = [pytest.mark.browser, pytest.mark.skipif(not shutil.which("chromium"), reason="needs Debian's chromium")]
+
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "screenshot.png"
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory, tiny_model_dir):
+    settings = app_settings(tmp_path_factory.mktemp("browser"), model=str(tiny_model_dir))
+    with running_app(settings) as (url, pool):
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=FLAGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, app_url):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(app_url)
+    page.wait_for_selector("#generate")
+    yield page
+    page.close()
+
+
+def cell(page, row, col):
+    return page.locator(f'#scenes [data-row="{row}"][data-col="{col}"]')
+
+
+def edit(page, row, col, text):
+    cell(page, row, col).dblclick()
+    page.keyboard.press("Control+A")
+    page.keyboard.type(str(text))
+    page.keyboard.press("Enter")
+    page.wait_for_timeout(200)
+
+
+def delete_scene(page, number):
+    page.locator("label:has-text('Scene #') input").fill(str(number))
+    page.click("button:has-text('✕ Delete')")
+    page.wait_for_timeout(300)
+
+
+def table_text(page):
+    return [cell(page, row, col).inner_text().split("\n")[0] for row in range(4) for col in range(2)
+            if cell(page, row, col).count()]
+
+
+def video_state(page, selector):
+    return page.evaluate(f"""() => {{ const v = document.querySelector('{selector} video');
+        return v ? {{ready: v.readyState, duration: v.duration, time: v.currentTime, paused: v.paused}} : null }}""")
+
+
+def test_generate_shows_keyframes_then_a_playing_video(page):
+    delete_scene(page, 4)
+    delete_scene(page, 3)
+    edit(page, 0, 0, "a lighthouse in a storm, dramatic clouds")
+    edit(page, 0, 1, 1.5)
+    page.click("#generate")
+    page.wait_for_selector("#generate[disabled], #generate:disabled", timeout=5000)  # one render at a time
+    page.wait_for_selector("#gallery img", timeout=120_000)
+    page.wait_for_function("() => { const v = document.querySelector('#video video'); return v && v.readyState >= 2 }",
+                           timeout=180_000)
+    state = video_state(page, "#video")
+    assert abs(state["duration"] - 4.5) <= 1 / 24 + 0.01
+    page.evaluate("document.querySelector('#video video').play()")
+    page.wait_for_function("() => document.querySelector('#video video').currentTime > 0.3", timeout=20_000)
+    assert page.locator("#gallery img").count() >= 2
+    assert "Done" in page.locator("#notice").inner_text()
+    assert page.locator("#generate").is_enabled()
+    if os.environ.get("SCENE2VIDEO_SCREENSHOT"):
+        SCREENSHOT.parent.mkdir(exist_ok=True)
+        page.screenshot(path=str(SCREENSHOT), full_page=True)
+
+
+def test_live_video_plays_while_the_render_is_still_running(page):
+    if not (shutil.which("ffmpeg") and shutil.which("ffprobe")):
+        pytest.skip("streaming needs the system ffmpeg and ffprobe")
+    page.click("text=Advanced")
+    page.locator("label:has-text('Use the AI model') input").uncheck()
+    for row in range(4):
+        edit(page, row, 1, 4)
+    page.click("#generate")
+    page.wait_for_function(
+        "() => { const v = document.querySelector('#live video'); return v && v.currentTime > 0 }", timeout=120_000)
+    progress = page.locator("#progress").inner_text()
+    assert "Video ready" not in progress, "playback should start before the render ends"
+    page.wait_for_function("() => { const v = document.querySelector('#video video'); return v && v.readyState >= 2 }",
+                           timeout=180_000)
+    assert abs(video_state(page, "#video")["duration"] - 16) <= 1 / 24 + 0.01
+
+
+def test_bad_row_shows_a_message_and_keeps_the_table(page):
+    edit(page, 1, 1, 500)
+    before = table_text(page)
+    page.click("#generate")
+    page.get_by_text("Scene 2: duration must be between 0.5 and 60 seconds").first.wait_for(timeout=10_000)
+    assert table_text(page) == before
+    page.wait_for_function("() => !document.querySelector('#generate').disabled", timeout=10_000)
+    edit(page, 1, 1, 1)
+    for number in (4, 3):
+        delete_scene(page, number)
+    page.click("#generate")
+    page.wait_for_function("() => { const v = document.querySelector('#video video'); return v && v.readyState >= 2 }",
+                           timeout=180_000)
+
+
+def test_stop_ends_the_render_and_the_next_generate_works(page):
+    page.click("text=Advanced")
+    page.locator("label:has-text('Steps') input").fill("100")
+    page.click("#generate")
+    page.wait_for_function("() => document.querySelector('#preview img')", timeout=120_000)  # denoising
+    started = time.monotonic()
+    page.click("#stop")
+    page.get_by_text("Render stopped.").first.wait_for(timeout=10_000)
+    page.wait_for_function("() => !document.querySelector('#generate').disabled", timeout=10_000)
+    assert time.monotonic() - started < 5
+    assert page.locator("#video video").count() == 0
+    page.locator("label:has-text('Steps') input").fill("1")
+    page.click("#generate")
+    page.wait_for_function("() => { const v = document.querySelector('#video video'); return v && v.readyState >= 2 }",
+                           timeout=180_000)
