@@ -1,0 +1,51 @@
+"""python -m pipeline render: the same storyboard contract on the command line."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from media import probe
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def cli(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, "-m", "pipeline", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, timeout=300)
+
+
+def test_cli_renders_and_writes_the_report(tmp_path):
+    sb = tmp_path / "sb.json"
+    sb.write_text(json.dumps({"scenes": [{"prompt": "héllo 世界 🌍", "duration": 1}, {"prompt": "b", "duration": 1.5}],
+                              "quality": "draft", "transition": "slide", "use_ai": False}))
+    result = cli("render", sb, "-o", tmp_path / "out.mp4", "--report", tmp_path / "r.json",
+                 "--cache-dir", tmp_path / "cache")
+    assert result.returncode == 0, result.stderr
+    info = probe(tmp_path / "out.mp4")
+    assert (info.codec, info.width, info.height, info.frames) == ("h264", 854, 480, 60)
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["duration"] == 2.5 and [s["source"] for s in report["scenes"]] == ["placeholder"] * 2
+
+
+def test_cli_bad_storyboard_exits_2_with_one_line(tmp_path):
+    sb = tmp_path / "sb.json"
+    sb.write_text(json.dumps({"scenes": [{"prompt": "a", "duration": 1}, {"prompt": "b", "duration": -1}]}))
+    result = cli("render", sb, "-o", tmp_path / "out.mp4")
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: Scene 2: duration must be between 0.5 and 60 seconds (got -1)."
+    assert not (tmp_path / "out.mp4").exists()
+
+
+def test_default_model_offline_falls_back_with_the_reason(tmp_path):
+    sb = tmp_path / "sb.json"
+    sb.write_text(json.dumps({"scenes": [{"prompt": "a fox", "duration": 1}], "quality": "draft"}))
+    env_run = subprocess.run(
+        [sys.executable, "-m", "pipeline", "render", str(sb), "-o", str(tmp_path / "o.mp4"), "--report",
+         str(tmp_path / "r.json"), "--cache-dir", str(tmp_path / "c"), "--device", "cpu"],
+        capture_output=True, text=True, cwd=ROOT, timeout=300, env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"})
+    assert env_run.returncode == 0, env_run.stderr
+    scene = json.loads((tmp_path / "r.json").read_text())["scenes"][0]
+    assert scene["source"] == "placeholder"
+    assert "Model 'stabilityai/sd-turbo' could not be loaded" in scene["reason"]
+    assert "Scene 1: placeholder" in env_run.stderr + env_run.stdout
