@@ -66,8 +66,10 @@ class Renderer:
         folder = self.new_render_dir()
         finished = False
         try:
-            yield from self._render(storyboard, folder, cancel)
-            finished = True
+            for event in self._render(storyboard, folder, cancel):
+                # Finished once Done exists: a caller may close the generator as soon as it has it.
+                finished = finished or isinstance(event, Done)
+                yield event
         except RenderCancelled:
             yield Failed("Render stopped. Nothing was saved; press Generate to start again.", cancelled=True)
         except StoryboardError as exc:

@@ -111,3 +111,11 @@ def test_keyframes_are_reported_in_scene_order(renderer):
     ready = [e for e in events if isinstance(e, KeyframeReady)]
     assert [e.scene_index for e in ready] == [0, 1, 2, 3]
     assert all("switched off" in e.reason for e in ready)
+
+
+def test_closing_right_after_done_keeps_the_video(renderer):
+    sb = parse_storyboard({"scenes": [{"prompt": "keep me", "duration": 0.5}], "quality": "draft"})
+    events = renderer.render(sb)
+    done = next(e for e in events if isinstance(e, Done))
+    events.close()
+    assert done.video_path.exists() and done.report_path.exists()

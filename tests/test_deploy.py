@@ -1,0 +1,155 @@
+"""Ready for Spaces, share links and public use: front matter, flags, limits, auth, file serving."""
+
+import json
+import os
+import re
+import sys
+import time
+import urllib.request
+from dataclasses import replace
+from pathlib import Path
+from urllib.error import HTTPError
+
+import gradio as gr
+import pytest
+import yaml
+from gradio_client import Client
+
+import app as app_module
+from pipeline import StoryboardError
+from pipeline.outputs import remove_old_outputs
+from pipeline.settings import settings_from_env
+from server import app_settings, running_app
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def front_matter() -> dict:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    return yaml.safe_load(text.split("---")[1])
+
+
+def test_readme_front_matter_agrees_with_requirements_and_installed_gradio():
+    meta = front_matter()
+    pins = dict(line.split("==") for line in (ROOT / "requirements.txt").read_text().splitlines()
+                if "==" in line and not line.startswith("#"))
+    assert meta["sdk"] == "gradio" and meta["app_file"] == "app.py" and meta["python_version"] == "3.11"
+    assert meta["sdk_version"] == gr.__version__ == pins["gradio"]
+    assert pins["torch"] == "2.13.0"
+    assert meta["models"] == ["stabilityai/sd-turbo"]
+    for key in ("title", "emoji", "colorFrom", "colorTo", "suggested_hardware", "license"):
+        assert meta[key]
+    assert "ffmpeg" in (ROOT / "packages.txt").read_text().split()
+
+
+def record_launch(monkeypatch):
+    calls = {}
+    monkeypatch.setattr(gr.Blocks, "launch", lambda self, **kw: calls.update(kw))
+    return calls
+
+
+def test_share_auth_host_and_port_reach_launch(monkeypatch, tmp_path):
+    calls = record_launch(monkeypatch)
+    app_module.main(["--share", "--auth", "ann:secret", "--host", "0.0.0.0", "--port", "7999",
+                     "--output-dir", str(tmp_path)])
+    assert calls["share"] is True and calls["auth"] == ("ann", "secret")
+    assert calls["server_name"] == "0.0.0.0" and calls["server_port"] == 7999
+
+
+def test_without_host_and_port_gradio_defaults_apply(monkeypatch, tmp_path):
+    calls = record_launch(monkeypatch)
+    app_module.main(["--output-dir", str(tmp_path)])
+    assert calls["server_name"] is None and calls["server_port"] is None and calls["share"] is False
+
+
+def test_zerogpu_loads_the_model_at_start(monkeypatch, tmp_path):
+    stand_in = tmp_path / "spaces"
+    stand_in.mkdir()
+    (stand_in / "__init__.py").write_text("def GPU(fn=None, duration=60):\n    return (lambda f: f) if fn is None else fn\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("SPACES_ZERO_GPU", "true")
+    record_launch(monkeypatch)
+    loaded = []
+    monkeypatch.setattr("pipeline.service.RendererPool.preload", lambda self: loaded.append(self.settings.model))
+    app_module.main(["--output-dir", str(tmp_path / "out")])
+    assert loaded == ["stabilityai/sd-turbo"]
+
+
+def test_limits_from_env_and_safe_public_defaults():
+    space = settings_from_env({"SPACE_ID": "team/scene2video"})
+    assert (space.max_scenes, space.max_total_seconds, space.max_quality, space.allow_model_change) == (
+        20, 120.0, "high", False)
+    local = settings_from_env({"SCENE2VIDEO_MAX_SCENES": "3", "SCENE2VIDEO_MAX_QUALITY": "draft"})
+    assert local.max_scenes == 3 and local.limits().allowed_qualities == ("draft",) and local.allow_model_change
+    with pytest.raises(StoryboardError, match="SCENE2VIDEO_MAX_SCENES='many' is not a valid value"):
+        settings_from_env({"SCENE2VIDEO_MAX_SCENES": "many"})
+    with pytest.raises(StoryboardError, match="user:password"):
+        settings_from_env({"SCENE2VIDEO_AUTH": "nocolon"})
+
+
+def test_old_outputs_are_removed(tmp_path):
+    old, new = tmp_path / "old", tmp_path / "new"
+    old.mkdir(), new.mkdir()
+    os.utime(old, (time.time() - 3 * 3600,) * 2)
+    assert remove_old_outputs(tmp_path, max_age_hours=2) == 1
+    assert not old.exists() and new.exists()
+
+
+@pytest.fixture(scope="module")
+def public_app(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("public")
+    settings = replace(app_settings(tmp), max_scenes=2, max_quality="standard", allow_model_change=False)
+    with running_app(settings) as (url, pool):
+        yield url, pool
+
+
+def test_readme_client_example_runs(public_app, capsys):
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    code = re.search(r"<!-- api-example.*?```python\n(.*?)```", text, re.S).group(1)
+    exec(compile(code.replace("http://127.0.0.1:7860/", public_app[0]), "README example", "exec"), {})
+    printed = capsys.readouterr().out
+    assert ".mp4 4.0 ['placeholder', 'placeholder']" in printed
+
+
+def test_going_over_a_public_limit_gives_a_clear_message(public_app):
+    client = Client(public_app[0], verbose=False)
+    three = {"scenes": [{"prompt": str(i), "duration": 1} for i in range(3)], "use_ai": False}
+    with pytest.raises(Exception, match="3 scenes given; the most allowed is 2"):
+        client.predict(json.dumps(three), api_name="/render")
+    with pytest.raises(Exception, match="quality 'high' is not allowed"):
+        client.predict(json.dumps({"scenes": [{"prompt": "x", "duration": 1}], "quality": "high"}), api_name="/render")
+
+
+def status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status
+    except HTTPError as exc:
+        return exc.code
+
+
+def test_server_refuses_files_outside_its_folders(public_app):
+    url, pool = public_app
+    client = Client(url, verbose=False)
+    video, _ = client.predict(json.dumps({"scenes": [{"prompt": "x", "duration": 1}], "use_ai": False,
+                                          "quality": "draft"}), api_name="/render")
+    outputs = pool.settings.output_dir.resolve()
+    render_dirs = [p for p in outputs.iterdir() if p.is_dir()]
+    assert render_dirs and all(len(p.name) >= 20 for p in render_dirs)  # unguessable names
+    guessed = outputs / "0000000000000000000000" / "scene2video.mp4"
+    for path in [ROOT / "app.py", ROOT / "pipeline" / "settings.py", Path("/etc/passwd"), guessed,
+                 outputs / ".." / ".." / "app.py", outputs, Path(sys.executable)]:
+        for prefix in ("gradio_api/file=", "file="):
+            assert status(url + prefix + str(path)) in (403, 404), path
+    assert status(url + "gradio_api/file=../../app.py") in (403, 404)
+
+
+def test_auth_protects_page_and_api(tmp_path):
+    settings = replace(app_settings(tmp_path), auth="ann:secret")
+    with running_app(settings) as (url, _):
+        with pytest.raises(Exception):
+            Client(url, verbose=False).predict("{}", api_name="/render")
+        client = Client(url, auth=("ann", "secret"), verbose=False)
+        _, report = client.predict(json.dumps({"scenes": [{"prompt": "x", "duration": 0.5}], "use_ai": False,
+                                               "quality": "draft"}), api_name="/render")
+        assert report["frames"] == 12
