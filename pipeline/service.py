@@ -36,12 +36,12 @@ class RendererPool:
 
     def get(self, model_id: str | None = None) -> Renderer:
         """The renderer for ``model_id`` (the configured model when None or when changes are off)."""
-        from .model import get_model_manager
+        from .model import get_image_model
 
         if not model_id or not self.settings.allow_model_change:
             model_id = self.settings.model
         if model_id not in self._renderers:
-            model = get_model_manager(model_id, device=self.settings.device, batch_size=self.settings.batch_size)
+            model = get_image_model(model_id, device=self.settings.device, batch_size=self.settings.batch_size)
             self._renderers[model_id] = Renderer(
                 self.settings.output_dir, model=model, cache=self.cache, batch_size=self.settings.batch_size,
                 output_max_age_hours=self.settings.output_max_age_hours,
