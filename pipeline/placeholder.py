@@ -107,9 +107,35 @@ def _clean(prompt: str) -> str:
     return "".join(kept).strip()
 
 
+# DejaVu has no CJK glyphs; Noto Sans CJK (Debian's fonts-noto-cjk, listed in packages.txt)
+# covers CJK and Latin, so a prompt that needs it is drawn with it whole.
+_CJK_FONTS = (
+    Path("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc"),
+    Path("/usr/share/fonts/noto-cjk/NotoSansCJK-Regular.ttc"),
+    Path("/usr/share/fonts/google-noto-cjk/NotoSansCJK-Regular.ttc"),
+)
+_CJK_RANGES = ((0x2E80, 0x9FFF), (0xAC00, 0xD7AF), (0xF900, 0xFAFF), (0xFF00, 0xFFEF), (0x20000, 0x2FA1F))
+
+
+def _needs_cjk(text: str) -> bool:
+    return any(low <= ord(ch) <= high for ch in text for low, high in _CJK_RANGES)
+
+
+@lru_cache(maxsize=1)
+def _cjk_font_path() -> Path | None:
+    return next((path for path in _CJK_FONTS if path.exists()), None)
+
+
 @lru_cache(maxsize=64)
 def _font(name: str, size: int) -> ImageFont.FreeTypeFont:
-    return ImageFont.truetype(str(FONT_DIR / name), max(_MIN_FONT_PX, size))
+    path = Path(name) if Path(name).is_absolute() else FONT_DIR / name
+    return ImageFont.truetype(str(path), max(_MIN_FONT_PX, size))
+
+
+def _text_font_name(text: str) -> str:
+    """The font for the prompt: DejaVu, or a system CJK font when the prompt needs one and it exists."""
+    cjk = _cjk_font_path() if _needs_cjk(text) else None
+    return str(cjk) if cjk else _REGULAR
 
 
 def _draw_prompt(draw: ImageDraw.ImageDraw, text: str, ink: _Colour, width: int, height: int) -> None:
@@ -128,12 +154,13 @@ def _draw_prompt(draw: ImageDraw.ImageDraw, text: str, ink: _Colour, width: int,
 
 def _fit_text(text: str, box_w: float, box_h: float, height: int) -> tuple[ImageFont.FreeTypeFont, list[str]]:
     largest, smallest = max(_MIN_FONT_PX, round(height * 0.075)), max(_MIN_FONT_PX, round(height * 0.045))
+    name = _text_font_name(text)
     for size in range(largest, smallest - 1, -max(1, (largest - smallest) // 4)):
-        font = _font(_REGULAR, size)
+        font = _font(name, size)
         lines = _wrap(text, font, box_w)
         if len(lines) * _line_height(font) <= box_h:
             return font, lines
-    font = _font(_REGULAR, smallest)
+    font = _font(name, smallest)
     max_lines = max(1, int(box_h // _line_height(font)))
     lines = _wrap(text, font, box_w)
     if len(lines) > max_lines:

@@ -138,3 +138,12 @@ def test_load_rgb_fits_when_asked(tmp_path) -> None:
     assert raw.shape == (64, 64, 3) and raw.dtype == np.uint8
     fitted = load_rgb(path, 96, 54)
     assert fitted.shape == (54, 96, 3) and fitted.flags.c_contiguous and np.all(fitted == (10, 20, 30))
+
+
+def test_cjk_prompt_uses_a_cjk_font_when_the_system_has_one():
+    from pipeline import placeholder
+
+    if placeholder._cjk_font_path() is None:
+        pytest.skip("no Noto CJK font installed (Debian: fonts-noto-cjk)")
+    assert placeholder._text_font_name("東京の夜景 at night").endswith(".ttc")
+    assert placeholder._text_font_name("café at night") == placeholder._REGULAR
