@@ -104,7 +104,7 @@ class KeyframeStage:
             batch = pending[start:start + self.batch_size]
             if start == 0 and "loaded" != model.describe().get("state"):
                 yield Progress("loading", 0.0, f"Loading {model.model_id}…")
-            results = yield from self._generate(batch, cancel)
+            results = yield from self._with_step_progress(self._generate(batch, cancel), done, len(batch), total)
             for request, result in zip(batch, results):
                 done += 1
                 yield self._finish_scene(storyboard, request, result, work_dir)
@@ -148,6 +148,20 @@ class KeyframeStage:
             return [GeneratedImage(r.scene_index, None, reason) for r in batch]
         return outcome["results"]
 
+    @staticmethod
+    def _with_step_progress(events: Iterator[Event], done: int, batch: int, total: int) -> Iterator[Event]:
+        """Pass a batch's previews on, each followed by progress that counts its denoising steps."""
+        while True:
+            try:
+                event = next(events)
+            except StopIteration as stop:
+                return stop.value
+            yield event
+            if isinstance(event, Preview):
+                fraction = (done + batch * event.step / max(event.total_steps, 1)) / total
+                yield Progress("keyframes", min(fraction, 1.0),
+                               f"scene {event.scene_index + 1} of {total} · step {event.step} of {event.total_steps}")
+
     def _finish_scene(self, storyboard: Storyboard, request: KeyframeRequest, result: GeneratedImage,
                       work_dir: Path) -> KeyframeReady:
         if result.image is None:
@@ -178,7 +192,7 @@ def _gpu_seconds(batch: list[KeyframeRequest], *args, **kwargs) -> int:
 
 
 def _progress(done: int, total: int) -> Progress:
-    return Progress("keyframes", done / total, f"Keyframe {done} of {total}")
+    return Progress("keyframes", done / total, f"scene {done} of {total} ready")
 
 
 def _check(cancel: threading.Event) -> None:

@@ -129,8 +129,9 @@ class Renderer:
                 segment = encoder.write(frame)
                 if segment is not None:
                     yield segment
+                scene = plan.stage_at(number - 1).scene + 1
                 yield clock.progress("composing", share + (1 - share) * 0.98 * number / total,
-                                     f"Composing and encoding frame {number} of {total}")
+                                     f"scene {scene} of {len(storyboard.scenes)} · frame {number} of {total}")
             yield clock.progress("encoding", share + (1 - share) * 0.98, "Writing the MP4")
             last = encoder.finish(folder / VIDEO_NAME)
         except BaseException:

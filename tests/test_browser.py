@@ -139,3 +139,27 @@ def test_stop_ends_the_render_and_the_next_generate_works(page):
     page.click("#generate")
     page.wait_for_function("() => { const v = document.querySelector('#video video'); return v && v.readyState >= 2 }",
                            timeout=180_000)
+
+
+def test_a_second_visitor_waits_in_the_queue_and_sees_their_place(browser, app_url):
+    pages = []
+    for _ in range(2):
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(app_url)
+        page.wait_for_selector("#generate")
+        page.click("text=Advanced")
+        page.locator("label:has-text('Steps') input").fill("100")
+        pages.append(page)
+    first, second = pages
+    first.click("#generate")
+    first.wait_for_function("() => document.querySelector('#progress').innerText.includes('·')", timeout=60_000)
+    second.click("#generate")
+    second.wait_for_function("() => document.querySelector('#progress').innerText.includes('queue')", timeout=20_000)
+    assert "queue: 1/1" in second.locator("#progress").inner_text()
+    assert second.locator("#generate").is_disabled()
+    first.click("#stop")  # the line moves on: the second render starts
+    second.wait_for_function("() => document.querySelector('#progress').innerText.includes('scene')",
+                             timeout=60_000)
+    second.click("#stop")
+    for page in pages:
+        page.close()
