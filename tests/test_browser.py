@@ -47,11 +47,18 @@ def cell(page, row, col):
 
 
 def edit(page, row, col, text):
-    cell(page, row, col).dblclick()
-    page.keyboard.press("Control+A")
-    page.keyboard.type(str(text))
-    page.keyboard.press("Enter")
-    page.wait_for_timeout(200)
+    """Type into a table cell the way a user does: double-click, replace the text, Enter."""
+    for _ in range(3):
+        cell(page, row, col).dblclick()
+        page.wait_for_function("() => document.activeElement && document.activeElement.tagName === 'TEXTAREA'",
+                               timeout=5_000)
+        page.keyboard.press("Control+A")
+        page.keyboard.type(str(text))
+        page.keyboard.press("Enter")
+        page.wait_for_timeout(200)
+        if cell(page, row, col).inner_text().split("\n")[0].strip() == str(text):
+            return
+    raise AssertionError(f"could not edit cell {row},{col}")
 
 
 def delete_scene(page, number):

@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
-import tempfile
-from pathlib import Path
+from dataclasses import dataclass
 
 import gradio as gr
 
-from pipeline import MOTIONS, QUALITY_NAMES, TRANSITIONS, StoryboardError, parse_storyboard
+from pipeline import TRANSITIONS, Settings, Storyboard
 from pipeline.service import RendererPool
 
-from . import sessions
 from .examples import example_names, load_example
-from .render_view import OUTPUT_NAMES, PageRender, api_updates
-from .table import (
-    DATATYPES, HEADERS, Controls, add_row, delete_row, move_row, rows_to_dict, rows_to_storyboard,
-    storyboard_to_controls, storyboard_to_rows,
-)
+from .handlers import Handlers
+from .render_view import OUTPUT_NAMES
+from .table import DATATYPES, HEADERS, add_row, delete_row, move_row, storyboard_to_rows
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +30,7 @@ INTRO = (
     "then press **Generate**. Keyframes appear as they are made and the video plays below."
 )
 KNOWN_MODELS = ["stabilityai/sd-turbo", "stabilityai/sdxl-turbo", "stable-diffusion-v1-5/stable-diffusion-v1-5"]
+PRIVATE = dict(api_visibility="private")
 
 
 def streaming_available() -> bool:
@@ -42,16 +38,93 @@ def streaming_available() -> bool:
     return bool(shutil.which("ffmpeg") and shutil.which("ffprobe"))
 
 
+@dataclass
+class Editor:
+    """The left column: the scene table, its tools and the render controls."""
+
+    table: gr.Dataframe
+    row_number: gr.Number
+    up: gr.Button
+    down: gr.Button
+    delete: gr.Button
+    add: gr.Button
+    controls: list  # in Controls' field order: quality, transition, length, fps, use_ai, steps, guidance
+    model_id: gr.Dropdown
+    model_status: gr.Markdown
+    clear_cache: gr.Button
+    generate: gr.Button
+    stop: gr.Button
+    example: gr.Dropdown
+    load: gr.Button
+    export: gr.Button
+    import_: gr.UploadButton
+    export_file: gr.File
+
+    @property
+    def board_inputs(self) -> list:
+        return [self.table, *self.controls]
+
+
+def build_editor(first: Storyboard, settings: Settings, names: list[str]) -> Editor:
+    table = gr.Dataframe(
+        value=storyboard_to_rows(first), headers=HEADERS, datatype=DATATYPES, type="array",
+        column_count=len(HEADERS), row_count=len(first.scenes), label="Scenes", interactive=True,
+        show_row_numbers=True, wrap=True, elem_id="scenes", column_widths=["46%", "12%", "10%", "20%", "12%"],
+    )
+    with gr.Row():
+        row_number = gr.Number(label="Scene #", value=1, precision=0, minimum=1, scale=1)
+        up, down = gr.Button("↑ Move up", size="sm"), gr.Button("↓ Move down", size="sm")
+        delete, add = gr.Button("✕ Delete", size="sm"), gr.Button("+ Add scene", size="sm")
+    with gr.Row():
+        allowed = list(settings.limits().allowed_qualities)
+        quality = gr.Radio(allowed, value=first.quality if first.quality in allowed else allowed[0], label="Quality",
+                           info="draft 480p · standard 720p · high 1080p · premium 1080p30")
+        transition = gr.Dropdown(list(TRANSITIONS), value=first.transition, label="Transition")
+        length = gr.Slider(0, 2, value=first.transition_duration, step=0.1, label="Transition length (s)")
+    with gr.Accordion("Advanced", open=False):
+        with gr.Row():
+            use_ai = gr.Checkbox(value=True, label="Use the AI model (off: placeholder frames)")
+            fps = gr.Number(value=0, precision=0, label="FPS (0 = preset)")
+            steps = gr.Number(value=0, precision=0, label="Steps (0 = preset)")
+            guidance = gr.Number(value=None, label="Guidance (blank = model default)")
+        choices = KNOWN_MODELS if settings.model in KNOWN_MODELS else [settings.model, *KNOWN_MODELS]
+        model_id = gr.Dropdown(choices, value=settings.model, label="Model (hub id, local folder or .safetensors file)",
+                               allow_custom_value=True, interactive=settings.allow_model_change)
+        model_status = gr.Markdown()
+        clear_cache = gr.Button("Clear keyframe cache", size="sm")
+    with gr.Row():
+        generate = gr.Button("Generate", variant="primary", elem_id="generate")
+        stop = gr.Button("Stop", variant="stop", interactive=False, elem_id="stop")
+    with gr.Row():
+        example = gr.Dropdown(names, value=names[0], label="Example storyboards", scale=2)
+        load, export = gr.Button("Load example", size="sm"), gr.Button("Export JSON", size="sm")
+        import_ = gr.UploadButton("Import JSON", file_types=[".json"], size="sm")
+    export_file = gr.File(label="Storyboard JSON", visible=False)
+    return Editor(table, row_number, up, down, delete, add, [quality, transition, length, fps, use_ai, steps, guidance],
+                  model_id, model_status, clear_cache, generate, stop, example, load, export, import_, export_file)
+
+
+def build_outputs(stream: bool) -> dict:
+    """The right column, keyed by render_view.OUTPUT_NAMES (the buttons are added by the caller)."""
+    return dict(
+        notice=gr.Markdown(elem_id="notice"),
+        progress=gr.HTML(elem_id="progress"),
+        preview=gr.Image(label="Now generating", height=200, interactive=False, elem_id="preview"),
+        gallery=gr.Gallery(label="Keyframes", columns=4, height=220, elem_id="gallery"),
+        live_video=gr.Video(label="Live preview (plays while rendering)", streaming=True, autoplay=True,
+                            interactive=False, visible=stream, elem_id="live"),
+        video=gr.Video(label="Video", interactive=False, elem_id="video"),
+        report=gr.JSON(label="Render report", open=False),
+    )
+
+
 def build_demo(pool: RendererPool, examples_first: str | None = None) -> gr.Blocks:
     """The whole page, wired to ``pool``'s renderers. The table opens with an example loaded."""
-    settings = pool.settings
-    limits = settings.limits()
     stream = streaming_available()
     if not stream:
         log.warning("ffmpeg/ffprobe not found on PATH: the video is shown when finished, not streamed.")
     names = example_names()
-    first = load_example(examples_first or names[0])
-
+    handlers = Handlers(pool, stream)
     with gr.Blocks(title="Scene2Video", fill_width=True) as demo:
         gr.Markdown(INTRO)
         if not stream:
@@ -59,182 +132,52 @@ def build_demo(pool: RendererPool, examples_first: str | None = None) -> gr.Bloc
                         "instead of playing while it renders.")
         with gr.Row():
             with gr.Column(scale=3):
-                table = gr.Dataframe(
-                    value=storyboard_to_rows(first), headers=HEADERS, datatype=DATATYPES, type="array",
-                    column_count=len(HEADERS), row_count=len(first.scenes), label="Scenes", interactive=True,
-                    show_row_numbers=True, wrap=True, elem_id="scenes", column_widths=["46%", "12%", "10%", "20%", "12%"],
-                )
-                with gr.Row():
-                    row_number = gr.Number(label="Scene #", value=1, precision=0, minimum=1, scale=1)
-                    up_btn = gr.Button("↑ Move up", size="sm")
-                    down_btn = gr.Button("↓ Move down", size="sm")
-                    delete_btn = gr.Button("✕ Delete", size="sm")
-                    add_btn = gr.Button("+ Add scene", size="sm")
-                with gr.Row():
-                    allowed = [q for q in QUALITY_NAMES if q in limits.allowed_qualities]
-                    quality = gr.Radio(allowed, value=first.quality if first.quality in allowed else allowed[0],
-                                       label="Quality", info="draft 480p · standard 720p · high 1080p · premium 1080p30")
-                    transition = gr.Dropdown(list(TRANSITIONS), value=first.transition, label="Transition")
-                    transition_duration = gr.Slider(0, 2, value=first.transition_duration, step=0.1,
-                                                    label="Transition length (s)")
-                with gr.Accordion("Advanced", open=False):
-                    with gr.Row():
-                        use_ai = gr.Checkbox(value=True, label="Use the AI model (off: placeholder frames)")
-                        fps = gr.Number(value=0, precision=0, label="FPS (0 = preset)")
-                        steps = gr.Number(value=0, precision=0, label="Steps (0 = preset)")
-                        guidance = gr.Number(value=None, label="Guidance (blank = model default)")
-                    model_id = gr.Dropdown(
-                        KNOWN_MODELS if settings.model in KNOWN_MODELS else [settings.model, *KNOWN_MODELS],
-                        value=settings.model, label="Model (hub id, local folder or .safetensors file)",
-                        allow_custom_value=True, interactive=settings.allow_model_change,
-                    )
-                    model_status = gr.Markdown()
-                    clear_cache_btn = gr.Button("Clear keyframe cache", size="sm")
-                with gr.Row():
-                    generate_btn = gr.Button("Generate", variant="primary", elem_id="generate")
-                    stop_btn = gr.Button("Stop", variant="stop", interactive=False, elem_id="stop")
-                with gr.Row():
-                    example = gr.Dropdown(names, value=names[0], label="Example storyboards", scale=2)
-                    load_btn = gr.Button("Load example", size="sm")
-                    export_btn = gr.Button("Export JSON", size="sm")
-                    import_btn = gr.UploadButton("Import JSON", file_types=[".json"], size="sm")
-                export_file = gr.File(label="Storyboard JSON", visible=False)
+                editor = build_editor(load_example(examples_first or names[0]), pool.settings, names)
             with gr.Column(scale=2):
-                notice = gr.Markdown(elem_id="notice")
-                progress = gr.HTML(elem_id="progress")
-                preview = gr.Image(label="Now generating", height=200, interactive=False, elem_id="preview")
-                gallery = gr.Gallery(label="Keyframes", columns=4, height=220, elem_id="gallery")
-                live_video = gr.Video(label="Live preview (plays while rendering)", streaming=True, autoplay=True,
-                                      interactive=False, visible=stream, elem_id="live")
-                video = gr.Video(label="Video", interactive=False, elem_id="video")
-                report = gr.JSON(label="Render report", open=False)
-
-        controls = [quality, transition, transition_duration, fps, use_ai, steps, guidance]
-        board_inputs = [table, *controls]
-
-        def to_storyboard(rows, *values):
-            return rows_to_storyboard(rows, Controls(*values), limits)
-
-        def generate(scenes, quality, transition, transition_duration, fps, use_ai, steps, guidance_scale, model,
-                     board_ok, request: gr.Request):
-            """Render the scene table; streams keyframes, step previews, video segments, then the MP4."""
-            if not board_ok:  # the page already showed what to fix
-                return
-            try:
-                storyboard = to_storyboard(scenes, quality, transition, transition_duration, fps, use_ai, steps,
-                                           guidance_scale)
-            except StoryboardError as exc:
-                raise gr.Error(str(exc), title="Please fix the storyboard") from None
-            renderer = pool.get(model)
-            cancel = sessions.begin(request.session_hash)
-            try:
-                yield from PageRender(stream).updates(renderer.render(storyboard, cancel))
-            finally:
-                sessions.end(request.session_hash, cancel)
-
-        def start(*values):
-            try:
-                to_storyboard(*values)
-            except StoryboardError as exc:
-                gr.Warning(str(exc), title="Please fix the storyboard")
-                return gr.skip(), gr.skip(), f"❌ **Please fix the storyboard:** {exc}", "", False
-            return gr.Button(interactive=False), gr.Button(interactive=True), "", "", True
-
-        def stop(request: gr.Request):
-            sessions.cancel(request.session_hash)
-            return ("**Render stopped.** Press Generate to start again.", "",
-                    gr.Button(interactive=True), gr.Button(interactive=False))
-
-        def unlock():
-            return gr.Button(interactive=True), gr.Button(interactive=False)
-
-        outputs = dict(gallery=gallery, preview=preview, progress=progress, live_video=live_video, video=video,
-                       report=report, notice=notice, generate=generate_btn, stop=stop_btn)
-        # Check the table first (instant, no queue). A bad row gets a message; the table is left as it is.
-        board_ok = gr.State(True)
-        locked = generate_btn.click(start, board_inputs, [generate_btn, stop_btn, notice, progress, board_ok],
-                                    queue=False, api_visibility="private")
-        render_event = locked.then(
-            generate, [*board_inputs, model_id, board_ok], [outputs[name] for name in OUTPUT_NAMES],
-            api_name="generate", concurrency_id="gpu", concurrency_limit=settings.max_concurrent_renders,
-            show_progress="minimal", show_progress_on=[progress],
-        )
-        render_event.then(unlock, None, [generate_btn, stop_btn], api_visibility="private").then(
-            lambda m: model_line(pool, m), model_id, model_status, api_visibility="private")
-        stop_btn.click(stop, None, [notice, progress, generate_btn, stop_btn], cancels=[render_event],
-                       queue=False, api_visibility="private")
-
-        # Table editing helpers.
-        up_btn.click(lambda rows, n: move_row(rows, n, -1), [table, row_number], table, api_visibility="private")
-        down_btn.click(lambda rows, n: move_row(rows, n, 1), [table, row_number], table, api_visibility="private")
-        delete_btn.click(delete_row, [table, row_number], table, api_visibility="private")
-        add_btn.click(add_row, table, table, api_visibility="private")
-
-        # Examples, export and import.
-        def show(storyboard):
-            c = storyboard_to_controls(storyboard)
-            return (storyboard_to_rows(storyboard), c.quality, c.transition, c.transition_duration, c.fps,
-                    c.use_ai, c.steps, c.guidance_scale)
-
-        load_btn.click(lambda name: show(load_example(name)), example, board_inputs, api_visibility="private")
-
-        def export(rows, *values):
-            try:
-                text = to_storyboard(rows, *values).to_json()
-            except StoryboardError as exc:
-                raise gr.Error(str(exc), title="Cannot export yet") from None
-            path = Path(tempfile.mkdtemp(prefix="scene2video-export-")) / "storyboard.json"
-            path.write_text(text, encoding="utf-8")
-            return gr.File(value=str(path), visible=True)
-
-        export_btn.click(export, board_inputs, export_file, api_visibility="private")
-
-        def import_file(file):
-            try:
-                storyboard = parse_storyboard(Path(file).read_text(encoding="utf-8"), limits)
-            except UnicodeDecodeError:
-                raise gr.Error("That file is not a text JSON file.", title="Cannot import") from None
-            except StoryboardError as exc:
-                raise gr.Error(str(exc), title="Cannot import") from None
-            return show(storyboard)
-
-        import_btn.upload(import_file, import_btn, board_inputs, api_visibility="private")
-
-        def clear_cache():
-            removed = pool.cache.clear()
-            return f"Removed {removed} keyframe(s) from the cache."
-
-        clear_cache_btn.click(clear_cache, None, notice, api_visibility="private")
-        demo.load(lambda m: model_line(pool, m), model_id, model_status, api_visibility="private")
-
-        # The named API endpoint: a storyboard JSON string in, the MP4 and the report out.
-        with gr.Row(visible=False):
-            api_storyboard = gr.Textbox(label="storyboard_json")
-            api_video = gr.File(label="video")
-            api_report = gr.JSON(label="report")
-            api_trigger = gr.Button("render")
-
-        def render(storyboard_json: str):
-            """Render a storyboard (a JSON string, see the README) to an MP4; returns the MP4 and the report."""
-            try:
-                storyboard = parse_storyboard(storyboard_json, limits)
-            except StoryboardError as exc:
-                raise gr.Error(str(exc)) from None
-            yield from api_updates(pool.get().render(storyboard))
-
-        api_trigger.click(render, api_storyboard, [api_video, api_report], api_name="render",
-                          concurrency_id="gpu", concurrency_limit=settings.max_concurrent_renders)
+                outputs = build_outputs(stream)
+        outputs.update(generate=editor.generate, stop=editor.stop)
+        wire_render(editor, outputs, handlers, pool.settings)
+        wire_tools(editor, outputs, handlers)
+        demo.load(handlers.model_line, editor.model_id, editor.model_status, **PRIVATE)
+        add_render_api(handlers, pool.settings)
     return demo
 
 
-def model_line(pool: RendererPool, model_id: str | None) -> str:
-    """One line for the UI: which model, on which device, and whether it is loaded."""
-    renderer = pool.get(model_id)
-    info = renderer.model.describe() if renderer.model is not None else {}
-    return (f"**Model:** `{info.get('model', '?')}` · **device:** {info.get('device', '?')} · "
-            f"**state:** {info.get('state', '?')}")
+def wire_render(editor: Editor, outputs: dict, handlers: Handlers, settings: Settings) -> None:
+    """Generate: check at once, lock the buttons, queue the render (one GPU line), unlock. Stop cancels it."""
+    board_ok = gr.State(True)
+    started = editor.generate.click(
+        handlers.start, editor.board_inputs,
+        [editor.generate, editor.stop, outputs["notice"], outputs["progress"], board_ok], queue=False, **PRIVATE)
+    render_event = started.then(
+        handlers.generate, [*editor.board_inputs, editor.model_id, board_ok], [outputs[n] for n in OUTPUT_NAMES],
+        api_name="generate", concurrency_id="gpu", concurrency_limit=settings.max_concurrent_renders,
+        show_progress="minimal", show_progress_on=[outputs["progress"]],
+    )
+    render_event.then(handlers.unlock, None, [editor.generate, editor.stop], **PRIVATE).then(
+        handlers.model_line, editor.model_id, editor.model_status, **PRIVATE)
+    editor.stop.click(handlers.stop, None, [outputs["notice"], outputs["progress"], editor.generate, editor.stop],
+                      cancels=[render_event], queue=False, **PRIVATE)
 
 
-def storyboard_json_for(rows, controls: Controls) -> str:
-    """The JSON document the table and controls describe (used by tests and export)."""
-    return json.dumps(rows_to_dict(rows, controls), ensure_ascii=False)
+def wire_tools(editor: Editor, outputs: dict, handlers: Handlers) -> None:
+    """Row editing, examples, export/import and the cache button."""
+    table, number = editor.table, editor.row_number
+    editor.up.click(lambda rows, n: move_row(rows, n, -1), [table, number], table, **PRIVATE)
+    editor.down.click(lambda rows, n: move_row(rows, n, 1), [table, number], table, **PRIVATE)
+    editor.delete.click(delete_row, [table, number], table, **PRIVATE)
+    editor.add.click(add_row, table, table, **PRIVATE)
+    editor.load.click(handlers.load_example, editor.example, editor.board_inputs, **PRIVATE)
+    editor.export.click(handlers.export, editor.board_inputs, editor.export_file, **PRIVATE)
+    editor.import_.upload(handlers.import_file, editor.import_, editor.board_inputs, **PRIVATE)
+    editor.clear_cache.click(handlers.clear_cache, None, outputs["notice"], **PRIVATE)
+
+
+def add_render_api(handlers: Handlers, settings: Settings) -> None:
+    """The named endpoint /render: a storyboard JSON string in, the MP4 and the report out."""
+    with gr.Row(visible=False):
+        storyboard_json = gr.Textbox(label="storyboard_json")
+        video, report = gr.File(label="video"), gr.JSON(label="report")
+        trigger = gr.Button("render")
+    trigger.click(handlers.render_api, storyboard_json, [video, report], api_name="render",
+                  concurrency_id="gpu", concurrency_limit=settings.max_concurrent_renders)

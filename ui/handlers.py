@@ -1,0 +1,113 @@
+"""What the page's buttons do. Each method is a Gradio event function; none touches torch."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import gradio as gr
+
+from pipeline import Storyboard, StoryboardError, parse_storyboard
+from pipeline.service import RendererPool
+
+from . import sessions
+from .examples import load_example
+from .render_view import PageRender, api_updates
+from .table import Controls, rows_to_storyboard, storyboard_to_controls, storyboard_to_rows
+
+STOPPED = "**Render stopped.** Press Generate to start again."
+
+
+class Handlers:
+    """Event functions bound to one renderer pool and its storyboard limits."""
+
+    def __init__(self, pool: RendererPool, stream: bool):
+        self.pool = pool
+        self.limits = pool.settings.limits()
+        self.stream = stream
+
+    def storyboard(self, rows: list, *controls: Any) -> Storyboard:
+        """The validated storyboard for the table and the controls (Controls' field order)."""
+        return rows_to_storyboard(rows, Controls(*controls), self.limits)
+
+    def start(self, rows: list, *controls: Any) -> tuple:
+        """Instant check before queueing: a bad row gets its message and nothing else changes."""
+        try:
+            self.storyboard(rows, *controls)
+        except StoryboardError as exc:
+            gr.Warning(str(exc), title="Please fix the storyboard")
+            return gr.skip(), gr.skip(), f"❌ **Please fix the storyboard:** {exc}", "", False
+        return gr.Button(interactive=False), gr.Button(interactive=True), "", "", True
+
+    def generate(self, scenes: list, quality: str, transition: str, transition_duration: float, fps: float,
+                 use_ai: bool, steps: float, guidance_scale: float | None, model: str | None, board_ok: bool,
+                 request: gr.Request) -> Iterator[tuple]:
+        """Render the scene table; streams keyframes, step previews, video segments, then the MP4."""
+        if not board_ok:  # start() already showed what to fix
+            return
+        try:
+            storyboard = self.storyboard(scenes, quality, transition, transition_duration, fps, use_ai, steps,
+                                         guidance_scale)
+        except StoryboardError as exc:
+            raise gr.Error(str(exc), title="Please fix the storyboard") from None
+        cancel = sessions.begin(request.session_hash)
+        try:
+            yield from PageRender(self.stream).updates(self.pool.get(model).render(storyboard, cancel))
+        finally:
+            sessions.end(request.session_hash, cancel)
+
+    @staticmethod
+    def stop(request: gr.Request) -> tuple:
+        sessions.cancel(request.session_hash)  # the renderer sees it within one frame or step
+        return STOPPED, "", gr.Button(interactive=True), gr.Button(interactive=False)
+
+    @staticmethod
+    def unlock() -> tuple:
+        return gr.Button(interactive=True), gr.Button(interactive=False)
+
+    def render_api(self, storyboard_json: str) -> Iterator[tuple]:
+        """Render a storyboard (a JSON string, see the README) to an MP4; returns the MP4 and the report."""
+        try:
+            storyboard = parse_storyboard(storyboard_json, self.limits)
+        except StoryboardError as exc:
+            raise gr.Error(str(exc)) from None
+        yield from api_updates(self.pool.get().render(storyboard))
+
+    @staticmethod
+    def show(storyboard: Storyboard) -> tuple:
+        """Table rows and control values for a storyboard."""
+        c = storyboard_to_controls(storyboard)
+        return (storyboard_to_rows(storyboard), c.quality, c.transition, c.transition_duration, c.fps, c.use_ai,
+                c.steps, c.guidance_scale)
+
+    def load_example(self, name: str) -> tuple:
+        return self.show(load_example(name))
+
+    def export(self, rows: list, *controls: Any) -> gr.File:
+        try:
+            text = self.storyboard(rows, *controls).to_json()
+        except StoryboardError as exc:
+            raise gr.Error(str(exc), title="Cannot export yet") from None
+        path = Path(tempfile.mkdtemp(prefix="scene2video-export-")) / "storyboard.json"
+        path.write_text(text, encoding="utf-8")
+        return gr.File(value=str(path), visible=True)
+
+    def import_file(self, file: str) -> tuple:
+        try:
+            storyboard = parse_storyboard(Path(file).read_text(encoding="utf-8"), self.limits)
+        except UnicodeDecodeError:
+            raise gr.Error("That file is not a text JSON file.", title="Cannot import") from None
+        except StoryboardError as exc:
+            raise gr.Error(str(exc), title="Cannot import") from None
+        return self.show(storyboard)
+
+    def clear_cache(self) -> str:
+        return f"Removed {self.pool.cache.clear()} keyframe(s) from the cache."
+
+    def model_line(self, model_id: str | None) -> str:
+        """Which model, on which device, and whether it is loaded."""
+        model = self.pool.get(model_id).model
+        info = model.describe() if model is not None else {}
+        return (f"**Model:** `{info.get('model', '?')}` · **device:** {info.get('device', '?')} · "
+                f"**state:** {info.get('state', '?')}")
