@@ -61,6 +61,7 @@ class Settings:
 
 
 PUBLIC_DEFAULTS = dict(
+    preload=True,  # the Space downloads and loads the model while it starts, not on the first visitor's click
     max_scenes=20, max_total_seconds=120.0, max_quality="high", max_concurrent_renders=1, max_queue=20,
     allow_model_change=False, output_max_age_hours=2.0,
 )

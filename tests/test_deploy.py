@@ -77,8 +77,8 @@ def test_zerogpu_loads_the_model_at_start(monkeypatch, tmp_path):
 
 def test_limits_from_env_and_safe_public_defaults():
     space = settings_from_env({"SPACE_ID": "team/scene2video"})
-    assert (space.max_scenes, space.max_total_seconds, space.max_quality, space.allow_model_change) == (
-        20, 120.0, "high", False)
+    assert (space.max_scenes, space.max_total_seconds, space.max_quality, space.allow_model_change, space.preload) == (
+        20, 120.0, "high", False, True)
     local = settings_from_env({"SCENE2VIDEO_MAX_SCENES": "3", "SCENE2VIDEO_MAX_QUALITY": "draft"})
     assert local.max_scenes == 3 and local.limits().allowed_qualities == ("draft",) and local.allow_model_change
     with pytest.raises(StoryboardError, match="SCENE2VIDEO_MAX_SCENES='many' is not a valid value"):
