@@ -36,12 +36,14 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"error: {exc}")
     pool = RendererPool(settings)
     # ZeroGPU wants the weights loaded at start-up (then moved to the GPU per call).
-    if settings.preload or zerogpu_available():
+    preload = settings.preload or zerogpu_available()
+    if preload:
         pool.preload()
-    else:
-        pool.warm_up()
     demo = ui.build_demo(pool)
-    ui.launch(demo, settings, host=args.host, port=args.port, share=args.share)
+    ui.launch(demo, settings, host=args.host, port=args.port, share=args.share, prevent_thread_lock=True)
+    if not preload:
+        pool.warm_up()  # after the page is served, so start-up does not wait for torch's import
+    demo.block_thread()
 
 
 if __name__ == "__main__":

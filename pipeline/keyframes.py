@@ -100,9 +100,8 @@ class KeyframeStage:
             done += 1
             yield self._save(request.scene_index, image, work_dir, "cache")
             yield _progress(done, total)
-        for start in range(0, len(pending), self.batch_size):
-            batch = pending[start:start + self.batch_size]
-            if start == 0 and "loaded" != model.describe().get("state"):
+        for number, batch in enumerate(_batches(pending, self.batch_size)):
+            if number == 0 and "loaded" != model.describe().get("state"):
                 yield Progress("loading", 0.0, f"Loading {model.model_id}…")
             results = yield from self._with_step_progress(self._generate(batch, cancel), done, len(batch), total)
             for request, result in zip(batch, results):
@@ -137,8 +136,7 @@ class KeyframeStage:
         finally:
             # Closed early (the user stopped the render): tell the model, and wait for it to
             # reach the end of its current step so no GPU work outlives the render.
-            cancel_requested = worker.is_alive()
-            if cancel_requested:
+            if worker.is_alive():
                 cancel.set()
             worker.join()
         _check(cancel)
@@ -183,6 +181,18 @@ class KeyframeStage:
         # Fast PNG: these files live only as long as the render folder.
         image.convert("RGB").save(path, format="PNG", compress_level=1)
         return KeyframeReady(index, path, source, reason)
+
+
+def _batches(requests: list[KeyframeRequest], size: int) -> Iterator[list[KeyframeRequest]]:
+    """The first scene alone, so the first image shows up fast; then batches of ``size``.
+
+    A batch gives the same images as one-by-one generation (each image has its own seeded
+    generator), so this changes when images appear, not what they are.
+    """
+    if requests:
+        yield requests[:1]
+    for start in range(1, len(requests), size):
+        yield requests[start:start + size]
 
 
 def _gpu_seconds(batch: list[KeyframeRequest], *args, **kwargs) -> int:

@@ -45,6 +45,7 @@ def test_readme_front_matter_agrees_with_requirements_and_installed_gradio():
 def record_launch(monkeypatch):
     calls = {}
     monkeypatch.setattr(gr.Blocks, "launch", lambda self, **kw: calls.update(kw))
+    monkeypatch.setattr(gr.Blocks, "block_thread", lambda self: None)
     return calls
 
 

@@ -109,3 +109,13 @@ def test_cancel_during_generation_stops_the_model(tmp_path):
             cancel.set()
     assert events[-1].cancelled
     assert max(e.step for e in events if type(e).__name__ == "Preview") <= 4
+
+
+def test_first_scene_is_generated_alone_so_it_shows_up_first(tmp_path):
+    model = CountingModel()
+    batches = []
+    original = model.generate
+    model.generate = lambda requests, **kw: batches.append(len(requests)) or original(requests, **kw)
+    renderer = Renderer(tmp_path / "out", model=model, batch_size=4)
+    list(renderer.render(board(list("abcdefg"))))
+    assert batches == [1, 4, 2]
