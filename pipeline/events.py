@@ -7,7 +7,7 @@ throughout, and finally exactly one of Done or Failed.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 

@@ -1,11 +1,24 @@
-"""The request and answer types between the keyframe stage and an image model."""
+"""The request and answer types between the keyframe stage and an image model.
+
+Also the small helpers every model implementation shares: the reasons a scene
+comes back without an image, :func:`stop_requested` and :func:`failed`.
+"""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Callable, Protocol, Sequence
 
 from PIL import Image
+
+from .errors import RenderCancelled
+
+log = logging.getLogger(__name__)
+
+REASON_STOPPED = "stopped"
+REASON_OUT_OF_MEMORY = "out of GPU memory"
+REASON_BLANK = "the model returned a blank (NaN or all-black) image"
 
 
 @dataclass(frozen=True)
@@ -56,3 +69,25 @@ class ImageModel(Protocol):
         should_stop: Callable[[], bool] | None = None,
     ) -> list[GeneratedImage]:
         """Generate one image per request, in order; never raises for a per-scene failure."""
+
+
+def stop_requested(should_stop: Callable[[], bool] | None) -> bool:
+    """Poll a caller's ``should_stop``; a RenderCancelled from it means stop.
+
+    A broken stop callback must not kill the render: any other error is logged
+    and read as "carry on".
+    """
+    if should_stop is None:
+        return False
+    try:
+        return bool(should_stop())
+    except RenderCancelled:
+        return True
+    except Exception:  # noqa: BLE001 - caller code; log and carry on
+        log.exception("should_stop callback failed; ignoring it")
+        return False
+
+
+def failed(positions: Sequence[int], requests: Sequence[KeyframeRequest], reason: str) -> dict[int, GeneratedImage]:
+    """An image-less answer with ``reason`` for each of ``requests`` at ``positions``, keyed by position."""
+    return {p: GeneratedImage(requests[p].scene_index, None, reason) for p in positions}

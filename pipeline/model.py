@@ -2,9 +2,12 @@
 
 Callers use :func:`get_model_manager` (one :class:`ModelManager` per model and
 device, shared by every session) or :func:`get_image_model`, which spreads the
-work over all CUDA devices when there is more than one. Both implement
+work over all CUDA devices when there is more than one (a
+:class:`pipeline.multi_gpu.MultiDeviceModel`). Both implement
 ``pipeline.generation.ImageModel``: ``generate`` never raises for a scene that
 fails; the scene comes back with ``image=None`` and a one-line ``reason``.
+Batch sizing lives in ``pipeline.batching``, latent previews and the blank-image
+check in ``pipeline.previews``.
 
 torch and diffusers are imported inside functions only, so importing this
 module stays cheap (the app can start, and the placeholder path can run,
@@ -17,19 +20,25 @@ import gc
 import inspect
 import json
 import logging
-import math
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable
 
 import numpy as np
-from PIL import Image
 
-from .errors import RenderCancelled
-from .generation import GeneratedImage, ImageModel, KeyframeRequest, StepCallback
+from .batching import (
+    CPU_BATCH_SIZE, GIB, MPS_BATCH_SIZE, auto_batch_size, fit_generation_size, group_requests, needs_cpu_offload,
+    round8,
+)
+from .errors import RenderCancelled, is_out_of_memory, short_error
+from .generation import (
+    REASON_BLANK, REASON_OUT_OF_MEMORY, REASON_STOPPED, GeneratedImage, ImageModel, KeyframeRequest, StepCallback,
+    failed, stop_requested,
+)
+from .multi_gpu import MultiDeviceModel
+from .previews import is_blank, latents_to_previews, to_pil
 
 log = logging.getLogger(__name__)
 
@@ -41,38 +50,11 @@ KNOWN_MODELS: tuple[str, ...] = (
     "stable-diffusion-v1-5/stable-diffusion-v1-5",
 )
 
-REASON_STOPPED = "stopped"
-REASON_OUT_OF_MEMORY = "out of GPU memory"
-REASON_BLANK = "the model returned a blank (NaN or all-black) image"
-
-CPU_BATCH_SIZE = 4
-MPS_BATCH_SIZE = 2
-MAX_AUTO_BATCH_SIZE = 8
-_GIB = 1024**3
-# Rough peak activation memory per generated megapixel in half precision (UNet with SDPA,
-# VAE decode sliced per image). Only a first guess: an out-of-memory error halves the batch.
-_ACTIVATION_BYTES_PER_MEGAPIXEL = int(1.5 * _GIB)
-# Kept free beside the weights: one sliced VAE decode, the allocator's slack, other processes.
-_HEADROOM_BYTES = int(1.5 * _GIB)
-# A decoded image whose brightest pixel is below this (0..1 scale) is treated as all-black.
-_BLACK_LEVEL = 0.01
 _SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt")
 _DISTILLED_MARKERS = ("turbo", "lcm", "lightning", "hyper")
 
-# Linear latent -> RGB approximations (the community-standard preview factors).
-_SD_LATENT_RGB = np.array(
-    [[0.3512, 0.2297, 0.3227], [0.3250, 0.4974, 0.2350], [-0.2829, 0.1762, 0.2721], [-0.2120, -0.2616, -0.7177]],
-    dtype=np.float32,
-)
-_SD_LATENT_BIAS = np.zeros(3, dtype=np.float32)
-_SDXL_LATENT_RGB = np.array(
-    [[0.3651, 0.4232, 0.4341], [-0.2533, -0.0042, 0.1068], [0.1076, 0.1111, -0.0362], [-0.3165, -0.2492, -0.2188]],
-    dtype=np.float32,
-)
-_SDXL_LATENT_BIAS = np.array([0.1084, -0.0175, -0.0011], dtype=np.float32)
 
-
-# --------------------------------------------------------------------------- pure helpers
+# --------------------------------------------------------------------------- model ids and files
 
 
 def default_model_id() -> str:
@@ -115,146 +97,6 @@ def _safetensors_keys(path: Path) -> list[str]:
 def native_size_for(model_id: str) -> int:
     """The model's native square side before it is loaded: 1024 for SDXL, else 512."""
     return 1024 if looks_like_sdxl(model_id) else 512
-
-
-def _round8(value: float) -> int:
-    return max(8, int(round(value / 8.0)) * 8)
-
-
-def fit_generation_size(width: int, height: int, native: int) -> tuple[int, int]:
-    """Multiples of 8 with the aspect ratio of ``width``x``height`` and an area near ``native``².
-
-    Never larger than the output needs: a small output is generated at its own size.
-    """
-    width, height = max(1, int(width)), max(1, int(height))
-    scale = min(1.0, native / math.sqrt(width * height))
-    gen_w, gen_h = _round8(width * scale), _round8(height * scale)
-    # Rounding to 8 may overshoot the output by a few pixels; step down instead.
-    if gen_w > width and width >= 8:
-        gen_w = width // 8 * 8
-    if gen_h > height and height >= 8:
-        gen_h = height // 8 * 8
-    return gen_w, gen_h
-
-
-def needs_cpu_offload(weights_bytes: int, free_bytes: int) -> bool:
-    """True when the GPU's free memory cannot hold the weights plus working headroom."""
-    headroom = max(_HEADROOM_BYTES, weights_bytes // 4)
-    return free_bytes < weights_bytes + headroom
-
-
-def auto_batch_size(free_bytes: int, width: int, height: int, guidance_scale: float) -> int:
-    """How many images of this size fit in ``free_bytes`` of GPU memory at once (1..8)."""
-    per_image = _ACTIVATION_BYTES_PER_MEGAPIXEL * (width * height / 1e6)
-    if guidance_scale > 1.0:
-        per_image *= 2  # classifier-free guidance runs the UNet on two copies
-    usable = free_bytes - _HEADROOM_BYTES
-    if per_image <= 0 or usable <= per_image:
-        return 1
-    return max(1, min(MAX_AUTO_BATCH_SIZE, int(usable // per_image)))
-
-
-def _batch_key(request: KeyframeRequest) -> tuple:
-    # Only requests that share every pipeline-wide argument can run as one batch. Empty vs
-    # non-empty negative prompts are kept apart because SDXL encodes "no negative" as zeros.
-    return (request.width, request.height, request.steps, request.guidance_scale, bool(request.negative_prompt))
-
-
-def group_requests(requests: Sequence[KeyframeRequest]) -> list[list[int]]:
-    """Positions of requests that can share a batch, groups in order of first appearance."""
-    groups: dict[tuple, list[int]] = {}
-    for position, request in enumerate(requests):
-        groups.setdefault(_batch_key(request), []).append(position)
-    return list(groups.values())
-
-
-def plan_batches(requests: Sequence[KeyframeRequest], device_count: int, batch_size: int | None) -> list[list[list[int]]]:
-    """Positions of ``requests`` split into batches per device (see :func:`assign_batches`)."""
-    device_count = max(1, device_count)
-    plan: list[list[list[int]]] = [[] for _ in range(device_count)]
-    load = [0] * device_count
-    for group in group_requests(requests):
-        # Split each group so every device gets a share, then cap at the batch size.
-        size = math.ceil(len(group) / device_count)
-        if batch_size:
-            size = min(size, max(1, batch_size))
-        for start in range(0, len(group), size):
-            chunk = group[start:start + size]
-            target = load.index(min(load))  # least-loaded device; ties go to the first
-            plan[target].append(chunk)
-            load[target] += len(chunk)
-    return plan
-
-
-def assign_batches(
-    requests: Sequence[KeyframeRequest], devices: Sequence[str], batch_size: int | None = None
-) -> dict[str, list[list[KeyframeRequest]]]:
-    """Spread ``requests`` over ``devices`` as batches of compatible requests.
-
-    Batches never mix sizes, steps or guidance, hold at most ``batch_size``
-    requests (``None``: no cap; each device's manager then batches by memory),
-    are balanced by image count, and keep request order within each device.
-    """
-    plan = plan_batches(requests, len(devices), batch_size)
-    return {
-        device: [[requests[position] for position in batch] for batch in batches]
-        for device, batches in zip(devices, plan)
-    }
-
-
-def short_error(exc: BaseException, limit: int = 160, with_type: bool = False) -> str:
-    """The first line of an exception's message, cut to ``limit`` characters, for users."""
-    text = str(exc).strip()
-    line = next((part.strip() for part in text.splitlines() if part.strip()), "")
-    if with_type or not line:
-        line = f"{type(exc).__name__}: {line}".rstrip(": ")
-    return line if len(line) <= limit else line[: limit - 1] + "…"
-
-
-def is_out_of_memory(exc: BaseException) -> bool:
-    """True for CUDA/MPS out-of-memory errors (typed or only recognisable by message)."""
-    if type(exc).__name__ == "OutOfMemoryError":
-        return True
-    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
-
-
-def latents_to_previews(latents: np.ndarray, xl: bool = False) -> list[Image.Image]:
-    """Cheap RGB previews of (B, 4, h, w) latents via a linear latent->RGB map (latent-sized images)."""
-    factors, bias = (_SDXL_LATENT_RGB, _SDXL_LATENT_BIAS) if xl else (_SD_LATENT_RGB, _SD_LATENT_BIAS)
-    latents = np.nan_to_num(np.asarray(latents, dtype=np.float32))
-    if latents.ndim != 4 or latents.shape[1] != factors.shape[0]:
-        return []
-    rgb = np.einsum("bchw,cr->bhwr", latents, factors) + bias
-    pixels = (((rgb + 1.0) / 2.0).clip(0.0, 1.0) * 255.0).round().astype(np.uint8)
-    return [Image.fromarray(frame) for frame in pixels]
-
-
-def _to_pil(array: np.ndarray, width: int, height: int) -> Image.Image:
-    image = Image.fromarray((array.clip(0.0, 1.0) * 255.0).round().astype(np.uint8))
-    if image.size != (width, height):
-        image = image.resize((width, height), Image.Resampling.LANCZOS)
-    return image
-
-
-def _is_blank(array: np.ndarray) -> bool:
-    return not np.isfinite(array).all() or float(array.max()) < _BLACK_LEVEL
-
-
-def _stop_requested(should_stop: Callable[[], bool] | None) -> bool:
-    # A broken stop callback must not kill the render; a RenderCancelled from it means stop.
-    if should_stop is None:
-        return False
-    try:
-        return bool(should_stop())
-    except RenderCancelled:
-        return True
-    except Exception:  # noqa: BLE001 - caller code; log and carry on
-        log.exception("should_stop callback failed; ignoring it")
-        return False
-
-
-def _failed(positions: Sequence[int], requests: Sequence[KeyframeRequest], reason: str) -> dict[int, GeneratedImage]:
-    return {p: GeneratedImage(requests[p].scene_index, None, reason) for p in positions}
 
 
 # --------------------------------------------------------------------------- torch-side helpers
@@ -313,7 +155,7 @@ class _StopSignal:
         self._stopped = True
 
     def __call__(self) -> bool:
-        if not self._stopped and _stop_requested(self._should_stop):
+        if not self._stopped and stop_requested(self._should_stop):
             self._stopped = True
         return self._stopped
 
@@ -537,7 +379,7 @@ class ModelManager:
         if needs_cpu_offload(weights, free):
             log.warning(
                 "GPU %s has %.1f GiB free for %.1f GiB of weights: using CPU offload and VAE tiling",
-                device, free / _GIB, weights / _GIB,
+                device, free / GIB, weights / GIB,
             )
             pipe.enable_model_cpu_offload(device=device)
             self._offloaded = True
@@ -608,8 +450,8 @@ class ModelManager:
         pending = list(group)
         batch_size = self._batch_size_for(requests[group[0]])
         while pending:
-            if _stop_requested(should_stop):
-                results.update(_failed(pending, requests, REASON_STOPPED))
+            if stop_requested(should_stop):
+                results.update(failed(pending, requests, REASON_STOPPED))
                 break
             chunk = pending[:batch_size]
             try:
@@ -620,7 +462,7 @@ class ModelManager:
                 if not is_out_of_memory(exc):
                     reason = f"generation failed: {short_error(exc, with_type=True)}"
                     log.warning("Scenes %s failed: %s", [requests[p].scene_index + 1 for p in chunk], reason)
-                    results.update(_failed(chunk, requests, reason))
+                    results.update(failed(chunk, requests, reason))
                     pending = pending[len(chunk):]
                     continue
             # Out of memory. Handled outside the except block so the traceback's tensors are freed.
@@ -630,7 +472,7 @@ class ModelManager:
                 log.warning("Out of GPU memory with a batch of %d; retrying with %d", len(chunk), batch_size)
                 continue
             log.warning("Scene %d: out of GPU memory even alone", requests[chunk[0]].scene_index + 1)
-            results.update(_failed(chunk, requests, REASON_OUT_OF_MEMORY))
+            results.update(failed(chunk, requests, REASON_OUT_OF_MEMORY))
             pending = pending[1:]
         return results
 
@@ -662,8 +504,8 @@ class ModelManager:
             "prompt": [r.prompt for r in batch],
             "num_inference_steps": first.steps,
             "guidance_scale": first.guidance_scale,
-            "width": _round8(first.width),
-            "height": _round8(first.height),
+            "width": round8(first.width),
+            "height": round8(first.height),
             "generator": [self._generator(r.seed) for r in batch],
             "output_type": "np",  # float pixels, so NaN survives to be detected
         }
@@ -703,7 +545,7 @@ class ModelManager:
                 state.stopped = True
             except Exception:  # noqa: BLE001 - a broken preview must not cost the image
                 log.exception("on_step callback failed; ignoring it")
-        if state.stopped or _stop_requested(state.should_stop):
+        if state.stopped or stop_requested(state.should_stop):
             state.stopped = True
             if isinstance(state.should_stop, _StopSignal):
                 state.should_stop.set()  # later batches of this call stop too
@@ -718,10 +560,10 @@ class ModelManager:
             request = requests[position]
             if state.stopped:
                 result = GeneratedImage(request.scene_index, None, REASON_STOPPED)
-            elif offset in state.bad_latents or offset >= len(images) or _is_blank(images[offset]):
+            elif offset in state.bad_latents or offset >= len(images) or is_blank(images[offset]):
                 result = GeneratedImage(request.scene_index, None, REASON_BLANK)
             else:
-                image = _to_pil(images[offset], request.width, request.height)
+                image = to_pil(images[offset], request.width, request.height)
                 result = GeneratedImage(request.scene_index, image)
             if result.image is not None:
                 log.info(
@@ -731,112 +573,6 @@ class ModelManager:
             else:
                 log.info("Scene %d: no AI image (%s)", request.scene_index + 1, result.reason)
             results[position] = result
-        return results
-
-
-# --------------------------------------------------------------------------- several GPUs
-
-
-class MultiDeviceModel:
-    """Several per-device models (one pipeline per GPU) behind one ImageModel.
-
-    Batches are spread by :func:`assign_batches`; each device runs its batches
-    in its own thread and results come back in request order. ``on_step`` may
-    be called from those threads, one call at a time.
-    """
-
-    def __init__(self, managers: Mapping[str, ImageModel], batch_size: int | None = None) -> None:
-        if not managers:
-            raise ValueError("MultiDeviceModel needs at least one device")
-        self.managers: dict[str, ImageModel] = dict(managers)
-        self.batch_size = batch_size
-        first = next(iter(self.managers.values()))
-        self.model_id = first.model_id
-        self._callback_lock = threading.Lock()
-
-    @property
-    def _first(self) -> ImageModel:
-        return next(iter(self.managers.values()))
-
-    def load(self) -> bool:
-        """Load every device's pipeline; True when all are ready."""
-        ready = [bool(getattr(m, "load", lambda: True)()) for m in self.managers.values()]
-        return all(ready)
-
-    def describe(self) -> dict[str, str]:
-        """The first device's description, with every device listed and the worst state."""
-        described = [m.describe() for m in self.managers.values()]
-        info = dict(described[0])
-        info["device"] = ", ".join(self.managers)
-        states = [d.get("state", "") for d in described]
-        info["state"] = next((s for s in states if s != "loaded"), "loaded")
-        return info
-
-    def is_distilled(self) -> bool:
-        return self._first.is_distilled()
-
-    def generation_size(self, width: int, height: int) -> tuple[int, int]:
-        return self._first.generation_size(width, height)
-
-    def generate(
-        self,
-        requests: list[KeyframeRequest],
-        on_step: StepCallback | None = None,
-        should_stop: Callable[[], bool] | None = None,
-    ) -> list[GeneratedImage]:
-        """Generate on all devices in parallel; one result per request, in request order."""
-        requests = list(requests)
-        if not requests:
-            return []
-        plan = plan_batches(requests, len(self.managers), self.batch_size)
-        locked_on_step = self._serialised(on_step)
-        results: dict[int, GeneratedImage] = {}
-        workers = [(m, batches) for m, batches in zip(self.managers.values(), plan) if batches]
-        with ThreadPoolExecutor(max_workers=len(workers), thread_name_prefix="scene2video-gpu") as pool:
-            futures = [
-                pool.submit(self._run_device, manager, requests, batches, locked_on_step, should_stop)
-                for manager, batches in workers
-            ]
-            for future in futures:
-                results.update(future.result())
-        return [results[position] for position in range(len(requests))]
-
-    def _serialised(self, on_step: StepCallback | None) -> StepCallback | None:
-        if on_step is None:
-            return None
-
-        def call(indices: list[int], step: int, total: int, previews: list[Image.Image]) -> None:
-            with self._callback_lock:
-                on_step(indices, step, total, previews)
-
-        return call
-
-    @staticmethod
-    def _run_device(
-        manager: ImageModel,
-        requests: list[KeyframeRequest],
-        batches: list[list[int]],
-        on_step: StepCallback | None,
-        should_stop: Callable[[], bool] | None,
-    ) -> dict[int, GeneratedImage]:
-        results: dict[int, GeneratedImage] = {}
-        for batch in batches:
-            if _stop_requested(should_stop):
-                results.update(_failed(batch, requests, REASON_STOPPED))
-                continue
-            try:
-                answers = list(manager.generate([requests[p] for p in batch], on_step, should_stop))
-            except Exception as exc:  # noqa: BLE001 - the contract is "never raises"
-                answers = []
-                reason = f"generation failed: {short_error(exc, with_type=True)}"
-                log.warning("Device batch failed: %s", reason)
-                results.update(_failed(batch, requests, reason))
-                continue
-            for offset, position in enumerate(batch):
-                if offset < len(answers):
-                    results[position] = answers[offset]
-                else:
-                    results.update(_failed([position], requests, "generation failed: no image returned"))
         return results
 
 

@@ -24,7 +24,7 @@ from PIL import Image
 from .cache import KeyframeCache
 from .encoder import EncodeSettings, SegmentedEncoder
 from .errors import RenderCancelled, StoryboardError
-from .events import Done, Event, Failed, KeyframeReady, Progress, RenderReport, SceneReport, Segment
+from .events import Done, Event, Failed, KeyframeReady, Progress, RenderReport, SceneReport
 from .generation import ImageModel
 from .imaging import fit_cover
 from .keyframes import KeyframeStage

@@ -15,35 +15,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from keyframe_requests import request
+
 from pipeline import model as model_module
-from pipeline.generation import GeneratedImage, KeyframeRequest
+from pipeline.batching import auto_batch_size, needs_cpu_offload
+from pipeline.generation import REASON_BLANK, REASON_OUT_OF_MEMORY, REASON_STOPPED, GeneratedImage
 from pipeline.model import (
     DEFAULT_MODEL_ID,
-    REASON_BLANK,
-    REASON_OUT_OF_MEMORY,
-    REASON_STOPPED,
     ModelManager,
-    MultiDeviceModel,
-    assign_batches,
-    auto_batch_size,
-    fit_generation_size,
     get_image_model,
     get_model_manager,
-    latents_to_previews,
     looks_like_sdxl,
     model_source,
-    needs_cpu_offload,
 )
+from pipeline.multi_gpu import MultiDeviceModel
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
-def request(index: int, seed: int | None = None, steps: int = 2, size: tuple[int, int] = (64, 64),
-            prompt: str = "a red fox in the snow", guidance: float = 0.0) -> KeyframeRequest:
-    return KeyframeRequest(
-        scene_index=index, prompt=prompt, negative_prompt="", seed=index if seed is None else seed,
-        steps=steps, guidance_scale=guidance, width=size[0], height=size[1],
-    )
 
 
 def pixels(result: GeneratedImage) -> np.ndarray:
@@ -75,8 +62,9 @@ def manager(tiny_model_dir: Path) -> ModelManager:
 # --------------------------------------------------------------------------- import cost
 
 
-def test_importing_the_model_module_does_not_import_torch():
-    code = "import sys, pipeline.model; print('torch' in sys.modules, 'diffusers' in sys.modules)"
+@pytest.mark.parametrize("module", ["pipeline.model", "pipeline.batching", "pipeline.previews", "pipeline.multi_gpu"])
+def test_importing_the_model_modules_does_not_import_torch(module):
+    code = f"import sys, {module}; print('torch' in sys.modules, 'diffusers' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["False", "False"]
@@ -350,18 +338,6 @@ def test_generation_size_follows_the_model(manager, monkeypatch):
     assert ModelManager().model_id == "my/model-lcm" and ModelManager().is_distilled()
 
 
-def test_fit_generation_size_never_exceeds_the_output():
-    assert fit_generation_size(854, 480, 512) == (680, 384)
-    assert fit_generation_size(854, 480, 1024) == (848, 480)
-    assert fit_generation_size(100, 100, 512) == (96, 96)
-
-
-def test_latent_previews_are_small_rgb_images():
-    previews = latents_to_previews(np.zeros((2, 4, 8, 12), dtype=np.float32))
-    assert [p.size for p in previews] == [(12, 8), (12, 8)]
-    assert np.asarray(previews[0]).tolist()[0][0] == [128, 128, 128]
-
-
 # --------------------------------------------------------------------------- CUDA logic, mocked
 
 
@@ -440,70 +416,6 @@ def test_memory_estimates():
 # --------------------------------------------------------------------------- several GPUs
 
 
-def test_assign_batches_is_balanced_and_keeps_order():
-    requests = [request(i) for i in range(5)]
-    plan = assign_batches(requests, ["cuda:0", "cuda:1"], batch_size=4)
-    assert plan == {"cuda:0": [requests[0:3]], "cuda:1": [requests[3:5]]}
-    plan = assign_batches(requests, ["cuda:0", "cuda:1"], batch_size=2)
-    assert plan == {"cuda:0": [requests[0:2], requests[4:5]], "cuda:1": [requests[2:4]]}
-    assert assign_batches(requests[:1], ["cuda:0", "cuda:1", "cuda:2"], 4) == {
-        "cuda:0": [requests[:1]], "cuda:1": [], "cuda:2": [],
-    }
-
-
-def test_assign_batches_never_mixes_settings():
-    mixed = [request(0), request(1, steps=4), request(2), request(3, size=(96, 64)), request(4, steps=4)]
-    plan = assign_batches(mixed, ["cuda:0", "cuda:1"], batch_size=None)
-    batches = [batch for device_batches in plan.values() for batch in device_batches]
-    assert sorted(r.scene_index for batch in batches for r in batch) == [0, 1, 2, 3, 4]
-    for batch in batches:
-        assert len({(r.steps, r.width, r.height, r.guidance_scale) for r in batch}) == 1
-    loads = [sum(len(b) for b in device_batches) for device_batches in plan.values()]
-    assert max(loads) - min(loads) <= 1
-
-
-class FakeManager:
-    """A per-device model that answers at once and records what it was given."""
-
-    def __init__(self, name: str, fail: bool = False) -> None:
-        self.model_id = "fake/model"
-        self.name = name
-        self.fail = fail
-        self.batches: list[list[int]] = []
-        self.threads: set[str] = set()
-
-    def describe(self) -> dict[str, str]:
-        return {"model": self.model_id, "device": self.name, "dtype": "float16", "state": "loaded"}
-
-    def is_distilled(self) -> bool:
-        return True
-
-    def generation_size(self, width: int, height: int) -> tuple[int, int]:
-        return width // 8 * 8, height // 8 * 8
-
-    def generate(self, requests, on_step=None, should_stop=None):
-        if self.fail:
-            raise RuntimeError("device lost")
-        self.threads.add(threading.current_thread().name)
-        self.batches.append([r.scene_index for r in requests])
-        if on_step:
-            on_step([r.scene_index for r in requests], 1, 1, [])
-        return [GeneratedImage(r.scene_index, None, f"drawn on {self.name}") for r in requests]
-
-
-def test_multi_device_model_spreads_work_and_keeps_request_order():
-    managers = {"cuda:0": FakeManager("cuda:0"), "cuda:1": FakeManager("cuda:1")}
-    multi = MultiDeviceModel(managers, batch_size=2)
-    steps: list[list[int]] = []
-    results = multi.generate([request(i) for i in range(5)], on_step=lambda i, *_: steps.append(i))
-    assert [r.scene_index for r in results] == [0, 1, 2, 3, 4]
-    assert [r.reason for r in results] == ["drawn on cuda:0"] * 2 + ["drawn on cuda:1"] * 2 + ["drawn on cuda:0"]
-    assert managers["cuda:0"].batches == [[0, 1], [4]] and managers["cuda:1"].batches == [[2, 3]]
-    assert sorted(map(sorted, steps)) == [[0, 1], [2, 3], [4]]
-    assert multi.describe()["device"] == "cuda:0, cuda:1"
-    assert multi.is_distilled() and multi.generation_size(100, 60) == (96, 56)
-
-
 def test_get_image_model_uses_every_gpu(monkeypatch):
     import torch
 
@@ -517,16 +429,3 @@ def test_get_image_model_uses_every_gpu(monkeypatch):
     assert multi.managers["cuda:1"] is get_model_manager("org/model", "cuda:1")
     assert not any(m.loaded for m in multi.managers.values())  # nothing is loaded until used
     assert get_image_model("org/model", device="cuda:1") is multi.managers["cuda:1"]
-
-
-def test_multi_device_model_turns_a_device_failure_into_reasons():
-    managers = {"cuda:0": FakeManager("cuda:0"), "cuda:1": FakeManager("cuda:1", fail=True)}
-    results = MultiDeviceModel(managers).generate([request(i) for i in range(4)])
-    assert [r.reason for r in results] == ["drawn on cuda:0"] * 2 + ["generation failed: RuntimeError: device lost"] * 2
-
-
-def test_multi_device_model_stops_before_starting_batches():
-    managers = {"cuda:0": FakeManager("cuda:0"), "cuda:1": FakeManager("cuda:1")}
-    results = MultiDeviceModel(managers, batch_size=1).generate([request(i) for i in range(4)], should_stop=lambda: True)
-    assert [r.reason for r in results] == [REASON_STOPPED] * 4
-    assert managers["cuda:0"].batches == [] and managers["cuda:1"].batches == []
