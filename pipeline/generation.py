@@ -53,14 +53,17 @@ class ImageModel(Protocol):
 
     model_id: str
 
+    def load(self) -> bool:
+        """Load the weights if needed; True when ready. Never raises (a failure is remembered)."""
+
     def describe(self) -> dict[str, str]:
         """Model id, device, dtype and whether it is loaded, for the UI and the report."""
 
     def is_distilled(self) -> bool:
-        """True for few-step models (turbo, LCM, lightning) that want guidance 0."""
+        """True for few-step models (turbo, LCM, lightning) that want guidance 0. Exact once loaded."""
 
     def generation_size(self, width: int, height: int) -> tuple[int, int]:
-        """A size the model handles well with the aspect ratio of ``width``x``height``."""
+        """A size the model handles well with the aspect ratio of ``width``x``height``. Exact once loaded."""
 
     def generate(
         self,

@@ -89,6 +89,12 @@ class KeyframeStage:
                 yield _progress(index + 1, total)
             return
         model = self.model
+        if model.describe().get("state") != "loaded":
+            yield Progress("loading", 0.0, f"Loading {model.model_id}…")
+        # Loaded before planning: the generation size and steps come from the loaded model's own
+        # config, so the first render of a process asks for (and caches) what every later one does.
+        # A failed load is remembered; every scene then gets a placeholder with the reason.
+        model.load()
         requests = build_requests(storyboard, plan_generation(storyboard, model))
         pending: list[KeyframeRequest] = []
         done = 0
@@ -100,9 +106,7 @@ class KeyframeStage:
             done += 1
             yield self._save(request.scene_index, image, work_dir, "cache")
             yield _progress(done, total)
-        for number, batch in enumerate(_batches(pending, self.batch_size)):
-            if number == 0 and "loaded" != model.describe().get("state"):
-                yield Progress("loading", 0.0, f"Loading {model.model_id}…")
+        for batch in _batches(pending, self.batch_size):
             results = yield from self._with_step_progress(self._generate(batch, cancel), done, len(batch), total)
             for request, result in zip(batch, results):
                 done += 1

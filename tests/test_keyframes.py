@@ -18,6 +18,9 @@ class CountingModel:
         self.calls: list[str] = []
         self.fail_prompt = fail_prompt
 
+    def load(self):
+        return True
+
     def describe(self):
         return {"model": self.model_id, "device": "cpu", "state": "loaded"}
 

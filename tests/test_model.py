@@ -261,6 +261,42 @@ def test_the_model_is_loaded_once(tiny_model_dir, monkeypatch):
     assert len(loads) == 1
 
 
+def keyframes_of(events) -> list[np.ndarray]:
+    """The keyframe pixels of a render, read while its files still exist."""
+    from PIL import Image
+
+    from pipeline import KeyframeReady
+
+    frames = []
+    for event in events:
+        if isinstance(event, KeyframeReady):
+            with Image.open(event.path) as image:
+                frames.append(np.asarray(image.convert("RGB")).astype(np.int16))
+        last = event
+    return frames, last
+
+
+def test_a_render_gets_ai_keyframes_from_the_first_render_of_a_process(tmp_path, tiny_model_dir):
+    from pipeline import Done, Renderer, parse_storyboard
+    from pipeline.placeholder import render_placeholder
+
+    fresh = ModelManager(str(tiny_model_dir), device="cpu", local_files_only=True)  # not loaded yet
+    renderer = Renderer(tmp_path / "outputs", model=fresh)  # no cache: the model draws every time
+    board = parse_storyboard({"scenes": [{"prompt": "a lighthouse at dusk", "duration": 0.5, "seed": 1},
+                                         {"prompt": "waves on the rocks", "duration": 0.5, "seed": 2}],
+                              "quality": "draft", "fps": 8, "transition": "cut", "steps": 2})
+    first, done = keyframes_of(renderer.render(board))
+    assert isinstance(done, Done) and [s.source for s in done.report.scenes] == ["ai", "ai"]
+    assert fresh.loaded
+    # The size is planned from the loaded model (64 px native -> 88x48 for 16:9), not from a guess
+    # made before loading: the first render asks for what every later render asks for.
+    assert [frame.shape[1::-1] for frame in first] == [fresh.generation_size(854, 480)] * 2 == [(88, 48)] * 2
+    again, _ = keyframes_of(renderer.render(board))
+    assert all(np.array_equal(a, b) for a, b in zip(first, again))
+    placeholder = np.asarray(render_placeholder("a lighthouse at dusk", 1, 88, 48)).astype(np.int16)
+    assert np.abs(first[0] - placeholder).mean() > 10
+
+
 def test_reset_allows_a_retry(tmp_path, tiny_model_dir):
     target = tmp_path / "model"
     flaky = ModelManager(str(target), device="cpu", local_files_only=True)

@@ -20,6 +20,9 @@ class FakeManager:
         self.batches: list[list[int]] = []
         self.threads: set[str] = set()
 
+    def load(self):
+        return True
+
     def describe(self) -> dict[str, str]:
         return {"model": self.model_id, "device": self.name, "dtype": "float16", "state": "loaded"}
 
