@@ -1,4 +1,9 @@
-"""Storyboard in, events out: keyframes, then frames composed and encoded one at a time.
+"""Storyboard in, events out: keyframes, and frames composed and encoded one at a time.
+
+The two stages overlap: the keyframe stage runs in the caller's thread (the model
+may need it, e.g. on ZeroGPU), and composing + encoding runs in a second thread
+that starts at once and waits for each scene's keyframe only when the timeline
+reaches it, so the first segments stream while later scenes are still being made.
 
 ``Renderer.render`` is a generator. Each render gets its own unguessable folder
 under the output root; the finished MP4 and report.json stay there, everything
@@ -21,6 +26,7 @@ from typing import Iterator
 import numpy as np
 from PIL import Image
 
+from .background import EventPump, KeyframeSlots
 from .cache import KeyframeCache
 from .encoder import EncodeSettings, SegmentedEncoder
 from .errors import RenderCancelled, StoryboardError
@@ -30,7 +36,7 @@ from .imaging import fit_cover
 from .keyframes import KeyframeStage
 from .outputs import remove_old_outputs
 from .storyboard import Storyboard
-from .timeline import compose_frames, plan_timeline
+from .timeline import TimelinePlan, compose_frames, plan_timeline
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +71,9 @@ class Renderer:
         cancel = cancel or threading.Event()
         folder = self.new_render_dir()
         finished = False
+        events = self._render(storyboard, folder, cancel)
         try:
-            for event in self._render(storyboard, folder, cancel):
+            for event in events:
                 # Finished once Done exists: a caller may close the generator as soon as it has it.
                 finished = finished or isinstance(event, Done)
                 yield event
@@ -79,46 +86,56 @@ class Renderer:
             yield Failed(f"The render failed: {type(exc).__name__}: {exc}")
         finally:
             if not finished:
-                cancel.set()  # stops a model still running in its worker thread
+                cancel.set()  # stops a model still running in its worker thread, and the encoder
+            events.close()  # joins both before the folder goes
+            if not finished:
                 shutil.rmtree(folder, ignore_errors=True)
 
     def _render(self, storyboard: Storyboard, folder: Path, cancel: threading.Event) -> Iterator[Event]:
+        """Keyframes in this thread; composing and encoding in another as soon as scene 1 exists."""
         started = time.monotonic()
-        clock = _Clock(started)
         share = _KEYFRAME_SHARE_AI if storyboard.use_ai and self.model is not None else _KEYFRAME_SHARE_PLACEHOLDER
+        progress = _Progress(started, share)
         reports: dict[int, SceneReport] = {}
-        paths: dict[int, Path] = {}
-        for event in self.keyframes.run(storyboard, folder, cancel):
-            if isinstance(event, KeyframeReady):
-                reports[event.scene_index] = SceneReport(event.scene_index, event.source, event.reason)
-                paths[event.scene_index] = event.path
-            elif isinstance(event, Progress):
-                event = clock.progress(event.stage, event.fraction * share, event.message)
-            yield event
-        report_scenes = tuple(reports[i] for i in range(len(storyboard.scenes)))
         plan = plan_timeline(storyboard)
-        yield from self._encode(storyboard, plan, paths, folder, cancel, clock, share)
+        slots = KeyframeSlots(len(storyboard.scenes), cancel)
+        encoder = SegmentedEncoder(_encode_settings(storyboard), folder, self.segment_seconds)
+        pump = EventPump(self._encode(storyboard, plan, slots, encoder, cancel), cancel, "scene2video-encode")
+        try:
+            for event in self.keyframes.run(storyboard, folder, cancel):
+                if isinstance(event, KeyframeReady):
+                    reports[event.scene_index] = SceneReport(event.scene_index, event.source, event.reason)
+                    slots.put(event.scene_index, event.path)
+                yield progress.update(event)
+                yield from (progress.update(encoded) for encoded in pump.ready())
+            yield from (progress.update(encoded) for encoded in pump.rest())
+        finally:
+            pump.close()
+        # Segments are deleted only now, after this thread has yielded each one to its consumer.
+        for segment in encoder.segments:
+            segment.path.unlink(missing_ok=True)
         video = folder / VIDEO_NAME
         info = self.model.describe() if self.model is not None and storyboard.use_ai else {}
         report = RenderReport(
             width=storyboard.preset.width, height=storyboard.preset.height, fps=storyboard.output_fps,
-            frames=plan.total_frames, duration=plan.total_frames / storyboard.output_fps, scenes=report_scenes,
+            frames=plan.total_frames, duration=plan.total_frames / storyboard.output_fps,
+            scenes=tuple(reports[i] for i in range(len(storyboard.scenes))),
             model=info.get("model", ""), device=info.get("device", ""),
             seconds_taken=round(time.monotonic() - started, 3),
         )
         report_path = folder / REPORT_NAME
         report_path.write_text(json.dumps(report.to_dict(), indent=2), encoding="utf-8")
-        yield clock.progress("encoding", 1.0, "Done")
+        yield progress.finished()
         yield Done(video, report, report_path)
 
-    def _encode(self, storyboard: Storyboard, plan, paths: dict[int, Path], folder: Path,
-                cancel: threading.Event, clock: "_Clock", share: float) -> Iterator[Event]:
+    @staticmethod
+    def _encode(storyboard: Storyboard, plan: TimelinePlan, slots: KeyframeSlots, encoder: SegmentedEncoder,
+                cancel: threading.Event) -> Iterator[Event]:
+        """Compose and encode every frame (runs in the encode thread); Progress fractions are of this stage."""
         preset = storyboard.preset
-        settings = EncodeSettings(preset.width, preset.height, storyboard.output_fps, preset.crf, preset.x264_preset)
-        encoder = SegmentedEncoder(settings, folder, self.segment_seconds)
 
         def load_keyframe(index: int) -> np.ndarray:
-            with Image.open(paths[index]) as image:
+            with Image.open(slots.wait(index)) as image:
                 return np.asarray(fit_cover(image.convert("RGB"), preset.width, preset.height))
 
         total = plan.total_frames
@@ -128,27 +145,48 @@ class Renderer:
                     raise RenderCancelled()
                 yield from encoder.write(frame)
                 scene = plan.stage_at(number - 1).scene + 1
-                yield clock.progress("composing", share + (1 - share) * 0.98 * number / total,
-                                     f"scene {scene} of {len(storyboard.scenes)} · frame {number} of {total}")
-            yield clock.progress("encoding", share + (1 - share) * 0.98, "Writing the MP4")
-            last = encoder.finish(folder / VIDEO_NAME)
+                yield Progress("composing", 0.98 * number / total,
+                               f"scene {scene} of {len(storyboard.scenes)} · frame {number} of {total}")
+            yield Progress("encoding", 0.98, "Writing the MP4")
+            yield from encoder.finish(encoder.work_dir / VIDEO_NAME)
         except BaseException:
             encoder.abort()
             raise
-        yield from last
-        # Segments are yielded before they are deleted, so a consumer has read each one.
-        for segment in encoder.segments:
-            segment.path.unlink(missing_ok=True)
 
 
-class _Clock:
-    """Turns a fraction of the work done into a Progress event with a time-left estimate."""
+def _encode_settings(storyboard: Storyboard) -> EncodeSettings:
+    preset = storyboard.preset
+    return EncodeSettings(preset.width, preset.height, storyboard.output_fps, preset.crf, preset.x264_preset)
 
-    def __init__(self, started: float):
+
+class _Progress:
+    """Merges the two stages' Progress into one bar: keyframes fill ``share`` of it, the video the rest.
+
+    Other events pass through unchanged. The time-left estimate extrapolates the
+    time taken so far.
+    """
+
+    def __init__(self, started: float, share: float):
         self.started = started
+        self.share = share
+        self.keyframes = 0.0
+        self.video = 0.0
 
-    def progress(self, stage: str, fraction: float, message: str) -> Progress:
-        fraction = min(max(fraction, 0.0), 1.0)
+    def update(self, event: Event) -> Event:
+        if not isinstance(event, Progress):
+            return event
+        if event.stage in ("composing", "encoding"):
+            self.video = event.fraction
+        else:
+            self.keyframes = event.fraction
+        return self._event(event.stage, event.message)
+
+    def finished(self) -> Progress:
+        self.keyframes = self.video = 1.0
+        return self._event("encoding", "Done")
+
+    def _event(self, stage: str, message: str) -> Progress:
+        fraction = min(max(self.share * self.keyframes + (1 - self.share) * self.video, 0.0), 1.0)
         elapsed = time.monotonic() - self.started
         eta = elapsed * (1 - fraction) / fraction if fraction > 0.02 else None
         return Progress(stage, fraction, message, eta)

@@ -1,0 +1,84 @@
+"""The video starts while later scenes are still being made: composing and encoding overlap the keyframes."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import psutil
+from PIL import Image
+
+from media import probe
+from pipeline import Done, Failed, KeyframeReady, Preview, Renderer, Segment, parse_storyboard
+from pipeline.generation import GeneratedImage
+
+
+class SlowLaterScenes:
+    """Scenes 0 and 1 come at once; each later scene takes ``seconds``, reporting a step every 50 ms."""
+
+    model_id = "slow-later-scenes"
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def load(self) -> bool:
+        return True
+
+    def describe(self) -> dict[str, str]:
+        return {"model": self.model_id, "device": "cpu", "state": "loaded"}
+
+    def is_distilled(self) -> bool:
+        return True
+
+    def generation_size(self, width: int, height: int) -> tuple[int, int]:
+        return 64, 36
+
+    def generate(self, requests, on_step=None, should_stop=None):
+        if requests[0].scene_index >= 2:
+            steps = round(self.seconds / 0.05)
+            for step in range(1, steps + 1):
+                if should_stop and should_stop():
+                    return [GeneratedImage(r.scene_index, None, "stopped") for r in requests]
+                time.sleep(0.05)
+                if on_step:
+                    on_step([r.scene_index for r in requests], step, steps, [Image.new("RGB", (8, 8))])
+        return [GeneratedImage(r.scene_index, Image.new("RGB", (r.width, r.height), (40 * r.scene_index, 90, 160)))
+                for r in requests]
+
+
+def board(scenes: int = 4):
+    return parse_storyboard({"scenes": [{"prompt": f"scene {i}", "duration": 3, "seed": i} for i in range(scenes)],
+                             "quality": "draft", "fps": 8, "transition": "crossfade", "transition_duration": 0.5})
+
+
+def test_segments_stream_before_the_last_keyframe_exists(tmp_path):
+    renderer = Renderer(tmp_path / "out", model=SlowLaterScenes(seconds=2.0), batch_size=1, segment_seconds=0.5)
+    events = list(renderer.render(board()))
+    assert isinstance(events[-1], Done), events[-1]
+    kinds = [type(event) for event in events]
+    last_keyframe = max(i for i, kind in enumerate(kinds) if kind is KeyframeReady)
+    first_segment = kinds.index(Segment)
+    assert first_segment < last_keyframe, "the video only started after every keyframe was made"
+    assert Preview in kinds[first_segment:last_keyframe]  # it streamed while scenes were being denoised
+    # Overlapping changes when frames are made, not which: every frame is there once.
+    segments = [event for event in events if isinstance(event, Segment)]
+    assert [s.first_frame for s in segments] == list(range(0, 96, 4))
+    info = probe(events[-1].video_path)
+    assert info.frames == 96 == events[-1].report.frames and abs(info.duration - 12) <= 1 / 8
+
+
+def test_stopping_while_both_stages_run_ends_both(tmp_path):
+    cancel = threading.Event()
+    renderer = Renderer(tmp_path / "out", model=SlowLaterScenes(seconds=30.0), batch_size=1, segment_seconds=0.5)
+    events = renderer.render(board(), cancel)
+    for event in events:
+        if isinstance(event, Segment):
+            break
+    started = time.monotonic()
+    cancel.set()
+    rest = list(events)
+    assert time.monotonic() - started < 2.0
+    assert isinstance(rest[-1], Failed) and rest[-1].cancelled
+    assert not [c for c in psutil.Process().children(recursive=True) if c.is_running() and c.status() != "zombie"]
+    assert not [t for t in threading.enumerate() if t.name in ("scene2video-encode", "scene2video-generate")]
+    assert list((tmp_path / "out").iterdir()) == []
