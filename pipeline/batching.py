@@ -2,7 +2,8 @@
 
 :func:`fit_generation_size` picks the size a model generates at,
 :func:`needs_cpu_offload` and :func:`auto_batch_size` turn free GPU memory into
-a placement and a batch size, and :func:`group_requests`, :func:`plan_batches`
+a placement and a batch size, :func:`auto_group_size` says how many scenes to hand
+the model at once when it sizes batches itself, and :func:`group_requests`, :func:`plan_batches`
 and :func:`assign_batches` split requests into batches (over several devices).
 """
 
@@ -16,6 +17,9 @@ from .generation import KeyframeRequest
 CPU_BATCH_SIZE = 4
 MPS_BATCH_SIZE = 2
 MAX_AUTO_BATCH_SIZE = 8
+# Scenes handed to the model per call when the batch size is auto: enough for two full
+# memory-sized batches on one GPU, or one each on two GPUs (see auto_group_size).
+AUTO_GROUP_SIZE = 2 * MAX_AUTO_BATCH_SIZE
 GIB = 1024**3
 # Rough peak activation memory per generated megapixel in half precision (UNet with SDPA,
 # VAE decode sliced per image). Only a first guess: an out-of-memory error halves the batch.
@@ -60,6 +64,13 @@ def auto_batch_size(free_bytes: int, width: int, height: int, guidance_scale: fl
     if per_image <= 0 or usable <= per_image:
         return 1
     return max(1, min(MAX_AUTO_BATCH_SIZE, int(usable // per_image)))
+
+
+def auto_group_size(device_count: int = 1) -> int:
+    """Scenes per model call when the batch size is auto: :data:`AUTO_GROUP_SIZE`, or one
+    full batch per device when there are more GPUs than that covers. The model (each
+    device's manager) then cuts the group into batches that fit its free memory."""
+    return max(AUTO_GROUP_SIZE, max(1, device_count) * MAX_AUTO_BATCH_SIZE)
 
 
 def _batch_key(request: KeyframeRequest) -> tuple:

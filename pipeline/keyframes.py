@@ -3,27 +3,32 @@
 Scenes already in the cache come first and at once. The rest go to the model in
 batches; the model runs in a worker thread so that its step previews can be
 yielded as events while it works, and so that a cancel reaches it within one
-denoising step. A scene the model cannot draw gets a placeholder and the reason.
+denoising step. On a ZeroGPU Space that thread runs in ZeroGPU's worker process
+(see pipeline.zerogpu). A scene the model cannot draw gets a placeholder and the reason.
 """
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import queue
 import threading
+from contextlib import closing
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Generator, Iterator
 
 from PIL import Image
 
+from .batching import auto_group_size
 from .cache import KeyframeCache, cache_key
 from .errors import RenderCancelled
 from .events import Event, KeyframeReady, Preview, Progress
 from .generation import GeneratedImage, ImageModel, KeyframeRequest
 from .placeholder import render_placeholder
 from .storyboard import Storyboard
-from .zerogpu import estimate_gpu_seconds, gpu_task
+from .zerogpu import estimate_gpu_seconds, zerogpu_stream
 
 log = logging.getLogger(__name__)
 
@@ -68,12 +73,19 @@ def build_requests(storyboard: Storyboard, plan: GenerationPlan) -> list[Keyfram
 class KeyframeStage:
     """Produces KeyframeReady (and Preview/Progress) events for every scene of a storyboard."""
 
-    def __init__(self, model: ImageModel | None, cache: KeyframeCache | None = None, batch_size: int = 4):
+    def __init__(self, model: ImageModel | None, cache: KeyframeCache | None = None, batch_size: int | None = None):
+        """``batch_size``: scenes per model call after the first; None (or 0) is auto: groups of
+        :func:`pipeline.batching.auto_group_size`, which the model splits by its free memory."""
         self.model = model
         self.cache = cache
-        self.batch_size = max(1, batch_size)
-        # Wrapped once: on a ZeroGPU Space each call then borrows a GPU for its estimated time.
-        self._generate_fn = gpu_task(model.generate, _gpu_seconds) if model is not None else None
+        # A MultiDeviceModel lists its per-GPU managers; every GPU should get a full batch.
+        devices = len(getattr(model, "managers", None) or ()) or 1
+        self.batch_size = batch_size if batch_size and batch_size > 0 else auto_group_size(devices)
+        # Wrapped once: on a ZeroGPU Space each batch then borrows a GPU for its estimated time.
+        # None elsewhere: the model then runs in this process and polls ``cancel`` itself.
+        self._on_zerogpu = (
+            zerogpu_stream(partial(stream_batch, model.generate), _gpu_seconds) if model is not None else None
+        )
 
     def run(self, storyboard: Storyboard, work_dir: Path, cancel: threading.Event) -> Iterator[Event]:
         """Yield events until every scene has a keyframe PNG in ``work_dir``.
@@ -113,56 +125,36 @@ class KeyframeStage:
                 yield self._finish_scene(storyboard, request, result, work_dir)
                 yield _progress(done, total)
 
-    def _generate(self, batch: list[KeyframeRequest], cancel: threading.Event) -> Iterator[Event]:
-        """Run one batch in a worker thread, yielding its step previews; returns the results."""
-        previews: queue.Queue = queue.Queue()
-        outcome: dict[str, object] = {}
-
-        def on_step(indices: list[int], step: int, total: int, images: list[Image.Image]) -> None:
-            previews.put(Preview(indices[0], step, total, images[0]))
-
-        generate = self._generate_fn
-
-        def work() -> None:
-            try:
-                outcome["results"] = generate(batch, on_step=on_step, should_stop=cancel.is_set)
-            except BaseException as exc:  # the model promises not to raise; be safe anyway
-                outcome["error"] = exc
-
-        worker = threading.Thread(target=work, name="scene2video-generate", daemon=True)
-        worker.start()
+    def _generate(self, batch: list[KeyframeRequest],
+                  cancel: threading.Event) -> Generator[Event, None, list[GeneratedImage]]:
+        """Yield one batch's step previews as they come; return its results (failures as reasons)."""
+        if self._on_zerogpu is not None:
+            stream = self._on_zerogpu(batch, cancel)
+        else:
+            stream = stream_batch(self.model.generate, batch, cancel)
         try:
-            while worker.is_alive() or not previews.empty():
-                try:
-                    yield previews.get(timeout=0.05)
-                except queue.Empty:
-                    pass
-        finally:
-            # Closed early (the user stopped the render): tell the model, and wait for it to
-            # reach the end of its current step so no GPU work outlives the render.
-            if worker.is_alive():
-                cancel.set()
-            worker.join()
+            results = yield from stream
+        except Exception as exc:  # ZeroGPU's own errors: quota, time limit, a worker that died
+            results = _failed(batch, exc)
         _check(cancel)
-        if "error" in outcome:
-            exc = outcome["error"]
-            reason = f"generation failed: {type(exc).__name__}: {exc}"
-            return [GeneratedImage(r.scene_index, None, reason) for r in batch]
-        return outcome["results"]
+        return results
 
     @staticmethod
-    def _with_step_progress(events: Iterator[Event], done: int, batch: int, total: int) -> Iterator[Event]:
+    def _with_step_progress(events: Generator[Event, None, list[GeneratedImage]], done: int, batch: int,
+                            total: int) -> Generator[Event, None, list[GeneratedImage]]:
         """Pass a batch's previews on, each followed by progress that counts its denoising steps."""
-        while True:
-            try:
-                event = next(events)
-            except StopIteration as stop:
-                return stop.value
-            yield event
-            if isinstance(event, Preview):
-                fraction = (done + batch * event.step / max(event.total_steps, 1)) / total
-                yield Progress("keyframes", min(fraction, 1.0),
-                               f"scene {event.scene_index + 1} of {total} · step {event.step} of {event.total_steps}")
+        # Closed explicitly, not left to garbage collection: a stopped render stops its batch now.
+        with closing(events):
+            while True:
+                try:
+                    event = next(events)
+                except StopIteration as stop:
+                    return stop.value
+                yield event
+                if isinstance(event, Preview):
+                    fraction = (done + batch * event.step / max(event.total_steps, 1)) / total
+                    message = f"scene {event.scene_index + 1} of {total} · step {event.step} of {event.total_steps}"
+                    yield Progress("keyframes", min(fraction, 1.0), message)
 
     def _finish_scene(self, storyboard: Storyboard, request: KeyframeRequest, result: GeneratedImage,
                       work_dir: Path) -> KeyframeReady:
@@ -187,14 +179,60 @@ class KeyframeStage:
         return KeyframeReady(index, path, source, reason)
 
 
+def stream_batch(
+    generate: Callable[..., list[GeneratedImage]], batch: list[KeyframeRequest], stop: threading.Event
+) -> Generator[Preview, None, list[GeneratedImage]]:
+    """Run ``generate(batch)`` in a worker thread, yielding its step previews; return its results.
+
+    The model polls ``stop`` at every denoising step. Closed early, this sets ``stop``
+    and waits for the model to finish its current step, so no GPU work outlives the caller.
+    Everything yielded and returned pickles (ZeroGPU sends it between processes).
+    """
+    previews: queue.Queue = queue.Queue()
+    outcome: dict[str, object] = {}
+
+    def on_step(indices: list[int], step: int, total: int, images: list[Image.Image]) -> None:
+        previews.put(Preview(indices[0], step, total, images[0]))
+
+    def work() -> None:
+        try:
+            outcome["results"] = generate(batch, on_step=on_step, should_stop=stop.is_set)
+        except BaseException as exc:  # the model promises not to raise; be safe anyway
+            outcome["error"] = exc
+
+    # Run in a copy of this thread's context, so Gradio's request and progress stay visible.
+    worker = threading.Thread(target=contextvars.copy_context().run, args=(work,),
+                              name="scene2video-generate", daemon=True)
+    worker.start()
+    try:
+        while worker.is_alive() or not previews.empty():
+            try:
+                yield previews.get(timeout=0.05)
+            except queue.Empty:
+                pass
+    finally:
+        if worker.is_alive():  # closed early (the render was stopped)
+            stop.set()
+        worker.join()
+    if "error" in outcome:
+        return _failed(batch, outcome["error"])
+    return outcome["results"]
+
+
+def _failed(batch: list[KeyframeRequest], exc: BaseException) -> list[GeneratedImage]:
+    reason = f"generation failed: {type(exc).__name__}: {exc}"
+    return [GeneratedImage(r.scene_index, None, reason) for r in batch]
+
+
 def _batches(requests: list[KeyframeRequest], size: int) -> Iterator[list[KeyframeRequest]]:
-    """The first scene alone, so the first image shows up fast; then batches of ``size``.
+    """The first scene alone, so the first image shows up fast; then groups of ``size`` (at least 1).
 
     A batch gives the same images as one-by-one generation (each image has its own seeded
     generator), so this changes when images appear, not what they are.
     """
     if requests:
         yield requests[:1]
+    size = max(1, size)
     for start in range(1, len(requests), size):
         yield requests[start:start + size]
 

@@ -51,7 +51,7 @@ class Renderer:
     """Renders storyboards into ``output_root``; safe to share between sessions."""
 
     def __init__(self, output_root: Path, model: ImageModel | None = None, cache: KeyframeCache | None = None,
-                 batch_size: int = 4, segment_seconds: float = 2.0, output_max_age_hours: float | None = None):
+                 batch_size: int | None = None, segment_seconds: float = 2.0, output_max_age_hours: float | None = None):
         self.output_root = Path(output_root)
         self.output_max_age_hours = output_max_age_hours
         self.model = model

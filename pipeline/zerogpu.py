@@ -8,6 +8,14 @@ so a short storyboard asks for less (and waits less in the queue) than a long
 one. Elsewhere ``spaces.GPU`` has no effect, and without the package the
 function is returned unchanged, so the same code runs locally.
 
+What ``spaces`` does on ZeroGPU shapes :func:`zerogpu_stream`: the wrapped
+function runs in a forked worker process, its arguments and every result (each
+yielded item, for a generator) are pickled across, the caller's Gradio request
+(read from a context variable in the calling thread) decides whose quota pays,
+and closing a wrapped generator stops it at its next ``yield``. So callbacks,
+queues and ``threading.Event`` objects cannot be passed in; the GPU side gets
+plain data and its own stop flag.
+
 This module imports neither torch nor gradio (nor ``spaces``) when it is imported.
 """
 
@@ -17,9 +25,16 @@ import importlib
 import importlib.util
 import math
 import os
-from typing import Callable, TypeVar
+import threading
+from typing import Callable, Generator, Generic, TypeVar
 
 F = TypeVar("F", bound=Callable[..., object])
+Arg = TypeVar("Arg")
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+
+# stream(arg, stop): yields items, returns a result, and ends soon after ``stop`` is set.
+Stream = Callable[[Arg, threading.Event], Generator[Item, None, Result]]
 
 # Seconds of GPU time per denoising step per megapixel of keyframe. SD-Turbo's UNet
 # costs about 3.1 TFLOP per step per megapixel (bench/gpu_keyframes.py counts 0.80 TFLOP
@@ -82,3 +97,66 @@ def gpu_task(fn: F, duration: Callable[..., int]) -> F:
     except ImportError:
         return fn
     return spaces.GPU(duration=duration)(fn)
+
+
+class _Finished(Generic[Result]):
+    """The GPU side's return value, sent as its last item: ``spaces`` passes on yielded items only."""
+
+    def __init__(self, value: Result) -> None:
+        self.value = value
+
+
+def zerogpu_stream(
+    stream: Stream[Arg, Item, Result], duration: Callable[[Arg], int]
+) -> Callable[[Arg, threading.Event], Generator[Item, None, Result | None]] | None:
+    """``stream`` run under ``spaces.GPU(duration=duration)`` on a ZeroGPU Space; None elsewhere.
+
+    ``stream(arg, stop)`` must take and yield picklable values (its ``arg`` and items
+    cross into the GPU worker process and back) and stop soon after ``stop`` is set;
+    on the GPU side it gets a fresh ``stop`` that is set when the caller closes it.
+
+    The returned ``run(arg, cancel)`` must be called in the thread that serves the
+    Gradio request (ZeroGPU reads the request from there to charge the visitor's
+    quota). It yields the stream's items as they come and returns its result, or
+    None when ``cancel`` was set: it then closes the GPU task, which ends at the
+    stream's next item. Errors of the GPU task (quota, timeout, pickling) are raised.
+    """
+    if not zerogpu_available():
+        return None
+    on_gpu = gpu_task(_gpu_side(stream), duration)
+
+    def run(arg: Arg, cancel: threading.Event) -> Generator[Item, None, Result | None]:
+        return _consume(on_gpu(arg), cancel)
+
+    return run
+
+
+def _gpu_side(stream: Stream[Arg, Item, Result]) -> Callable[[Arg], Generator[object, None, None]]:
+    """A generator function that runs ``stream`` with its own stop flag and ends with _Finished."""
+
+    def run_on_gpu(arg: Arg) -> Generator[object, None, None]:
+        # Closing this generator (spaces does when the caller closes) raises GeneratorExit in
+        # ``stream``, whose cleanup sets its stop flag and waits for the model to stop.
+        result = yield from stream(arg, threading.Event())
+        yield _Finished(result)
+
+    return run_on_gpu
+
+
+def _consume(items: Generator[object, None, None], cancel: threading.Event) -> Generator[Item, None, Result | None]:
+    """Pass items on until the GPU task ends; close it as soon as ``cancel`` is set."""
+    finished: _Finished | None = None
+    try:
+        for item in items:
+            if isinstance(item, _Finished):
+                # Read on to the end rather than return now: the GPU is released when the task ends.
+                finished = item
+                continue
+            yield item  # type: ignore[misc]
+            if cancel.is_set():
+                return None
+    finally:
+        items.close()
+    if finished is None:
+        raise RuntimeError("the GPU task ended without a result")
+    return finished.value

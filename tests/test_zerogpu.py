@@ -1,4 +1,4 @@
-"""pipeline.zerogpu: decorating with a stand-in ``spaces`` package, and the duration estimate."""
+"""pipeline.zerogpu: renders under a stand-in ``spaces`` package, and the duration estimate."""
 
 from __future__ import annotations
 
@@ -6,47 +6,34 @@ import importlib.util
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
+from pipeline import Done, KeyframeReady, Preview, Renderer, parse_storyboard
 from pipeline import zerogpu
-from pipeline.zerogpu import estimate_gpu_seconds, gpu_task, zerogpu_available
+from pipeline.generation import GeneratedImage
+from pipeline.model import ModelManager
+from pipeline.zerogpu import estimate_gpu_seconds, gpu_task, zerogpu_available, zerogpu_stream
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# A small stand-in for the real package: GPU(duration=...) returns a decorator whose
-# wrapper asks the duration (a number, or a callable given the call's arguments),
-# records it and calls through.
-_FAKE_SPACES = textwrap.dedent(
-    '''
-    import functools
-
-    calls = []
-
-    def GPU(fn=None, duration=60):
-        def decorate(func):
-            @functools.wraps(func)
-            def wrapper(*args, **kwargs):
-                seconds = duration(*args, **kwargs) if callable(duration) else duration
-                calls.append(seconds)
-                return func(*args, **kwargs)
-            wrapper.zerogpu_duration = duration
-            return wrapper
-        return decorate(fn) if fn is not None else decorate
-    '''
-)
+# The stand-in ``spaces`` package (pickles what crosses to the GPU worker, as the real one does).
+STAND_IN = Path(__file__).resolve().parent / "zerogpu_stand_in"
 
 
 @pytest.fixture
-def fake_spaces(tmp_path, monkeypatch):
-    folder = tmp_path / "site"
-    (folder / "spaces").mkdir(parents=True)
-    (folder / "spaces" / "__init__.py").write_text(_FAKE_SPACES, encoding="utf-8")
+def fake_spaces(monkeypatch):
+    """``import spaces`` gives the stand-in, as on a ZeroGPU Space (``SPACES_ZERO_GPU=true``)."""
     monkeypatch.delitem(sys.modules, "spaces", raising=False)
-    monkeypatch.syspath_prepend(str(folder))
+    monkeypatch.syspath_prepend(str(STAND_IN))
+    monkeypatch.setenv("SPACES_ZERO_GPU", "true")
     importlib.invalidate_caches()
-    yield
+    import spaces
+
+    yield spaces
     sys.modules.pop("spaces", None)
 
 
@@ -71,11 +58,16 @@ def test_gpu_task_decorates_when_spaces_importable(fake_spaces):
     assert task(3, 2) == "3 scenes, 2 steps at 512x512"
     assert task(50, 4, width=1920, height=1080) == "50 scenes, 4 steps at 1920x1080"
 
-    import spaces
-
     # The duration callable got the same arguments as the function, positional and keyword.
-    assert spaces.calls == [_duration(3, 2), _duration(50, 4, width=1920, height=1080)]
-    assert spaces.calls[0] < spaces.calls[1]
+    assert fake_spaces.calls == [_duration(3, 2), _duration(50, 4, width=1920, height=1080)]
+    assert fake_spaces.calls[0] < fake_spaces.calls[1]
+
+
+def test_stand_in_refuses_what_cannot_reach_a_gpu_worker(fake_spaces):
+    # What the first ZeroGPU version passed: a callback closure and a threading.Event method.
+    task = gpu_task(lambda batch, on_step=None, should_stop=None: batch, duration=15)
+    with pytest.raises(Exception, match="pickle"):
+        task([1], on_step=lambda *a: None, should_stop=threading.Event().is_set)
 
 
 def test_gpu_task_returns_function_unchanged_without_spaces(no_spaces):
@@ -135,3 +127,100 @@ def test_module_import_does_not_import_torch_or_gradio():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == ""
 
+
+# --------------------------------------------------------------------------- renders on ZeroGPU
+
+
+def _board(n_scenes: int, steps: int = 2):
+    scenes = [{"prompt": f"scene {i}", "duration": 0.5, "seed": i} for i in range(n_scenes)]
+    return parse_storyboard({"scenes": scenes, "quality": "draft", "fps": 8, "transition": "cut", "steps": steps})
+
+
+def _render_as_visitor(spaces, renderer: Renderer, board, cancel: threading.Event | None = None,
+                       stop_at_step: int | None = None) -> list:
+    """Render in this thread with a Gradio request set, as a Gradio handler would."""
+    token = spaces.request.set("visitor")
+    events = []
+    try:
+        for event in renderer.render(board, cancel):
+            events.append(event)
+            if stop_at_step is not None and isinstance(event, Preview) and event.step == stop_at_step:
+                cancel.set()
+    finally:
+        spaces.request.reset(token)
+    return events
+
+
+def test_render_on_zerogpu_gets_ai_keyframes(fake_spaces, tiny_model_dir, tmp_path):
+    model = ModelManager(str(tiny_model_dir), device="cpu", local_files_only=True)
+    renderer = Renderer(tmp_path / "out", model=model, batch_size=2)
+    events = _render_as_visitor(fake_spaces, renderer, _board(3))
+    done = events[-1]
+    assert isinstance(done, Done), done
+    assert [(s.source, s.reason) for s in done.report.scenes] == [("ai", "")] * 3
+    # Step previews still stream, one per denoising step and scene batch.
+    assert [e.step for e in events if isinstance(e, Preview)] == [1, 2, 1, 2]
+    # One GPU task per batch (the first scene alone, then two), each sized for its batch and
+    # asked for in the request's own thread, so ZeroGPU charges the visitor's quota.
+    assert fake_spaces.calls == [estimate_gpu_seconds(1, 2, 88, 48), estimate_gpu_seconds(2, 2, 88, 48)]
+    assert fake_spaces.requests == ["visitor", "visitor"]
+
+
+class SlowModel:
+    """Takes 1000 steps of 5 ms unless told to stop; remembers the step it stopped at."""
+
+    model_id = "slow-model"
+
+    def __init__(self):
+        self.stopped_at: int | None = None
+
+    def load(self):
+        return True
+
+    def describe(self):
+        return {"model": self.model_id, "device": "cpu", "state": "loaded"}
+
+    def is_distilled(self):
+        return True
+
+    def generation_size(self, width, height):
+        return 64, 40
+
+    def generate(self, requests, on_step=None, should_stop=None):
+        for step in range(1, 1001):
+            if should_stop():
+                self.stopped_at = step
+                return [GeneratedImage(r.scene_index, None, "stopped") for r in requests]
+            on_step([requests[0].scene_index], step, 1000, [Image.new("RGB", (8, 8))])
+            threading.Event().wait(0.005)
+        return [GeneratedImage(r.scene_index, Image.new("RGB", (64, 40))) for r in requests]
+
+
+def test_stop_on_zerogpu_ends_the_gpu_task_within_a_step_or_two(fake_spaces, tmp_path):
+    model = SlowModel()
+    renderer = Renderer(tmp_path / "out", model=model)
+    events = _render_as_visitor(fake_spaces, renderer, _board(1), threading.Event(), stop_at_step=3)
+    assert events[-1].cancelled
+    assert max(e.step for e in events if isinstance(e, Preview)) == 3
+    # The GPU side saw the stop and the model ended before the render did: no GPU work outlives it.
+    assert model.stopped_at is not None and model.stopped_at < 100
+
+
+def test_a_failed_gpu_task_gives_placeholders_with_the_reason(fake_spaces, monkeypatch, tmp_path):
+    def over_quota(duration, args, kwargs):
+        raise RuntimeError("You have exceeded your GPU quota")
+
+    monkeypatch.setattr(fake_spaces, "_schedule", over_quota)
+    renderer = Renderer(tmp_path / "out", model=SlowModel(), batch_size=2)
+    events = _render_as_visitor(fake_spaces, renderer, _board(2))
+    assert [(e.source, e.reason) for e in events if isinstance(e, KeyframeReady)] == [
+        ("placeholder", "generation failed: RuntimeError: You have exceeded your GPU quota")] * 2
+    assert isinstance(events[-1], Done)
+
+
+def test_off_zerogpu_the_model_runs_in_process(fake_spaces, monkeypatch, tmp_path):
+    # ``spaces`` installed but not on ZeroGPU (a local run, a GPU Space): nothing is wrapped,
+    # and the model polls the render's own stop flag (tests/test_keyframes.py covers that path).
+    monkeypatch.delenv("SPACES_ZERO_GPU")
+    assert zerogpu_stream(lambda arg, stop: iter(()), duration=lambda arg: 15) is None
+    assert Renderer(tmp_path / "out", model=SlowModel()).keyframes._on_zerogpu is None
