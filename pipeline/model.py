@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MODEL_ID = "stabilityai/sd-turbo"
 MODEL_ENV_VAR = "SCENE2VIDEO_MODEL"
+# The UI's short list (ui/layout.py reads it from here; this module is cheap to import).
 KNOWN_MODELS: tuple[str, ...] = (
     "stabilityai/sd-turbo",
     "stabilityai/sdxl-turbo",
@@ -52,6 +53,8 @@ KNOWN_MODELS: tuple[str, ...] = (
 
 _SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt")
 _DISTILLED_MARKERS = ("turbo", "lcm", "lightning", "hyper")
+# Schedulers that only make sense for consistency-distilled few-step models.
+_DISTILLED_SCHEDULERS = ("LCMScheduler", "TCDScheduler")
 
 
 # --------------------------------------------------------------------------- model ids and files
@@ -82,16 +85,76 @@ def looks_like_sdxl(model_id: str) -> bool:
     return False
 
 
-def _safetensors_keys(path: Path) -> list[str]:
-    """Tensor names from a .safetensors header (read directly: no torch, no full load)."""
+def _safetensors_header(path: Path) -> dict:
+    """The JSON header of a .safetensors file (read directly: no torch, no full load); {} if unreadable."""
     try:
         with path.open("rb") as handle:
             size = int.from_bytes(handle.read(8), "little")
             if not 0 < size < 100 * 1024 * 1024:
-                return []
-            return list(json.loads(handle.read(size)))
+                return {}
+            header = json.loads(handle.read(size))
     except (OSError, ValueError):
-        return []
+        return {}
+    return header if isinstance(header, dict) else {}
+
+
+def _safetensors_keys(path: Path) -> list[str]:
+    """Tensor names from a .safetensors header."""
+    return [key for key in _safetensors_header(path) if key != "__metadata__"]
+
+
+def single_file_config_dir(model_id: str) -> Path | None:
+    """The local diffusers folder whose configs describe a single-file model, or None.
+
+    Looked for, in order: a folder named like the file beside it (``my-model.safetensors``
+    next to ``my-model/``), then the folder holding the file (a hub snapshot ships both).
+    Either must hold ``model_index.json`` and the components' config files; no weights are
+    read from it. None: diffusers fetches the configs from the hub or its cache.
+    """
+    path = Path(model_id).expanduser()
+    for folder in (path.with_suffix(""), path.parent):
+        if (folder / "model_index.json").is_file():
+            return folder
+    return None
+
+
+def _model_names(model_id: str) -> list[str]:
+    """What a model calls itself before loading: its id or path, plus a .safetensors file's
+    ``modelspec.title`` (the Stability AI model-metadata standard's human-readable name)."""
+    names = [model_id]
+    path = Path(model_id).expanduser()
+    if path.is_file() and path.suffix.lower() == ".safetensors":
+        metadata = _safetensors_header(path).get("__metadata__") or {}
+        names.append(str(metadata.get("modelspec.title", "")) if isinstance(metadata, dict) else "")
+    return names
+
+
+def _folder_scheduler(model_id: str) -> str:
+    """The scheduler class a diffusers folder (or a single file's config folder) names, or ""."""
+    path = Path(model_id).expanduser()
+    folder = path if path.is_dir() else single_file_config_dir(model_id) if path.is_file() else None
+    if folder is None:
+        return ""
+    try:
+        config = json.loads((folder / "scheduler" / "scheduler_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return ""
+    return str(config.get("_class_name", "")) if isinstance(config, dict) else ""
+
+
+def is_distilled_model(model_id: str, scheduler_class: str = "") -> bool:
+    """True for a few-step model (turbo, LCM, lightning, hyper) that wants guidance 0.
+
+    Signals, all cheap and none guessed from weights: a marker in the id, path or a
+    .safetensors ``modelspec.title``, or an LCM/TCD scheduler (the loaded pipeline's,
+    ``scheduler_class``, else the one a local folder's config names). sd-turbo's configs
+    are otherwise identical to SD 2.1's, so a turbo model with none of these signals is
+    not detected; the storyboard's ``steps`` and ``guidance_scale`` then set it.
+    """
+    names = " ".join(_model_names(model_id)).lower()
+    if any(marker in names for marker in _DISTILLED_MARKERS):
+        return True
+    return (scheduler_class or _folder_scheduler(model_id)) in _DISTILLED_SCHEDULERS
 
 
 def native_size_for(model_id: str) -> int:
@@ -269,12 +332,12 @@ class ModelManager:
         }
 
     def is_distilled(self) -> bool:
-        """True for few-step models (turbo, LCM, lightning, hyper) that want guidance 0."""
-        name = self.model_id.lower()
-        if any(marker in name for marker in _DISTILLED_MARKERS):
-            return True
+        """True for few-step models (turbo, LCM, lightning, hyper) that want guidance 0.
+
+        See :func:`is_distilled_model`; once loaded, the pipeline's own scheduler counts.
+        """
         scheduler = getattr(self._pipe, "scheduler", None)
-        return scheduler is not None and "lcm" in type(scheduler).__name__.lower()
+        return is_distilled_model(self.model_id, type(scheduler).__name__ if scheduler is not None else "")
 
     def native_size(self) -> int:
         """The side of the model's native square, from the loaded UNet when possible."""
@@ -310,7 +373,11 @@ class ModelManager:
         # Missing files and an unreachable hub both surface as OSError (or ValueError for a
         # missing variant); anything else, such as a CUDA error, is said as it is.
         if isinstance(exc, (OSError, ValueError)):
-            return f"Model '{self.model_id}' could not be loaded (offline or not found): {short_error(exc)}"
+            hint = ""
+            if model_source(self.model_id) == "single_file" and single_file_config_dir(self.model_id) is None:
+                # The usual offline failure: diffusers wants the matching configs from the hub.
+                hint = " (a single file needs its diffusers configs: from the hub once, or a folder beside it)"
+            return f"Model '{self.model_id}' could not be loaded (offline or not found){hint}: {short_error(exc)}"
         return f"Model '{self.model_id}' could not be loaded: {short_error(exc, with_type=True)}"
 
     def _load_pipeline(self, source: str) -> Any:
@@ -357,14 +424,16 @@ class ModelManager:
         from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 
         path = str(Path(self.model_id).expanduser())
-        # from_single_file fetches the matching config from the hub (or its cache).
+        kwargs: dict[str, Any] = {"dtype": self._dtype, "local_files_only": self.local_files_only}
+        config = single_file_config_dir(self.model_id)
+        if config is not None:
+            # Local configs: works offline. Without them from_single_file fetches the configs
+            # of the matching base model from the hub (or finds them in its cache).
+            kwargs["config"] = str(config)
         if looks_like_sdxl(self.model_id):
-            return StableDiffusionXLPipeline.from_single_file(
-                path, dtype=self._dtype, local_files_only=self.local_files_only
-            )
+            return StableDiffusionXLPipeline.from_single_file(path, **kwargs)
         return StableDiffusionPipeline.from_single_file(
-            path, dtype=self._dtype, local_files_only=self.local_files_only,
-            safety_checker=None, requires_safety_checker=False,
+            path, safety_checker=None, requires_safety_checker=False, **kwargs
         )
 
     def _place(self, pipe: Any, device: str) -> None:

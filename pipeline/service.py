@@ -41,6 +41,8 @@ class RendererPool:
         if not model_id or not self.settings.allow_model_change:
             model_id = self.settings.model
         if model_id not in self._renderers:
+            # batch_size None (the default) is auto: the stage hands the model large groups and
+            # each manager sizes its batches from free GPU memory; a number caps both.
             model = get_image_model(model_id, device=self.settings.device, batch_size=self.settings.batch_size)
             self._renderers[model_id] = Renderer(
                 self.settings.output_dir, model=model, cache=self.cache, batch_size=self.settings.batch_size,

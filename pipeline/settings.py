@@ -13,11 +13,13 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 from .errors import StoryboardError
+from .model import DEFAULT_MODEL_ID  # defined once there; pipeline.model imports torch lazily
 from .presets import QUALITY_NAMES
 from .storyboard import Limits
 
 ENV_PREFIX = "SCENE2VIDEO_"
-DEFAULT_MODEL_ID = "stabilityai/sd-turbo"
+# Words that mean "let the model manager choose the batch size from free GPU memory".
+AUTO_WORDS = frozenset({"", "0", "auto"})
 
 
 def on_spaces() -> bool:
@@ -27,12 +29,16 @@ def on_spaces() -> bool:
 
 @dataclass(frozen=True)
 class Settings:
-    """Everything the app and the CLI can be configured with. Field names match the flags."""
+    """Everything the app and the CLI can be configured with. Field names match the flags.
+
+    ``batch_size`` None means auto: each model manager sizes its batches from free GPU
+    memory (``pipeline.batching.auto_batch_size``); a number caps every pipeline call.
+    """
 
     model: str = DEFAULT_MODEL_ID
     device: str | None = None
     preload: bool = False
-    batch_size: int = 4
+    batch_size: int | None = None
     output_dir: Path = Path("outputs")
     cache_dir: Path = Path.home() / ".cache" / "scene2video" / "keyframes"
     cache_max_mb: int = 2048
@@ -69,6 +75,8 @@ PUBLIC_DEFAULTS = dict(
 
 def _convert(name: str, text: str):
     kind = {f.name: f.type for f in fields(Settings)}[name]
+    if kind == "int | None":
+        return _optional_int(text)
     if "bool" in str(kind):
         return text.strip().lower() in {"1", "true", "yes", "on"}
     if "Path" in str(kind):
@@ -78,6 +86,12 @@ def _convert(name: str, text: str):
     if kind == "float":
         return float(text)
     return text
+
+
+def _optional_int(text: str) -> int | None:
+    """``auto``, ``0`` or nothing -> None (decided at run time); otherwise the number."""
+    text = text.strip().lower()
+    return None if text in AUTO_WORDS else int(text)
 
 
 def settings_from_env(env: dict[str, str] | None = None) -> Settings:
@@ -96,11 +110,14 @@ def settings_from_env(env: dict[str, str] | None = None) -> Settings:
 
 
 def validate_settings(settings: Settings) -> Settings:
+    """``settings`` unchanged, or StoryboardError naming the first bad value."""
     if settings.max_quality not in QUALITY_NAMES:
         raise StoryboardError(f"max_quality must be one of {', '.join(QUALITY_NAMES)}.")
-    for name in ("max_scenes", "max_concurrent_renders", "max_queue", "batch_size"):
+    for name in ("max_scenes", "max_concurrent_renders", "max_queue"):
         if getattr(settings, name) < 1:
             raise StoryboardError(f"{name} must be at least 1.")
+    if settings.batch_size is not None and settings.batch_size < 1:
+        raise StoryboardError("batch_size must be at least 1, or auto (0).")
     settings.auth_pair()
     return settings
 

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 from keyframe_requests import request
+from PIL import Image
 
-from pipeline.batching import assign_batches, fit_generation_size
+from pipeline import Renderer, parse_storyboard
+from pipeline.batching import AUTO_GROUP_SIZE, assign_batches, auto_group_size, fit_generation_size
+from pipeline.generation import GeneratedImage
+from pipeline.keyframes import KeyframeStage
+from pipeline.multi_gpu import MultiDeviceModel
 
 
 def test_fit_generation_size_never_exceeds_the_output():
@@ -33,3 +38,57 @@ def test_assign_batches_never_mixes_settings():
         assert len({(r.steps, r.width, r.height, r.guidance_scale) for r in batch}) == 1
     loads = [sum(len(b) for b in device_batches) for device_batches in plan.values()]
     assert max(loads) - min(loads) <= 1
+
+
+class RecordingModel:
+    """Draws flat images at once and records how many scenes each call was given."""
+
+    model_id = "recording-model"
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+
+    def load(self) -> bool:
+        return True
+
+    def describe(self) -> dict[str, str]:
+        return {"model": self.model_id, "device": "cpu", "state": "loaded"}
+
+    def is_distilled(self) -> bool:
+        return True
+
+    def generation_size(self, width: int, height: int) -> tuple[int, int]:
+        return 16, 16
+
+    def generate(self, requests, on_step=None, should_stop=None):
+        self.calls.append(len(requests))
+        return [GeneratedImage(r.scene_index, Image.new("RGB", (r.width, r.height), (r.seed, 0, 0))) for r in requests]
+
+
+def model_calls(batch_size: int | None, scenes: int) -> list[int]:
+    """Scenes per model call for a ``scenes``-scene render with ``batch_size``."""
+    import tempfile
+    from pathlib import Path
+
+    model = RecordingModel()
+    board = parse_storyboard({"scenes": [{"prompt": f"scene {i}", "duration": 0.5, "seed": i} for i in range(scenes)],
+                              "quality": "draft", "fps": 2, "transition": "cut"})
+    with tempfile.TemporaryDirectory() as tmp:
+        done = list(Renderer(Path(tmp), model=model, batch_size=batch_size).render(board))[-1]
+    assert [s.source for s in done.report.scenes] == ["ai"] * scenes
+    return model.calls
+
+
+def test_auto_batch_size_hands_the_model_large_groups_after_the_first_scene():
+    assert AUTO_GROUP_SIZE == 16
+    assert model_calls(None, 20) == [1, 16, 3]  # the model cuts each group by its free memory
+    assert model_calls(0, 3) == [1, 2]
+    assert model_calls(4, 10) == [1, 4, 4, 1]  # a given number still wins
+
+
+def test_auto_groups_give_every_gpu_a_full_batch():
+    assert [auto_group_size(n) for n in (1, 2, 4, 8)] == [16, 16, 32, 64]
+    four = MultiDeviceModel({f"cuda:{i}": RecordingModel() for i in range(4)})
+    assert KeyframeStage(four).batch_size == 32
+    assert KeyframeStage(four, batch_size=2).batch_size == 2
+    assert KeyframeStage(RecordingModel()).batch_size == 16 and KeyframeStage(None).batch_size == 16

@@ -49,3 +49,30 @@ def test_default_model_offline_falls_back_with_the_reason(tmp_path):
     assert scene["source"] == "placeholder"
     assert "Model 'stabilityai/sd-turbo' could not be loaded" in scene["reason"]
     assert "Scene 1: placeholder" in env_run.stderr + env_run.stdout
+
+
+def render_in_process(tmp_path, *flags) -> tuple[int, dict]:
+    """Run ``python -m pipeline render`` in this process (the offline hub, the shared model registry)."""
+    from pipeline.cli import main
+
+    sb = tmp_path / "sb.json"
+    sb.write_text(json.dumps({"scenes": [{"prompt": "a fox", "duration": 0.5, "seed": 3}], "quality": "draft",
+                              "fps": 4, "transition": "cut", "steps": 1}))
+    code = main(["render", str(sb), "-o", str(tmp_path / "o.mp4"), "--report", str(tmp_path / "r.json"),
+                 "--cache-dir", str(tmp_path / "c"), "--device", "cpu", "--quiet", *map(str, flags)])
+    return code, json.loads((tmp_path / "r.json").read_text()) if code == 0 else {}
+
+
+def test_model_flag_reaches_the_model_manager(tmp_path, tiny_model_dir, monkeypatch):
+    monkeypatch.setenv("SCENE2VIDEO_MODEL", "org/not-this-one")  # the flag wins over the environment
+    code, report = render_in_process(tmp_path, "--model", tiny_model_dir)
+    assert code == 0
+    assert report["model"] == str(Path(tiny_model_dir).resolve())
+    assert [s["source"] for s in report["scenes"]] == ["ai"]
+
+
+def test_model_env_reaches_the_model_manager(tmp_path, monkeypatch):
+    monkeypatch.setenv("SCENE2VIDEO_MODEL", "org/env-model")
+    code, report = render_in_process(tmp_path)
+    assert code == 0 and report["model"] == "org/env-model"
+    assert report["scenes"][0]["reason"].startswith("Model 'org/env-model' could not be loaded (offline or not found)")

@@ -76,6 +76,47 @@ def test_zerogpu_loads_the_model_at_start(monkeypatch, tmp_path):
     assert loaded == ["stabilityai/sd-turbo"]
 
 
+def record_pool(monkeypatch) -> list:
+    """The RendererPool app.main hands to ui.build_demo (a one-item list once it ran)."""
+    pools = []
+    original = app_module.ui.build_demo
+    monkeypatch.setattr(app_module.ui, "build_demo",
+                        lambda pool, *args, **kwargs: pools.append(pool) or original(pool, *args, **kwargs))
+    return pools
+
+
+def test_model_flag_and_env_reach_the_app_s_model_manager(monkeypatch, tmp_path):
+    from pipeline import model as model_module
+
+    monkeypatch.setattr(model_module, "_MANAGERS", {})
+    record_launch(monkeypatch)
+    monkeypatch.setattr("pipeline.service.RendererPool.warm_up", lambda self: None)  # no torch import here
+    pools = record_pool(monkeypatch)
+    monkeypatch.setenv("SCENE2VIDEO_MODEL", "org/from-env")
+    app_module.main(["--output-dir", str(tmp_path), "--device", "cpu"])
+    app_module.main(["--model", "org/from-flag", "--output-dir", str(tmp_path), "--device", "cpu"])
+    env_model, flag_model = (pool.get().model for pool in pools)
+    assert env_model is model_module.get_model_manager("org/from-env", "cpu") and not env_model.loaded
+    assert flag_model is model_module.get_model_manager("org/from-flag", "cpu")
+
+
+def test_the_model_status_line_follows_the_model_dropdown(tmp_path):
+    import ui
+    from pipeline.service import RendererPool
+    from ui.handlers import Handlers
+
+    demo = ui.build_demo(RendererPool(app_settings(tmp_path)))
+    config = demo.config
+    kinds = {c["id"]: (c["type"], c.get("props", {}).get("label") or "") for c in config["components"]}
+    dropdown = next(i for i, (kind, label) in kinds.items() if kind == "dropdown" and label.startswith("Model"))
+    refreshes = [d for d in config["dependencies"] if [dropdown, "change"] in [list(t) for t in d["targets"]]]
+    on_load = next(d for d in config["dependencies"] if [event for _, event in d["targets"]] == ["load"])
+    assert len(refreshes) == 1 and refreshes[0]["inputs"] == [dropdown]
+    assert refreshes[0]["outputs"] == on_load["outputs"] and kinds[on_load["outputs"][0]][0] == "markdown"
+    line = Handlers(RendererPool(app_settings(tmp_path)), stream=False).model_line("org/picked")
+    assert "`org/picked`" in line and "not loaded" in line
+
+
 def test_limits_from_env_and_safe_public_defaults():
     space = settings_from_env({"SPACE_ID": "team/scene2video"})
     assert (space.max_scenes, space.max_total_seconds, space.max_quality, space.allow_model_change, space.preload) == (

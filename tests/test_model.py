@@ -25,8 +25,10 @@ from pipeline.model import (
     ModelManager,
     get_image_model,
     get_model_manager,
+    is_distilled_model,
     looks_like_sdxl,
     model_source,
+    single_file_config_dir,
 )
 from pipeline.multi_gpu import MultiDeviceModel
 
@@ -309,12 +311,15 @@ def test_reset_allows_a_retry(tmp_path, tiny_model_dir):
     assert flaky.load()
 
 
-def write_fake_checkpoint(path: Path, keys: list[str]) -> Path:
-    """A .safetensors file with a valid header naming ``keys`` and no real weights."""
+def write_fake_checkpoint(path: Path, keys: list[str], metadata: dict[str, str] | None = None) -> Path:
+    """A .safetensors file with a valid header naming ``keys`` (and ``metadata``) and no real weights."""
     import json
     import struct
 
-    header = {key: {"dtype": "F32", "shape": [1], "data_offsets": [4 * i, 4 * i + 4]} for i, key in enumerate(keys)}
+    header: dict = {key: {"dtype": "F32", "shape": [1], "data_offsets": [4 * i, 4 * i + 4]}
+                    for i, key in enumerate(keys)}
+    if metadata:
+        header["__metadata__"] = metadata
     blob = json.dumps(header).encode()
     path.write_bytes(struct.pack("<Q", len(blob)) + blob + b"\0" * 4 * len(keys))
     return path
@@ -465,3 +470,198 @@ def test_get_image_model_uses_every_gpu(monkeypatch):
     assert multi.managers["cuda:1"] is get_model_manager("org/model", "cuda:1")
     assert not any(m.loaded for m in multi.managers.values())  # nothing is loaded until used
     assert get_image_model("org/model", device="cuda:1") is multi.managers["cuda:1"]
+
+
+# --------------------------------------------------------------------------- steps and guidance per model
+
+
+class PlanModel:
+    """Just enough of an ImageModel for plan_generation."""
+
+    model_id = "plan-model"
+
+    def __init__(self, distilled: bool) -> None:
+        self.distilled = distilled
+
+    def is_distilled(self) -> bool:
+        return self.distilled
+
+    def generation_size(self, width: int, height: int) -> tuple[int, int]:
+        return 64, 40
+
+
+def plan_for(distilled: bool, **board):
+    from pipeline import parse_storyboard
+    from pipeline.keyframes import plan_generation
+
+    storyboard = parse_storyboard({"scenes": [{"prompt": "a fox", "duration": 1}], **board})
+    plan = plan_generation(storyboard, PlanModel(distilled))
+    return plan.steps, plan.guidance_scale
+
+
+@pytest.mark.parametrize("quality", ["draft", "standard", "high", "premium"])
+def test_plan_generation_defaults_suit_the_model(quality):
+    from pipeline import PRESETS
+
+    steps, guidance = plan_for(True, quality=quality)
+    assert 1 <= steps <= 4 and guidance == 0.0
+    assert plan_for(False, quality=quality) == (PRESETS[quality].steps_full, 7.5)
+
+
+def test_plan_generation_follows_the_storyboard_overrides():
+    assert plan_for(True, steps=8, guidance_scale=2.5) == (8, 2.5)
+    assert plan_for(False, steps=3, guidance_scale=0.0) == (3, 0.0)  # an explicit 0 is not "unset"
+    assert plan_for(False, quality="draft", steps=6) == (6, 7.5)
+    assert plan_for(True, quality="draft", guidance_scale=1.0) == (1, 1.0)
+
+
+def write_scheduler(folder: Path, class_name: str) -> Path:
+    import json
+
+    (folder / "scheduler").mkdir(parents=True)
+    (folder / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))
+    (folder / "scheduler" / "scheduler_config.json").write_text(json.dumps({"_class_name": class_name}))
+    return folder
+
+
+def test_distilled_models_are_recognised_without_turbo_in_the_name(tmp_path, tiny_model_dir, manager):
+    assert is_distilled_model(str(write_scheduler(tmp_path / "my-model", "LCMScheduler")))
+    assert is_distilled_model(str(write_scheduler(tmp_path / "other", "TCDScheduler")))
+    assert not is_distilled_model(str(write_scheduler(tmp_path / "sd15", "PNDMScheduler")))
+    # The tiny model's EulerDiscrete "trailing" schedule is sd-turbo's, but also that of many full
+    # models: no signal, so it keeps the full model's defaults (the storyboard can override them).
+    assert not is_distilled_model(str(tiny_model_dir)) and not manager.is_distilled()
+    titled = write_fake_checkpoint(tmp_path / "model.safetensors", ["x"], {"modelspec.title": "SDXL Turbo 1.0"})
+    plain = write_fake_checkpoint(tmp_path / "v1-5.safetensors", ["x"], {"modelspec.title": "Stable Diffusion v1.5"})
+    assert ModelManager(str(titled), device="cpu").is_distilled()
+    assert not ModelManager(str(plain), device="cpu").is_distilled()
+    bare = write_fake_checkpoint(tmp_path / "bare.safetensors", ["x"])
+    assert not ModelManager(str(bare), device="cpu").is_distilled()
+
+
+# --------------------------------------------------------------------------- one .safetensors file, offline
+
+# The original (LDM / A1111) layout of a Stable Diffusion checkpoint, as diffusers' single-file
+# converters read it: diffusers name prefix -> original prefix, with renames inside the block.
+_UNET_RESNET = {"norm1": "in_layers.0", "conv1": "in_layers.2", "time_emb_proj": "emb_layers.1",
+                "norm2": "out_layers.0", "conv2": "out_layers.3", "conv_shortcut": "skip_connection"}
+_VAE_RESNET = {"conv_shortcut": "nin_shortcut"}
+_VAE_ATTENTION = {"group_norm": "norm", "to_q": "q", "to_k": "k", "to_v": "v", "to_out.0": "proj_out"}
+
+
+def _unet_prefixes(config: dict) -> list[tuple[str, str, dict]]:
+    per = config["layers_per_block"] + 1  # resnets per down block, plus its downsampler
+    pairs = [("time_embedding.linear_1", "time_embed.0", {}), ("time_embedding.linear_2", "time_embed.2", {}),
+             ("conv_in", "input_blocks.0.0", {}), ("conv_norm_out", "out.0", {}), ("conv_out", "out.2", {}),
+             ("mid_block.resnets.0", "middle_block.0", _UNET_RESNET), ("mid_block.attentions.0", "middle_block.1", {}),
+             ("mid_block.resnets.1", "middle_block.2", _UNET_RESNET)]
+    for i, up_type in enumerate(config["up_block_types"]):
+        for j in range(per - 1):
+            pairs += [(f"down_blocks.{i}.resnets.{j}", f"input_blocks.{1 + i * per + j}.0", _UNET_RESNET),
+                      (f"down_blocks.{i}.attentions.{j}", f"input_blocks.{1 + i * per + j}.1", {})]
+        pairs.append((f"down_blocks.{i}.downsamplers.0.conv", f"input_blocks.{i * per + per}.0.op", {}))
+        for j in range(per):
+            pairs += [(f"up_blocks.{i}.resnets.{j}", f"output_blocks.{i * per + j}.0", _UNET_RESNET),
+                      (f"up_blocks.{i}.attentions.{j}", f"output_blocks.{i * per + j}.1", {})]
+        slot = 2 if "CrossAttn" in up_type else 1  # the upsampler follows the attention, if any
+        pairs.append((f"up_blocks.{i}.upsamplers.0.conv", f"output_blocks.{i * per + per - 1}.{slot}.conv", {}))
+    return pairs
+
+
+def _vae_prefixes(config: dict) -> list[tuple[str, str, dict]]:
+    count = len(config["down_block_types"])
+    pairs = []
+    for part in ("encoder", "decoder"):
+        pairs += [(f"{part}.conv_norm_out", f"{part}.norm_out", {}),
+                  (f"{part}.mid_block.resnets.0", f"{part}.mid.block_1", _VAE_RESNET),
+                  (f"{part}.mid_block.resnets.1", f"{part}.mid.block_2", _VAE_RESNET),
+                  (f"{part}.mid_block.attentions.0", f"{part}.mid.attn_1", _VAE_ATTENTION)]
+    for i in range(count):  # the original decoder numbers its up blocks from the bottom
+        pairs += [(f"encoder.down_blocks.{i}.resnets", f"encoder.down.{i}.block", _VAE_RESNET),
+                  (f"encoder.down_blocks.{i}.downsamplers.0.conv", f"encoder.down.{i}.downsample.conv", {}),
+                  (f"decoder.up_blocks.{i}.resnets", f"decoder.up.{count - 1 - i}.block", _VAE_RESNET),
+                  (f"decoder.up_blocks.{i}.upsamplers.0.conv", f"decoder.up.{count - 1 - i}.upsample.conv", {})]
+    return pairs
+
+
+def _original_name(key: str, pairs: list[tuple[str, str, dict]]) -> str:
+    for old, new, inner in sorted(pairs, key=lambda pair: -len(pair[0])):
+        if key.startswith(old + "."):
+            rest = key[len(old) + 1:]
+            for name, original in inner.items():
+                if rest.startswith(name + "."):
+                    rest = original + rest[len(name):]
+            return f"{new}.{rest}"
+    return key
+
+
+def write_single_file(folder: Path, target: Path) -> Path:
+    """A diffusers SD folder's weights as one original-layout .safetensors checkpoint."""
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    tensors = {}
+    parts = (("unet", "model.diffusion_model.", _unet_prefixes), ("vae", "first_stage_model.", _vae_prefixes),
+             ("text_encoder", "cond_stage_model.transformer.text_model.", lambda config: []))
+    for part, prefix, prefixes in parts:
+        pairs = prefixes(json.loads((folder / part / "config.json").read_text()))
+        for key, tensor in load_file(str(next((folder / part).glob("*.safetensors")))).items():
+            name = _original_name(key, pairs)
+            if ".mid.attn_1." in name and name.endswith("weight") and tensor.ndim == 2:
+                tensor = tensor[:, :, None, None]  # the original VAE attention uses 1x1 convolutions
+            tensors[prefix + name] = tensor.contiguous()
+    save_file(tensors, str(target))
+    return target
+
+
+def copy_configs(folder: Path, target: Path) -> Path:
+    """``folder``'s configs and tokenizer, without any weights."""
+    import shutil
+
+    return Path(shutil.copytree(folder, target, ignore=shutil.ignore_patterns("*.safetensors", "*.bin")))
+
+
+def test_a_single_file_loads_offline_with_its_configs_beside_it(tmp_path, tiny_model_dir, manager):
+    checkpoint = write_single_file(tiny_model_dir, tmp_path / "my-model.safetensors")
+    without = ModelManager(str(checkpoint), device="cpu", local_files_only=True).generate([request(0)])[0]
+    assert without.image is None and "diffusers configs" in without.reason  # says what to add
+    copy_configs(tiny_model_dir, tmp_path / "my-model")
+    assert single_file_config_dir(str(checkpoint)) == tmp_path / "my-model"
+    single = ModelManager(str(checkpoint), device="cpu")  # not even local_files_only: nothing is fetched
+    assert model_source(single.model_id) == "single_file"
+    got = single.generate([request(0, seed=7)])[0]
+    want = manager.generate([request(0, seed=7)])[0]
+    assert single.describe()["state"] == "loaded"
+    assert np.array_equal(pixels(got), pixels(want))  # the same weights, converted back by diffusers
+
+
+def test_a_single_file_inside_a_diffusers_folder_uses_that_folder(tmp_path, tiny_model_dir):
+    snapshot = copy_configs(tiny_model_dir, tmp_path / "snapshot")
+    checkpoint = write_fake_checkpoint(snapshot / "sd_turbo.safetensors", ["x"])
+    assert single_file_config_dir(str(checkpoint)) == snapshot
+    assert single_file_config_dir(str(write_fake_checkpoint(tmp_path / "lone.safetensors", ["x"]))) is None
+
+
+# --------------------------------------------------------------------------- one load across renders
+
+
+def test_two_renders_through_one_pool_load_the_model_once(tmp_path, tiny_model_dir, monkeypatch):
+    from diffusers import AutoPipelineForText2Image
+
+    from pipeline import Settings, parse_storyboard
+    from pipeline.service import RendererPool
+
+    original = AutoPipelineForText2Image.from_pretrained
+    loads: list[str] = []
+    monkeypatch.setattr(AutoPipelineForText2Image, "from_pretrained",
+                        classmethod(lambda cls, *a, **kw: loads.append(str(a[0])) or original(*a, **kw)))
+    monkeypatch.setattr(model_module, "_MANAGERS", {})
+    pool = RendererPool(Settings(model=str(tiny_model_dir), device="cpu", output_dir=tmp_path / "out",
+                                 cache_dir=tmp_path / "cache"))
+    for prompt in ("a lighthouse", "a harbour"):  # different prompts: no keyframe comes from the cache
+        board = parse_storyboard({"scenes": [{"prompt": prompt, "duration": 0.5}], "quality": "draft", "fps": 4,
+                                  "transition": "cut", "steps": 1})
+        done = list(pool.get(None).render(board))[-1]
+        assert [s.source for s in done.report.scenes] == ["ai"], done
+    assert loads == [str(tiny_model_dir)]

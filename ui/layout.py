@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import gradio as gr
 
 from pipeline import TRANSITIONS, Settings, Storyboard
+from pipeline.model import KNOWN_MODELS  # torch-free at import: torch loads only with a model
 from pipeline.service import RendererPool
 
 from .examples import example_names, load_example
@@ -29,7 +30,6 @@ INTRO = (
     "Write one scene per row (prompt and seconds on screen), pick a quality and a transition, "
     "then press **Generate**. Keyframes appear as they are made and the video plays below."
 )
-KNOWN_MODELS = ["stabilityai/sd-turbo", "stabilityai/sdxl-turbo", "stable-diffusion-v1-5/stable-diffusion-v1-5"]
 PRIVATE = dict(api_visibility="private")
 
 
@@ -87,7 +87,8 @@ def build_editor(first: Storyboard, settings: Settings, names: list[str]) -> Edi
             fps = gr.Number(value=0, precision=0, label="FPS (0 = preset)")
             steps = gr.Number(value=0, precision=0, label="Steps (0 = preset)")
             guidance = gr.Number(value=None, label="Guidance (blank = model default)")
-        choices = KNOWN_MODELS if settings.model in KNOWN_MODELS else [settings.model, *KNOWN_MODELS]
+        known = list(KNOWN_MODELS)
+        choices = known if settings.model in known else [settings.model, *known]
         model_id = gr.Dropdown(choices, value=settings.model, label="Model (hub id, local folder or .safetensors file)",
                                allow_custom_value=True, interactive=settings.allow_model_change)
         model_status = gr.Markdown()
@@ -139,6 +140,8 @@ def build_demo(pool: RendererPool, examples_first: str | None = None) -> gr.Bloc
         wire_render(editor, outputs, handlers, pool.settings)
         wire_tools(editor, outputs, handlers)
         demo.load(handlers.model_line, editor.model_id, editor.model_status, **PRIVATE)
+        # A newly picked model shows its own device and state, not the previous one's.
+        editor.model_id.change(handlers.model_line, editor.model_id, editor.model_status, queue=False, **PRIVATE)
         add_render_api(handlers, pool.settings)
     return demo
 
