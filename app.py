@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> None:
     demo = ui.build_demo(pool)
     ui.launch(demo, settings, host=args.host, port=args.port, share=args.share, prevent_thread_lock=True)
     if not preload:
-        pool.warm_up()  # after the page is served, so start-up does not wait for torch's import
+        pool.warm_up()  # loads the model once the page is served, so start-up does not wait for torch
     demo.block_thread()
 
 

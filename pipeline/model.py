@@ -51,6 +51,7 @@ KNOWN_MODELS: tuple[str, ...] = (
     "stable-diffusion-v1-5/stable-diffusion-v1-5",
 )
 
+_LOADING = threading.Lock()
 _SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt")
 _DISTILLED_MARKERS = ("turbo", "lcm", "lightning", "hyper")
 # Schedulers that only make sense for consistency-distilled few-step models.
@@ -301,7 +302,10 @@ class ModelManager:
             return False
         with self._load_lock:
             if self._pipe is None and self._load_error is None:
-                self._load_once()
+                # One load at a time in the process: diffusers and transformers import their
+                # classes lazily, and two threads importing them at once can see half-made modules.
+                with _LOADING:
+                    self._load_once()
         return self._pipe is not None
 
     def reset(self) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
 import threading
 from dataclasses import replace
@@ -33,13 +32,18 @@ class RendererPool:
         self.settings = settings
         self.cache = KeyframeCache(settings.cache_dir, max_bytes=settings.cache_max_mb * 1024 * 1024)
         self._renderers: dict[str, Renderer] = {}
+        self._lock = threading.Lock()
 
     def get(self, model_id: str | None = None) -> Renderer:
         """The renderer for ``model_id`` (the configured model when None or when changes are off)."""
-        from .model import get_image_model
-
         if not model_id or not self.settings.allow_model_change:
             model_id = self.settings.model
+        with self._lock:  # a background warm-up and a first request may both get here
+            return self._renderer_for(model_id)
+
+    def _renderer_for(self, model_id: str) -> Renderer:
+        from .model import get_image_model
+
         if model_id not in self._renderers:
             # batch_size None (the default) is auto: the stage hands the model large groups and
             # each manager sizes its batches from free GPU memory; a number caps both.
@@ -51,24 +55,22 @@ class RendererPool:
         return self._renderers[model_id]
 
     def warm_up(self) -> threading.Thread:
-        """Import torch and diffusers in the background, so the first Generate does not wait for them.
+        """Load the configured model in a background thread, so the first Generate does not wait for it.
 
-        Start-up stays fast (the page is served at once); no weights are loaded.
+        Call it once the page is served: start-up stays fast, and a click during the load
+        simply waits for it (the model's own lock). A failed load is remembered and
+        reported per scene, as on first use.
         """
-        thread = threading.Thread(target=_import_model_libraries, name="scene2video-warm-up", daemon=True)
+        thread = threading.Thread(target=self.preload, name="scene2video-warm-up", daemon=True)
         thread.start()
         return thread
 
     def preload(self) -> None:
-        """Load the configured model now (``--preload``, ZeroGPU) instead of on first use."""
-        model = self.get().model
+        """Load the configured model now (``--preload``, ZeroGPU) instead of on first use. Never raises."""
+        try:
+            model = self.get().model
+        except Exception as exc:  # torch missing or broken: the first render reports it per scene
+            logging.getLogger(__name__).warning("Could not prepare the model: %s", exc)
+            return
         if model is not None:
             model.load()
-
-
-def _import_model_libraries() -> None:
-    for name in ("torch", "diffusers"):
-        try:
-            importlib.import_module(name)
-        except Exception as exc:  # the first render reports it properly, per scene
-            logging.getLogger(__name__).warning("Could not import %s: %s", name, exc)

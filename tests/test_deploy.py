@@ -46,6 +46,8 @@ def record_launch(monkeypatch):
     calls = {}
     monkeypatch.setattr(gr.Blocks, "launch", lambda self, **kw: calls.update(kw))
     monkeypatch.setattr(gr.Blocks, "block_thread", lambda self: None)
+    # No background load of the default model: its thread would outlive the test.
+    monkeypatch.setattr("pipeline.service.RendererPool.warm_up", lambda self: None)
     return calls
 
 
@@ -76,6 +78,23 @@ def test_zerogpu_loads_the_model_at_start(monkeypatch, tmp_path):
     assert loaded == ["stabilityai/sd-turbo"]
 
 
+def test_locally_the_page_is_served_first_then_the_model_loads_in_the_background(monkeypatch, tmp_path,
+                                                                                  tiny_model_dir):
+    order = []
+    monkeypatch.setattr(gr.Blocks, "launch", lambda self, **kw: order.append("page served"))
+    monkeypatch.setattr(gr.Blocks, "block_thread", lambda self: None)
+    pools = record_pool(monkeypatch)
+    original = app_module.RendererPool.warm_up
+    monkeypatch.setattr(app_module.RendererPool, "warm_up",
+                        lambda self: order.append("warm-up") or threads.append(original(self)))
+    threads: list = []
+    app_module.main(["--model", str(tiny_model_dir), "--device", "cpu", "--output-dir", str(tmp_path),
+                     "--cache-dir", str(tmp_path / "cache")])
+    assert order == ["page served", "warm-up"]
+    threads[0].join(timeout=120)
+    assert pools[0].get().model.loaded  # the first Generate will not wait for the weights
+
+
 def record_pool(monkeypatch) -> list:
     """The RendererPool app.main hands to ui.build_demo (a one-item list once it ran)."""
     pools = []
@@ -89,8 +108,7 @@ def test_model_flag_and_env_reach_the_app_s_model_manager(monkeypatch, tmp_path)
     from pipeline import model as model_module
 
     monkeypatch.setattr(model_module, "_MANAGERS", {})
-    record_launch(monkeypatch)
-    monkeypatch.setattr("pipeline.service.RendererPool.warm_up", lambda self: None)  # no torch import here
+    record_launch(monkeypatch)  # also keeps warm_up from importing torch here
     pools = record_pool(monkeypatch)
     monkeypatch.setenv("SCENE2VIDEO_MODEL", "org/from-env")
     app_module.main(["--output-dir", str(tmp_path), "--device", "cpu"])
