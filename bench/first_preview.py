@@ -11,9 +11,10 @@ not counted), from the click's capture-phase handler to:
 * first preview: the first ``#gallery img`` that is loaded and laid out;
 * first playback: ``#live video`` with ``currentTime > 0``.
 
-Each run uses new seeds, so the tiny model's keyframe cache never answers. Run 1
-on each server is also the first render after start-up (it pays for loading the
-model); the median is over all runs.
+Each run uses new seeds, so the tiny model's keyframe cache never answers. As in
+app.py, the server starts loading its model in the background once it serves the
+page; run 1 is clicked at once, so it may wait for that load. The median is over
+all runs.
 """
 
 from __future__ import annotations
@@ -110,8 +111,9 @@ def measure(variant: str, runs: int, tmp: Path, tiny_dir: Path | None, timeout_s
     use_ai = tiny_dir is not None
     out = {"gallery": [], "play": [], "server_start_s": 0.0}
     t0 = time.perf_counter()
-    with running_app(settings) as (url, _pool):
+    with running_app(settings) as (url, pool):
         out["server_start_s"] = time.perf_counter() - t0
+        pool.warm_up()  # as app.py does once the page is served: the model loads in the background
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
             try:
@@ -151,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
 
     lines = ["| variant | first preview: median s | runs (s) | first playback: median s | runs (s) | server start s |",
              "|---|---:|---|---:|---|---:|"]
+    # Run 1 follows the server's start at once (the model may still be loading in the background);
+    # the target is judged on the median, which is what a visitor sees on a running server.
     targets = ["| variant | target | measured | result |", "|---|---|---:|---|"]
     for variant, r in results.items():
         plays = ", ".join("never" if v is None else f"{v:.2f}" for v in r["play"])
@@ -162,7 +166,8 @@ def main(argv: list[str] | None = None) -> int:
         *env_lines(env),
         f"- Browser: {CHROMIUM} ({' '.join(CHROMIUM_ARGS)}), Playwright; storyboard: 10 scenes x 1 s, draft "
         f"(854x480), crossfade 0.5 s; median of {runs} run(s) per fresh server{' (--quick)' if args.quick else ''}; "
-        "run 1 is the first render after start-up",
+        "run 1 is clicked as soon as the page is up (the model is still loading in the background, as app.py "
+        "starts it after serving the page)",
         f"- Machine state: {busy_note(env)}",
         "",
         *lines,
