@@ -158,7 +158,8 @@ def test_old_outputs_are_removed(tmp_path):
 @pytest.fixture(scope="module")
 def public_app(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("public")
-    settings = replace(app_settings(tmp), max_scenes=2, max_quality="standard", allow_model_change=False)
+    settings = replace(app_settings(tmp), max_scenes=2, max_quality="standard", allow_model_change=False,
+                       max_total_seconds=100.0)
     with running_app(settings) as (url, pool):
         yield url, pool
 
@@ -178,6 +179,23 @@ def test_going_over_a_public_limit_gives_a_clear_message(public_app):
         client.predict(json.dumps(three), api_name="/render")
     with pytest.raises(Exception, match="quality 'high' is not allowed"):
         client.predict(json.dumps({"scenes": [{"prompt": "x", "duration": 1}], "quality": "high"}), api_name="/render")
+    long = {"scenes": [{"prompt": "x", "duration": 60}, {"prompt": "y", "duration": 50}], "use_ai": False}
+    with pytest.raises(Exception, match="the scenes add up to 110 seconds; the most allowed is 100 seconds"):
+        client.predict(json.dumps(long), api_name="/render")
+
+
+def test_visitors_cannot_make_the_server_load_another_model(public_app):
+    from pipeline import model as model_module
+
+    url, pool = public_app
+    client = Client(url, verbose=False)
+    scenes = {"headers": ["Prompt", "Duration (s)", "Seed", "Negative prompt", "Motion"],
+              "data": [["a pier at night", 0.5, 1, "", "none"]]}
+    job = client.submit(scenes=scenes, quality="draft", transition="cut", transition_duration=0, fps=0, use_ai=True,
+                        steps=0, guidance_scale=None, model="evil/weights", api_name="/generate")
+    report = job.result(timeout=120)[5]
+    assert report["model"] == pool.settings.model != "evil/weights"
+    assert not [key for key in model_module._MANAGERS if "evil/weights" in str(key)]
 
 
 def status(url: str) -> int:
@@ -207,6 +225,7 @@ def test_server_refuses_files_outside_its_folders(public_app):
 def test_auth_protects_page_and_api(tmp_path):
     settings = replace(app_settings(tmp_path), auth="ann:secret")
     with running_app(settings) as (url, _):
+        assert status(url + "config") == 401 and status(url + "gradio_api/info") == 401  # the page's data too
         with pytest.raises(Exception):
             Client(url, verbose=False).predict("{}", api_name="/render")
         client = Client(url, auth=("ann", "secret"), verbose=False)
