@@ -16,6 +16,7 @@ import logging
 import os
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 from PIL import Image, PngImagePlugin
@@ -24,6 +25,7 @@ from .generation import KeyframeRequest
 
 log = logging.getLogger(__name__)
 _FORMAT_VERSION = 1
+_STALE_WRITE_S = 3600  # a put takes milliseconds; an hour-old temporary file is an orphan
 
 
 def cache_key(model_id: str, request: KeyframeRequest) -> str:
@@ -53,6 +55,18 @@ class KeyframeCache:
         self.folder = Path(folder)
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
+        self._remove_stale_writes()
+
+    def _remove_stale_writes(self) -> None:
+        """Delete temporary files that a killed process left behind (never read as entries, but
+        they would take disk space forever). Recent ones may belong to a live writer and stay."""
+        cutoff = time.time() - _STALE_WRITE_S
+        for path in self.folder.glob("*/*.tmp"):
+            try:
+                if path.stat().st_mtime < cutoff:
+                    path.unlink()
+            except FileNotFoundError:
+                continue
 
     def _path(self, key: str) -> Path:
         return self.folder / key[:2] / f"{key}.png"

@@ -1,6 +1,7 @@
 """The on-disk keyframe cache: keys, atomic writes, corruption, LRU cap."""
 
 import os
+import time
 
 from PIL import Image
 
@@ -84,3 +85,15 @@ def test_clear_removes_everything(tmp_path):
     for i in range(3):
         cache.put(f"{i:02d}" * 32, image((i, i, i)))
     assert cache.clear() == 3 and cache.stats() == (0, 0)
+
+
+def test_writes_left_half_done_by_a_killed_process_are_swept(tmp_path):
+    shard = tmp_path / "ab"
+    shard.mkdir()
+    stale, live = shard / "tmpold.tmp", shard / "tmpnew.tmp"
+    stale.write_bytes(b"\x89PNG half")
+    live.write_bytes(b"\x89PNG being written")
+    os.utime(stale, (time.time() - 2 * 3600,) * 2)
+    cache = KeyframeCache(tmp_path)
+    assert not stale.exists() and live.exists()
+    assert cache.stats() == (0, 0)
