@@ -171,14 +171,18 @@ class _Progress:
         self.share = share
         self.keyframes = 0.0
         self.video = 0.0
+        self.stage, self.message = "keyframes", "Starting"
 
     def update(self, event: Event) -> Event:
         if not isinstance(event, Progress):
             return event
         if event.stage in ("composing", "encoding"):
             self.video = event.fraction
+            if self.keyframes < 1.0:  # keep saying which scene is being made; the bar still moves
+                return self._event(self.stage, self.message)
         else:
             self.keyframes = event.fraction
+        self.stage, self.message = event.stage, event.message
         return self._event(event.stage, event.message)
 
     def finished(self) -> Progress:

@@ -9,7 +9,7 @@ import psutil
 from PIL import Image
 
 from media import probe
-from pipeline import Done, Failed, KeyframeReady, Preview, Renderer, Segment, parse_storyboard
+from pipeline import Done, Failed, KeyframeReady, Preview, Progress, Renderer, Segment, parse_storyboard
 from pipeline.generation import GeneratedImage
 
 
@@ -60,6 +60,11 @@ def test_segments_stream_before_the_last_keyframe_exists(tmp_path):
     first_segment = kinds.index(Segment)
     assert first_segment < last_keyframe, "the video only started after every keyframe was made"
     assert Preview in kinds[first_segment:last_keyframe]  # it streamed while scenes were being denoised
+    # One bar for both stages: it never goes back, names the scene being made until all exist, ends full.
+    progress = [event for event in events if isinstance(event, Progress)]
+    assert all(a.fraction <= b.fraction for a, b in zip(progress, progress[1:])) and progress[-1].fraction == 1
+    overlapping = [event for event in events[first_segment:last_keyframe] if isinstance(event, Progress)]
+    assert overlapping and all(event.stage == "keyframes" and "scene" in event.message for event in overlapping)
     # Overlapping changes when frames are made, not which: every frame is there once.
     segments = [event for event in events if isinstance(event, Segment)]
     assert [s.first_frame for s in segments] == list(range(0, 96, 4))
