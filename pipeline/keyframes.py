@@ -98,7 +98,7 @@ class KeyframeStage:
             for index in range(total):
                 _check(cancel)
                 yield self._placeholder(storyboard, index, work_dir, reason)
-                yield _progress(index + 1, total)
+                yield _progress(index + 1, total, index)
             return
         model = self.model
         if model.describe().get("state") != "loaded":
@@ -117,13 +117,15 @@ class KeyframeStage:
                 continue
             done += 1
             yield self._save(request.scene_index, image, work_dir, "cache")
-            yield _progress(done, total)
+            yield _progress(done, total, request.scene_index)
         for batch in _batches(pending, self.batch_size):
             results = yield from self._with_step_progress(self._generate(batch, cancel), done, len(batch), total)
+            # The step progress already counted the whole batch, so its scenes report the batch's end:
+            # counting them one at a time here would move the bar backwards.
+            done += len(batch)
             for request, result in zip(batch, results):
-                done += 1
                 yield self._finish_scene(storyboard, request, result, work_dir)
-                yield _progress(done, total)
+                yield _progress(done, total, request.scene_index)
 
     def _generate(self, batch: list[KeyframeRequest],
                   cancel: threading.Event) -> Generator[Event, None, list[GeneratedImage]]:
@@ -243,8 +245,9 @@ def _gpu_seconds(batch: list[KeyframeRequest], *args, **kwargs) -> int:
     return estimate_gpu_seconds(len(batch), first.steps, first.width, first.height)
 
 
-def _progress(done: int, total: int) -> Progress:
-    return Progress("keyframes", done / total, f"scene {done} of {total} ready")
+def _progress(done: int, total: int, scene_index: int) -> Progress:
+    """``done`` of ``total`` keyframes exist, the last one for scene ``scene_index``."""
+    return Progress("keyframes", done / total, f"scene {scene_index + 1} of {total} ready")
 
 
 def _check(cancel: threading.Event) -> None:
