@@ -1,16 +1,29 @@
 #!/usr/bin/env bash
 # Installs what the tests need on a fresh Debian/Ubuntu machine, then runs every test.
-# System packages: ffmpeg/ffprobe (Gradio's streaming video) and Chromium (browser tests).
+# System packages: ffmpeg/ffprobe (Gradio's streaming video), Chromium (browser tests) and
+# Noto CJK (placeholder frames for CJK prompts; the paths are pipeline/placeholder.py's _CJK_FONTS).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || need_apt+=(ffmpeg)
 command -v chromium >/dev/null || need_apt+=(chromium)
+has_cjk_font() {
+  local path
+  for path in /usr/share/fonts/{opentype/noto,noto-cjk,google-noto-cjk}/NotoSansCJK-Regular.ttc; do
+    [ -e "$path" ] && return 0
+  done
+  return 1
+}
+has_cjk_font || need_apt+=(fonts-noto-cjk)
 if ((${#need_apt[@]})); then
   if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+    # Quiet unless it fails (debconf chatters on stderr on a bare image).
+    if ! log=$(apt-get update -qq 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" 2>&1)
+    then
+      echo "$log" >&2
+      exit 1
+    fi
   else
     echo "warning: please install ${need_apt[*]} (apt-get install ${need_apt[*]}); related tests will be skipped" >&2
   fi

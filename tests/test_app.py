@@ -1,13 +1,18 @@
 """The real server, called the way API users call it: gradio_client against /render and /generate."""
 
 import json
+import logging
+import re
 import time
 
 import pytest
 from gradio_client import Client
+from gradio_client.utils import Status
 
 from media import moov_before_mdat, probe
-from server import app_settings, running_app
+from pipeline import Progress, parse_storyboard
+from server import (app_settings, assert_stopped, counting_unet_calls, ffmpeg_children, path_without,
+                    render_folders, running_app, wait_until)
 
 STORYBOARD = {
     "scenes": [{"prompt": "a lighthouse at dusk", "duration": 1.0}, {"prompt": "waves on rocks", "duration": 1.0}],
@@ -57,10 +62,15 @@ def changed(value) -> bool:
     return bool(value) and not (isinstance(value, dict) and set(value) == {"__type__"})
 
 
-def generate_args(rows, steps=0, use_ai=True):
+def generate_args(rows, steps=0, use_ai=True, quality="draft", fps=12):
     headers = ["Prompt", "Duration (s)", "Seed", "Negative prompt", "Motion"]
-    return dict(scenes={"headers": headers, "data": rows}, quality="draft", transition="crossfade",
-                transition_duration=0.4, fps=12, use_ai=use_ai, steps=steps, guidance_scale=None, model=None)
+    return dict(scenes={"headers": headers, "data": rows}, quality=quality, transition="crossfade",
+                transition_duration=0.4, fps=fps, use_ai=use_ai, steps=steps, guidance_scale=None, model=None)
+
+
+# /generate's outputs, in ui.render_view.OUTPUT_NAMES order
+GALLERY, PREVIEW, PROGRESS, LIVE_VIDEO, VIDEO, REPORT, NOTICE = range(7)
+RUNNING = (Status.PROCESSING, Status.ITERATING, Status.PROGRESS)
 
 
 def test_generate_streams_keyframes_and_previews_before_the_video(client):
@@ -77,21 +87,98 @@ def test_generate_streams_keyframes_and_previews_before_the_video(client):
     assert outputs[video_at][5]["frames"] == 18
 
 
-def test_cancel_through_the_api_ends_the_render_quickly(app, client):
-    url, pool = app
-    rows = [[f"slow scene {i}", 1, 100 + i, "", "none"] for i in range(6)]
-    job = client.submit(**generate_args(rows, steps=60), api_name="/generate")
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not any(changed(out[1]) for out in job.outputs()):
-        time.sleep(0.05)  # wait for the first step preview: the model is denoising
-    assert any(changed(out[1]) for out in job.outputs()), "no preview arrived"
-    cancelled_at = time.monotonic()
-    job.cancel()
+def test_cancel_through_the_api_stops_the_model_and_cleans_up(app, client):
+    _, pool = app
     model = pool.get().model
-    while model._gpu_lock.locked() and time.monotonic() - cancelled_at < 30:
-        time.sleep(0.01)
-    idle_after = time.monotonic() - cancelled_at
-    assert idle_after < 2.0, f"model still busy {idle_after:.2f}s after cancel"
-    # the model stays loaded and the next render works
+    steps, scenes = 100, 6  # a full render: >= 100 UNet calls per batch, many seconds on CPU
+    rows = [[f"cancelled scene {i}", 1, 100 + i, "", "none"] for i in range(scenes)]
+    before = render_folders(pool.settings.output_dir)
+    with counting_unet_calls(model, step_s=0.02) as calls:  # >= 2 s for one batch's 100 steps
+        job = client.submit(**generate_args(rows, steps=steps), api_name="/generate")
+        # The server is denoising (counted there, not when a preview reaches this client, which may lag).
+        wait_until(lambda: calls[0] > 0 and job.status().code in RUNNING, 120)
+        assert render_folders(pool.settings.output_dir) - before, "the render should have its folder by now"
+        cancelled_at, calls_then = time.monotonic(), calls[0]
+        job.cancel()
+        assert_stopped(pool.settings.output_dir, before, cancelled_at, calls)
+        # Gradio closes the render at its next update (<= 0.2 s), the model stops at the end of its step.
+        assert calls[0] - calls_then <= 25, f"{calls[0] - calls_then} denoising steps ran after the cancel"
+        assert calls[0] < steps, f"{calls[0]} UNet calls ({calls_then} at the cancel): the first batch finished"
+    assert not any(isinstance(out[VIDEO], str) for out in job.outputs()), "a cancelled job returned a video"
+    assert model.loaded, "the cancel unloaded the model"
     video, report = client.predict(json.dumps(STORYBOARD), api_name="/render")
     assert probe(video).frames == 24 and model.loaded
+
+
+def test_cancel_while_encoding_kills_ffmpeg_and_removes_partial_files(app, client):
+    _, pool = app
+    # Placeholders at 1080p, 40 s: composing and encoding take far longer than the test waits.
+    rows = [[f"long encoded scene {i}", 10, 200 + i, "", "zoom_in"] for i in range(4)]
+    before = render_folders(pool.settings.output_dir)
+    job = client.submit(**generate_args(rows, use_ai=False, quality="high", fps=0), api_name="/generate")
+
+    def encoding() -> bool:
+        stages = re.findall(r'data-stage="(\w+)"', " ".join(out[PROGRESS] for out in job.outputs()
+                                                                if isinstance(out[PROGRESS], str)))
+        return bool(stages) and stages[-1] in ("composing", "encoding") and bool(ffmpeg_children())
+
+    wait_until(encoding, 120)
+    partial = render_folders(pool.settings.output_dir) - before
+    assert partial and any(any(folder.iterdir()) for folder in partial), "expected partial files while encoding"
+    cancelled_at = time.monotonic()
+    job.cancel()
+    assert_stopped(pool.settings.output_dir, before, cancelled_at)
+    assert not any(isinstance(out[VIDEO], str) for out in job.outputs())
+    video, report = client.predict(json.dumps(STORYBOARD), api_name="/render")
+    assert probe(video).frames == 24
+
+
+TIME_LEFT = r"about (\d+ s|\d+ min \d\d s) left"
+
+
+def test_progress_names_the_stage_the_scene_and_the_time_left(client):
+    rows = [[f"progress scene {i}", 1.5, 300 + i, "", "zoom_in"] for i in range(4)]
+    job = client.submit(**generate_args(rows, steps=10), api_name="/generate")
+    job.result(timeout=300)
+    bars = [out[PROGRESS] for out in job.outputs() if "s2v-progress" in str(out[PROGRESS])]
+    shown = [(re.search(r'data-stage="(\w+)"', bar).group(1), int(re.search(r'data-percent="(\d+)"', bar).group(1)),
+              re.search(r'class="s2v-text">(.*?)</div>', bar).group(1)) for bar in bars]
+    for stage, _, text in shown:
+        assert text.startswith(stage.capitalize() + " · "), f"the text does not name its stage: {text!r}"
+    keyframes = [text for stage, _, text in shown if stage == "keyframes"]
+    later = [text for stage, percent, text in shown if stage in ("composing", "encoding") and percent < 100]
+    assert any(re.search(r"scene [1-4] of 4 .*" + TIME_LEFT, text) for text in keyframes), keyframes
+    assert any(re.search(TIME_LEFT, text) for text in later), later  # composing/encoding: the time left too
+    assert shown[-1][:2] == ("done", 100)
+
+
+def test_progress_bar_never_goes_backwards(app):
+    # Batches of several scenes: their step progress and the per-scene "ready" progress must agree.
+    _, pool = app
+    storyboard = parse_storyboard({"scenes": [{"prompt": f"monotone {i}", "duration": 0.5, "seed": 400 + i}
+                                              for i in range(4)], "quality": "draft", "fps": 12, "steps": 3})
+    fractions = [event.fraction for event in pool.get().render(storyboard) if isinstance(event, Progress)]
+    assert fractions == sorted(fractions), fractions
+
+
+def test_without_system_ffmpeg_the_app_says_so_once_and_serves_the_finished_mp4(
+        tmp_path, tiny_model_dir, monkeypatch, caplog):
+    monkeypatch.setenv("PATH", str(path_without(tmp_path / "bin", "ffmpeg", "ffprobe")))
+    settings = app_settings(tmp_path, model=str(tiny_model_dir))
+    with caplog.at_level(logging.WARNING), running_app(settings) as (url, _):
+        client = Client(url, verbose=False)
+        rows = [[f"no ffmpeg scene {i}", 1.5, 500 + i, "", "zoom_in"] for i in range(2)]
+        job = client.submit(**generate_args(rows, steps=2), api_name="/generate")
+        job.result(timeout=300)
+        outputs = job.outputs()
+        texts = [c["props"].get("value") or "" for c in client.config["components"] if c["type"] == "markdown"]
+    said = [r for r in caplog.records if "ffmpeg" in r.getMessage() and r.levelno >= logging.WARNING]
+    assert len(said) == 1, [r.getMessage() for r in said]  # said once, at start, not per render
+    assert sum("no system ffmpeg/ffprobe" in text for text in texts) == 1
+    assert not any(changed(out[LIVE_VIDEO]) for out in outputs), "nothing may be streamed without ffmpeg"
+    videos = [out[VIDEO] for out in outputs if isinstance(out[VIDEO], str)]
+    notices = [out[NOTICE] for out in outputs if isinstance(out[NOTICE], str)]
+    assert len(videos) == 1 and "Done" in notices[-1] and not any("❌" in n for n in notices), notices
+    monkeypatch.undo()
+    info = probe(videos[0])
+    assert (info.codec, info.frames, info.width) == ("h264", 36, 854)  # 2 x 1.5 s at 12 fps, one whole MP4

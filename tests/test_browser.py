@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from server import app_settings, running_app
+from server import STOP_BOUND_S, app_settings, assert_stopped, counting_unet_calls, render_folders, running_app
 
 pytestmark = [pytest.mark.browser, pytest.mark.skipif(not shutil.which("chromium"), reason="needs Debian's chromium")]
 
@@ -17,10 +17,15 @@ SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "screenshot.png"
 
 
 @pytest.fixture(scope="module")
-def app_url(tmp_path_factory, tiny_model_dir):
+def app(tmp_path_factory, tiny_model_dir):
     settings = app_settings(tmp_path_factory.mktemp("browser"), model=str(tiny_model_dir))
     with running_app(settings) as (url, pool):
-        yield url
+        yield url, pool
+
+
+@pytest.fixture(scope="module")
+def app_url(app):
+    return app[0]
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +66,18 @@ def edit(page, row, col, text):
     raise AssertionError(f"could not edit cell {row},{col}")
 
 
+def set_number(page, label, value):
+    """Type into a number field and make sure the page kept it (a field just shown may reset once)."""
+    field = page.locator(f"label:has-text('{label}') input")
+    for _ in range(3):
+        field.fill(str(value))
+        field.press("Tab")
+        page.wait_for_timeout(200)
+        if field.input_value() == str(value):
+            return
+    raise AssertionError(f"could not set {label} to {value}")
+
+
 def delete_scene(page, number):
     page.locator("label:has-text('Scene #') input").fill(str(number))
     page.click("button:has-text('✕ Delete')")
@@ -99,28 +116,44 @@ def test_generate_shows_keyframes_then_a_playing_video(page):
         page.screenshot(path=str(SCREENSHOT), full_page=True)
 
 
+LIVE_AND_PROGRESS = """() => {
+    const video = document.querySelector('#live video');
+    const bar = document.querySelector('#progress .s2v-progress[data-percent]');
+    return {time: video ? video.currentTime : null, percent: bar ? Number(bar.dataset.percent) : null,
+            text: bar ? bar.innerText : null, finished: !!document.querySelector('#video video')};
+}"""
+
+
 def test_live_video_plays_while_the_render_is_still_running(page):
     if not (shutil.which("ffmpeg") and shutil.which("ffprobe")):
         pytest.skip("streaming needs the system ffmpeg and ffprobe")
     page.click("text=Advanced")
     page.locator("label:has-text('Use the AI model') input").uncheck()
     for row in range(4):
-        edit(page, row, 1, 4)
+        edit(page, row, 1, 5)  # 20 s of placeholders (10 segments): seconds of composing and encoding
     page.click("#generate")
-    page.wait_for_function(
-        "() => { const v = document.querySelector('#live video'); return v && v.currentTime > 0 }", timeout=120_000)
-    progress = page.locator("#progress").inner_text()
-    assert "Video ready" not in progress, "playback should start before the render ends"
+    deadline, seen = time.monotonic() + 120, []
+    while time.monotonic() < deadline:
+        state = page.evaluate(LIVE_AND_PROGRESS)  # one read: playback position and progress together
+        seen.append(state)
+        if state["time"] and state["percent"] is not None and state["percent"] < 100 and not state["finished"]:
+            break  # the live video plays while the server still reports progress
+        assert not state["finished"] and state["percent"] != 100, f"the render ended before playback: {seen[-5:]}"
+        page.wait_for_timeout(50)
+    else:
+        raise AssertionError(f"playback never started: {seen[-5:]}")
     page.wait_for_function("() => { const v = document.querySelector('#video video'); return v && v.readyState >= 2 }",
                            timeout=180_000)
-    assert abs(video_state(page, "#video")["duration"] - 16) <= 1 / 24 + 0.01
+    assert abs(video_state(page, "#video")["duration"] - 20) <= 1 / 24 + 0.01
 
 
 def test_bad_row_shows_a_message_and_keeps_the_table(page):
     edit(page, 1, 1, 500)
     before = table_text(page)
     page.click("#generate")
-    page.get_by_text("Scene 2: duration must be between 0.5 and 60 seconds").first.wait_for(timeout=10_000)
+    page.wait_for_function(  # the notice under the buttons says which row and what to fix
+        "() => document.querySelector('#notice').innerText.includes("
+        "'Scene 2: duration must be between 0.5 and 60 seconds')", timeout=10_000)
     assert table_text(page) == before
     page.wait_for_function("() => !document.querySelector('#generate').disabled", timeout=10_000)
     edit(page, 1, 1, 1)
@@ -131,21 +164,37 @@ def test_bad_row_shows_a_message_and_keeps_the_table(page):
                            timeout=180_000)
 
 
-def test_stop_ends_the_render_and_the_next_generate_works(page):
+SHOWN_ERRORS = """() => [...document.querySelectorAll('[data-testid="toast-body"].error, .error')]
+    .filter(e => e.offsetParent !== null).map(e => e.innerText)"""
+
+
+def test_stop_ends_the_render_on_the_server_and_the_next_generate_works(page, app):
+    _, pool = app
+    output_dir, model, steps = pool.settings.output_dir, pool.get().model, 100  # the most allowed
     page.click("text=Advanced")
-    page.locator("label:has-text('Steps') input").fill("100")
-    page.click("#generate")
-    page.wait_for_function("() => document.querySelector('#preview img')", timeout=120_000)  # denoising
-    started = time.monotonic()
-    page.click("#stop")
-    page.get_by_text("Render stopped.").first.wait_for(timeout=10_000)
-    page.wait_for_function("() => !document.querySelector('#generate').disabled", timeout=10_000)
-    assert time.monotonic() - started < 5
+    set_number(page, "Steps", steps)
+    before = render_folders(output_dir)
+    with counting_unet_calls(model, step_s=0.02) as calls:  # >= 2 s for one batch's 100 steps
+        page.click("#generate")
+        page.wait_for_function(  # denoising, with the steps asked for
+            f"() => document.querySelector('#preview img') && document.querySelector('#preview')"
+            f".innerText.includes('of {steps}')", timeout=120_000)
+        stopped_at = time.monotonic()
+        page.click("#stop")
+        page.get_by_text("Render stopped.").first.wait_for(timeout=10_000)
+        page.wait_for_function("() => !document.querySelector('#generate').disabled", timeout=10_000)
+        assert time.monotonic() - stopped_at < 5, "the page took too long to say the render stopped"
+        assert_stopped(output_dir, before, stopped_at, calls, bound_s=STOP_BOUND_S + 1)  # + the click's round trip
+        assert calls[0] < steps, f"{calls[0]} UNet calls: the first scene finished, Stop did not stop it"
     assert page.locator("#video video").count() == 0
-    page.locator("label:has-text('Steps') input").fill("1")
+    assert page.evaluate(SHOWN_ERRORS) == [], "Stop is not an error"
+    assert "❌" not in page.locator("#notice").inner_text()
+    assert model.loaded
+    set_number(page, "Steps", 1)
     page.click("#generate")
     page.wait_for_function("() => { const v = document.querySelector('#video video'); return v && v.readyState >= 2 }",
                            timeout=180_000)
+    assert "Done" in page.locator("#notice").inner_text() and page.evaluate(SHOWN_ERRORS) == []
 
 
 def test_a_second_visitor_waits_in_the_queue_and_sees_their_place(browser, app_url):
@@ -155,7 +204,7 @@ def test_a_second_visitor_waits_in_the_queue_and_sees_their_place(browser, app_u
         page.goto(app_url)
         page.wait_for_selector("#generate")
         page.click("text=Advanced")
-        page.locator("label:has-text('Steps') input").fill("100")
+        set_number(page, "Steps", 100)
         pages.append(page)
     first, second = pages
     first.click("#generate")

@@ -1,4 +1,10 @@
-"""The page without a browser: table <-> storyboard, row editing, and what happens without system ffmpeg."""
+"""The page without a browser: table <-> storyboard, row editing, no system ffmpeg, and what each room imports."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -45,3 +51,36 @@ def test_without_system_ffmpeg_the_page_says_so_and_shows_only_the_final_video(m
     assert any("no system ffmpeg/ffprobe" in text for text in texts)
     live = next(c for c in config["components"] if c["props"].get("elem_id") == "live")
     assert live["props"]["visible"] is False
+
+
+ROOT = Path(__file__).resolve().parent.parent
+# Every module of the package, not only what its __init__ exposes.
+IMPORT_EVERY_MODULE = """
+import importlib, pkgutil, {package}
+for module in pkgutil.iter_modules({package}.__path__):
+    if module.name != "__main__":  # running the CLI is not importing it
+        importlib.import_module("{package}." + module.name)
+"""
+
+
+def top_level_modules_after(code: str) -> set[str]:
+    """The top-level packages a fresh interpreter has loaded after running ``code``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SPACE", "SCENE2VIDEO_"))}  # not on a Space
+    probe = code + "\nimport sys, json; print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))"
+    out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return set(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def test_pipeline_imports_no_gradio_and_no_torch_until_a_model_is_used():
+    loaded = top_level_modules_after(IMPORT_EVERY_MODULE.format(package="pipeline"))
+    assert "pipeline" in loaded
+    assert not loaded & {"gradio", "gradio_client"}, "pipeline/ must not know Gradio"
+    assert not loaded & {"torch", "diffusers", "transformers"}, "torch/diffusers load lazily, when a model is used"
+
+
+def test_ui_imports_no_torch():
+    loaded = top_level_modules_after(IMPORT_EVERY_MODULE.format(package="ui"))
+    assert "gradio" in loaded
+    assert not loaded & {"torch", "diffusers", "transformers"}, "ui/ must never import torch"
