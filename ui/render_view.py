@@ -98,7 +98,9 @@ class PageRender:
         elif isinstance(event, Segment) and self.stream:
             out["live_video"] = str(event.path)
         elif isinstance(event, Done):
-            out.update(video=str(event.video_path), report=event.report.to_dict(),
+            # The step preview has done its job; the keyframes are in the gallery.
+            out.update(preview=gr.Image(value=None, label="Now generating"),
+                       video=str(event.video_path), report=event.report.to_dict(),
                        notice=report_notice(event.report), progress=progress_html("done", 1.0, "Video ready", None),
                        generate=gr.Button(interactive=True), stop=gr.Button(interactive=False))
         elif isinstance(event, Failed):
