@@ -181,3 +181,10 @@ def update_section(heading: str, latest: str, path: Path = RESULTS, replace_befo
         section += "\n"
     path.write_text(head + section + tail, encoding="utf-8")
     return created
+
+
+def publish(heading: str, text: str, write: bool) -> None:
+    """Print a bench's results and, when ``write``, put them in its section of RESULTS.md."""
+    print(text)
+    if write:
+        update_section(heading, text)

@@ -21,7 +21,7 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, busy_note, env_lines, environment, fmt_runs, median, update_section, verdict  # noqa: E402
+from _common import ROOT, busy_note, env_lines, environment, fmt_runs, median, publish, verdict  # noqa: E402
 
 HEADING = "## Cold start (bench/cold_start.py)"
 TARGET_S = 5.0
@@ -86,9 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         "|---|---:|---|---|---|",
         f"| start to first HTTP 200 on / | {med:.2f} | {fmt_runs(times)} | < {TARGET_S:g} s | {verdict(med < TARGET_S)} |",
     ])
-    print(text)
-    if not args.no_write:
-        update_section(HEADING, text)
+    publish(HEADING, text, write=not args.no_write)
     return 0
 
 

@@ -32,7 +32,7 @@ from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
-    ROOT, busy_note, env_lines, environment, fmt_runs, median, storyboard_dict, update_section, verdict, write_json,
+    ROOT, busy_note, env_lines, environment, fmt_runs, median, storyboard_dict, publish, verdict, write_json,
 )
 
 sys.path.insert(0, str(ROOT / "tests"))
@@ -174,9 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         *targets,
     ])
-    print(text)
-    if not args.no_write:
-        update_section(HEADING, text)
+    publish(HEADING, text, write=not args.no_write)
     return 0
 
 

@@ -29,7 +29,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
-    ROOT, busy_note, env_lines, environment, fmt_runs, median, storyboard_dict, update_section, verdict, write_json,
+    ROOT, busy_note, env_lines, environment, fmt_runs, median, storyboard_dict, publish, verdict, write_json,
 )
 
 HEADING = "## Peak memory (bench/memory.py)"
@@ -114,9 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         f"| 100-scene peak ≤ {LIMIT:.2f} × 10-scene peak | CLI {ratio_cli:.2f} ×, CLI + ffmpeg {ratio_tree:.2f} × "
         f"| {verdict(ok)} |",
     ])
-    print(text)
-    if not args.no_write:
-        update_section(HEADING, text)
+    publish(HEADING, text, write=not args.no_write)
     return 0
 
 

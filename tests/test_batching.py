@@ -10,6 +10,7 @@ from pipeline.batching import AUTO_GROUP_SIZE, assign_batches, auto_group_size, 
 from pipeline.generation import GeneratedImage
 from pipeline.keyframes import KeyframeStage
 from pipeline.multi_gpu import MultiDeviceModel
+from stand_in_model import StandInModel
 
 
 def test_fit_generation_size_never_exceeds_the_output():
@@ -40,25 +41,14 @@ def test_assign_batches_never_mixes_settings():
     assert max(loads) - min(loads) <= 1
 
 
-class RecordingModel:
+class RecordingModel(StandInModel):
     """Draws flat images at once and records how many scenes each call was given."""
 
     model_id = "recording-model"
+    size = (16, 16)
 
     def __init__(self) -> None:
         self.calls: list[int] = []
-
-    def load(self) -> bool:
-        return True
-
-    def describe(self) -> dict[str, str]:
-        return {"model": self.model_id, "device": "cpu", "state": "loaded"}
-
-    def is_distilled(self) -> bool:
-        return True
-
-    def generation_size(self, width: int, height: int) -> tuple[int, int]:
-        return 16, 16
 
     def generate(self, requests, on_step=None, should_stop=None):
         self.calls.append(len(requests))

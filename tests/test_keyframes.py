@@ -7,9 +7,10 @@ from PIL import Image
 from pipeline import KeyframeReady, Renderer, parse_storyboard
 from pipeline.cache import KeyframeCache
 from pipeline.generation import GeneratedImage
+from stand_in_model import StandInModel
 
 
-class CountingModel:
+class CountingModel(StandInModel):
     """Draws a flat colour per seed and counts which prompts it was asked for."""
 
     model_id = "counting-model"
@@ -17,18 +18,6 @@ class CountingModel:
     def __init__(self, fail_prompt: str | None = None):
         self.calls: list[str] = []
         self.fail_prompt = fail_prompt
-
-    def load(self):
-        return True
-
-    def describe(self):
-        return {"model": self.model_id, "device": "cpu", "state": "loaded"}
-
-    def is_distilled(self):
-        return True
-
-    def generation_size(self, width, height):
-        return 64, 40
 
     def generate(self, requests, on_step=None, should_stop=None):
         self.calls += [r.prompt for r in requests]

@@ -11,27 +11,17 @@ from PIL import Image
 from media import probe
 from pipeline import Done, Failed, KeyframeReady, Preview, Progress, Renderer, Segment, parse_storyboard
 from pipeline.generation import GeneratedImage
+from stand_in_model import StandInModel
 
 
-class SlowLaterScenes:
+class SlowLaterScenes(StandInModel):
     """Scenes 0 and 1 come at once; each later scene takes ``seconds``, reporting a step every 50 ms."""
 
     model_id = "slow-later-scenes"
+    size = (64, 36)
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
-
-    def load(self) -> bool:
-        return True
-
-    def describe(self) -> dict[str, str]:
-        return {"model": self.model_id, "device": "cpu", "state": "loaded"}
-
-    def is_distilled(self) -> bool:
-        return True
-
-    def generation_size(self, width: int, height: int) -> tuple[int, int]:
-        return 64, 36
 
     def generate(self, requests, on_step=None, should_stop=None):
         if requests[0].scene_index >= 2:

@@ -17,6 +17,7 @@ from pipeline import zerogpu
 from pipeline.generation import GeneratedImage
 from pipeline.model import ModelManager
 from pipeline.zerogpu import estimate_gpu_seconds, gpu_task, zerogpu_available, zerogpu_stream
+from stand_in_model import StandInModel
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -166,25 +167,13 @@ def test_render_on_zerogpu_gets_ai_keyframes(fake_spaces, tiny_model_dir, tmp_pa
     assert fake_spaces.requests == ["visitor", "visitor"]
 
 
-class SlowModel:
+class SlowModel(StandInModel):
     """Takes 1000 steps of 5 ms unless told to stop; remembers the step it stopped at."""
 
     model_id = "slow-model"
 
     def __init__(self):
         self.stopped_at: int | None = None
-
-    def load(self):
-        return True
-
-    def describe(self):
-        return {"model": self.model_id, "device": "cpu", "state": "loaded"}
-
-    def is_distilled(self):
-        return True
-
-    def generation_size(self, width, height):
-        return 64, 40
 
     def generate(self, requests, on_step=None, should_stop=None):
         for step in range(1, 1001):
