@@ -1,6 +1,7 @@
 """python -m pipeline render: the same storyboard contract on the command line."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -26,6 +27,7 @@ def test_cli_renders_and_writes_the_report(tmp_path):
     assert (info.codec, info.width, info.height, info.frames) == ("h264", 854, 480, 60)
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["duration"] == 2.5 and [s["source"] for s in report["scenes"]] == ["placeholder"] * 2
+    assert re.search(r"100%\|[█#]+\|", result.stderr), result.stderr  # the tqdm bar reached the end
 
 
 def test_cli_bad_storyboard_exits_2_with_one_line(tmp_path):

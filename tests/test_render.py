@@ -42,11 +42,14 @@ def test_draft_render_is_browser_ready_h264(renderer):
 
 
 @pytest.mark.slow
-def test_1080p_is_exactly_1920x1080_not_1088(renderer):
-    sb = parse_storyboard({"scenes": [{"prompt": "wide", "duration": 0.5}], "quality": "high"})
+@pytest.mark.parametrize("quality, size, fps", [("standard", (1280, 720), 24), ("high", (1920, 1080), 24),
+                                               ("premium", (1920, 1080), 30)])
+def test_each_preset_gives_its_exact_size_and_rate_not_1088(renderer, quality, size, fps):
+    sb = parse_storyboard({"scenes": [{"prompt": "wide", "duration": 0.5}], "quality": quality})
     done = run(renderer, sb)[-1]
     info = probe(done.video_path)
-    assert (info.width, info.height, info.frames) == (1920, 1080, 12)
+    assert (info.codec, info.pix_fmt, info.width, info.height) == ("h264", "yuv420p", *size)
+    assert (info.fps, info.frames, done.report.fps) == (fps, round(0.5 * fps), fps)
 
 
 def test_segments_cover_every_frame_once_and_join_into_the_download(renderer):

@@ -84,3 +84,33 @@ def test_ui_imports_no_torch():
     loaded = top_level_modules_after(IMPORT_EVERY_MODULE.format(package="ui"))
     assert "gradio" in loaded
     assert not loaded & {"torch", "diffusers", "transformers"}, "ui/ must never import torch"
+
+
+def test_examples_load_and_survive_export_then_import(tmp_path):
+    from ui.examples import example_names, load_example
+    from ui.handlers import Handlers
+
+    handlers = Handlers(RendererPool(app_settings(tmp_path)), stream=False)
+    assert len(example_names()) >= 3
+    for name in example_names():
+        shown = handlers.load_example(name)  # table rows, then quality, transition, length, fps, use_ai, steps, cfg
+        assert handlers.storyboard(*shown) == load_example(name)
+        exported = Path(handlers.export(*shown).value["path"])  # what the download button offers
+        assert json.loads(exported.read_text(encoding="utf-8")) == load_example(name).to_dict()
+        assert handlers.import_file(str(exported)) == shown
+
+
+def test_a_bad_import_says_what_is_wrong_and_changes_nothing(tmp_path):
+    import gradio as gr
+
+    from ui.handlers import Handlers
+
+    handlers = Handlers(RendererPool(app_settings(tmp_path)), stream=False)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"scenes": [{"prompt": "ok", "duration": 1}, {"prompt": "", "duration": 1}]}))
+    with pytest.raises(gr.Error, match="Scene 2: prompt is empty"):
+        handlers.import_file(str(bad))
+    binary = tmp_path / "picture.json"
+    binary.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe")
+    with pytest.raises(gr.Error, match="not a text JSON file"):
+        handlers.import_file(str(binary))
