@@ -24,7 +24,8 @@ import numpy as np
 from .errors import StoryboardError
 from .events import Segment
 
-SEGMENT_PATTERN = "segment_%05d.ts"
+SEGMENT_PATTERN = "segment_%05d.ts"  # ffmpeg's name for segment n
+_SEGMENT_GLOB = SEGMENT_PATTERN.replace("%05d", "*")
 _SEGMENT_LIST = "segments.csv"
 
 
@@ -73,6 +74,7 @@ class SegmentedEncoder:
         self.frames_written = 0
         self._list_path = work_dir / _SEGMENT_LIST
         self._frame_bytes = settings.width * settings.height * 3
+        self._list_size = 0  # bytes of the segment list already read
         self._proc: subprocess.Popen | None = None
 
     def write(self, frame: np.ndarray) -> list[Segment]:
@@ -121,7 +123,7 @@ class SegmentedEncoder:
                     stream.close()
                 except (BrokenPipeError, OSError):
                     pass
-        for path in self.work_dir.glob("segment_*.ts"):
+        for path in self.work_dir.glob(_SEGMENT_GLOB):
             path.unlink(missing_ok=True)
         self._list_path.unlink(missing_ok=True)
 
@@ -144,9 +146,13 @@ class SegmentedEncoder:
     def _collect(self, final: bool) -> list[Segment]:
         """Segments that ffmpeg has listed as complete and we have not handed back yet."""
         try:
+            size = self._list_path.stat().st_size
+            if size == self._list_size and not final:
+                return []  # nothing new listed: the usual case, answered by one stat
             text = self._list_path.read_text(encoding="utf-8")
         except FileNotFoundError:
             return []
+        self._list_size = size
         lines = text.split("\n")[:-1]  # only whole lines: ffmpeg may be halfway through the next
         new: list[Segment] = []
         for number in range(len(self.segments), len(lines)):
