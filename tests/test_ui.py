@@ -114,3 +114,16 @@ def test_a_bad_import_says_what_is_wrong_and_changes_nothing(tmp_path):
     binary.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe")
     with pytest.raises(gr.Error, match="not a text JSON file"):
         handlers.import_file(str(binary))
+
+
+def test_the_notice_says_each_placeholder_reason_once_with_its_scenes():
+    from pipeline import RenderReport, SceneReport
+    from ui.render_view import report_notice
+
+    offline = "Model 'x' could not be loaded (offline or not found): no model_index.json"
+    scenes = (SceneReport(0, "placeholder", offline), SceneReport(1, "ai"), SceneReport(2, "placeholder", offline),
+              SceneReport(3, "placeholder", "the model returned a blank (NaN or all-black) image"))
+    notice = report_notice(RenderReport(854, 480, 24, 96, 4.0, scenes, seconds_taken=1.0))
+    assert "3 of 4 scenes use a **placeholder** frame" in notice
+    assert notice.count(offline) == 1 and f"- Scenes 1, 3: {offline}" in notice
+    assert "- Scene 4: the model returned a blank (NaN or all-black) image" in notice

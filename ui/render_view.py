@@ -50,11 +50,19 @@ def report_notice(report: RenderReport) -> str:
     fallbacks = report.fallbacks
     if fallbacks:
         lines.append(f"⚠️ {len(fallbacks)} of {len(report.scenes)} scenes use a **placeholder** frame:")
-        lines += [f"- Scene {scene.index + 1}: {scene.reason}" for scene in fallbacks]
+        # One line per reason: a model that failed to load would otherwise repeat itself per scene.
+        by_reason: dict[str, list[int]] = {}
+        for scene in fallbacks:
+            by_reason.setdefault(scene.reason, []).append(scene.index + 1)
+        lines += [f"- {_scenes(numbers)}: {reason}" for reason, numbers in by_reason.items()]
     cached = sum(scene.source == "cache" for scene in report.scenes)
     if cached:
         lines.append(f"{cached} scene(s) came from the keyframe cache.")
     return "\n".join(lines)
+
+
+def _scenes(numbers: list[int]) -> str:
+    return f"Scene {numbers[0]}" if len(numbers) == 1 else "Scenes " + ", ".join(map(str, numbers))
 
 
 def keyframe_caption(event: KeyframeReady) -> str:
