@@ -12,8 +12,8 @@ import sys
 
 from pipeline import StoryboardError
 from pipeline.service import RendererPool
-from pipeline.settings import add_settings_arguments, settings_from_args
-from pipeline.zerogpu import zerogpu_available
+from pipeline.contract.settings import add_settings_arguments, settings_from_args
+from pipeline.images.zerogpu import zerogpu_available
 
 import ui
 

@@ -63,7 +63,7 @@ def environment() -> dict[str, Any]:
     """Machine and versions, for the header of every section."""
     import numpy
 
-    from pipeline.encoder import ffmpeg_exe
+    from pipeline.video.encoder import ffmpeg_exe
 
     return {
         "date": _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),

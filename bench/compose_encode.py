@@ -49,10 +49,10 @@ from _common import (  # noqa: E402
 )
 
 from pipeline import parse_storyboard  # noqa: E402
-from pipeline.encoder import EncodeSettings, SegmentedEncoder, ffmpeg_exe, raw_input_arguments, x264_arguments  # noqa: E402
-from pipeline.placeholder import render_placeholder  # noqa: E402
+from pipeline.video.encoder import EncodeSettings, SegmentedEncoder, ffmpeg_exe, raw_input_arguments, x264_arguments  # noqa: E402
+from pipeline.images.placeholder import render_placeholder  # noqa: E402
 from pipeline.renderer import Renderer  # noqa: E402
-from pipeline.timeline import ZOOM_AMOUNT, PAN_FRACTION, compose_frames, plan_timeline  # noqa: E402
+from pipeline.video.timeline import ZOOM_AMOUNT, PAN_FRACTION, compose_frames, plan_timeline  # noqa: E402
 
 HEADING = "## Compose + encode throughput (bench/compose_encode.py)"
 FLOOR_LIMIT = 1.15  # ours may take at most 15% longer than the raw-encode floor

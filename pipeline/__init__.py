@@ -1,14 +1,14 @@
 """Scene2Video's video-making core: storyboard in, H.264 MP4 out. Knows nothing of Gradio.
 
-torch and diffusers are imported only inside ``pipeline.model``, when a model is first used.
+torch and diffusers are imported only inside ``pipeline.images.diffusers_backend``, when a model is first used.
 """
 
-from .errors import RenderCancelled, StoryboardError
-from .events import Done, Event, Failed, KeyframeReady, Preview, Progress, RenderReport, SceneReport, Segment
-from .presets import PRESETS, QUALITY_NAMES, Preset
+from .contract.errors import RenderCancelled, StoryboardError
+from .contract.events import Done, Event, Failed, KeyframeReady, Preview, Progress, RenderReport, SceneReport, Segment
+from .contract.presets import PRESETS, QUALITY_NAMES, Preset
 from .renderer import Renderer
-from .settings import DEFAULT_MODEL_ID, Settings
-from .storyboard import MOTIONS, TRANSITIONS, Limits, Scene, Storyboard, parse_storyboard
+from .contract.settings import DEFAULT_MODEL_ID, Settings
+from .contract.storyboard import MOTIONS, TRANSITIONS, Limits, Scene, Storyboard, parse_storyboard
 
 __all__ = [
     "DEFAULT_MODEL_ID", "Done", "Event", "Failed", "KeyframeReady", "Limits", "MOTIONS", "PRESETS", "Preset",

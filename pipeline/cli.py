@@ -14,11 +14,11 @@ import tempfile
 import threading
 from pathlib import Path
 
-from .errors import StoryboardError
-from .events import Done, Failed, KeyframeReady, Progress
+from .contract.errors import StoryboardError
+from .contract.events import Done, Failed, KeyframeReady, Progress
 from .service import build_renderer
-from .settings import add_settings_arguments, settings_from_args
-from .storyboard import parse_storyboard
+from .contract.settings import add_settings_arguments, settings_from_args
+from .contract.storyboard import parse_storyboard
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -26,17 +26,17 @@ from typing import Iterator
 import numpy as np
 from PIL import Image
 
-from .background import EventPump, KeyframeSlots
-from .cache import KeyframeCache
-from .encoder import EncodeSettings, SegmentedEncoder
-from .errors import RenderCancelled, StoryboardError
-from .events import Done, Event, Failed, KeyframeReady, Progress, RenderReport, SceneReport
-from .generation import ImageModel
-from .imaging import fit_cover
-from .keyframes import KeyframeStage
+from .video.background import EventPump, KeyframeSlots
+from .images.cache import KeyframeCache
+from .video.encoder import EncodeSettings, SegmentedEncoder
+from .contract.errors import RenderCancelled, StoryboardError
+from .contract.events import Done, Event, Failed, KeyframeReady, Progress, RenderReport, SceneReport
+from .images.generation import ImageModel
+from .video.imaging import fit_cover
+from .images.keyframes import KeyframeStage
 from .outputs import remove_old_outputs
-from .storyboard import Storyboard
-from .timeline import TimelinePlan, compose_frames, plan_timeline
+from .contract.storyboard import Storyboard
+from .video.timeline import TimelinePlan, compose_frames, plan_timeline
 
 log = logging.getLogger(__name__)
 

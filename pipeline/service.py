@@ -7,9 +7,9 @@ import threading
 from dataclasses import replace
 from pathlib import Path
 
-from .cache import KeyframeCache
+from .images.cache import KeyframeCache
 from .renderer import Renderer
-from .settings import Settings
+from .contract.settings import Settings
 
 
 def build_renderer(settings: Settings, output_dir: Path | None = None) -> Renderer:
@@ -42,7 +42,7 @@ class RendererPool:
             return self._renderer_for(model_id)
 
     def _renderer_for(self, model_id: str) -> Renderer:
-        from .model import get_image_model
+        from .images.registry import get_image_model
 
         if model_id not in self._renderers:
             # batch_size None (the default) is auto: the stage hands the model large groups and

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipeline.generation import KeyframeRequest
+from pipeline.images.generation import KeyframeRequest
 
 
 def request(index: int, seed: int | None = None, steps: int = 2, size: tuple[int, int] = (64, 64),

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.encoder import ffmpeg_exe
+from pipeline.video.encoder import ffmpeg_exe
 
 
 @dataclass(frozen=True)

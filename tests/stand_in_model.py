@@ -1,4 +1,4 @@
-"""A base for the test stand-ins of ``pipeline.generation.ImageModel``: loaded, turbo-like, fixed size.
+"""A base for the test stand-ins of ``pipeline.images.generation.ImageModel``: loaded, turbo-like, fixed size.
 
 Subclasses set ``model_id`` and ``size`` and write ``generate``; the rest of the protocol is here.
 """

@@ -6,10 +6,10 @@ from keyframe_requests import request
 from PIL import Image
 
 from pipeline import Renderer, parse_storyboard
-from pipeline.batching import AUTO_GROUP_SIZE, assign_batches, auto_group_size, fit_generation_size
-from pipeline.generation import GeneratedImage
-from pipeline.keyframes import KeyframeStage
-from pipeline.multi_gpu import MultiDeviceModel
+from pipeline.images.batching import AUTO_GROUP_SIZE, assign_batches, auto_group_size, fit_generation_size
+from pipeline.images.generation import GeneratedImage
+from pipeline.images.keyframes import KeyframeStage
+from pipeline.images.multi_gpu import MultiDeviceModel
 from stand_in_model import StandInModel
 
 

@@ -5,8 +5,8 @@ import time
 
 from PIL import Image
 
-from pipeline.cache import KeyframeCache, cache_key
-from pipeline.generation import KeyframeRequest
+from pipeline.images.cache import KeyframeCache, cache_key
+from pipeline.images.generation import KeyframeRequest
 
 
 def request(**changes):

@@ -18,7 +18,7 @@ from gradio_client import Client
 import app as app_module
 from pipeline import StoryboardError
 from pipeline.outputs import remove_old_outputs
-from pipeline.settings import settings_from_env
+from pipeline.contract.settings import settings_from_env
 from server import app_settings, running_app
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -105,7 +105,7 @@ def record_pool(monkeypatch) -> list:
 
 
 def test_model_flag_and_env_reach_the_app_s_model_manager(monkeypatch, tmp_path):
-    from pipeline import model as model_module
+    from pipeline.images import registry as model_module
 
     monkeypatch.setattr(model_module, "_MANAGERS", {})
     record_launch(monkeypatch)  # also keeps warm_up from importing torch here
@@ -185,7 +185,7 @@ def test_going_over_a_public_limit_gives_a_clear_message(public_app):
 
 
 def test_visitors_cannot_make_the_server_load_another_model(public_app):
-    from pipeline import model as model_module
+    from pipeline.images import registry as model_module
 
     url, pool = public_app
     client = Client(url, verbose=False)

@@ -7,7 +7,7 @@ import psutil
 import pytest
 
 from media import moov_before_mdat, probe, read_frames
-from pipeline.encoder import EncodeSettings, SegmentedEncoder
+from pipeline.video.encoder import EncodeSettings, SegmentedEncoder
 
 WIDTH, HEIGHT, FPS = 64, 48, 10
 

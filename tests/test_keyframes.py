@@ -5,8 +5,8 @@ import threading
 from PIL import Image
 
 from pipeline import KeyframeReady, Renderer, parse_storyboard
-from pipeline.cache import KeyframeCache
-from pipeline.generation import GeneratedImage
+from pipeline.images.cache import KeyframeCache
+from pipeline.images.generation import GeneratedImage
 from stand_in_model import StandInModel
 
 

@@ -17,20 +17,21 @@ import pytest
 
 from keyframe_requests import request
 
-from pipeline import model as model_module
-from pipeline.batching import auto_batch_size, needs_cpu_offload
-from pipeline.generation import REASON_BLANK, REASON_OUT_OF_MEMORY, REASON_STOPPED, GeneratedImage
-from pipeline.model import (
+from pipeline.images.batching import auto_batch_size, needs_cpu_offload
+from pipeline.images.generation import REASON_BLANK, REASON_OUT_OF_MEMORY, REASON_STOPPED, GeneratedImage
+from pipeline.images import diffusers_backend as model_module
+from pipeline.images import registry as registry_module
+from pipeline.images.diffusers_backend import ModelManager
+from pipeline.images.model_names import (
     DEFAULT_MODEL_ID,
-    ModelManager,
-    get_image_model,
-    get_model_manager,
+    MODEL_ENV_VAR,
     is_distilled_model,
     looks_like_sdxl,
     model_source,
     single_file_config_dir,
 )
-from pipeline.multi_gpu import MultiDeviceModel
+from pipeline.images.registry import get_image_model, get_model_manager
+from pipeline.images.multi_gpu import MultiDeviceModel
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -64,7 +65,7 @@ def manager(tiny_model_dir: Path) -> ModelManager:
 # --------------------------------------------------------------------------- import cost
 
 
-@pytest.mark.parametrize("module", ["pipeline.model", "pipeline.batching", "pipeline.previews", "pipeline.multi_gpu"])
+@pytest.mark.parametrize("module", ["pipeline.images.model_names", "pipeline.images.diffusers_backend", "pipeline.images.registry", "pipeline.images.batching", "pipeline.images.previews", "pipeline.images.multi_gpu"])
 def test_importing_the_model_modules_does_not_import_torch(module):
     code = f"import sys, {module}; print('torch' in sys.modules, 'diffusers' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
@@ -250,7 +251,7 @@ def test_the_model_is_loaded_once(tiny_model_dir, monkeypatch):
         return original(*args, **kwargs)
 
     monkeypatch.setattr(AutoPipelineForText2Image, "from_pretrained", classmethod(counting))
-    monkeypatch.setattr(model_module, "_MANAGERS", {})
+    monkeypatch.setattr(registry_module, "_MANAGERS", {})
     shared = get_model_manager(str(tiny_model_dir), "cpu", local_files_only=True)
     assert get_model_manager(str(tiny_model_dir), "cpu", local_files_only=True) is shared
     assert shared.describe()["state"] == "not loaded"
@@ -280,7 +281,7 @@ def keyframes_of(events) -> list[np.ndarray]:
 
 def test_a_render_gets_ai_keyframes_from_the_first_render_of_a_process(tmp_path, tiny_model_dir):
     from pipeline import Done, Renderer, parse_storyboard
-    from pipeline.placeholder import render_placeholder
+    from pipeline.images.placeholder import render_placeholder
 
     fresh = ModelManager(str(tiny_model_dir), device="cpu", local_files_only=True)  # not loaded yet
     renderer = Renderer(tmp_path / "outputs", model=fresh)  # no cache: the model draws every time
@@ -362,7 +363,7 @@ def test_half_precision_hub_loads_try_the_fp16_variant_first(monkeypatch, model_
 
 
 def test_generation_size_follows_the_model(manager, monkeypatch):
-    monkeypatch.delenv(model_module.MODEL_ENV_VAR, raising=False)
+    monkeypatch.delenv(MODEL_ENV_VAR, raising=False)
     turbo = ModelManager()
     assert turbo.model_id == DEFAULT_MODEL_ID and turbo.is_distilled()
     width, height = turbo.generation_size(1280, 720)
@@ -375,7 +376,7 @@ def test_generation_size_follows_the_model(manager, monkeypatch):
     # Loaded: the UNet's sample size (8) times the VAE factor (8); never above the output.
     assert manager.generation_size(1280, 720) == (88, 48)
     assert manager.generation_size(40, 24) == (40, 24)
-    monkeypatch.setenv(model_module.MODEL_ENV_VAR, "my/model-lcm")
+    monkeypatch.setenv(MODEL_ENV_VAR, "my/model-lcm")
     assert ModelManager().model_id == "my/model-lcm" and ModelManager().is_distilled()
 
 
@@ -460,8 +461,8 @@ def test_memory_estimates():
 def test_get_image_model_uses_every_gpu(monkeypatch):
     import torch
 
-    monkeypatch.setattr(model_module, "_MANAGERS", {})
-    monkeypatch.setattr(model_module, "_MULTI", {})
+    monkeypatch.setattr(registry_module, "_MANAGERS", {})
+    monkeypatch.setattr(registry_module, "_MULTI", {})
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     multi = get_image_model("org/model")
@@ -492,7 +493,7 @@ class PlanModel:
 
 def plan_for(distilled: bool, **board):
     from pipeline import parse_storyboard
-    from pipeline.keyframes import plan_generation
+    from pipeline.images.keyframes import plan_generation
 
     storyboard = parse_storyboard({"scenes": [{"prompt": "a fox", "duration": 1}], **board})
     plan = plan_generation(storyboard, PlanModel(distilled))
@@ -656,7 +657,7 @@ def test_two_renders_through_one_pool_load_the_model_once(tmp_path, tiny_model_d
     loads: list[str] = []
     monkeypatch.setattr(AutoPipelineForText2Image, "from_pretrained",
                         classmethod(lambda cls, *a, **kw: loads.append(str(a[0])) or original(*a, **kw)))
-    monkeypatch.setattr(model_module, "_MANAGERS", {})
+    monkeypatch.setattr(registry_module, "_MANAGERS", {})
     pool = RendererPool(Settings(model=str(tiny_model_dir), device="cpu", output_dir=tmp_path / "out",
                                  cache_dir=tmp_path / "cache"))
     for prompt in ("a lighthouse", "a harbour"):  # different prompts: no keyframe comes from the cache

@@ -6,8 +6,8 @@ import threading
 
 from keyframe_requests import request
 
-from pipeline.generation import REASON_STOPPED, GeneratedImage
-from pipeline.multi_gpu import MultiDeviceModel
+from pipeline.images.generation import REASON_STOPPED, GeneratedImage
+from pipeline.images.multi_gpu import MultiDeviceModel
 
 
 class FakeManager:

@@ -10,7 +10,7 @@ from PIL import Image
 
 from media import probe
 from pipeline import Done, Failed, KeyframeReady, Preview, Progress, Renderer, Segment, parse_storyboard
-from pipeline.generation import GeneratedImage
+from pipeline.images.generation import GeneratedImage
 from stand_in_model import StandInModel
 
 

@@ -1,4 +1,4 @@
-"""pipeline.placeholder and pipeline.imaging: size, determinism, odd text, marks drawn, speed."""
+"""pipeline.images.placeholder and pipeline.video.imaging: size, determinism, odd text, marks drawn, speed."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from pipeline import placeholder
-from pipeline.imaging import fit_cover, load_rgb
-from pipeline.placeholder import FONT_DIR, prompt_colours, render_placeholder
+from pipeline.images import placeholder
+from pipeline.video.imaging import fit_cover, load_rgb
+from pipeline.images.placeholder import FONT_DIR, prompt_colours, render_placeholder
 
 ODD_PROMPTS = [
     "Crème brûlée über café — naïve façade, Ærøskøbing",
@@ -141,7 +141,7 @@ def test_load_rgb_fits_when_asked(tmp_path) -> None:
 
 
 def test_cjk_prompt_uses_a_cjk_font_when_the_system_has_one():
-    from pipeline import placeholder
+    from pipeline.images import placeholder
 
     if placeholder._cjk_font_path() is None:
         pytest.skip("no Noto CJK font installed (Debian: fonts-noto-cjk)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.previews import latents_to_previews
+from pipeline.images.previews import latents_to_previews
 
 
 def test_latent_previews_are_small_rgb_images():

@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 
 from pipeline import StoryboardError
-from pipeline import model as model_module
-from pipeline.batching import AUTO_GROUP_SIZE
+from pipeline.images import registry as model_module
+import pipeline.images.model_names
+from pipeline.images.batching import AUTO_GROUP_SIZE
 from pipeline.service import RendererPool
-from pipeline.settings import Settings, add_settings_arguments, settings_from_args, settings_from_env
+from pipeline.contract.settings import Settings, add_settings_arguments, settings_from_args, settings_from_env
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -74,13 +75,13 @@ def test_model_flag_and_env_reach_the_model_manager(tmp_path, fresh_registry):
     assert pool_for(tmp_path, from_env).get().model is model_module.get_model_manager("org/from-env", "cpu")
     flag_wins = parse(["--model", "org/from-flag"], {"SCENE2VIDEO_MODEL": "org/from-env"})
     assert pool_for(tmp_path, flag_wins).get().model.model_id == "org/from-flag"
-    assert pool_for(tmp_path, parse([])).get().model.model_id == model_module.DEFAULT_MODEL_ID
+    assert pool_for(tmp_path, parse([])).get().model.model_id == pipeline.images.model_names.DEFAULT_MODEL_ID
 
 
 def _assignments(name: str) -> list[str]:
     """Files under pipeline/ and ui/ that assign ``name`` at module level."""
     found = []
-    for path in [*ROOT.glob("pipeline/*.py"), *ROOT.glob("ui/*.py")]:
+    for path in [*ROOT.glob("pipeline/**/*.py"), *ROOT.glob("ui/*.py")]:
         for node in ast.parse(path.read_text(encoding="utf-8")).body:
             targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(
                 node, ast.AnnAssign) else []
@@ -90,12 +91,12 @@ def _assignments(name: str) -> list[str]:
 
 
 def test_model_names_are_defined_once_and_the_ui_stays_torch_free():
-    assert _assignments("KNOWN_MODELS") == ["pipeline/model.py"]
-    assert _assignments("DEFAULT_MODEL_ID") == ["pipeline/model.py"]
+    assert _assignments("KNOWN_MODELS") == ["pipeline/images/model_names.py"]
+    assert _assignments("DEFAULT_MODEL_ID") == ["pipeline/images/model_names.py"]
     import pipeline
-    import pipeline.settings
+    import pipeline.contract.settings
 
-    assert pipeline.DEFAULT_MODEL_ID == pipeline.settings.DEFAULT_MODEL_ID == model_module.DEFAULT_MODEL_ID
+    assert pipeline.DEFAULT_MODEL_ID == pipeline.contract.settings.DEFAULT_MODEL_ID == pipeline.images.model_names.DEFAULT_MODEL_ID
     code = "import sys, ui, app; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr

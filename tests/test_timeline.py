@@ -1,4 +1,4 @@
-"""pipeline.timeline: frame counts, transition placement, motion, lazy keyframe loading."""
+"""pipeline.video.timeline: frame counts, transition placement, motion, lazy keyframe loading."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import Callable
 import numpy as np
 import pytest
 
-from pipeline.storyboard import Storyboard, parse_storyboard
-from pipeline.timeline import TimelinePlan, apply_motion, compose_frames, plan_timeline
+from pipeline.contract.storyboard import Storyboard, parse_storyboard
+from pipeline.video.timeline import TimelinePlan, apply_motion, compose_frames, plan_timeline
 
 H, W = 54, 96
 

@@ -1,4 +1,4 @@
-"""pipeline.transitions: exact ends, monotone change, geometry of wipe/slide, speed."""
+"""pipeline.video.transitions: exact ends, monotone change, geometry of wipe/slide, speed."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import time
 import numpy as np
 import pytest
 
-from pipeline.storyboard import TRANSITIONS
-from pipeline.transitions import TRANSITION_NAMES, blend
+from pipeline.contract.storyboard import TRANSITIONS
+from pipeline.video.transitions import TRANSITION_NAMES, blend
 
 H, W = 36, 64
 STEPS = np.linspace(0.0, 1.0, 33)

@@ -1,4 +1,4 @@
-"""pipeline.zerogpu: renders under a stand-in ``spaces`` package, and the duration estimate."""
+"""pipeline.images.zerogpu: renders under a stand-in ``spaces`` package, and the duration estimate."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ import pytest
 from PIL import Image
 
 from pipeline import Done, KeyframeReady, Preview, Renderer, parse_storyboard
-from pipeline import zerogpu
-from pipeline.generation import GeneratedImage
-from pipeline.model import ModelManager
-from pipeline.zerogpu import estimate_gpu_seconds, gpu_task, zerogpu_available, zerogpu_stream
+from pipeline.images import zerogpu
+from pipeline.images.generation import GeneratedImage
+from pipeline.images.diffusers_backend import ModelManager
+from pipeline.images.zerogpu import estimate_gpu_seconds, gpu_task, zerogpu_available, zerogpu_stream
 from stand_in_model import StandInModel
 
 ROOT = Path(__file__).resolve().parents[1]

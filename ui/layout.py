@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import gradio as gr
 
 from pipeline import TRANSITIONS, Settings, Storyboard
-from pipeline.model import KNOWN_MODELS  # torch-free at import: torch loads only with a model
+from pipeline.images.model_names import KNOWN_MODELS  # torch-free at import: torch loads only with a model
 from pipeline.service import RendererPool
 
 from .examples import example_names, load_example

@@ -1,6 +1,6 @@
 """Several GPUs behind one image model: one pipeline per device, batches spread over them.
 
-:func:`pipeline.model.get_image_model` builds a :class:`MultiDeviceModel` when
+:func:`pipeline.images.registry.get_image_model` builds a :class:`MultiDeviceModel` when
 more than one CUDA device is visible; it works with any per-device
 ``ImageModel`` (tests use fakes) and imports no torch itself.
 """
@@ -15,7 +15,7 @@ from typing import Callable, Mapping
 from PIL import Image
 
 from .batching import plan_batches
-from .errors import short_error
+from ..contract.errors import short_error
 from .generation import (
     REASON_STOPPED, GeneratedImage, ImageModel, KeyframeRequest, StepCallback, failed, stop_requested,
 )
@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 class MultiDeviceModel:
     """Several per-device models (one pipeline per GPU) behind one ImageModel.
 
-    Batches are spread by :func:`pipeline.batching.assign_batches`; each device runs its batches
+    Batches are spread by :func:`pipeline.images.batching.assign_batches`; each device runs its batches
     in its own thread and results come back in request order. ``on_step`` may
     be called from those threads, one call at a time.
     """

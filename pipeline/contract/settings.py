@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 from .errors import StoryboardError
-from .model import DEFAULT_MODEL_ID  # defined once there; pipeline.model imports torch lazily
+from ..images.model_names import DEFAULT_MODEL_ID  # defined once there, torch-free
 from .presets import QUALITY_NAMES
 from .storyboard import Limits
 
@@ -32,7 +32,7 @@ class Settings:
     """Everything the app and the CLI can be configured with. Field names match the flags.
 
     ``batch_size`` None means auto: each model manager sizes its batches from free GPU
-    memory (``pipeline.batching.auto_batch_size``); a number caps every pipeline call.
+    memory (``pipeline.images.batching.auto_batch_size``); a number caps every pipeline call.
     """
 
     model: str = DEFAULT_MODEL_ID

@@ -12,8 +12,8 @@ import threading
 from pathlib import Path
 from typing import Iterator
 
-from .errors import RenderCancelled
-from .events import Event
+from ..contract.errors import RenderCancelled
+from ..contract.events import Event
 
 _POLL_S = 0.05  # how often a waiting thread looks at the cancel flag
 

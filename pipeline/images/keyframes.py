@@ -4,7 +4,7 @@ Scenes already in the cache come first and at once. The rest go to the model in
 batches; the model runs in a worker thread so that its step previews can be
 yielded as events while it works, and so that a cancel reaches it within one
 denoising step. On a ZeroGPU Space that thread runs in ZeroGPU's worker process
-(see pipeline.zerogpu). A scene the model cannot draw gets a placeholder and the reason.
+(see pipeline.images.zerogpu). A scene the model cannot draw gets a placeholder and the reason.
 """
 
 from __future__ import annotations
@@ -23,11 +23,11 @@ from PIL import Image
 
 from .batching import auto_group_size
 from .cache import KeyframeCache, cache_key
-from .errors import RenderCancelled
-from .events import Event, KeyframeReady, Preview, Progress
+from ..contract.errors import RenderCancelled
+from ..contract.events import Event, KeyframeReady, Preview, Progress
 from .generation import GeneratedImage, ImageModel, KeyframeRequest
 from .placeholder import render_placeholder
-from .storyboard import Storyboard
+from ..contract.storyboard import Storyboard
 from .zerogpu import estimate_gpu_seconds, zerogpu_stream
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ class KeyframeStage:
 
     def __init__(self, model: ImageModel | None, cache: KeyframeCache | None = None, batch_size: int | None = None):
         """``batch_size``: scenes per model call after the first; None (or 0) is auto: groups of
-        :func:`pipeline.batching.auto_group_size`, which the model splits by its free memory."""
+        :func:`pipeline.images.batching.auto_group_size`, which the model splits by its free memory."""
         self.model = model
         self.cache = cache
         # A MultiDeviceModel lists its per-GPU managers; every GPU should get a full batch.

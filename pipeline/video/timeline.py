@@ -38,7 +38,7 @@ import cv2
 import numpy as np
 
 from .imaging import fit_cover_array
-from .storyboard import Storyboard
+from ..contract.storyboard import Storyboard
 from .transitions import blend
 
 ZOOM_AMOUNT = 0.12

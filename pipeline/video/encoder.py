@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import StoryboardError
-from .events import Segment
+from ..contract.errors import StoryboardError
+from ..contract.events import Segment
 
 SEGMENT_PATTERN = "segment_%05d.ts"  # ffmpeg's name for segment n
 _SEGMENT_GLOB = SEGMENT_PATTERN.replace("%05d", "*")

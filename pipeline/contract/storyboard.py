@@ -38,7 +38,7 @@ _MAX_SEED = 2**32 - 1
 class Limits:
     """What a storyboard may ask for. Defaults suit a single-user machine.
 
-    A public deployment lowers them (see ``pipeline.settings``); going over one
+    A public deployment lowers them (see ``pipeline.contract.settings``); going over one
     gives a StoryboardError that says the limit.
     """
 

@@ -12,7 +12,7 @@ from typing import Callable, Protocol, Sequence
 
 from PIL import Image
 
-from .errors import RenderCancelled
+from ..contract.errors import RenderCancelled
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ StepCallback = Callable[[list[int], int, int, list[Image.Image]], None]
 
 
 class ImageModel(Protocol):
-    """What the keyframe stage needs from a model; ``pipeline.model.ModelManager`` is the real one."""
+    """What the keyframe stage needs from a model; ``pipeline.images.diffusers_backend.ModelManager`` is the real one."""
 
     model_id: str
 

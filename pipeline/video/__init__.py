@@ -1,0 +1,6 @@
+"""Making video: keyframes + durations + motion + transitions -> frames -> H.264 segments and the MP4.
+
+``timeline`` plans and composes frames, ``transitions`` blends two frames,
+``imaging`` fits pictures to the frame, ``encoder`` runs ffmpeg, ``background``
+runs a generator in a thread. No model code here.
+"""
