@@ -21,14 +21,14 @@ from pathlib import Path
 
 from PIL import Image, PngImagePlugin
 
-from .generation import KeyframeRequest
+from .generation import ImageRequest
 
 log = logging.getLogger(__name__)
 _FORMAT_VERSION = 1
 _STALE_WRITE_S = 3600  # a put takes milliseconds; an hour-old temporary file is an orphan
 
 
-def cache_key(model_id: str, request: KeyframeRequest) -> str:
+def cache_key(model_id: str, request: ImageRequest) -> str:
     """The hex key for one keyframe; any change to what decides the image changes it."""
     fields = {
         "v": _FORMAT_VERSION,

@@ -29,7 +29,7 @@ from .batching import (
     round8,
 )
 from .generation import (
-    REASON_BLANK, REASON_OUT_OF_MEMORY, REASON_STOPPED, GeneratedImage, KeyframeRequest, StepCallback,
+    REASON_BLANK, REASON_OUT_OF_MEMORY, REASON_STOPPED, GeneratedImage, ImageRequest, StepCallback,
     failed, stop_requested,
 )
 from .model_names import (
@@ -345,7 +345,7 @@ class ModelManager:
 
     # -- generation ----------------------------------------------------------
 
-    def _batch_size_for(self, request: KeyframeRequest) -> int:
+    def _batch_size_for(self, request: ImageRequest) -> int:
         if self.batch_size:
             return self.batch_size
         device = self.device
@@ -364,7 +364,7 @@ class ModelManager:
 
     def generate(
         self,
-        requests: list[KeyframeRequest],
+        requests: list[ImageRequest],
         on_step: StepCallback | None = None,
         should_stop: Callable[[], bool] | None = None,
     ) -> list[GeneratedImage]:
@@ -393,7 +393,7 @@ class ModelManager:
 
     def _run_group(
         self,
-        requests: list[KeyframeRequest],
+        requests: list[ImageRequest],
         group: list[int],
         on_step: StepCallback | None,
         should_stop: Callable[[], bool] | None,
@@ -438,7 +438,7 @@ class ModelManager:
 
     def _run_batch(
         self,
-        requests: list[KeyframeRequest],
+        requests: list[ImageRequest],
         chunk: list[int],
         on_step: StepCallback | None,
         should_stop: Callable[[], bool] | None,
@@ -505,7 +505,7 @@ class ModelManager:
         return tensors
 
     def _collect(
-        self, requests: list[KeyframeRequest], chunk: list[int], images: np.ndarray, state: _BatchState
+        self, requests: list[ImageRequest], chunk: list[int], images: np.ndarray, state: _BatchState
     ) -> dict[int, GeneratedImage]:
         results: dict[int, GeneratedImage] = {}
         for offset, position in enumerate(chunk):

@@ -22,7 +22,7 @@ REASON_BLANK = "the model returned a blank (NaN or all-black) image"
 
 
 @dataclass(frozen=True)
-class KeyframeRequest:
+class ImageRequest:
     """Everything that decides one keyframe (it is also the cache key)."""
 
     scene_index: int
@@ -67,7 +67,7 @@ class ImageModel(Protocol):
 
     def generate(
         self,
-        requests: list[KeyframeRequest],
+        requests: list[ImageRequest],
         on_step: StepCallback | None = None,
         should_stop: Callable[[], bool] | None = None,
     ) -> list[GeneratedImage]:
@@ -91,6 +91,6 @@ def stop_requested(should_stop: Callable[[], bool] | None) -> bool:
         return False
 
 
-def failed(positions: Sequence[int], requests: Sequence[KeyframeRequest], reason: str) -> dict[int, GeneratedImage]:
+def failed(positions: Sequence[int], requests: Sequence[ImageRequest], reason: str) -> dict[int, GeneratedImage]:
     """An image-less answer with ``reason`` for each of ``requests`` at ``positions``, keyed by position."""
     return {p: GeneratedImage(requests[p].scene_index, None, reason) for p in positions}

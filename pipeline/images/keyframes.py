@@ -25,7 +25,7 @@ from .batching import auto_group_size
 from .cache import KeyframeCache, cache_key
 from ..contract.errors import RenderCancelled
 from ..contract.events import Event, KeyframeReady, Preview, Progress
-from .generation import GeneratedImage, ImageModel, KeyframeRequest
+from .generation import GeneratedImage, ImageModel, ImageRequest
 from .placeholder import render_placeholder
 from ..contract.storyboard import Storyboard
 from .zerogpu import estimate_gpu_seconds, zerogpu_stream
@@ -59,9 +59,9 @@ def plan_generation(storyboard: Storyboard, model: ImageModel) -> GenerationPlan
     return GenerationPlan(steps, guidance, width, height)
 
 
-def build_requests(storyboard: Storyboard, plan: GenerationPlan) -> list[KeyframeRequest]:
+def build_requests(storyboard: Storyboard, plan: GenerationPlan) -> list[ImageRequest]:
     return [
-        KeyframeRequest(
+        ImageRequest(
             scene_index=index, prompt=scene.prompt, negative_prompt=scene.negative_prompt,
             seed=scene.resolved_seed, steps=plan.steps, guidance_scale=plan.guidance_scale,
             width=plan.width, height=plan.height,
@@ -108,7 +108,7 @@ class KeyframeStage:
         # A failed load is remembered; every scene then gets a placeholder with the reason.
         model.load()
         requests = build_requests(storyboard, plan_generation(storyboard, model))
-        pending: list[KeyframeRequest] = []
+        pending: list[ImageRequest] = []
         done = 0
         for request in requests:
             image = self.cache.get(cache_key(model.model_id, request)) if self.cache else None
@@ -127,7 +127,7 @@ class KeyframeStage:
                 yield self._finish_scene(storyboard, request, result, work_dir)
                 yield _progress(done, total, request.scene_index)
 
-    def _generate(self, batch: list[KeyframeRequest],
+    def _generate(self, batch: list[ImageRequest],
                   cancel: threading.Event) -> Generator[Event, None, list[GeneratedImage]]:
         """Yield one batch's step previews as they come; return its results (failures as reasons)."""
         if self._on_zerogpu is not None:
@@ -158,7 +158,7 @@ class KeyframeStage:
                     message = f"scene {event.scene_index + 1} of {total} · step {event.step} of {event.total_steps}"
                     yield Progress("keyframes", min(fraction, 1.0), message)
 
-    def _finish_scene(self, storyboard: Storyboard, request: KeyframeRequest, result: GeneratedImage,
+    def _finish_scene(self, storyboard: Storyboard, request: ImageRequest, result: GeneratedImage,
                       work_dir: Path) -> KeyframeReady:
         if result.image is None:
             log.info("Scene %d: placeholder (%s)", request.scene_index + 1, result.reason)
@@ -182,7 +182,7 @@ class KeyframeStage:
 
 
 def stream_batch(
-    generate: Callable[..., list[GeneratedImage]], batch: list[KeyframeRequest], stop: threading.Event
+    generate: Callable[..., list[GeneratedImage]], batch: list[ImageRequest], stop: threading.Event
 ) -> Generator[Preview, None, list[GeneratedImage]]:
     """Run ``generate(batch)`` in a worker thread, yielding its step previews; return its results.
 
@@ -221,12 +221,12 @@ def stream_batch(
     return outcome["results"]
 
 
-def _failed(batch: list[KeyframeRequest], exc: BaseException) -> list[GeneratedImage]:
+def _failed(batch: list[ImageRequest], exc: BaseException) -> list[GeneratedImage]:
     reason = f"generation failed: {type(exc).__name__}: {exc}"
     return [GeneratedImage(r.scene_index, None, reason) for r in batch]
 
 
-def _batches(requests: list[KeyframeRequest], size: int) -> Iterator[list[KeyframeRequest]]:
+def _batches(requests: list[ImageRequest], size: int) -> Iterator[list[ImageRequest]]:
     """The first scene alone, so the first image shows up fast; then groups of ``size`` (at least 1).
 
     A batch gives the same images as one-by-one generation (each image has its own seeded
@@ -239,7 +239,7 @@ def _batches(requests: list[KeyframeRequest], size: int) -> Iterator[list[Keyfra
         yield requests[start:start + size]
 
 
-def _gpu_seconds(batch: list[KeyframeRequest], *args, **kwargs) -> int:
+def _gpu_seconds(batch: list[ImageRequest], *args, **kwargs) -> int:
     """ZeroGPU time to ask for one batch (scenes x steps x size), capped."""
     first = batch[0]
     return estimate_gpu_seconds(len(batch), first.steps, first.width, first.height)

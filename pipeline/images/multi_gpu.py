@@ -17,7 +17,7 @@ from PIL import Image
 from .batching import plan_batches
 from ..contract.errors import short_error
 from .generation import (
-    REASON_STOPPED, GeneratedImage, ImageModel, KeyframeRequest, StepCallback, failed, stop_requested,
+    REASON_STOPPED, GeneratedImage, ImageModel, ImageRequest, StepCallback, failed, stop_requested,
 )
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ class MultiDeviceModel:
 
     def generate(
         self,
-        requests: list[KeyframeRequest],
+        requests: list[ImageRequest],
         on_step: StepCallback | None = None,
         should_stop: Callable[[], bool] | None = None,
     ) -> list[GeneratedImage]:
@@ -100,7 +100,7 @@ class MultiDeviceModel:
     @staticmethod
     def _run_device(
         manager: ImageModel,
-        requests: list[KeyframeRequest],
+        requests: list[ImageRequest],
         batches: list[list[int]],
         on_step: StepCallback | None,
         should_stop: Callable[[], bool] | None,
