@@ -47,7 +47,8 @@ class RendererPool:
         if model_id not in self._renderers:
             # batch_size None (the default) is auto: the stage hands the model large groups and
             # each manager sizes its batches from free GPU memory; a number caps both.
-            model = get_image_model(model_id, device=self.settings.device, batch_size=self.settings.batch_size)
+            model = get_image_model(model_id, device=self.settings.device, batch_size=self.settings.batch_size,
+                                    decoder=self.settings.decoder, tiny_decoder=self.settings.tiny_decoder)
             self._renderers[model_id] = Renderer(
                 self.settings.output_dir, model=model, cache=self.cache, batch_size=self.settings.batch_size,
                 output_max_age_hours=self.settings.output_max_age_hours,

@@ -27,3 +27,11 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tiny_model import build_tiny_pipeline
 
     return build_tiny_pipeline(tmp_path_factory.mktemp("tiny_model"))
+
+
+@pytest.fixture(scope="session")
+def tiny_decoder_dir(tiny_model_dir: Path) -> Path:
+    """A tiny random AutoencoderTiny saved beside the tiny model (its ``tiny_decoder`` setting)."""
+    from tiny_model import build_tiny_autoencoder
+
+    return build_tiny_autoencoder(tiny_model_dir.parent / "tiny_decoder")

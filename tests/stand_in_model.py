@@ -21,5 +21,8 @@ class StandInModel:
     def is_distilled(self) -> bool:
         return True
 
+    def decoder_for(self, requested: str | None, quality: str) -> str:
+        return "full"
+
     def generation_size(self, width: int, height: int) -> tuple[int, int]:
         return self.size

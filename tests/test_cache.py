@@ -24,7 +24,7 @@ def test_key_changes_with_everything_that_decides_the_image():
     base = cache_key("m", request())
     assert cache_key("m", request(scene_index=5)) == base  # position in the storyboard does not matter
     for change in [dict(prompt="a bear"), dict(negative_prompt="x"), dict(seed=2), dict(steps=2),
-                   dict(guidance_scale=1.0), dict(width=72), dict(height=72)]:
+                   dict(guidance_scale=1.0), dict(width=72), dict(height=72), dict(decoder="tiny")]:
         assert cache_key("m", request(**change)) != base
     assert cache_key("other-model", request()) != base
 

@@ -65,7 +65,7 @@ def manager(tiny_model_dir: Path) -> ModelManager:
 # --------------------------------------------------------------------------- import cost
 
 
-@pytest.mark.parametrize("module", ["pipeline.images.model_names", "pipeline.images.diffusers_backend", "pipeline.images.registry", "pipeline.images.batching", "pipeline.images.previews", "pipeline.images.multi_gpu"])
+@pytest.mark.parametrize("module", ["pipeline.images.model_names", "pipeline.images.diffusers_backend", "pipeline.images.registry", "pipeline.images.batching", "pipeline.images.previews", "pipeline.images.multi_gpu", "pipeline.images.decoders"])
 def test_importing_the_model_modules_does_not_import_torch(module):
     code = f"import sys, {module}; print('torch' in sys.modules, 'diffusers' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)

@@ -161,3 +161,21 @@ def build_tiny_pipeline(folder: Path, sample_size: int = 8) -> Path:
     )
     pipe.save_pretrained(folder, safe_serialization=True)
     return folder
+
+
+def build_tiny_autoencoder(folder: Path) -> Path:
+    """Build a tiny random ``AutoencoderTiny`` (a stand-in for taesd: 4 latent channels, 8x
+    up-sampling), save it into ``folder`` and return it; load it as a tiny decoder by folder."""
+    import torch
+    from diffusers import AutoencoderTiny
+
+    torch.manual_seed(1)
+    tiny = AutoencoderTiny(
+        encoder_block_out_channels=(8, 8, 8, 8),
+        decoder_block_out_channels=(8, 8, 8, 8),
+        num_encoder_blocks=(1, 1, 1, 1),
+        num_decoder_blocks=(1, 1, 1, 1),
+        latent_channels=4,
+    )
+    tiny.save_pretrained(folder, safe_serialization=True)
+    return Path(folder)

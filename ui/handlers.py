@@ -109,5 +109,6 @@ class Handlers:
         """Which model, on which device, and whether it is loaded."""
         model = self.pool.get(model_id).model
         info = model.describe() if model is not None else {}
-        return (f"**Model:** `{info.get('model', '?')}` · **device:** {info.get('device', '?')} · "
+        line = (f"**Model:** `{info.get('model', '?')}` · **device:** {info.get('device', '?')} · "
                 f"**state:** {info.get('state', '?')}")
+        return line + (f" · **decoder:** {info['decoder']}" if info.get("decoder") else "")

@@ -19,11 +19,13 @@ Stage = Literal["loading", "keyframes", "composing", "encoding", "finishing"]
 
 @dataclass(frozen=True)
 class SceneReport:
-    """Where one scene's keyframe came from. ``reason`` says why a placeholder was used."""
+    """Where one scene's keyframe came from. ``reason`` says why a placeholder was used;
+    ``decoder`` which decoder made an AI (or cached AI) keyframe: "full" or "tiny"."""
 
     index: int
     source: Source
     reason: str = ""
+    decoder: str = ""
 
 
 @dataclass(frozen=True)
@@ -63,12 +65,14 @@ class Preview:
 
 @dataclass(frozen=True)
 class KeyframeReady:
-    """A scene's keyframe exists. ``path`` is a PNG at the model's size, kept for the render's life."""
+    """A scene's keyframe exists. ``path`` is a PNG at the model's size, kept for the render's life.
+    ``decoder``: "full" or "tiny" for an AI keyframe, "" for a placeholder."""
 
     scene_index: int
     path: Path
     source: Source
     reason: str = ""
+    decoder: str = ""
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,9 @@ TRANSITIONS: tuple[str, ...] = ("cut", "crossfade", "fade", "wipe", "slide")
 """Every transition a storyboard may ask for (the timeline draws each)."""
 MOTIONS: tuple[str, ...] = ("none", "zoom_in", "zoom_out", "pan_left", "pan_right")
 """Every camera motion a scene may ask for."""
+DECODERS: tuple[str, ...] = ("auto", "full", "tiny")
+"""How keyframe latents become pixels: the model's full VAE, its tiny autoencoder, or auto (tiny for
+draft quality and on a CPU, full otherwise)."""
 MAX_SEED = 2**32 - 1
 
 
@@ -84,6 +87,9 @@ BOARD_FIELDS: tuple[FieldSpec, ...] = (
               low=0.0, high=30.0, advanced=True),
     FieldSpec("model", "text", "Model", "Hub id, local diffusers folder or .safetensors file. Blank: the server's.",
               max_chars="max_model_chars", advanced=True),
+    FieldSpec("decoder", "choice", "Decoder",
+              "full VAE · tiny autoencoder (several times faster, softer) · auto: tiny for draft and on a CPU. "
+              "Blank: the server's setting.", choices=DECODERS, advanced=True),
 )
 
 FIELDS_BY_NAME: dict[str, FieldSpec] = {spec.name: spec for spec in (*SCENE_FIELDS, *BOARD_FIELDS)}

@@ -13,6 +13,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 from .errors import StoryboardError
+from .fields import DECODERS
 from ..images.model_names import DEFAULT_MODEL_ID  # defined once there, torch-free
 from .presets import QUALITY_NAMES
 from .storyboard import Limits
@@ -39,6 +40,8 @@ class Settings:
     device: str | None = None
     preload: bool = False
     batch_size: int | None = None
+    decoder: str = "auto"  # full | tiny | auto (tiny for draft quality and on a CPU); a storyboard may override
+    tiny_decoder: str | None = None  # hub id or folder of an AutoencoderTiny; None: taesd / taesdxl by family
     output_dir: Path = Path("outputs")
     cache_dir: Path = Path.home() / ".cache" / "scene2video" / "keyframes"
     cache_max_mb: int = 2048
@@ -116,6 +119,9 @@ def validate_settings(settings: Settings) -> Settings:
     for name in ("max_scenes", "max_concurrent_renders", "max_queue"):
         if getattr(settings, name) < 1:
             raise StoryboardError(f"{name} must be at least 1.")
+    settings = replace(settings, decoder=settings.decoder.strip().lower())
+    if settings.decoder not in DECODERS:
+        raise StoryboardError(f"decoder must be one of {', '.join(DECODERS)} (got '{settings.decoder[:40]}').")
     if settings.batch_size is not None and settings.batch_size < 1:
         raise StoryboardError("batch_size must be at least 1, or auto (0).")
     settings.auth_pair()

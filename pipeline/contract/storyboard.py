@@ -83,6 +83,7 @@ class Storyboard:
     steps: int | None = None
     guidance_scale: float | None = None
     model: str | None = None
+    decoder: str | None = None  # "auto", "full", "tiny"; None: the server's setting
 
     @property
     def preset(self) -> Preset:

@@ -1,7 +1,7 @@
 """An on-disk keyframe cache: AI keyframes keyed by everything that decides them.
 
 Entries are PNG files named by the SHA-256 of the request (model, prompt, negative
-prompt, seed, steps, guidance, size). Each PNG carries its key and a checksum of
+prompt, seed, steps, guidance, size, decoder). Each PNG carries its key and a checksum of
 its pixels in text chunks, so a truncated or corrupted file is detected, deleted
 and regenerated instead of being shown. Writes go to a temporary file that is
 renamed into place, so a killed process never leaves a half-written entry under a
@@ -40,6 +40,7 @@ def cache_key(model_id: str, request: ImageRequest) -> str:
         "guidance_scale": round(float(request.guidance_scale), 4),
         "width": request.width,
         "height": request.height,
+        "decoder": request.decoder,
     }
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode("utf-8")).hexdigest()
 

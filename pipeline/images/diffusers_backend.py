@@ -35,7 +35,8 @@ from .generation import (
 from .model_names import (
     default_model_id, is_distilled_model, looks_like_sdxl, model_source, native_size_for, single_file_config_dir,
 )
-from .previews import is_blank, latents_to_previews, to_pil
+from .decoders import FULL, TINY, TinyDecoder, step_previews, wanted_decoder
+from .previews import is_blank, to_pil
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +115,7 @@ class _BatchState:
     should_stop: Callable[[], bool] | None
     stopped: bool = False
     bad_latents: set[int] = field(default_factory=set)
+    decoder: str = FULL
 
 
 # --------------------------------------------------------------------------- ModelManager
@@ -134,10 +136,17 @@ class ModelManager:
         *,
         local_files_only: bool = False,
         batch_size: int | None = None,
+        decoder: str = "auto",
+        tiny_decoder: str | None = None,
     ) -> None:
+        """``decoder``: the server's choice (full, tiny, auto; a storyboard may override it);
+        ``tiny_decoder``: hub id or folder of the tiny autoencoder (None: the family's known one)."""
         self.model_id = model_id or default_model_id()
         self.local_files_only = local_files_only
         self.batch_size = batch_size if batch_size and batch_size > 0 else None
+        self.decoder = decoder
+        self.tiny_decoder = tiny_decoder
+        self._tiny = TinyDecoder(tiny_decoder, local_files_only)
         self._requested_device = device
         self._device: str | None = None
         self._dtype: Any = None
@@ -157,6 +166,11 @@ class ModelManager:
     @property
     def loaded(self) -> bool:
         return self._pipe is not None
+
+    @property
+    def tiny_vae(self) -> Any:
+        """The loaded tiny autoencoder (diffusers ``AutoencoderTiny``), or None."""
+        return self._tiny.vae
 
     @property
     def load_error(self) -> str | None:
@@ -194,12 +208,14 @@ class ModelManager:
             self._pipe = None
             self._load_error = None
             self._offloaded = False
+            self._tiny = TinyDecoder(self.tiny_decoder, self.local_files_only)
         if device is not None:
             _empty_device_cache(device)
 
     def describe(self) -> dict[str, str]:
-        """``model``, ``device``, ``dtype``, ``state`` ("not loaded", "loaded" or "failed: reason")
-        and ``offload`` ("yes" when the weights live on the CPU between uses)."""
+        """``model``, ``device``, ``dtype``, ``state`` ("not loaded", "loaded" or "failed: reason"),
+        ``offload`` ("yes" when the weights live on the CPU between uses) and ``decoder`` (the
+        setting and the tiny decoder's id, or why only the full VAE is available)."""
         if self._load_error is not None:
             state = f"failed: {self._load_error}"
         else:
@@ -212,7 +228,25 @@ class ModelManager:
         return {
             "model": self.model_id, "device": device, "dtype": dtype, "state": state,
             "offload": "yes" if self._offloaded else "no",
+            "decoder": self._describe_decoder(),
         }
+
+    def _describe_decoder(self) -> str:
+        tiny = self._tiny
+        if self.decoder == FULL and not tiny.loaded and tiny.error is None:
+            return "full VAE"
+        return f"{self.decoder}: {tiny.describe()}"
+
+    def decoder_for(self, requested: str | None, quality: str) -> str:
+        """``"tiny"`` or ``"full"``: what ``requested`` (None: this server's setting) asks for at this
+        quality on this device (see :func:`wanted_decoder`); the full VAE when the tiny decoder
+        cannot be loaded (the model line then says why). Loads the tiny decoder once if needed."""
+        if wanted_decoder(requested or self.decoder, quality, self.device) != TINY or not self.load():
+            return FULL
+        if not self._tiny.loaded and self._tiny.error is None:
+            with _LOADING:
+                self._tiny.load(self._pipe, self.device, self._dtype)
+        return TINY if self._tiny.loaded else FULL
 
     def is_distilled(self) -> bool:
         """True for few-step models (turbo, LCM, lightning, hyper) that want guidance 0.
@@ -275,6 +309,8 @@ class ModelManager:
         self._place(pipe, device)
         if hasattr(pipe, "set_progress_bar_config"):
             pipe.set_progress_bar_config(disable=True)
+        if self.decoder != FULL:  # loaded beside the model; a failure only means the full VAE
+            self._tiny.load(pipe, device, self._dtype)
         return pipe
 
     def _wants_safety_kwargs(self, source: str) -> bool:
@@ -451,6 +487,7 @@ class ModelManager:
             xl="XL" in type(self._pipe).__name__,
             on_step=on_step,
             should_stop=should_stop,
+            decoder=TINY if first.decoder == TINY and self._tiny.loaded else FULL,
         )
         kwargs: dict[str, Any] = {
             "prompt": [r.prompt for r in batch],
@@ -459,7 +496,8 @@ class ModelManager:
             "width": round8(first.width),
             "height": round8(first.height),
             "generator": [self._generator(r.seed) for r in batch],
-            "output_type": "np",  # float pixels, so NaN survives to be detected
+            # Float pixels, so NaN survives to be detected; latents when the tiny decoder decodes them.
+            "output_type": "latent" if state.decoder == TINY else "np",
         }
         if first.negative_prompt:
             kwargs["negative_prompt"] = [r.negative_prompt for r in batch]
@@ -471,7 +509,8 @@ class ModelManager:
         # The pipeline runs under its own torch.no_grad(); inference_mode is avoided on purpose
         # because CPU-offload hooks move weights in place between calls.
         with self._gpu_lock:
-            images = np.asarray(self._pipe(**kwargs).images)
+            output = self._pipe(**kwargs).images
+            images = self._tiny.decode(output) if state.decoder == TINY else np.asarray(output)
         return self._collect(requests, chunk, images, state)
 
     def _supports_step_callback(self) -> bool:
@@ -490,7 +529,7 @@ class ModelManager:
             finite = torch.isfinite(latents.reshape(latents.shape[0], -1)).all(dim=1).tolist()
             state.bad_latents.update(i for i, ok in enumerate(finite) if not ok)
         if state.on_step is not None:
-            previews = latents_to_previews(latents.float().cpu().numpy(), state.xl) if latents is not None else []
+            previews = step_previews(self._tiny, latents, state.xl) if latents is not None else []
             try:
                 state.on_step(list(state.scene_indices), step + 1, total, previews)
             except RenderCancelled:
@@ -516,11 +555,11 @@ class ModelManager:
                 result = GeneratedImage(request.scene_index, None, REASON_BLANK)
             else:
                 image = to_pil(images[offset], request.width, request.height)
-                result = GeneratedImage(request.scene_index, image)
+                result = GeneratedImage(request.scene_index, image, decoder=state.decoder)
             if result.image is not None:
                 log.info(
-                    "Scene %d: AI image from %s on %s (%d steps, %dx%d)", request.scene_index + 1,
-                    self.model_id, self.device, request.steps, request.width, request.height,
+                    "Scene %d: AI image from %s on %s (%d steps, %dx%d, %s decoder)", request.scene_index + 1,
+                    self.model_id, self.device, request.steps, request.width, request.height, state.decoder,
                 )
             else:
                 log.info("Scene %d: no AI image (%s)", request.scene_index + 1, result.reason)

@@ -33,15 +33,20 @@ class ImageRequest:
     guidance_scale: float
     width: int
     height: int
+    decoder: str = "full"  # "full" (the model's VAE) or "tiny" (its tiny autoencoder), see images.decoders
 
 
 @dataclass(frozen=True)
 class GeneratedImage:
-    """One answer: an image, or ``image is None`` and a ``reason`` a user can read."""
+    """One answer: an image, or ``image is None`` and a ``reason`` a user can read.
+
+    ``decoder`` says which decoder made the image ("full" or "tiny"; "" without an image).
+    """
 
     scene_index: int
     image: Image.Image | None
     reason: str = ""
+    decoder: str = ""
 
 
 # Called after every denoising step: (scene indices in the batch, step, total steps, preview images).
@@ -61,6 +66,11 @@ class ImageModel(Protocol):
 
     def is_distilled(self) -> bool:
         """True for few-step models (turbo, LCM, lightning) that want guidance 0. Exact once loaded."""
+
+    def decoder_for(self, requested: str | None, quality: str) -> str:
+        """The decoder a render gets ("full" or "tiny"): ``requested`` (None: the server's setting)
+        for this quality on this device, "full" when the tiny decoder cannot be loaded. Optional: a
+        model without it is asked for nothing and reported as "full"."""
 
     def generation_size(self, width: int, height: int) -> tuple[int, int]:
         """A size the model handles well with the aspect ratio of ``width``x``height``. Exact once loaded."""

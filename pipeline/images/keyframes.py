@@ -44,10 +44,12 @@ class GenerationPlan:
     guidance_scale: float
     width: int
     height: int
+    decoder: str = "full"  # what turns latents into pixels: "full" (the VAE) or "tiny"
 
 
 def plan_generation(storyboard: Storyboard, model: ImageModel) -> GenerationPlan:
-    """Preset defaults that suit the model (turbo: few steps, guidance 0), overridden by the storyboard."""
+    """Preset defaults that suit the model (turbo: few steps, guidance 0), overridden by the storyboard;
+    the decoder the model picks for the storyboard's ``decoder`` and quality."""
     preset = storyboard.preset
     distilled = model.is_distilled()
     steps = storyboard.steps or (preset.steps_distilled if distilled else preset.steps_full)
@@ -56,7 +58,10 @@ def plan_generation(storyboard: Storyboard, model: ImageModel) -> GenerationPlan
     else:
         guidance = 0.0 if distilled else preset.guidance_full
     width, height = model.generation_size(preset.width, preset.height)
-    return GenerationPlan(steps, guidance, width, height)
+    # Optional in a model: one without a latent decoder to choose (a remote API) draws as it draws.
+    decoder_for = getattr(model, "decoder_for", None)
+    decoder = decoder_for(storyboard.decoder, storyboard.quality) if decoder_for is not None else "full"
+    return GenerationPlan(steps, guidance, width, height, decoder)
 
 
 def build_requests(storyboard: Storyboard, plan: GenerationPlan) -> list[ImageRequest]:
@@ -64,7 +69,7 @@ def build_requests(storyboard: Storyboard, plan: GenerationPlan) -> list[ImageRe
         ImageRequest(
             scene_index=index, prompt=scene.prompt, negative_prompt=scene.negative_prompt,
             seed=scene.resolved_seed, steps=plan.steps, guidance_scale=plan.guidance_scale,
-            width=plan.width, height=plan.height,
+            width=plan.width, height=plan.height, decoder=plan.decoder,
         )
         for index, scene in enumerate(storyboard.scenes)
     ]
@@ -116,7 +121,7 @@ class KeyframeStage:
                 pending.append(request)
                 continue
             done += 1
-            yield self._save(request.scene_index, image, work_dir, "cache")
+            yield self._save(request.scene_index, image, work_dir, "cache", decoder=request.decoder)
             yield _progress(done, total, request.scene_index)
         for batch in _batches(pending, self.batch_size):
             results = yield from self._with_step_progress(self._generate(batch, cancel), done, len(batch), total)
@@ -163,10 +168,11 @@ class KeyframeStage:
         if result.image is None:
             log.info("Scene %d: placeholder (%s)", request.scene_index + 1, result.reason)
             return self._placeholder(storyboard, request.scene_index, work_dir, result.reason)
-        if self.cache is not None:
+        decoder = result.decoder or request.decoder
+        if self.cache is not None and decoder == request.decoder:  # the key says which decoder made it
             self.cache.put(cache_key(self.model.model_id, request), result.image)
-        log.info("Scene %d: AI keyframe from %s", request.scene_index + 1, self.model.model_id)
-        return self._save(request.scene_index, result.image, work_dir, "ai")
+        log.info("Scene %d: AI keyframe from %s (%s decoder)", request.scene_index + 1, self.model.model_id, decoder)
+        return self._save(request.scene_index, result.image, work_dir, "ai", decoder=decoder)
 
     def _placeholder(self, storyboard: Storyboard, index: int, work_dir: Path, reason: str) -> KeyframeReady:
         preset = storyboard.preset
@@ -174,11 +180,12 @@ class KeyframeStage:
         return self._save(index, image, work_dir, "placeholder", reason)
 
     @staticmethod
-    def _save(index: int, image: Image.Image, work_dir: Path, source: str, reason: str = "") -> KeyframeReady:
+    def _save(index: int, image: Image.Image, work_dir: Path, source: str, reason: str = "",
+              decoder: str = "") -> KeyframeReady:
         path = work_dir / f"keyframe_{index + 1:03d}.png"
         # Fast PNG: these files live only as long as the render folder.
         image.convert("RGB").save(path, format="PNG", compress_level=1)
-        return KeyframeReady(index, path, source, reason)
+        return KeyframeReady(index, path, source, reason, decoder)
 
 
 def stream_batch(

@@ -19,6 +19,11 @@ KNOWN_MODELS: tuple[str, ...] = (
     "stable-diffusion-v1-5/stable-diffusion-v1-5",
 )
 
+# The tiny autoencoder (diffusers' AutoencoderTiny, TAESD by madebyollin) that decodes each family's latents.
+TINY_DECODERS: dict[str, str] = {"sd": "madebyollin/taesd", "sdxl": "madebyollin/taesdxl"}
+# Few-step pipelines of the SD 1.x family whose names do not start with StableDiffusion.
+_SD_FAMILY_PIPELINES = ("LatentConsistencyModelPipeline",)
+
 _SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt")
 _DISTILLED_MARKERS = ("turbo", "lcm", "lightning", "hyper")
 # Schedulers that only make sense for consistency-distilled few-step models.
@@ -128,3 +133,23 @@ def is_distilled_model(model_id: str, scheduler_class: str = "") -> bool:
 def native_size_for(model_id: str) -> int:
     """The model's native square side before it is loaded: 1024 for SDXL, else 512."""
     return 1024 if looks_like_sdxl(model_id) else 512
+
+
+# --------------------------------------------------------------------------- tiny decoders
+
+
+def pipeline_family(pipeline_class: str) -> str | None:
+    """The latent family of a diffusers pipeline class: ``"sdxl"``, ``"sd"`` (SD 1.x/2.x) or None (other)."""
+    if pipeline_class.startswith("StableDiffusionXL"):
+        return "sdxl"
+    if pipeline_class in _SD_FAMILY_PIPELINES:
+        return "sd"
+    if pipeline_class.startswith("StableDiffusion") and not pipeline_class.startswith("StableDiffusion3"):
+        return "sd"
+    return None
+
+
+def known_tiny_decoder(pipeline_class: str) -> str | None:
+    """The hub id of the tiny autoencoder for this pipeline's family (taesd, taesdxl), or None if unknown."""
+    family = pipeline_family(pipeline_class)
+    return TINY_DECODERS.get(family) if family else None

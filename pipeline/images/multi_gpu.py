@@ -61,6 +61,11 @@ class MultiDeviceModel:
     def is_distilled(self) -> bool:
         return self._first.is_distilled()
 
+    def decoder_for(self, requested: str | None, quality: str) -> str:
+        """"tiny" only when every device has its tiny decoder (a cache key must say what made the image)."""
+        picks = {getattr(m, "decoder_for", lambda *_: "full")(requested, quality) for m in self.managers.values()}
+        return "tiny" if picks == {"tiny"} else "full"
+
     def generation_size(self, width: int, height: int) -> tuple[int, int]:
         return self._first.generation_size(width, height)
 

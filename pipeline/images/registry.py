@@ -32,16 +32,20 @@ def get_model_manager(
     *,
     local_files_only: bool = False,
     batch_size: int | None = None,
+    decoder: str = "auto",
+    tiny_decoder: str | None = None,
 ) -> ModelManager:
     """The process-wide ModelManager for these arguments (same arguments, same instance).
 
-    Nothing is loaded here; the model loads on first use or on ``load()``.
+    Nothing is loaded here; the model loads on first use or on ``load()``. ``decoder`` and
+    ``tiny_decoder``: see :class:`ModelManager`.
     """
-    key = (_normalise_model_id(model_id), device, local_files_only, batch_size)
+    key = (_normalise_model_id(model_id), device, local_files_only, batch_size, decoder, tiny_decoder)
     with _REGISTRY_LOCK:
         manager = _MANAGERS.get(key)
         if manager is None:
-            manager = ModelManager(key[0], device, local_files_only=local_files_only, batch_size=batch_size)
+            manager = ModelManager(key[0], device, local_files_only=local_files_only, batch_size=batch_size,
+                                   decoder=decoder, tiny_decoder=tiny_decoder)
             _MANAGERS[key] = manager
         return manager
 
@@ -52,6 +56,8 @@ def get_image_model(
     *,
     local_files_only: bool = False,
     batch_size: int | None = None,
+    decoder: str = "auto",
+    tiny_decoder: str | None = None,
 ) -> ImageModel:
     """The shared model to render with: a MultiDeviceModel over all GPUs when there are
     several and no device is forced, else the ModelManager from :func:`get_model_manager`.
@@ -61,20 +67,22 @@ def get_image_model(
 
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if count > 1:
-            key = (_normalise_model_id(model_id), count, local_files_only, batch_size)
+            key = (_normalise_model_id(model_id), count, local_files_only, batch_size, decoder, tiny_decoder)
             with _REGISTRY_LOCK:
                 multi = _MULTI.get(key)
             if multi is None:
                 managers = {
                     f"cuda:{i}": get_model_manager(
-                        model_id, f"cuda:{i}", local_files_only=local_files_only, batch_size=batch_size
+                        model_id, f"cuda:{i}", local_files_only=local_files_only, batch_size=batch_size,
+                        decoder=decoder, tiny_decoder=tiny_decoder,
                     )
                     for i in range(count)
                 }
                 with _REGISTRY_LOCK:
                     multi = _MULTI.setdefault(key, MultiDeviceModel(managers, batch_size))
             return multi
-    return get_model_manager(model_id, device, local_files_only=local_files_only, batch_size=batch_size)
+    return get_model_manager(model_id, device, local_files_only=local_files_only, batch_size=batch_size,
+                             decoder=decoder, tiny_decoder=tiny_decoder)
 
 
 def clear_model_managers() -> None:
