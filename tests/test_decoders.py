@@ -111,8 +111,8 @@ def test_tiny_and_auto_at_draft_use_the_tiny_decoder_and_full_does_not(manager, 
         calls.clear()
         [(event, tiny)] = keyframes(manager, tmp_path, **board)
         assert event.decoder == "tiny" and event.source == "ai", board
-        # One call per step (the previews) plus the final decode of the full-size latents.
-        assert len(calls) == 2 + 1 and calls[-1][-2:] == (6, 11), (board, calls)
+        # One call per step (the previews, pooled) plus the final decode of the full-size latents.
+        assert calls == [(1, 4, 3, 5)] * 2 + [(1, 4, 6, 11)], (board, calls)
         assert tiny.shape == full.shape and np.abs(tiny - full).mean() > 5  # a different decoder's picture
 
 
@@ -130,17 +130,20 @@ def test_step_previews_are_decoded_by_the_tiny_decoder(manager, monkeypatch):
     calls = spy_on_tiny(monkeypatch, manager)
     previews: list[list[Image.Image]] = []
     manager.generate([request(0, steps=3), request(1, steps=3)], on_step=lambda *args: previews.append(args[3]))
-    # Full-size latents (8x8 for 64 px) are under the pooling threshold: 64 px pictures, not 8 px approximations.
-    assert [[p.size for p in step] for step in previews] == [[(64, 64), (64, 64)]] * 3
-    assert calls == [(2, 4, 8, 8)] * 3  # only the previews: the final decode was the full VAE's
+    # 8x8 latents (64 px) pooled by 2: 32 px pictures, not the 8 px latent approximations.
+    assert [[p.size for p in step] for step in previews] == [[(32, 32), (32, 32)]] * 3
+    assert calls == [(2, 4, 4, 4)] * 3  # only the previews: the final decode was the full VAE's
     assert np.asarray(previews[-1][0]).std() > 1  # a picture, not a flat colour
 
 
 def test_previews_of_large_latents_are_pooled(manager):
     import torch
 
-    pictures = manager._tiny.previews(torch.randn(1, 4, 64, 40))
-    assert [p.size for p in pictures] == [(160, 256)]  # pooled by 2 to 32x20 latents
+    previews = TinyDecoder(None)
+    previews.vae = manager.tiny_vae
+    assert [p.size for p in previews.previews(torch.randn(1, 4, 64, 40))] == [(160, 256)]  # by 2, to 32x20
+    assert [p.size for p in previews.previews(torch.randn(2, 4, 200, 96))] == [(104, 224)] * 2  # by 7, to 28x13
+    assert [p.size for p in previews.previews(torch.randn(1, 4, 1, 9))] == [(72, 8)]  # not pooled below one latent
 
 
 def test_without_the_tiny_decoder_the_full_vae_is_used_and_the_model_line_says_why(tiny_model_dir, tmp_path):

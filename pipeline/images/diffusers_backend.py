@@ -272,6 +272,20 @@ class ModelManager:
 
     # -- loading -------------------------------------------------------------
 
+    def use_pipeline(self, pipe: Any, tiny_vae: Any = None) -> None:
+        """Adopt an already built pipeline (and tiny autoencoder) instead of loading ``model_id``:
+        for benches that build an architecture with random weights. Placed on this device."""
+        import torch
+
+        with self._load_lock, self._gpu_lock:
+            self._dtype = next(pipe.unet.parameters()).dtype if hasattr(pipe, "unet") else torch.float32
+            self._place(pipe, self.device)
+            pipe.set_progress_bar_config(disable=True)
+            self._pipe, self._load_error = pipe, None
+            self._tiny = TinyDecoder(self.tiny_decoder, self.local_files_only)
+            if tiny_vae is not None:
+                self._tiny.source, self._tiny.vae = "(given)", tiny_vae.to(self.device)
+
     def _load_once(self) -> None:
         source = model_source(self.model_id)
         try:

@@ -1,0 +1,172 @@
+"""Seconds per keyframe on this CPU with the full VAE and with the tiny decoder, and the first preview.
+
+The SD-Turbo architecture with random weights, built as bench/gpu_keyframes.py builds it (the
+real model's compute; the pictures are noise), runs through the app's own
+``ModelManager.generate`` at 512x512, one step, guidance 0 (what a draft scene asks of
+sd-turbo; every preset generates 680x384 on it, about as many pixels), with step previews
+on, as the page asks for them:
+
+- ``full``: the full VAE decodes; previews are the linear latent->RGB approximation
+  (the tiny decoder is not loaded);
+- ``tiny``: the tiny autoencoder (TAESD architecture) decodes, and draws the previews
+  from latents pooled to 32x32.
+
+Each run records seconds per keyframe, the first preview (call start to the first step
+callback, which carries the preview), the UNet step (forward hooks), the final decode and
+the preview decode. The step loop's slowdown from tiny previews is preview decode / UNet
+step. Text encoding and scheduling are the rest.
+
+    python bench/cpu_decoders.py [--runs 2] [--warmup 1] [--no-write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from _common import busy_note, env_lines, environment, fmt_runs, publish  # noqa: E402
+from gpu_keyframes import build_models, load_tokenizer, make_pipeline  # noqa: E402
+
+from pipeline.images.diffusers_backend import ModelManager  # noqa: E402
+from pipeline.images.generation import ImageRequest  # noqa: E402
+
+HEADING = "## CPU keyframes: full VAE against the tiny decoder (bench/cpu_decoders.py)"
+SIZE = 512
+PROMPT = "a lighthouse on a cliff at dusk, waves breaking on the rocks"
+
+
+@dataclass
+class Run:
+    total: float = 0.0
+    first_preview: float = 0.0
+    unet: float = 0.0
+    decode: float = 0.0
+    preview: float = 0.0
+
+
+@dataclass
+class Timers:
+    """Seconds spent in the instrumented parts during one run."""
+
+    current: Run = field(default_factory=Run)
+
+    def wrap(self, function: Callable, name: str) -> Callable:
+        def timed(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                setattr(self.current, name, getattr(self.current, name) + time.perf_counter() - start)
+        return timed
+
+
+def instrument(models, timers: Timers) -> None:
+    """Time the UNet (hooks), the full VAE decode, the tiny decoder's final decode and every step preview."""
+    from pipeline.images import diffusers_backend
+    from pipeline.images.decoders import TinyDecoder
+
+    starts: list[float] = []
+    models.unet.register_forward_pre_hook(lambda *_: starts.append(time.perf_counter()))
+
+    def unet_done(*_):
+        timers.current.unet += time.perf_counter() - starts.pop()
+
+    models.unet.register_forward_hook(unet_done)
+    models.vae.decode = timers.wrap(models.vae.decode, "decode")
+    TinyDecoder.decode = timers.wrap(TinyDecoder.decode, "decode")
+    # The backend calls its module-level step_previews (tiny decoder or latent approximation).
+    diffusers_backend.step_previews = timers.wrap(diffusers_backend.step_previews, "preview")
+
+
+def measure(manager: ModelManager, decoder: str, timers: Timers, warmup: int, runs: int, size: int) -> list[Run]:
+    request = ImageRequest(0, PROMPT, "", 7, steps=1, guidance_scale=0.0, width=size, height=size, decoder=decoder)
+    measured = []
+    for number in range(warmup + runs):
+        timers.current = run = Run()
+        start = time.perf_counter()
+
+        def on_step(indices, step, total, previews, run=run, start=start):
+            if not run.first_preview:
+                run.first_preview = time.perf_counter() - start
+
+        [result] = manager.generate([request], on_step=on_step)
+        run.total = time.perf_counter() - start
+        if result.image is None or result.decoder != decoder:
+            raise SystemExit(f"{decoder}: no image ({result.reason or result.decoder})")
+        print(f"{decoder} run {number + 1}: {run}", flush=True)
+        if number >= warmup:
+            measured.append(run)
+    return measured
+
+
+def median(runs: list[Run], name: str) -> float:
+    return statistics.median(getattr(run, name) for run in runs)
+
+
+def report(results: dict[str, list[Run]], env: dict, args: argparse.Namespace) -> str:
+    lines = [
+        *env_lines(env),
+        f"- torch {torch.__version__} ({torch.get_num_threads()} threads), fp32; SD-Turbo architecture with random "
+        f"weights ({args.size}x{args.size}, 1 step, guidance 0, batch 1) through `ModelManager.generate` with step previews on; "
+        f"{args.warmup} warm-up + median of {args.runs} timed run(s) per decoder",
+        f"- Machine state: {busy_note(env)}",
+        "",
+        "| decoder | s / keyframe | runs (s) | first preview s | UNet step s | final decode s | preview decode s "
+        "| preview / UNet step |",
+        "|---|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    for decoder, runs in results.items():
+        unet, preview = median(runs, "unet"), median(runs, "preview")
+        ratio = f"{100 * preview / unet:.1f} %"
+        lines.append(
+            f"| {decoder} | {median(runs, 'total'):.2f} | {fmt_runs(r.total for r in runs)} | "
+            f"{median(runs, 'first_preview'):.2f} | {unet:.2f} | {median(runs, 'decode'):.2f} | {preview:.2f} | {ratio} |"
+        )
+    lines += ["", "Per scene on this CPU (sd-turbo draws every preset at 680x384, about 512² pixels; draft takes "
+              "1 step, standard 2, high and premium 4), from the medians above: rest + steps x (UNet + preview) + decode:",
+              "", "| decoder | draft (1 step) | standard (2) | high / premium (4) |", "|---|---:|---:|---:|"]
+    for decoder, runs in results.items():
+        unet, preview, decode = median(runs, "unet"), median(runs, "preview"), median(runs, "decode")
+        rest = median(runs, "total") - unet - preview - decode
+        cells = [f"{rest + steps * (unet + preview) + decode:.1f} s" for steps in (1, 2, 4)]
+        lines.append(f"| {decoder} | {' | '.join(cells)} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=2, help="timed runs per decoder")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed runs per decoder first")
+    parser.add_argument("--size", type=int, default=SIZE, help="square side in px (a smoke run: 128)")
+    parser.add_argument("--no-write", action="store_true", help="print only; leave bench/RESULTS.md alone")
+    args = parser.parse_args(argv)
+    env = environment()
+    started = time.perf_counter()
+    models = build_models("cpu", torch.float32)
+    pipe = make_pipeline(models, load_tokenizer(), "vae")
+    print(f"built the random SD-Turbo architecture in {time.perf_counter() - started:.0f} s", flush=True)
+    timers = Timers()
+    instrument(models, timers)
+    full = ModelManager("sd-turbo architecture (random weights)", device="cpu", decoder="full")
+    full.use_pipeline(pipe)
+    tiny = ModelManager("sd-turbo architecture (random weights)", device="cpu", decoder="tiny")
+    tiny.use_pipeline(pipe, tiny_vae=models.taesd)
+    results = {
+        "full": measure(full, "full", timers, args.warmup, args.runs, args.size),
+        "tiny": measure(tiny, "tiny", timers, args.warmup, args.runs, args.size),
+    }
+    publish(HEADING, report(results, env, args), not args.no_write)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
