@@ -215,7 +215,7 @@ def test_server_refuses_files_outside_its_folders(public_app):
     render_dirs = [p for p in outputs.iterdir() if p.is_dir()]
     assert render_dirs and all(len(p.name) >= 20 for p in render_dirs)  # unguessable names
     guessed = outputs / "0000000000000000000000" / "scene2video.mp4"
-    for path in [ROOT / "app.py", ROOT / "pipeline" / "settings.py", Path("/etc/passwd"), guessed,
+    for path in [ROOT / "app.py", ROOT / "pipeline" / "contract" / "settings.py", Path("/etc/passwd"), guessed,
                  outputs / ".." / ".." / "app.py", outputs, Path(sys.executable)]:
         for prefix in ("gradio_api/file=", "file="):
             assert status(url + prefix + str(path)) in (403, 404), path

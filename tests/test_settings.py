@@ -59,12 +59,12 @@ def test_batch_size_is_auto_by_default_and_a_number_wins():
 def test_auto_batch_size_lets_the_manager_decide(tmp_path, fresh_registry):
     renderer = pool_for(tmp_path, Settings(model="org/auto-model")).get()
     assert renderer.model.batch_size is None  # ModelManager._batch_size_for then reads free memory
-    assert renderer.keyframes.batch_size == AUTO_GROUP_SIZE
+    assert renderer.images.batch_size == AUTO_GROUP_SIZE
 
 
 def test_a_given_batch_size_reaches_the_manager_and_the_stage(tmp_path, fresh_registry):
     renderer = pool_for(tmp_path, parse(["--model", "org/fixed-model", "--batch-size", "3"])).get()
-    assert renderer.model.batch_size == 3 and renderer.keyframes.batch_size == 3
+    assert renderer.model.batch_size == 3 and renderer.images.batch_size == 3
 
 
 # --------------------------------------------------------------------------- which model
