@@ -107,7 +107,7 @@ class Renderer:
         try:
             stream.run("images", self.images.run(storyboard, folder, slots, cancel,
                                                  partial(stream.put, droppable=True)))
-            stream.run("encode", self._encode(storyboard, plan, slots, encoder, cancel))
+            stream.run("encode", self._encode(storyboard, plan, slots, encoder, stream))
             for event in stream.drain():
                 if isinstance(event, KeyframeReady):
                     reports[event.scene_index] = SceneReport(event.scene_index, event.source, event.reason)
@@ -135,12 +135,18 @@ class Renderer:
 
     @staticmethod
     def _encode(storyboard: Storyboard, plan: TimelinePlan, slots: ImageSlots, encoder: SegmentedEncoder,
-                cancel: threading.Event) -> Iterator[Event]:
+                stream: EventStream) -> Iterator[Event]:
         """Compose and encode every frame (runs in the encode thread); Progress fractions are of this stage."""
         preset = storyboard.preset
+        cancel = stream.cancel
+
+        def hand_on_segments() -> None:
+            # While the timeline waits for an image, ffmpeg may finish segments: they go out at once.
+            for segment in encoder.poll():
+                stream.put(segment)
 
         def load_keyframe(index: int) -> np.ndarray:
-            with Image.open(slots.wait(keyframe_id(index))) as image:
+            with Image.open(slots.wait(keyframe_id(index), idle=hand_on_segments)) as image:
                 return np.asarray(fit_cover(image.convert("RGB"), preset.width, preset.height))
 
         total = plan.total_frames
