@@ -107,7 +107,7 @@ def record_pool(monkeypatch) -> list:
 def test_model_flag_and_env_reach_the_app_s_model_manager(monkeypatch, tmp_path):
     from pipeline.images import registry as model_module
 
-    monkeypatch.setattr(model_module, "_MANAGERS", {})
+    monkeypatch.setattr(model_module, "REGISTRY", model_module.ModelRegistry())
     record_launch(monkeypatch)  # also keeps warm_up from importing torch here
     pools = record_pool(monkeypatch)
     monkeypatch.setenv("SCENE2VIDEO_MODEL", "org/from-env")
@@ -195,7 +195,7 @@ def test_visitors_cannot_make_the_server_load_another_model(public_app):
                         steps=0, guidance_scale=None, model="evil/weights", api_name="/generate")
     report = job.result(timeout=120)[5]
     assert report["model"] == pool.settings.model != "evil/weights"
-    assert not [key for key in model_module._MANAGERS if "evil/weights" in str(key)]
+    assert not [model_id for model_id in model_module.REGISTRY.model_ids() if "evil/weights" in model_id]
 
 
 def status(url: str) -> int:

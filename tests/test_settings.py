@@ -29,8 +29,7 @@ def parse(argv: list[str], env: dict[str, str] | None = None) -> Settings:
 @pytest.fixture
 def fresh_registry(monkeypatch):
     """Empty shared-model registries, so each test sees the managers its own settings made."""
-    monkeypatch.setattr(model_module, "_MANAGERS", {})
-    monkeypatch.setattr(model_module, "_MULTI", {})
+    monkeypatch.setattr(model_module, "REGISTRY", model_module.ModelRegistry())
 
 
 def pool_for(tmp_path: Path, settings: Settings) -> RendererPool:

@@ -33,6 +33,8 @@ class Settings:
 
     ``batch_size`` None means auto: each model manager sizes its batches from free GPU
     memory (``pipeline.images.batching.auto_batch_size``); a number caps every pipeline call.
+    ``max_loaded_models`` models stay loaded per device; loading another unloads the least
+    recently used one and frees its memory.
     """
 
     model: str = DEFAULT_MODEL_ID
@@ -48,6 +50,7 @@ class Settings:
     max_quality: str = "premium"
     max_concurrent_renders: int = 1
     max_queue: int = 50
+    max_loaded_models: int = 1
     allow_model_change: bool = True
     auth: str | None = None
 
@@ -113,7 +116,7 @@ def validate_settings(settings: Settings) -> Settings:
     """``settings`` unchanged, or StoryboardError naming the first bad value."""
     if settings.max_quality not in QUALITY_NAMES:
         raise StoryboardError(f"max_quality must be one of {', '.join(QUALITY_NAMES)}.")
-    for name in ("max_scenes", "max_concurrent_renders", "max_queue"):
+    for name in ("max_scenes", "max_concurrent_renders", "max_queue", "max_loaded_models"):
         if getattr(settings, name) < 1:
             raise StoryboardError(f"{name} must be at least 1.")
     if settings.batch_size is not None and settings.batch_size < 1:
