@@ -17,12 +17,13 @@ from PIL import Image
 
 from keyframe_requests import request
 
-from pipeline import Done, KeyframeReady, Renderer, StoryboardError, parse_storyboard
+from pipeline import ConfigError, Done, KeyframeReady, Renderer, StoryboardError, parse_storyboard
 from pipeline.contract.settings import add_settings_arguments, settings_from_args, settings_from_env
 from pipeline.images.cache import KeyframeCache
 from pipeline.images.decoders import TinyDecoder, wanted_decoder
 from pipeline.images.diffusers_backend import ModelManager
-from pipeline.images.keyframes import KeyframeStage
+from pipeline.images.slots import ImageSlots
+from pipeline.images.stage import ImageStage
 from pipeline.images.model_names import known_tiny_decoder, pipeline_family
 
 
@@ -30,7 +31,7 @@ from pipeline.images.model_names import known_tiny_decoder, pipeline_family
 def manager(tiny_model_dir: Path, tiny_decoder_dir: Path) -> ModelManager:
     """The tiny model with its tiny decoder beside it, on the CPU, decoder setting ``auto``."""
     loaded = ModelManager(str(tiny_model_dir), device="cpu", local_files_only=True, tiny_decoder=str(tiny_decoder_dir))
-    assert loaded.load() and loaded.tiny_vae is not None, loaded.describe()
+    assert loaded.load() and loaded.tiny_vae is not None, loaded.info()
     return loaded
 
 
@@ -55,7 +56,8 @@ def keyframes(model, tmp_path: Path, **board) -> list[tuple[KeyframeReady, np.nd
     work = tmp_path / f"work-{len(list(tmp_path.iterdir()))}"
     work.mkdir()
     out = []
-    for event in KeyframeStage(model).run(storyboard, work, threading.Event()):
+    cancel = threading.Event()
+    for event in ImageStage(model).run(storyboard, work, ImageSlots(cancel), cancel, lambda event: None):
         if isinstance(event, KeyframeReady):
             with Image.open(event.path) as image:
                 out.append((event, np.asarray(image.convert("RGB")).astype(np.int16)))
@@ -89,7 +91,7 @@ def test_the_decoder_setting_by_flag_env_and_storyboard():
     assert (settings_from_env(env).decoder, settings_from_env(env).tiny_decoder) == ("full", "/models/taesd")
     flags = settings_from_args(parser.parse_args(["--decoder", "tiny", "--tiny-decoder", "org/taesd"]), env)
     assert (flags.decoder, flags.tiny_decoder) == ("tiny", "org/taesd")
-    with pytest.raises(StoryboardError, match="decoder must be one of auto, full, tiny"):
+    with pytest.raises(ConfigError, match="decoder must be one of auto, full, tiny"):
         settings_from_env({"SCENE2VIDEO_DECODER": "fast"})
     scenes = [{"prompt": "x", "duration": 1}]
     assert parse_storyboard({"scenes": scenes}).decoder is None  # blank: the server's setting
@@ -150,7 +152,7 @@ def test_without_the_tiny_decoder_the_full_vae_is_used_and_the_model_line_says_w
     missing = ModelManager(str(tiny_model_dir), device="cpu", local_files_only=True,
                            tiny_decoder=str(tmp_path / "no-such-taesd"))
     assert missing.load() and missing.tiny_vae is None
-    assert "could not be loaded (offline or not found)" in missing.describe()["decoder"]
+    assert "could not be loaded (offline or not found)" in missing.info().decoder
     assert missing.decoder_for("tiny", "draft") == "full" and missing.decoder_for(None, "draft") == "full"
     [(event, _)] = keyframes(missing, tmp_path, quality="draft")
     assert event.decoder == "full" and event.source == "ai"
@@ -160,13 +162,13 @@ def test_without_the_tiny_decoder_the_full_vae_is_used_and_the_model_line_says_w
     # The known id for an SD pipeline, offline: the same fallback, naming the id.
     offline = ModelManager(str(tiny_model_dir), device="cpu", local_files_only=True)
     assert offline.load() and offline.decoder_for("tiny", "draft") == "full"
-    assert "madebyollin/taesd" in offline.describe()["decoder"]
+    assert "madebyollin/taesd" in offline.info().decoder
 
 
 def test_full_setting_loads_no_tiny_decoder_until_a_storyboard_asks(tiny_model_dir, tiny_decoder_dir):
     lazy = ModelManager(str(tiny_model_dir), device="cpu", local_files_only=True, decoder="full",
                         tiny_decoder=str(tiny_decoder_dir))
-    assert lazy.load() and lazy.tiny_vae is None and lazy.describe()["decoder"] == "full VAE"
+    assert lazy.load() and lazy.tiny_vae is None and lazy.info().decoder == "full VAE"
     assert lazy.decoder_for(None, "draft") == "full"
     assert lazy.decoder_for("tiny", "standard") == "tiny" and lazy.tiny_vae is not None
     assert TinyDecoder(None).describe() == "tiny decoder not loaded"

@@ -108,7 +108,9 @@ class Handlers:
     def model_line(self, model_id: str | None) -> str:
         """Which model, on which device, and whether it is loaded."""
         model = self.pool.get(model_id).model
-        info = model.describe() if model is not None else {}
-        line = (f"**Model:** `{info.get('model', '?')}` · **device:** {info.get('device', '?')} · "
-                f"**state:** {info.get('state', '?')}")
-        return line + (f" · **decoder:** {info['decoder']}" if info.get("decoder") else "")
+        if model is None:
+            return "**Model:** none configured"
+        info = model.info()
+        state = f"failed: {info.reason}" if info.state == "failed" else info.state
+        decoder = f" · **decoder:** {info.decoder}" if info.decoder else ""
+        return f"**Model:** `{info.model}` · **device:** {info.device} · **state:** {state}{decoder}"
