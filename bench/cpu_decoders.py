@@ -16,7 +16,7 @@ callback, which carries the preview), the UNet step (forward hooks), the final d
 the preview decode. The step loop's slowdown from tiny previews is preview decode / UNet
 step. Text encoding and scheduling are the rest.
 
-    python bench/cpu_decoders.py [--runs 2] [--warmup 1] [--no-write]
+    python bench/cpu_decoders.py [--runs 2] [--warmup 1] [--quick] [--no-write]   # ~3 min on a quiet machine
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from _common import busy_note, env_lines, environment, fmt_runs, publish  # noqa: E402
+from _common import busy_note, env_lines, environment, fmt_runs, publish, verdict  # noqa: E402
 from gpu_keyframes import build_models, load_tokenizer, make_pipeline  # noqa: E402
 
 from pipeline.images.diffusers_backend import ModelManager  # noqa: E402
@@ -139,6 +139,15 @@ def report(results: dict[str, list[Run]], env: dict, args: argparse.Namespace) -
         rest = median(runs, "total") - unet - preview - decode
         cells = [f"{rest + steps * (unet + preview) + decode:.1f} s" for steps in (1, 2, 4)]
         lines.append(f"| {decoder} | {' | '.join(cells)} |")
+    full, tiny = results["full"], results["tiny"]
+    slowdown = median(tiny, "preview") / median(tiny, "unet")
+    lines += ["", "| target | measured | result |", "|---|---:|---|",
+              f"| tiny-decoder step previews slow the step loop by at most 10 % | {100 * slowdown:.1f} % "
+              f"| {verdict(slowdown <= 0.10)} |",
+              f"| the tiny decoder makes a keyframe faster than the full VAE | "
+              f"{median(full, 'total') / median(tiny, 'total'):.1f} x faster "
+              f"(decode {median(full, 'decode') / max(median(tiny, 'decode'), 1e-9):.0f} x) "
+              f"| {verdict(median(tiny, 'total') < median(full, 'total'))} |"]
     return "\n".join(lines)
 
 
@@ -147,8 +156,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=2, help="timed runs per decoder")
     parser.add_argument("--warmup", type=int, default=1, help="untimed runs per decoder first")
     parser.add_argument("--size", type=int, default=SIZE, help="square side in px (a smoke run: 128)")
+    parser.add_argument("--quick", action="store_true", help="one timed run per decoder")
     parser.add_argument("--no-write", action="store_true", help="print only; leave bench/RESULTS.md alone")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.runs = 1
     env = environment()
     started = time.perf_counter()
     models = build_models("cpu", torch.float32)
