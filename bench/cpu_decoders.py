@@ -9,7 +9,7 @@ on, as the page asks for them:
 - ``full``: the full VAE decodes; previews are the linear latent->RGB approximation
   (the tiny decoder is not loaded);
 - ``tiny``: the tiny autoencoder (TAESD architecture) decodes, and draws the previews
-  from latents pooled to 32x32.
+  from latents pooled by 3 to 21x21 (pipeline.images.decoders.PREVIEW_LATENT_SIDE).
 
 Each run records seconds per keyframe, the first preview (call start to the first step
 callback, which carries the preview), the UNet step (forward hooks), the final decode and

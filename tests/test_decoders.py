@@ -143,8 +143,8 @@ def test_previews_of_large_latents_are_pooled(manager):
 
     previews = TinyDecoder(None)
     previews.vae = manager.tiny_vae
-    assert [p.size for p in previews.previews(torch.randn(1, 4, 64, 40))] == [(160, 256)]  # by 2, to 32x20
-    assert [p.size for p in previews.previews(torch.randn(2, 4, 200, 96))] == [(104, 224)] * 2  # by 7, to 28x13
+    assert [p.size for p in previews.previews(torch.randn(1, 4, 64, 40))] == [(104, 168)]  # by 3, to 21x13
+    assert [p.size for p in previews.previews(torch.randn(2, 4, 200, 96))] == [(80, 176)] * 2  # by 9, to 22x10
     assert [p.size for p in previews.previews(torch.randn(1, 4, 1, 9))] == [(72, 8)]  # not pooled below one latent
 
 
