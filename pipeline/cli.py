@@ -18,7 +18,10 @@ from .contract.errors import StoryboardError
 from .contract.events import Done, Failed, KeyframeReady, Progress
 from .service import build_renderer
 from .contract.settings import add_settings_arguments, settings_from_args
+from .contract.json_input import MAX_JSON_CHARS
 from .contract.storyboard import parse_storyboard
+
+MAX_FILE_BYTES = 4 * MAX_JSON_CHARS  # UTF-8 takes at most 4 bytes a character
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,17 +41,25 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         settings = settings_from_args(args)
-        try:
-            text = args.storyboard.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise StoryboardError(f"Cannot read {args.storyboard}: {exc.strerror}.") from None
-        storyboard = parse_storyboard(text, settings.limits())
+        storyboard = parse_storyboard(_read_storyboard(args.storyboard), settings.limits())
     except StoryboardError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory(prefix="scene2video-") as tmp:
         renderer = build_renderer(settings, output_dir=Path(tmp))
         return _run(renderer, storyboard, args)
+
+
+def _read_storyboard(path: Path) -> bytes:
+    """The file's bytes (decoded and checked by parse_storyboard); too big or unreadable: StoryboardError."""
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise StoryboardError(f"Cannot read {path}: {exc.strerror or exc}.") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise StoryboardError(f"{path} is larger than {MAX_FILE_BYTES // 1_000_000} MB; that is not a storyboard.")
+    return data
 
 
 def _run(renderer, storyboard, args) -> int:

@@ -95,9 +95,7 @@ class Handlers:
 
     def import_file(self, file: str) -> tuple:
         try:
-            storyboard = parse_storyboard(Path(file).read_text(encoding="utf-8"), self.limits)
-        except UnicodeDecodeError:
-            raise gr.Error("That file is not a text JSON file.", title="Cannot import") from None
+            storyboard = parse_storyboard(Path(file).read_bytes(), self.limits)  # checks UTF-8 and size
         except StoryboardError as exc:
             raise gr.Error(str(exc), title="Cannot import") from None
         return self.show(storyboard)

@@ -4,12 +4,26 @@ helpers that turn other exceptions into one line a user can read."""
 from __future__ import annotations
 
 
+MAX_MESSAGE_CHARS = 300
+
+
 class StoryboardError(ValueError):
     """A problem the user can fix: bad input, a limit exceeded, a missing tool.
 
     The message is shown as it is (in the UI, by the API and on the CLI's
-    stderr), so it names the scene and field and says what is allowed.
+    stderr), so it names the scene and field and says what is allowed. It is
+    always one printable line of at most :data:`MAX_MESSAGE_CHARS` characters
+    (whatever the caller passed in is folded and cut to that).
     """
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(one_line(str(message), MAX_MESSAGE_CHARS))
+
+
+def one_line(text: str, limit: int) -> str:
+    """``text`` as one printable line of at most ``limit`` characters."""
+    text = " ".join("".join(ch if ch.isprintable() else " " for ch in text[: limit * 4]).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class RenderCancelled(Exception):
