@@ -29,12 +29,12 @@ from PIL import Image
 from .video.background import EventPump, KeyframeSlots
 from .images.cache import KeyframeCache
 from .video.encoder import EncodeSettings, SegmentedEncoder
-from .contract.errors import RenderCancelled, StoryboardError
+from .contract.errors import RenderCancelled, StoryboardError, public_message
 from .contract.events import Done, Event, Failed, KeyframeReady, Progress, RenderReport, SceneReport
 from .images.generation import ImageModel
 from .video.imaging import fit_cover
 from .images.keyframes import KeyframeStage
-from .outputs import remove_old_outputs
+from .outputs import mark_finished, mark_unfinished, remove_old_outputs, remove_unfinished_outputs
 from .contract.storyboard import Storyboard
 from .video.timeline import TimelinePlan, compose_frames, plan_timeline
 
@@ -59,11 +59,14 @@ class Renderer:
         self.segment_seconds = segment_seconds
 
     def new_render_dir(self) -> Path:
-        """A fresh folder with an unguessable name for one render's files (old ones are swept first)."""
+        """A fresh folder with an unguessable name for one render's files, marked as this process's
+        unfinished render until Done (old folders, and unfinished ones of dead processes, are swept first)."""
         if self.output_max_age_hours is not None:
             remove_old_outputs(self.output_root, self.output_max_age_hours)
+        remove_unfinished_outputs(self.output_root)
         folder = self.output_root / secrets.token_urlsafe(16)
         folder.mkdir(parents=True)
+        mark_unfinished(folder)
         return folder
 
     def render(self, storyboard: Storyboard, cancel: threading.Event | None = None) -> Iterator[Event]:
@@ -81,9 +84,9 @@ class Renderer:
             yield Failed("Render stopped. Nothing was saved; press Generate to start again.", cancelled=True)
         except StoryboardError as exc:
             yield Failed(str(exc))
-        except Exception as exc:  # shown to the user as a message; the traceback goes to the log
+        except Exception as exc:  # shown to the user as one line without server paths; the traceback goes to the log
             log.exception("Render failed")
-            yield Failed(f"The render failed: {type(exc).__name__}: {exc}")
+            yield Failed(f"The render failed: {public_message(exc)}")
         finally:
             if not finished:
                 cancel.set()  # stops a model still running in its worker thread, and the encoder
@@ -125,6 +128,7 @@ class Renderer:
         )
         report_path = folder / REPORT_NAME
         report_path.write_text(json.dumps(report.to_dict(), indent=2), encoding="utf-8")
+        mark_finished(folder)
         yield progress.finished()
         yield Done(video, report, report_path)
 

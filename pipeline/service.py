@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from .images.cache import KeyframeCache
+from .outputs import remove_unfinished_outputs
 from .renderer import Renderer
 from .contract.settings import Settings
 
@@ -30,6 +31,8 @@ class RendererPool:
 
     def __init__(self, settings: Settings):
         self.settings = settings
+        # A restart after kill -9 removes that process's unfinished render folders now, not in 24 hours.
+        remove_unfinished_outputs(settings.output_dir)
         self.cache = KeyframeCache(settings.cache_dir, max_bytes=settings.cache_max_mb * 1024 * 1024)
         self._renderers: dict[str, Renderer] = {}
         self._lock = threading.Lock()

@@ -412,9 +412,16 @@ class ModelManager:
                 continue
             except Exception as exc:  # noqa: BLE001 - every failure becomes a per-scene reason
                 if not is_out_of_memory(exc):
-                    reason = f"generation failed: {short_error(exc, with_type=True)}"
-                    log.warning("Scenes %s failed: %s", [requests[p].scene_index + 1 for p in chunk], reason)
-                    results.update(failed(chunk, requests, reason))
+                    if len(chunk) > 1:
+                        # One bad scene must not cost its batch-mates their images: retry each alone,
+                        # so every scene ends with its own image or its own reason.
+                        log.warning("A batch of %d failed (%s); retrying its scenes one by one",
+                                    len(chunk), short_error(exc, with_type=True))
+                        results.update(self._run_alone(requests, chunk, on_step, should_stop))
+                    else:
+                        reason = f"generation failed: {short_error(exc, with_type=True)}"
+                        log.warning("Scene %d failed: %s", requests[chunk[0]].scene_index + 1, reason)
+                        results.update(failed(chunk, requests, reason))
                     pending = pending[len(chunk):]
                     continue
             # Out of memory. Handled outside the except block so the traceback's tensors are freed.
@@ -426,6 +433,19 @@ class ModelManager:
             log.warning("Scene %d: out of GPU memory even alone", requests[chunk[0]].scene_index + 1)
             results.update(failed(chunk, requests, REASON_OUT_OF_MEMORY))
             pending = pending[1:]
+        return results
+
+    def _run_alone(
+        self,
+        requests: list[ImageRequest],
+        chunk: list[int],
+        on_step: StepCallback | None,
+        should_stop: Callable[[], bool] | None,
+    ) -> dict[int, GeneratedImage]:
+        """Each of ``chunk`` as a batch of one (after its batch failed); each keeps its own result."""
+        results: dict[int, GeneratedImage] = {}
+        for position in chunk:
+            results.update(self._run_group(requests, [position], on_step, should_stop))
         return results
 
     def _generator(self, seed: int) -> Any:
