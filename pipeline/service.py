@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from .images.cache import KeyframeCache
+from .images.model_names import check_model_id
 from .outputs import remove_unfinished_outputs
 from .renderer import Renderer
 from .contract.settings import Settings
@@ -38,9 +39,15 @@ class RendererPool:
         self._lock = threading.Lock()
 
     def get(self, model_id: str | None = None) -> Renderer:
-        """The renderer for ``model_id`` (the configured model when None or when changes are off)."""
+        """The renderer for ``model_id`` (the configured model when None or when changes are off).
+
+        Raises StoryboardError (one message for every refusal) for a model a visitor may not load:
+        see :func:`pipeline.images.model_names.check_model_id`.
+        """
         if not model_id or not self.settings.allow_model_change:
             model_id = self.settings.model
+        else:  # a visitor's choice: a hub id or a model under the model roots, else StoryboardError
+            model_id = check_model_id(model_id, self.settings.model_root_paths(), default=self.settings.model)
         with self._lock:  # a background warm-up and a first request may both get here
             return self._renderer_for(model_id)
 
@@ -50,7 +57,8 @@ class RendererPool:
         if model_id not in self._renderers:
             # batch_size None (the default) is auto: the stage hands the model large groups and
             # each manager sizes its batches from free GPU memory; a number caps both.
-            model = get_image_model(model_id, device=self.settings.device, batch_size=self.settings.batch_size)
+            model = get_image_model(model_id, device=self.settings.device, batch_size=self.settings.batch_size,
+                                    allow_pickle=self.settings.allow_pickle_weights)
             self._renderers[model_id] = Renderer(
                 self.settings.output_dir, model=model, cache=self.cache, batch_size=self.settings.batch_size,
                 output_max_age_hours=self.settings.output_max_age_hours,

@@ -51,9 +51,13 @@ class Handlers:
                                          guidance_scale)
         except StoryboardError as exc:
             raise gr.Error(str(exc), title="Please fix the storyboard") from None
+        try:
+            renderer = self.pool.get(model)
+        except StoryboardError as exc:  # a model this server does not allow
+            raise gr.Error(str(exc), title="Please pick another model") from None
         cancel = sessions.begin(request.session_hash)
         try:
-            yield from PageRender(self.stream).updates(self.pool.get(model).render(storyboard, cancel))
+            yield from PageRender(self.stream).updates(renderer.render(storyboard, cancel))
         finally:
             sessions.end(request.session_hash, cancel)
 
@@ -72,7 +76,13 @@ class Handlers:
             storyboard = parse_storyboard(storyboard_json, self.limits)
         except StoryboardError as exc:
             raise gr.Error(str(exc)) from None
-        yield from api_updates(self.pool.get().render(storyboard))
+        event_id = sessions.current_event_id()
+        cancel = sessions.watch_event(event_id)  # set by the request guard when the client cancels
+        try:
+            if not cancel.is_set():
+                yield from api_updates(self.pool.get().render(storyboard, cancel), cancel)
+        finally:
+            sessions.forget_event(event_id, cancel)
 
     @staticmethod
     def show(storyboard: Storyboard) -> tuple:
@@ -105,7 +115,10 @@ class Handlers:
 
     def model_line(self, model_id: str | None) -> str:
         """Which model, on which device, and whether it is loaded."""
-        model = self.pool.get(model_id).model
+        try:
+            model = self.pool.get(model_id).model
+        except StoryboardError as exc:
+            return f"❌ {exc}"
         info = model.describe() if model is not None else {}
         return (f"**Model:** `{info.get('model', '?')}` · **device:** {info.get('device', '?')} · "
                 f"**state:** {info.get('state', '?')}")

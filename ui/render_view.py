@@ -11,6 +11,7 @@ button also sets the render's cancel flag, which the renderer checks every frame
 from __future__ import annotations
 
 import html
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Iterator
@@ -18,6 +19,7 @@ from typing import Iterator
 import gradio as gr
 
 from pipeline import Done, Event, Failed, KeyframeReady, Preview, Progress, RenderReport, Segment
+from pipeline.video.background import EventPump
 
 # Outputs of the page's generate event, in this order.
 OUTPUT_NAMES = ("gallery", "preview", "progress", "live_video", "video", "report", "notice", "generate", "stop")
@@ -117,22 +119,27 @@ class PageRender:
                        stop=gr.Button(interactive=False))
 
 
-def api_updates(events: Iterator[Event]) -> Iterator[tuple]:
+def api_updates(events: Iterator[Event], cancel: threading.Event | None = None) -> Iterator[tuple]:
     """For ``/render``: (MP4 path, report dict) at the end; errors as gr.Error.
 
-    Until then it yields "no change" every 0.2 s, so a cancelled job can be closed.
+    The render is driven by its own thread, so it always finishes its clean-up (ffmpeg
+    killed, partial files removed) even if Gradio drops this generator without closing it;
+    ``cancel`` (set by a client's cancel, see ui.sessions) stops it within a frame or step.
+    Until the end this yields "no change" every 0.2 s, so a cancelled job can be closed.
     """
     skip = gr.skip()
-    last = time.monotonic()
+    cancel = cancel or threading.Event()
+    pump = EventPump(events, cancel, "scene2video-api")
     try:
-        for event in events:
-            if isinstance(event, Done):
-                yield str(event.video_path), event.report.to_dict()
-                return
-            if isinstance(event, Failed):
-                raise gr.Error(event.message)
-            if time.monotonic() - last >= _PROGRESS_EVERY_S:
-                last = time.monotonic()
-                yield skip, skip
+        while not pump.finished:
+            for event in pump.within(_PROGRESS_EVERY_S):
+                if isinstance(event, Done):
+                    yield str(event.video_path), event.report.to_dict()
+                    return
+                if isinstance(event, Failed):
+                    if event.cancelled:  # the client cancelled: nobody is waiting for an answer
+                        return
+                    raise gr.Error(event.message)
+            yield skip, skip
     finally:
-        events.close()
+        pump.close()  # a render still running is cancelled, and waited for

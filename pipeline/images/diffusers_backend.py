@@ -134,9 +134,12 @@ class ModelManager:
         *,
         local_files_only: bool = False,
         batch_size: int | None = None,
+        allow_pickle: bool = False,
     ) -> None:
         self.model_id = model_id or default_model_id()
         self.local_files_only = local_files_only
+        # Pickled weights (.bin, .ckpt) can run code when loaded: safetensors only unless the owner opts in.
+        self.allow_pickle = allow_pickle
         self.batch_size = batch_size if batch_size and batch_size > 0 else None
         self._requested_device = device
         self._device: str | None = None
@@ -293,6 +296,8 @@ class ModelManager:
 
         model = str(Path(self.model_id).expanduser()) if source == "folder" else self.model_id
         kwargs: dict[str, Any] = {"dtype": self._dtype, "local_files_only": self.local_files_only}
+        if not self.allow_pickle:
+            kwargs["use_safetensors"] = True  # diffusers then refuses .bin weights instead of unpickling them
         if self._wants_safety_kwargs(source):
             kwargs.update(safety_checker=None, requires_safety_checker=False)
         if source == "hub" and self._dtype != torch.float32:
@@ -307,6 +312,8 @@ class ModelManager:
         from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 
         path = str(Path(self.model_id).expanduser())
+        if not self.allow_pickle and Path(path).suffix.lower() != ".safetensors":
+            raise ValueError(f"{Path(path).suffix} weights are pickles; this server loads only .safetensors")
         kwargs: dict[str, Any] = {"dtype": self._dtype, "local_files_only": self.local_files_only}
         config = single_file_config_dir(self.model_id)
         if config is not None:

@@ -32,16 +32,19 @@ def get_model_manager(
     *,
     local_files_only: bool = False,
     batch_size: int | None = None,
+    allow_pickle: bool = False,
 ) -> ModelManager:
     """The process-wide ModelManager for these arguments (same arguments, same instance).
 
-    Nothing is loaded here; the model loads on first use or on ``load()``.
+    Nothing is loaded here; the model loads on first use or on ``load()``. ``allow_pickle``:
+    see :class:`ModelManager` (safetensors only by default).
     """
-    key = (_normalise_model_id(model_id), device, local_files_only, batch_size)
+    key = (_normalise_model_id(model_id), device, local_files_only, batch_size, allow_pickle)
     with _REGISTRY_LOCK:
         manager = _MANAGERS.get(key)
         if manager is None:
-            manager = ModelManager(key[0], device, local_files_only=local_files_only, batch_size=batch_size)
+            manager = ModelManager(key[0], device, local_files_only=local_files_only, batch_size=batch_size,
+                                   allow_pickle=allow_pickle)
             _MANAGERS[key] = manager
         return manager
 
@@ -52,6 +55,7 @@ def get_image_model(
     *,
     local_files_only: bool = False,
     batch_size: int | None = None,
+    allow_pickle: bool = False,
 ) -> ImageModel:
     """The shared model to render with: a MultiDeviceModel over all GPUs when there are
     several and no device is forced, else the ModelManager from :func:`get_model_manager`.
@@ -61,20 +65,22 @@ def get_image_model(
 
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if count > 1:
-            key = (_normalise_model_id(model_id), count, local_files_only, batch_size)
+            key = (_normalise_model_id(model_id), count, local_files_only, batch_size, allow_pickle)
             with _REGISTRY_LOCK:
                 multi = _MULTI.get(key)
             if multi is None:
                 managers = {
                     f"cuda:{i}": get_model_manager(
-                        model_id, f"cuda:{i}", local_files_only=local_files_only, batch_size=batch_size
+                        model_id, f"cuda:{i}", local_files_only=local_files_only, batch_size=batch_size,
+                        allow_pickle=allow_pickle,
                     )
                     for i in range(count)
                 }
                 with _REGISTRY_LOCK:
                     multi = _MULTI.setdefault(key, MultiDeviceModel(managers, batch_size))
             return multi
-    return get_model_manager(model_id, device, local_files_only=local_files_only, batch_size=batch_size)
+    return get_model_manager(model_id, device, local_files_only=local_files_only, batch_size=batch_size,
+                             allow_pickle=allow_pickle)
 
 
 def clear_model_managers() -> None:

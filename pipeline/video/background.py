@@ -7,6 +7,7 @@ thread and hands its events over through a queue. Neither knows what a frame is.
 
 from __future__ import annotations
 
+import contextvars
 import queue
 import threading
 from pathlib import Path
@@ -55,7 +56,9 @@ class EventPump:
         self._events = events
         self._cancel = cancel
         self._queue: queue.Queue = queue.Queue()
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        # In a copy of the creator's context: Gradio's request (and ZeroGPU's quota owner) stay visible.
+        self._thread = threading.Thread(target=contextvars.copy_context().run, args=(self._run,), name=name,
+                                        daemon=True)
         self._done = False
         self._thread.start()
 
@@ -76,6 +79,22 @@ class EventPump:
             except queue.Empty:
                 continue
             yield from self._take(item)
+
+    def within(self, timeout: float) -> Iterator[Event]:
+        """The events produced so far, waiting up to ``timeout`` seconds for the first of them."""
+        if self._done:
+            return
+        try:
+            item = self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return
+        yield from self._take(item)
+        yield from self.ready()
+
+    @property
+    def finished(self) -> bool:
+        """True once the generator has ended and every event was taken."""
+        return self._done
 
     def close(self) -> None:
         if self._thread.is_alive():
