@@ -148,8 +148,9 @@ def test_oversized_bodies_are_refused_before_they_are_read_and_memory_stays_flat
 # --------------------------------------------------------------------------- the login page
 
 
-def test_the_login_page_carries_no_api_description_example_or_model_path(tmp_path):
+def test_the_login_page_carries_no_api_description_example_or_model_path(tmp_path, monkeypatch):
     secret_model = "/srv/private-models/house-style"
+    monkeypatch.setenv("HF_TOKEN", "hf_keyThatMustNeverShow")
     settings = app_settings(tmp_path, auth="ann:secret", model=secret_model)
     example = load_example(example_names()[0]).scenes[0].prompt
     with running_app(settings) as (url, _):
@@ -160,7 +161,10 @@ def test_the_login_page_carries_no_api_description_example_or_model_path(tmp_pat
         assert httpx.get(url + "openapi.json").status_code == 404
         logged_in = httpx.Client()
         assert logged_in.post(url + "login", data={"username": "ann", "password": "secret"}).status_code == 200
-        assert "storyboard_json" in logged_in.get(url).text  # once logged in, the page has its API info
+        page = logged_in.get(url).text
+        assert "storyboard_json" in page  # once logged in, the page has its API info
+        for key in ("hf_keyThatMustNeverShow", "ann:secret"):  # keys: never in any page or config
+            assert key not in page and key not in logged_in.get(url + "config").text
 
 
 # --------------------------------------------------------------------------- which models may load
