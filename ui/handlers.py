@@ -117,8 +117,10 @@ class Handlers:
         """Which model, on which device, and whether it is loaded."""
         try:
             model = self.pool.get(model_id).model
-        except StoryboardError as exc:
+        except StoryboardError as exc:  # a model this server does not allow
             return f"❌ {exc}"
-        info = model.describe() if model is not None else {}
-        return (f"**Model:** `{info.get('model', '?')}` · **device:** {info.get('device', '?')} · "
-                f"**state:** {info.get('state', '?')}")
+        if model is None:
+            return "**Model:** none configured"
+        info = model.info()
+        state = f"failed: {info.reason}" if info.state == "failed" else info.state
+        return f"**Model:** `{info.model}` · **device:** {info.device} · **state:** {state}"
