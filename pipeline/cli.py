@@ -94,10 +94,16 @@ def _run(renderer, storyboard, args) -> int:
 
 
 def _deliver(done: Done, args) -> int:
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    shutil.move(str(done.video_path), args.output)
-    if args.report:
-        args.report.write_text(json.dumps(done.report.to_dict(), indent=2), encoding="utf-8")
+    try:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(done.video_path), args.output)
+        if args.report:
+            args.report.write_text(json.dumps(done.report.to_dict(), indent=2), encoding="utf-8")
+    except OSError as exc:  # a full disk, a read-only folder: one line, and no half-written MP4 left
+        if done.video_path.exists():  # the move did not finish: what reached the output is partial
+            args.output.unlink(missing_ok=True)
+        print(f"error: could not write the result: {exc.strerror or exc}.", file=sys.stderr)
+        return 1
     report = done.report
     print(f"{args.output}: {report.width}x{report.height}, {report.fps} fps, {report.frames} frames, "
           f"{report.duration:.2f} s, {len(report.fallbacks)} placeholder scene(s)")

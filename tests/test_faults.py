@@ -48,8 +48,8 @@ def assert_clean(output_root: Path, before: set[Path] = frozenset()) -> None:
     wait_until(lambda: not ffmpeg_children(), 10)
     for folder in render_folders(output_root) - set(before):
         names = {path.name for path in folder.iterdir()}
-        assert names == {"scene2video.mp4", "report.json"} | {n for n in names if n.startswith("keyframe_")}, names
-        assert OWNER_FILE not in names
+        assert {"scene2video.mp4", "report.json"} <= names, names  # a finished render, with its images
+        assert all(n.endswith(".png") for n in names - {"scene2video.mp4", "report.json"}), names
 
 
 def render_small(renderer: Renderer) -> Done:
@@ -201,3 +201,22 @@ def test_kill_9_during_a_render_then_a_restart_removes_the_unfinished_folder(tmp
     assert pool.settings.output_dir == output
     render_small(Renderer(output))
     assert_clean(output, before={live})
+
+
+def test_the_cli_on_a_full_output_disk_says_so_in_one_line(tmp_path, capsys):
+    from pipeline.cli import main as cli_main
+
+    board = tmp_path / "board.json"
+    board.write_text(json.dumps(SMALL))
+    with small_disk(tmp_path / "full", "256k") as full:
+        filler = fill_disk(full)
+        code = cli_main(["render", str(board), "-o", str(full / "out.mp4"), "--quiet",
+                         "--cache-dir", str(tmp_path / "cache")])
+        err = capsys.readouterr().err
+        assert code == 1 and err == "error: could not write the result: No space left on device.\n", err
+        assert not (full / "out.mp4").exists()
+        filler.unlink()
+        assert cli_main(["render", str(board), "-o", str(full / "out.mp4"), "--quiet",
+                         "--cache-dir", str(tmp_path / "cache")]) == 0
+        assert probe(full / "out.mp4").frames == 12
+    assert not ffmpeg_children()
