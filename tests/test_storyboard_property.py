@@ -179,4 +179,4 @@ def test_any_storyboard_sent_to_render_renders_or_gets_one_line(tmp_path):
 
         check()
     assert not ffmpeg_children()
-    assert seen["rendered"] >= 3 and seen["refused"] >= 60, seen
+    assert seen["rendered"] >= 5 and seen["refused"] >= 60, seen
