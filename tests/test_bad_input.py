@@ -185,3 +185,11 @@ def test_table_controls_that_are_not_numbers_get_a_message():
 
     with pytest.raises(StoryboardError, match="Storyboard: fps must be a number"):
         rows_to_storyboard([["a fox", 1, None, "", "none"]], Controls(fps="fast"))
+
+
+def test_nesting_depth_skips_strings_and_their_escapes():
+    from pipeline.contract.json_input import nesting_depth
+
+    assert nesting_depth(json.dumps({"a": 'x" [[[ \\ {{', "b": [[1]]})) == 3
+    assert nesting_depth(json.dumps({"a": "\\"}) + "[[[[") == 4  # the string ends after its escaped backslash
+    assert nesting_depth("[" * 10_000, stop_after=20) == 21  # stops counting early
