@@ -226,3 +226,12 @@ def test_pickled_weights_load_only_when_the_owner_allows_them(tmp_path, tiny_mod
     assert not single.load() and "pickles; this server loads only .safetensors" in single.load_error
     pool = RendererPool(app_settings(tmp_path, allow_pickle_weights=True, model=str(pickled)))
     assert pool.get().model.allow_pickle is True
+
+
+def test_the_model_status_line_says_the_same_for_every_refused_path(tmp_path, models):
+    from ui.handlers import Handlers
+
+    handlers = Handlers(RendererPool(app_settings(tmp_path, model_roots=str(models))), stream=False)
+    lines = {handlers.model_line(path).replace(path, "<id>") for path in ["/etc", "/etc/passwd", "/root", "/nope"]}
+    assert len(lines) == 1 and NOT_ALLOWED_END in lines.pop()
+    assert "not loaded" in handlers.model_line(str(models / "tiny"))
