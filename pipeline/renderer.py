@@ -23,7 +23,7 @@ import threading
 import time
 from functools import partial
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 from PIL import Image
@@ -41,7 +41,7 @@ from .outputs import remove_old_outputs
 from .video.encoder import EncodeSettings, SegmentedEncoder
 from .video.imaging import fit_cover
 from .video.morph import MorphImages, transition_reports
-from .video.timeline import TimelinePlan, compose_frames, plan_timeline
+from .video.timeline import KeyframeLoader, MorphLoader, TimelinePlan, compose_frames, plan_timeline
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +142,6 @@ class Renderer:
     def _encode(storyboard: Storyboard, plan: TimelinePlan, slots: ImageSlots, encoder: SegmentedEncoder,
                 stream: EventStream) -> Iterator[Event]:
         """Compose and encode every frame (runs in the encode thread); Progress fractions are of this stage."""
-        preset = storyboard.preset
         cancel = stream.cancel
 
         def hand_on_segments() -> None:
@@ -150,21 +149,8 @@ class Renderer:
             for segment in encoder.poll():
                 stream.put(segment)
 
-        def load_image(request_id: str) -> np.ndarray:
-            with Image.open(slots.wait(request_id, idle=hand_on_segments)) as image:
-                return np.asarray(fit_cover(image.convert("RGB"), preset.width, preset.height))
-
-        morph_counts = morph_frame_counts(storyboard)
-
-        def load_morph(boundary: int) -> MorphImages | None:
-            # A morph's images are settled together: the first slot says whether it was made.
-            ids = [inbetween_id(boundary, j) for j in range(1, morph_counts.get(boundary, 0) + 1)]
-            if not ids or slots.wait(ids[0], idle=hand_on_segments) is None:
-                return None  # drawn as a crossfade; the report says why
-            return MorphImages(len(ids), lambda j: load_image(ids[j]))
-
         total = plan.total_frames
-        frames = compose_frames(storyboard, plan, lambda index: load_image(keyframe_id(index)), load_morph)
+        frames = compose_frames(storyboard, plan, *image_loaders(storyboard, slots, hand_on_segments))
         try:
             for number, frame in enumerate(frames, start=1):
                 if cancel.is_set():
@@ -178,6 +164,27 @@ class Renderer:
         except BaseException:
             encoder.abort()
             raise
+
+
+def image_loaders(storyboard: Storyboard, slots: ImageSlots,
+                  idle: Callable[[], None] | None = None) -> tuple[KeyframeLoader, MorphLoader]:
+    """The timeline's ``load_keyframe`` and ``load_morph``: they wait for the images in ``slots``
+    (calling ``idle`` meanwhile) and fit them to the storyboard's frame size."""
+    preset = storyboard.preset
+    morph_counts = morph_frame_counts(storyboard)
+
+    def load_image(request_id: str) -> np.ndarray:
+        with Image.open(slots.wait(request_id, idle=idle)) as image:
+            return np.asarray(fit_cover(image.convert("RGB"), preset.width, preset.height))
+
+    def load_morph(boundary: int) -> MorphImages | None:
+        # A morph's images are settled together: the first slot says whether it was made.
+        ids = [inbetween_id(boundary, j) for j in range(1, morph_counts.get(boundary, 0) + 1)]
+        if not ids or slots.wait(ids[0], idle=idle) is None:
+            return None  # drawn as a crossfade; the report says why
+        return MorphImages(len(ids), lambda j: load_image(ids[j]))
+
+    return (lambda index: load_image(keyframe_id(index))), load_morph
 
 
 def _encode_settings(storyboard: Storyboard) -> EncodeSettings:
