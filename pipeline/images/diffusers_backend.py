@@ -479,7 +479,7 @@ class ModelManager:
         # because CPU-offload hooks move weights in place between calls.
         with self._gpu_lock:
             if first.between is not None:  # a morph's in-between images (batched apart: kinds never mix)
-                kwargs = inbetween_kwargs(self._pipe, batch, kwargs, self._generator)
+                kwargs = inbetween_kwargs(self._pipe, batch, kwargs, self._generator, self.device)
             images = np.asarray(self._pipe(**kwargs).images)
         return self._collect(requests, chunk, images, state)
 

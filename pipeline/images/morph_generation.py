@@ -22,6 +22,7 @@ one request at a time. torch is imported inside the functions only.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from .generation import ImageRequest
@@ -70,32 +71,33 @@ def lerp_embeddings(start: Any, end: Any, t: float) -> Any:
 
 
 def inbetween_kwargs(
-    pipe: Any, batch: Sequence[ImageRequest], kwargs: dict[str, Any], make_generator: Callable[[int], Any]
+    pipe: Any, batch: Sequence[ImageRequest], kwargs: dict[str, Any], make_generator: Callable[[int], Any],
+    device: Any = None,
 ) -> dict[str, Any]:
     """The pipeline's keyword arguments for a batch of in-between requests (all with ``between``).
 
     ``kwargs`` is the call built for plain requests (size, steps, guidance, callbacks);
     its ``prompt``/``negative_prompt``/``generator`` are replaced by ``prompt_embeds``,
     ``negative_prompt_embeds`` (and SDXL's pooled ones), ``latents`` and one advanced
-    generator per image. ``make_generator(seed)`` is the backend's seeded generator.
+    generator per image. ``make_generator(seed)`` is the backend's seeded generator;
+    ``device`` where the pipeline runs (None: ask the pipeline, which is slow).
+    Each endpoint is encoded and its noise drawn once per batch.
     """
     import torch
 
     call = {k: v for k, v in kwargs.items() if k not in ("prompt", "negative_prompt", "generator")}
-    cfg = _uses_guidance(pipe, float(kwargs["guidance_scale"]))
-    encoded: dict[tuple[str, str], tuple] = {}
-
-    def encode(request: ImageRequest) -> tuple:
-        key = (request.prompt, request.negative_prompt)
-        if key not in encoded:
-            encoded[key] = _encode(pipe, request, cfg)
-        return encoded[key]
-
+    endpoints = _Endpoints(pipe, kwargs, make_generator, device)
     parts: list[list[Any]] = []
     latents, generators = [], []
     with torch.no_grad():  # as inside the pipeline's own call: no autograd graph for the text encoder
         for request in batch:
-            _add_inputs(pipe, request, kwargs, encode, make_generator, parts, latents, generators)
+            ends, t = request.between, request.between.t
+            start, end = endpoints.get(ends.start), endpoints.get(ends.end)
+            parts.append([lerp_embeddings(a, b, t) for a, b in zip(start.embeddings, end.embeddings)])
+            latents.append(slerp(start.noise, end.noise, t))
+            generator = make_generator(ends.start.seed)
+            generator.set_state(start.generator_state)  # advanced past the start keyframe's noise
+            generators.append(generator)
     names = ("prompt_embeds", "negative_prompt_embeds", "pooled_prompt_embeds", "negative_pooled_prompt_embeds")
     for position, name in enumerate(names[:len(parts[0])]):
         values = [p[position] for p in parts]
@@ -106,17 +108,31 @@ def inbetween_kwargs(
     return call
 
 
-def _add_inputs(pipe: Any, request: ImageRequest, kwargs: dict[str, Any], encode: Callable[[ImageRequest], tuple],
-                make_generator: Callable[[int], Any], parts: list, latents: list, generators: list) -> None:
-    """Append one in-between image's embeddings, initial noise and generator."""
-    ends, t = request.between, request.between.t
-    start, end = encode(ends.start), encode(ends.end)
-    parts.append([lerp_embeddings(a, b, t) for a, b in zip(start, end)])
-    generator = make_generator(ends.start.seed)
-    noise_start = _noise(pipe, kwargs, start[0].dtype, generator)
-    noise_end = _noise(pipe, kwargs, start[0].dtype, make_generator(ends.end.seed))
-    latents.append(slerp(noise_start, noise_end, t))
-    generators.append(generator)
+@dataclass
+class _Endpoint:
+    embeddings: tuple
+    noise: Any
+    generator_state: Any
+
+
+class _Endpoints:
+    """Each keyframe's embeddings and initial noise, made once per batch."""
+
+    def __init__(self, pipe: Any, kwargs: dict[str, Any], make_generator: Callable[[int], Any], device: Any) -> None:
+        self._pipe, self._kwargs, self._make_generator = pipe, kwargs, make_generator
+        self._cfg = _uses_guidance(pipe, float(kwargs["guidance_scale"]))
+        # The pipeline's own answer walks every module; the backend knows it already.
+        self._device = device if device is not None else pipe._execution_device
+        self._made: dict[tuple, _Endpoint] = {}
+
+    def get(self, request: ImageRequest) -> _Endpoint:
+        key = (request.prompt, request.negative_prompt, request.seed)
+        if key not in self._made:
+            embeddings = _encode(self._pipe, request, self._cfg, self._device)
+            generator = self._make_generator(request.seed)
+            noise = _noise(self._pipe, self._kwargs, embeddings[0].dtype, generator, self._device)
+            self._made[key] = _Endpoint(embeddings, noise, generator.get_state())
+        return self._made[key]
 
 
 def _uses_guidance(pipe: Any, guidance_scale: float) -> bool:
@@ -125,19 +141,19 @@ def _uses_guidance(pipe: Any, guidance_scale: float) -> bool:
     return guidance_scale > 1.0 and getattr(config, "time_cond_proj_dim", None) is None
 
 
-def _encode(pipe: Any, request: ImageRequest, cfg: bool) -> tuple:
+def _encode(pipe: Any, request: ImageRequest, cfg: bool, device: Any) -> tuple:
     """``request``'s prompt embeddings exactly as its keyframe's call makes them (SD: 2 tensors, SDXL: 4)."""
     encoded = pipe.encode_prompt(
-        prompt=request.prompt, device=pipe._execution_device, num_images_per_prompt=1,
+        prompt=request.prompt, device=device, num_images_per_prompt=1,
         do_classifier_free_guidance=cfg, negative_prompt=request.negative_prompt or None,
     )
     return tuple(encoded)
 
 
-def _noise(pipe: Any, kwargs: dict[str, Any], dtype: Any, generator: Any) -> Any:
+def _noise(pipe: Any, kwargs: dict[str, Any], dtype: Any, generator: Any, device: Any) -> Any:
     """One image's initial noise from ``generator``, unscaled, as ``pipe.prepare_latents`` draws it."""
     from diffusers.utils.torch_utils import randn_tensor
 
     scale = int(getattr(pipe, "vae_scale_factor", 8) or 8)
     shape = (1, pipe.unet.config.in_channels, int(kwargs["height"]) // scale, int(kwargs["width"]) // scale)
-    return randn_tensor(shape, generator=generator, device=pipe._execution_device, dtype=dtype)
+    return randn_tensor(shape, generator=generator, device=device, dtype=dtype)
