@@ -68,17 +68,21 @@ def requests(count: int, size: int, steps: int):
     return keyframes, inbetweens
 
 
-def images_per_second(manager, batch: list, batch_size: int, runs: int) -> tuple[float, list[float]]:
+def rates(manager, batches: dict[str, list], batch_size: int, runs: int) -> dict[str, tuple[float, list[float]]]:
+    """Images per second (median over ``runs``) for each kind; the kinds alternate within each run,
+    so a busy machine slows both alike."""
     manager.batch_size = batch_size
-    manager.generate(batch[:batch_size])  # warm-up (allocations, kernel choice)
-    seconds = []
+    for batch in batches.values():
+        manager.generate(batch[:batch_size])  # warm-up (allocations, kernel choice)
+    seconds: dict[str, list[float]] = {kind: [] for kind in batches}
     for _ in range(runs):
-        started = time.perf_counter()
-        results = manager.generate(batch)
-        seconds.append(time.perf_counter() - started)
-        if any(r.image is None for r in results):
-            raise RuntimeError(f"generation failed: {[r.reason for r in results if r.image is None][:1]}")
-    return len(batch) / median(seconds), seconds
+        for kind, batch in batches.items():
+            started = time.perf_counter()
+            results = manager.generate(batch)
+            seconds[kind].append(time.perf_counter() - started)
+            if any(r.image is None for r in results):
+                raise RuntimeError(f"generation failed: {[r.reason for r in results if r.image is None][:1]}")
+    return {kind: (len(batches[kind]) / median(times), times) for kind, times in seconds.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -106,8 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         keyframes, inbetweens = requests(args.images, args.size, args.steps)
         rows = []
         for batch_size in sorted({1, args.batch}):
-            for kind, batch in (("keyframe", keyframes), ("morph frame", inbetweens)):
-                rate, seconds = images_per_second(manager, batch, batch_size, args.runs)
+            measured = rates(manager, {"keyframe": keyframes, "morph frame": inbetweens}, batch_size, args.runs)
+            for kind, (rate, seconds) in measured.items():
                 rows.append(f"| {kind} | {batch_size} | {rate:.2f} | {1000 / rate:.1f} | {fmt_runs(seconds)} |")
         info = manager.info()
     model = "SD-Turbo architecture, random weights" if args.sd_turbo else (
@@ -116,9 +120,10 @@ def main(argv: list[str] | None = None) -> int:
         *env_lines(env),
         f"- Model: {model} on {info.device} ({info.dtype}); {args.size}x{args.size} px, {args.steps} step(s), "
         f"guidance 0; {args.images} images per call, {args.runs} timed runs after one warm-up",
-        f"- Command: `python bench/morph_frames.py {' '.join(argv if argv is not None else sys.argv[1:])}`".replace(
-            " `", " `", 1).rstrip(),
+        f"- Command: `python bench/morph_frames.py {' '.join(argv if argv is not None else sys.argv[1:])}`",
         f"- Machine state: {busy_note(env)}",
+        "- GPU rows (SD-Turbo architecture at 512², the command in the script's docstring): **not measured, no GPU "
+        "was lent to this task**.",
         "",
         "| image | batch | images/s (median) | ms/image | seconds per call (runs) |",
         "|---|---:|---:|---:|---|",
