@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from keyframe_requests import request
-from pipeline import Done, KeyframeReady, MorphReady, Progress, Renderer, StoryboardError, parse_storyboard
+from pipeline import Done, KeyframeReady, MorphReady, Preview, Progress, Renderer, StoryboardError, parse_storyboard
 from pipeline.contract.errors import RenderCancelled
 from pipeline.images.cache import KeyframeCache
 from pipeline.images.diffusers_backend import ModelManager
@@ -196,13 +196,14 @@ def test_stop_ends_an_inbetween_batch_within_one_step(manager, monkeypatch):
 # --------------------------------------------------------------------------- stage + timeline
 
 
-def run_stage(storyboard, model, tmp_path, cache=None, cancel=None):
-    """Run the image stage; returns its events and the slots it filled."""
-    cancel = cancel or threading.Event()
+def run_stage(storyboard, model, tmp_path, cache=None, emitted=None):
+    """Run the image stage; returns its events and the slots it filled (step previews go to ``emitted``)."""
+    cancel = threading.Event()
     slots = ImageSlots(cancel)
     folder = tmp_path / f"render-{len(list(tmp_path.iterdir()))}"
     folder.mkdir()
-    events = list(ImageStage(model, cache).run(storyboard, folder, slots, cancel, lambda event: None))
+    emit = emitted.append if emitted is not None else (lambda event: None)
+    events = list(ImageStage(model, cache).run(storyboard, folder, slots, cancel, emit))
     return events, slots
 
 
@@ -244,11 +245,15 @@ def test_generated_frames_walk_smoothly_from_one_keyframe_to_the_next(manager, t
     assert max(steps) <= 3 * float(np.median(steps)), steps
 
 
-def test_progress_counts_inbetween_images(manager, tmp_path):
-    events, _ = run_stage(morph_board(morph_frames=3), manager, tmp_path)
+def test_progress_and_previews_cover_inbetween_images(manager, tmp_path):
+    emitted: list = []
+    events, _ = run_stage(morph_board(morph_frames=3), manager, tmp_path, emitted=emitted)
     messages = [e.message for e in events if isinstance(e, Progress)]
     assert any("morph 1→2 ready" in m for m in messages) and messages[-1].endswith("9 of 9 images")
     assert [e.fraction for e in events if isinstance(e, Progress)][-1] == 1.0
+    previews = [(e.scene_index, e.what) for e in emitted if isinstance(e, Preview)]
+    assert (0, "") in previews and (0, "morph 1→2") in previews and (1, "morph 2→3") in previews
+    assert any(e.message == "morph 2→3 · step 1 of 1" for e in emitted if isinstance(e, Progress))
 
 
 def test_editing_scene_3_does_not_regenerate_the_morph_between_scenes_1_and_2(manager, tmp_path):

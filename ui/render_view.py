@@ -100,7 +100,7 @@ class PageRender:
                 out["progress"] = progress_html(event.stage, event.fraction, event.message, event.eta_seconds)
         elif isinstance(event, Preview):
             out["preview"] = gr.Image(
-                value=event.image, label=f"Now generating: scene {event.scene_index + 1}, "
+                value=event.image, label=f"Now generating: {event.what or f'scene {event.scene_index + 1}'}, "
                                          f"step {event.step} of {event.total_steps}")
         elif isinstance(event, KeyframeReady):
             self.gallery.append((str(event.path), keyframe_caption(event)))

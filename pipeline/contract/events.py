@@ -76,12 +76,17 @@ class RenderReport:
 
 @dataclass(frozen=True)
 class Preview:
-    """A cheap look at a scene while it is being denoised (one per step)."""
+    """A cheap look at a scene while it is being denoised (one per step).
+
+    ``what`` names the image when it is not scene ``scene_index``'s keyframe (``morph 1→2``
+    for an in-between image of the morph from scene 1 to scene 2).
+    """
 
     scene_index: int
     step: int
     total_steps: int
     image: Image.Image
+    what: str = ""
 
 
 @dataclass(frozen=True)

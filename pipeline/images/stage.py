@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Callable, Generator, Iterator
@@ -128,6 +128,8 @@ class ImageStage:
             ready = [r for r in pending if not made.intersection(r.depends_on)]
             if not ready:
                 raise RuntimeError("the render plan has a dependency cycle")
+            # One kind per batch: step previews and progress then say what is being made.
+            ready = [r for r in ready if r.kind == ready[0].kind]
             batch = ready[:1] if first else ready[:self.batch_size]
             first = False
             results = self._generate(run, batch)
@@ -151,7 +153,7 @@ class ImageStage:
 
     def _generate(self, run: _Run, batch: list[ImageRequest]) -> list[GeneratedImage]:
         """One backend call; its step previews (and progress counting them) go to ``run.emit``."""
-        on_step = partial(self._on_step, run, len(batch), _what(batch[0]))
+        on_step = partial(self._on_step, run, len(batch), batch[0])
         if self._on_zerogpu is None:
             results = self.model.generate(batch, on_step=on_step, should_stop=run.cancel.is_set)
         else:
@@ -168,9 +170,10 @@ class ImageStage:
         return results
 
     @staticmethod
-    def _on_step(run: _Run, batch: int, what: str, indices: list[int], step: int, total_steps: int,
+    def _on_step(run: _Run, batch: int, first: ImageRequest, indices: list[int], step: int, total_steps: int,
                  images: list[Image.Image]) -> None:
-        run.emit(Preview(indices[0], step, total_steps, images[0]))
+        what = _what(replace(first, scene_index=indices[0]))  # the batch's kind, the preview's scene
+        run.emit(Preview(indices[0], step, total_steps, images[0], what if first.kind == "inbetween" else ""))
         fraction = (run.done + batch * step / max(total_steps, 1)) / run.total
         message = f"{what} · step {step} of {total_steps}"
         run.emit(Progress("keyframes", min(fraction, 1.0), message))
