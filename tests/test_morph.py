@@ -157,6 +157,29 @@ def test_inbetweens_at_0_and_1_are_the_keyframes(manager, steps, guidance, negat
         assert np.abs(pixels(made) - pixels(keyframe)).max() <= 1
 
 
+@pytest.fixture(scope="module")
+def sdxl_manager(tmp_path_factory) -> ModelManager:
+    from tiny_model import build_tiny_sdxl_pipeline
+
+    folder = build_tiny_sdxl_pipeline(tmp_path_factory.mktemp("tiny_sdxl"))
+    loaded = ModelManager(str(folder), device="cpu", local_files_only=True)
+    assert loaded.load(), loaded.info()
+    return loaded
+
+
+@pytest.mark.parametrize("steps, guidance, negative", [(1, 0.0, ""), (2, 5.0, "blurry, dark")],
+                         ids=["turbo", "regular"])
+def test_sdxl_inbetweens_interpolate_pooled_embeddings_too(sdxl_manager, steps, guidance, negative):
+    # SDXL: two text encoders, pooled embeddings, and zeros for an empty negative prompt on one side.
+    start = replace(request(0, seed=5, steps=steps, guidance=guidance), negative_prompt=negative)
+    end = request(1, seed=6, steps=steps, guidance=guidance, prompt="the blue sea at night")
+    keyframes = sdxl_manager.generate([start, end])
+    made = sdxl_manager.generate(inbetweens(start, end, [0.0, 0.5, 1.0]))
+    assert np.abs(pixels(made[0]) - pixels(keyframes[0])).max() <= 1
+    assert np.abs(pixels(made[2]) - pixels(keyframes[1])).max() <= 1
+    assert min(mean_diff(pixels(made[1]), pixels(k)) for k in keyframes) > 2
+
+
 def test_inbetweens_batched_equal_one_by_one_and_repeat(manager, monkeypatch):
     start, end = request(0, seed=5), request(1, seed=6, prompt="the blue sea at night")
     batch = inbetweens(start, end, [0.2, 0.4, 0.6, 0.8])
