@@ -15,7 +15,7 @@ from pipeline import Done, KeyframeReady, MorphReady, Preview, Progress, Rendere
 from pipeline.contract.errors import RenderCancelled
 from pipeline.images.cache import KeyframeCache
 from pipeline.images.diffusers_backend import ModelManager
-from pipeline.images.generation import REASON_STOPPED, Between, GeneratedImage, inbetween_id, keyframe_id
+from pipeline.images.generation import REASON_STOPPED, Between, GeneratedImage, inbetween_id
 from pipeline.images.morph_generation import slerp
 from pipeline.images.plan import morph_frame_counts, morph_position, plan_images
 from pipeline.images.slots import ImageSlots

@@ -29,7 +29,9 @@ class ImageSlots:
             self._ready.notify_all()
 
     def wait(self, request_id: str, idle: Callable[[], None] | None = None) -> Path | None:
-        """The image file for ``request_id`` (None: it will not exist); raises RenderCancelled if the render is cancelled first.
+        """The image file for ``request_id`` (None: it will not exist).
+
+        Raises RenderCancelled if the render is cancelled first.
 
         ``idle`` is called every few milliseconds while waiting (the encoder hands on
         segments it finished meanwhile).

@@ -197,8 +197,9 @@ def compose_frames(storyboard: Storyboard, plan: TimelinePlan, load_keyframe: Ke
     It is called lazily (when the scene first becomes visible), once per scene
     that has frames, in scene order; this generator references at most two
     keyframes at any time. ``load_morph`` (see :data:`MorphLoader`) is called when
-    a ``morph`` transition begins; without it morphs are crossfades. Raises ValueError (on the first frame) if ``plan``
-    was made for a storyboard with another number of scenes.
+    a ``morph`` transition begins; without it morphs are crossfades. Raises
+    ValueError (on the first frame) if ``plan`` was made for a storyboard with
+    another number of scenes.
 
     A still scene yields the *same* read-only array for each of its frames;
     consumers must copy a frame before changing it (an encoder that writes
