@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Callable, Generator, Iterator
@@ -89,7 +89,7 @@ class ImageStage:
             for index in range(run.total):
                 _check(cancel)
                 yield from self._placeholder(run, index, reason)
-                yield _progress(index + 1, run.total, index)
+                yield _progress(run, index + 1, "keyframe", index)
             return
         if not self.model.info().loaded:
             yield Progress("loading", 0.0, f"Loading {self.model.model_id}…")
@@ -113,7 +113,7 @@ class ImageStage:
                 continue
             run.done += 1
             yield from self._deliver(run, request, image, "cache")
-            yield _progress(run.done, run.total, request.scene_index, request)
+            yield _progress(run, run.done, request.kind, request.scene_index)
         return pending
 
     def _generate_all(self, run: _Run, pending: list[ImageRequest], keys: dict[str, str]) -> Iterator[Event]:
@@ -139,7 +139,7 @@ class ImageStage:
             for request, result in zip(batch, results):
                 made.discard(request.id)
                 yield from self._finish(run, request, result, keys[request.id])
-                yield _progress(run.done, run.total, request.scene_index, request)
+                yield _progress(run, run.done, request.kind, request.scene_index)
             pending = [r for r in pending if r.id in made]
 
     @staticmethod
@@ -149,7 +149,7 @@ class ImageStage:
             if run.morphs.settled(request):
                 made.discard(request.id)
                 run.done += 1
-                yield _progress(run.done, run.total, request.scene_index, request)
+                yield _progress(run, run.done, request.kind, request.scene_index)
 
     def _generate(self, run: _Run, batch: list[ImageRequest]) -> list[GeneratedImage]:
         """One backend call; its step previews (and progress counting them) go to ``run.emit``."""
@@ -172,7 +172,7 @@ class ImageStage:
     @staticmethod
     def _on_step(run: _Run, batch: int, first: ImageRequest, indices: list[int], step: int, total_steps: int,
                  images: list[Image.Image]) -> None:
-        what = _what(replace(first, scene_index=indices[0]))  # the batch's kind, the preview's scene
+        what = _what(run, first.kind, indices[0])  # the batch's kind, the preview's scene
         run.emit(Preview(indices[0], step, total_steps, images[0], what if first.kind == "inbetween" else ""))
         fraction = (run.done + batch * step / max(total_steps, 1)) / run.total
         message = f"{what} · step {step} of {total_steps}"
@@ -218,11 +218,11 @@ def _save(run: _Run, request_id: str, image: Image.Image) -> Path:
     return path
 
 
-def _what(request: ImageRequest) -> str:
-    """What a request makes, for progress messages."""
-    if request.kind == "inbetween":
-        return f"morph {request.scene_index + 1}→{request.scene_index + 2}"
-    return f"scene {request.scene_index + 1}"
+def _what(run: _Run, kind: str, scene_index: int) -> str:
+    """What a request of ``kind`` for ``scene_index`` makes, for progress messages and previews."""
+    if kind == "inbetween":
+        return f"morph {scene_index + 1}→{scene_index + 2}"
+    return f"scene {scene_index + 1} of {len(run.storyboard.scenes)}"
 
 
 def stream_batch(
@@ -265,10 +265,13 @@ def _gpu_seconds(batch: list[ImageRequest], *args, **kwargs) -> int:
     return estimate_gpu_seconds(len(batch), first.steps, first.width, first.height)
 
 
-def _progress(done: int, total: int, scene_index: int, request: ImageRequest | None = None) -> Progress:
-    """``done`` of ``total`` images exist (keyframes and in-between images), the last one for ``request``."""
-    what = _what(request) if request is not None else f"scene {scene_index + 1}"
-    return Progress("keyframes", done / total, f"{what} ready · {done} of {total} images")
+def _progress(run: _Run, done: int, kind: str, scene_index: int) -> Progress:
+    """``done`` of the run's images exist, the last one of ``kind`` for ``scene_index``; in-between images
+    are counted too when the render has any."""
+    message = f"{_what(run, kind, scene_index)} ready"
+    if run.total != len(run.storyboard.scenes):
+        message += f" · {done} of {run.total} images"
+    return Progress("keyframes", done / run.total, message)
 
 
 def _check(cancel: threading.Event) -> None:
