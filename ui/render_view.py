@@ -55,7 +55,7 @@ def report_notice(report: RenderReport) -> str:
         for scene in fallbacks:
             by_reason.setdefault(scene.reason, []).append(scene.index + 1)
         lines += [f"- {_scenes(numbers)}: {reason}" for reason, numbers in by_reason.items()]
-    lines += [f"Morph {t.index + 1}→{t.index + 2}: drawn as a crossfade — {t.reason}."
+    lines += [f"Morph {t.index + 1}→{t.index + 2}: drawn as a crossfade — {t.reason.rstrip('.')}."
               for t in report.transitions if t.made == "crossfade"]
     cached = sum(scene.source == "cache" for scene in report.scenes)
     if cached:
