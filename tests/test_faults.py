@@ -163,7 +163,7 @@ import sys
 from pathlib import Path
 from pipeline import Renderer, parse_storyboard
 board = parse_storyboard({"scenes": [{"prompt": f"killed {i}", "duration": 20, "motion": "zoom_in"} for i in range(3)],
-                          "quality": "high", "use_ai": False})
+                          "quality": "draft", "use_ai": False})
 for event in Renderer(Path(sys.argv[1])).render(board):
     print(type(event).__name__, flush=True)
 """
