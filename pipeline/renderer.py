@@ -104,7 +104,7 @@ class Renderer:
         try:
             for event in self.keyframes.run(storyboard, folder, cancel):
                 if isinstance(event, KeyframeReady):
-                    reports[event.scene_index] = SceneReport(event.scene_index, event.source, event.reason)
+                    reports[event.scene_index] = SceneReport(event.scene_index, event.source, event.reason, event.notes)
                     slots.put(event.scene_index, event.path)
                 yield progress.update(event)
                 yield from (progress.update(encoded) for encoded in pump.ready())

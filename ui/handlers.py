@@ -41,8 +41,8 @@ class Handlers:
         return gr.Button(interactive=False), gr.Button(interactive=True), "", "", True
 
     def generate(self, scenes: list, quality: str, transition: str, transition_duration: float, fps: float,
-                 use_ai: bool, steps: float, guidance_scale: float | None, model: str | None, board_ok: bool,
-                 request: gr.Request) -> Iterator[tuple]:
+                 use_ai: bool, steps: float, guidance_scale: float | None, model: str | None,
+                 backend: str | None, board_ok: bool, request: gr.Request) -> Iterator[tuple]:
         """Render the scene table; streams keyframes, step previews, video segments, then the MP4."""
         if not board_ok:  # start() already showed what to fix
             return
@@ -53,7 +53,7 @@ class Handlers:
             raise gr.Error(str(exc), title="Please fix the storyboard") from None
         cancel = sessions.begin(request.session_hash)
         try:
-            yield from PageRender(self.stream).updates(self.pool.get(model).render(storyboard, cancel))
+            yield from PageRender(self.stream).updates(self.pool.get(model, backend).render(storyboard, cancel))
         finally:
             sessions.end(request.session_hash, cancel)
 
@@ -105,9 +105,11 @@ class Handlers:
     def clear_cache(self) -> str:
         return f"Removed {self.pool.cache.clear()} keyframe(s) from the cache."
 
-    def model_line(self, model_id: str | None) -> str:
-        """Which model, on which device, and whether it is loaded."""
-        model = self.pool.get(model_id).model
+    def model_line(self, model_id: str | None, backend: str | None = None) -> str:
+        """Which model, on which device (or remote service, and why auto chose it), and whether it is loaded."""
+        model = self.pool.get(model_id, backend).model
         info = model.describe() if model is not None else {}
+        choice = self.pool.backend_for(backend)
+        because = f" ({choice.because})" if choice.because and choice.name == "diffusers" else ""
         return (f"**Model:** `{info.get('model', '?')}` · **device:** {info.get('device', '?')} · "
-                f"**state:** {info.get('state', '?')}")
+                f"**state:** {info.get('state', '?')} · **backend:** {choice.name}{because}")

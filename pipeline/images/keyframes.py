@@ -116,7 +116,7 @@ class KeyframeStage:
                 pending.append(request)
                 continue
             done += 1
-            yield self._save(request.scene_index, image, work_dir, "cache")
+            yield self._save(request.scene_index, image, work_dir, "cache", notes=_notes_for(model, request))
             yield _progress(done, total, request.scene_index)
         for batch in _batches(pending, self.batch_size):
             results = yield from self._with_step_progress(self._generate(batch, cancel), done, len(batch), total)
@@ -162,23 +162,25 @@ class KeyframeStage:
                       work_dir: Path) -> KeyframeReady:
         if result.image is None:
             log.info("Scene %d: placeholder (%s)", request.scene_index + 1, result.reason)
-            return self._placeholder(storyboard, request.scene_index, work_dir, result.reason)
+            return self._placeholder(storyboard, request.scene_index, work_dir, result.reason, result.notes)
         if self.cache is not None:
             self.cache.put(cache_key(self.model.model_id, request), result.image)
         log.info("Scene %d: AI keyframe from %s", request.scene_index + 1, self.model.model_id)
-        return self._save(request.scene_index, result.image, work_dir, "ai")
+        return self._save(request.scene_index, result.image, work_dir, "ai", notes=result.notes)
 
-    def _placeholder(self, storyboard: Storyboard, index: int, work_dir: Path, reason: str) -> KeyframeReady:
+    def _placeholder(self, storyboard: Storyboard, index: int, work_dir: Path, reason: str,
+                     notes: tuple[str, ...] = ()) -> KeyframeReady:
         preset = storyboard.preset
         image = render_placeholder(storyboard.scenes[index].prompt, index + 1, preset.width, preset.height)
-        return self._save(index, image, work_dir, "placeholder", reason)
+        return self._save(index, image, work_dir, "placeholder", reason, notes)
 
     @staticmethod
-    def _save(index: int, image: Image.Image, work_dir: Path, source: str, reason: str = "") -> KeyframeReady:
+    def _save(index: int, image: Image.Image, work_dir: Path, source: str, reason: str = "",
+              notes: tuple[str, ...] = ()) -> KeyframeReady:
         path = work_dir / f"keyframe_{index + 1:03d}.png"
         # Fast PNG: these files live only as long as the render folder.
         image.convert("RGB").save(path, format="PNG", compress_level=1)
-        return KeyframeReady(index, path, source, reason)
+        return KeyframeReady(index, path, source, reason, notes)
 
 
 def stream_batch(
@@ -219,6 +221,12 @@ def stream_batch(
     if "error" in outcome:
         return _failed(batch, outcome["error"])
     return outcome["results"]
+
+
+def _notes_for(model: ImageModel, request: KeyframeRequest) -> tuple[str, ...]:
+    """What ``model`` ignores of ``request`` (remote services), also for a scene that came from the cache."""
+    notes_for = getattr(model, "notes_for", None)
+    return tuple(notes_for(request)) if notes_for is not None else ()
 
 
 def _failed(batch: list[KeyframeRequest], exc: BaseException) -> list[GeneratedImage]:

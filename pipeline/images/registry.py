@@ -77,8 +77,38 @@ def get_image_model(
     return get_model_manager(model_id, device, local_files_only=local_files_only, batch_size=batch_size)
 
 
+_REMOTE: dict[tuple, ImageModel] = {}
+
+
+def get_remote_model(backend: str, model: str = "", *, provider: str = "", max_in_flight: int = 4,
+                     timeout: float = 120.0, because: str = "") -> ImageModel:
+    """The shared remote backend (``openai`` or ``hf-inference``) for these arguments.
+
+    ``model`` "" means the backend's default. No key is read here: each backend reads its
+    own from the environment when it loads (see pipeline.images.backends).
+    """
+    from .backends.hf_inference import DEFAULT_HF_MODEL, DEFAULT_HF_PROVIDER, HFInferenceModel
+    from .backends.openai_images import DEFAULT_OPENAI_MODEL, OpenAIImageModel
+
+    key = (backend, model, provider, max_in_flight, timeout, because)
+    with _REGISTRY_LOCK:
+        found = _REMOTE.get(key)
+        if found is None:
+            if backend == "openai":
+                found = OpenAIImageModel(model or DEFAULT_OPENAI_MODEL, max_in_flight=max_in_flight, timeout=timeout,
+                                         chosen_because=because)
+            elif backend == "hf-inference":
+                found = HFInferenceModel(model or DEFAULT_HF_MODEL, provider=provider or DEFAULT_HF_PROVIDER,
+                                         max_in_flight=max_in_flight, timeout=timeout, chosen_because=because)
+            else:
+                raise ValueError(f"not a remote backend: {backend!r}")
+            _REMOTE[key] = found
+        return found
+
+
 def clear_model_managers() -> None:
     """Forget every shared instance (for tests); loaded weights are freed once unreferenced."""
     with _REGISTRY_LOCK:
         _MANAGERS.clear()
         _MULTI.clear()
+        _REMOTE.clear()

@@ -1,0 +1,103 @@
+"""The ``openai`` backend: keyframes from OpenAI's Images API through the official ``openai`` package.
+
+Key: ``OPENAI_API_KEY`` from the environment (a Space's secret is one). Base URL: ``OPENAI_BASE_URL``
+from the environment (for a proxy or a compatible server), never from a visitor. The client's own
+retries are off (``max_retries=0``): :mod:`.remote` retries, honouring Retry-After.
+
+The API takes a prompt and one of a few fixed sizes; no negative prompt, seed, steps or guidance.
+The size whose aspect is closest to the preset's is asked for, and the image is cover-fitted to
+the preset's exact size.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+from typing import Any
+
+from PIL import Image
+
+from ..generation import KeyframeRequest
+from .remote import Failure, RemoteImageModel, closest_size, scrub, status_failure
+
+DEFAULT_OPENAI_MODEL = "gpt-image-1"
+# Sizes each model accepts (the GPT image models share gpt-image-1's; "auto" is never asked for).
+GPT_IMAGE_SIZES = ((1024, 1024), (1536, 1024), (1024, 1536))
+SIZES = {
+    "dall-e-3": ((1024, 1024), (1792, 1024), (1024, 1792)),
+    "dall-e-2": ((256, 256), (512, 512), (1024, 1024)),
+}
+# Error codes OpenAI uses when its safety system refuses a prompt.
+_POLICY_CODES = {"content_policy_violation", "moderation_blocked"}
+NOTE_NEGATIVE = "negative prompt not sent: the OpenAI Images API has none"
+NOTE_SEED = "seed not sent: the OpenAI Images API takes none, so a new render may differ"
+
+
+def service_size(model: str, width: int, height: int) -> tuple[int, int]:
+    """The size to ask ``model`` for: the accepted size with the aspect closest to ``width``x``height``."""
+    return closest_size(SIZES.get(model, GPT_IMAGE_SIZES), width, height)
+
+
+class OpenAIImageModel(RemoteImageModel):
+    """Keyframes from ``images.generate`` (``gpt-image-1`` by default; ``dall-e-3`` accepted)."""
+
+    backend = "openai"
+    service = "OpenAI Images API"
+    key_env = "OPENAI_API_KEY"
+
+    def setup_problem(self) -> str | None:
+        try:
+            import openai  # noqa: F401
+        except ImportError:
+            return "the openai package is not installed (pip install -r requirements.txt)"
+        return super().setup_problem()
+
+    def notes_for(self, request: KeyframeRequest) -> tuple[str, ...]:
+        return ((NOTE_NEGATIVE,) if request.negative_prompt else ()) + (NOTE_SEED,)
+
+    def make_client(self) -> Any:
+        from openai import AsyncOpenAI
+
+        base_url = os.environ.get("OPENAI_BASE_URL", "").strip() or None
+        # Our timeout per try is enforced by remote.py too; the client's closes the socket.
+        return AsyncOpenAI(api_key=self._key, base_url=base_url, max_retries=0, timeout=self.timeout + 1)
+
+    async def call(self, client: Any, request: KeyframeRequest) -> Image.Image:
+        width, height = service_size(self.model, request.width, request.height)
+        extra = {"response_format": "b64_json"} if self.model.startswith("dall-e") else {}
+        result = await client.images.generate(model=self.model, prompt=request.prompt, n=1,
+                                              size=f"{width}x{height}", **extra)
+        data = result.data[0] if result.data else None
+        if data is None or not data.b64_json:
+            raise ValueError("the service returned no image")
+        with Image.open(io.BytesIO(base64.b64decode(data.b64_json))) as image:
+            return image.convert("RGB")
+
+    def classify(self, exc: BaseException) -> Failure:
+        import openai
+
+        if isinstance(exc, openai.APITimeoutError):
+            return Failure(f"timed out after {self.timeout:g} s")
+        if isinstance(exc, openai.APIConnectionError):
+            return Failure("could not reach the OpenAI Images API", retry=True)
+        if isinstance(exc, openai.APIStatusError):
+            code = str(getattr(exc, "code", "") or "")
+            if code in _POLICY_CODES:
+                return Failure("refused by the content policy" + _message(exc, self._key))
+            if exc.status_code == 429 and code == "insufficient_quota":
+                return Failure("quota used up (HTTP 429): check the OpenAI account's billing", fatal=True)
+            return status_failure(exc.status_code, exc.response.headers, self.key_env)
+        if isinstance(exc, ValueError):
+            return Failure(scrub(str(exc), [self._key])[:160])
+        return Failure("request failed: " + type(exc).__name__)
+
+
+def _message(exc: Any, key: str) -> str:
+    """": <the service's own message>", scrubbed and cut short, or ""."""
+    body = getattr(exc, "body", None)
+    message = body.get("message") if isinstance(body, dict) else None
+    if not message:
+        return ""
+    text = scrub(" ".join(str(message).split()), [key])
+    return ": " + (text if len(text) <= 160 else text[:159] + "…")

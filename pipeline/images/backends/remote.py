@@ -1,0 +1,372 @@
+"""What the remote image backends share: size fitting, retries, the in-flight limit, Stop, scrubbing.
+
+A remote backend (``openai``, ``hf-inference``) subclasses :class:`RemoteImageModel` and
+supplies three things: an async client, one async call that turns a request into a PIL
+image, and :meth:`RemoteImageModel.classify`, which turns that call's exceptions into a
+:class:`Failure` (a reason a user can read, and whether another try may help).
+
+Everything else is here: requests run on an asyncio loop in the generating thread with at
+most ``max_in_flight`` at a time; HTTP 429 and 5xx are retried with exponential backoff that
+honours ``Retry-After`` (and pauses every request, not just the one that was told to wait);
+each try has a time limit; a Stop cancels the requests in flight (the client closes their
+connections at once); a bad key or an empty quota stops the rest of the batch from sending.
+
+Keys come from the environment only. Reasons never carry exception text unscrubbed:
+:func:`scrub` removes the key and anything shaped like a key or a bearer header.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import math
+import os
+import random
+import re
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+from PIL import Image
+
+from ...contract.errors import short_error
+from ...video.imaging import fit_cover
+from ..generation import REASON_STOPPED, GeneratedImage, KeyframeRequest, StepCallback, stop_requested
+
+log = logging.getLogger(__name__)
+
+_KEY_SHAPES = re.compile(r"(sk-[A-Za-z0-9_\-]{6,}|hf_[A-Za-z0-9]{6,}|Bearer\s+\S+)")
+_STOP_POLL_S = 0.05
+
+
+# --------------------------------------------------------------------------- sizes
+
+
+def closest_size(sizes: Sequence[tuple[int, int]], width: int, height: int) -> tuple[int, int]:
+    """The service size whose aspect ratio is closest to ``width``x``height`` (ties: the larger one).
+
+    The result is then cover-fitted (scaled and centre-cropped) to the exact size, never stretched.
+    """
+    want = math.log(width / height)
+    return min(sizes, key=lambda size: (round(abs(math.log(size[0] / size[1]) - want), 6), -size[0] * size[1]))
+
+
+def aspect_size(width: int, height: int, native: int = 1024, multiple: int = 16) -> tuple[int, int]:
+    """A size with the aspect of ``width``x``height``, an area near ``native``² (never more than the
+    output needs) and sides in multiples of ``multiple``, for services that take any size."""
+    scale = min(1.0, native / math.sqrt(width * height))
+    return (max(multiple, round(width * scale / multiple) * multiple),
+            max(multiple, round(height * scale / multiple) * multiple))
+
+
+def fit_to_request(image: Image.Image, request: KeyframeRequest) -> Image.Image:
+    """The service's image scaled to cover the request's exact size and centre-cropped (no stretching)."""
+    return fit_cover(image, request.width, request.height)
+
+
+# --------------------------------------------------------------------------- keys and scrubbing
+
+
+def env_key(name: str) -> str:
+    """The key in environment variable ``name`` (stripped), or ""."""
+    return os.environ.get(name, "").strip()
+
+
+def scrub(text: str, secrets: Sequence[str] = ()) -> str:
+    """``text`` without any of ``secrets`` and without anything shaped like an API key or bearer header."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "[key]")
+    return _KEY_SHAPES.sub("[key]", text)
+
+
+# --------------------------------------------------------------------------- failures and retries
+
+
+@dataclass(frozen=True)
+class Failure:
+    """Why one try failed. ``retry``: another try may help (429, 5xx, a dropped connection).
+    ``fatal``: every other request would fail the same way (bad key, no quota), so none is sent."""
+
+    reason: str
+    retry: bool = False
+    retry_after: float | None = None
+    fatal: bool = False
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """``attempts`` tries in all; waits of ``base_delay`` x 2^n (jittered) unless the service says
+    how long (Retry-After), never more than ``max_delay`` seconds each."""
+
+    attempts: int = 4
+    base_delay: float = 1.0
+    max_delay: float = 60.0
+
+    def delay(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return min(max(retry_after, 0.0), self.max_delay)
+        return min(self.base_delay * 2 ** attempt * (0.5 + random.random() / 2), self.max_delay)
+
+
+def retry_after_seconds(headers: Any) -> float | None:
+    """Seconds to wait from ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP date); None if absent."""
+    if headers is None:
+        return None
+    millis = headers.get("retry-after-ms")
+    try:
+        if millis is not None:
+            return float(millis) / 1000
+    except ValueError:
+        pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value) if value.strip() else None
+        return None if parsed is None else max(0.0, parsed.timestamp() - time.time())
+
+
+def status_failure(status: int, headers: Any, what: str) -> Failure:
+    """The usual meaning of an HTTP error status from an image service (``what`` names the key's variable)."""
+    if status == 401:
+        return Failure(f"the service refused the API key (HTTP 401); check {what}", fatal=True)
+    if status == 403:
+        return Failure(f"the key has no access to this model (HTTP 403); check {what} and the model", fatal=True)
+    if status == 429:
+        return Failure("rate limit or quota reached (HTTP 429)", retry=True, retry_after=retry_after_seconds(headers))
+    if status >= 500:
+        return Failure(f"service error (HTTP {status})", retry=True, retry_after=retry_after_seconds(headers))
+    return Failure(f"the service rejected the request (HTTP {status})")
+
+
+class _Gate:
+    """Shared "wait until" time: a Retry-After seen by one request pauses every request's next try."""
+
+    def __init__(self) -> None:
+        self.resume_at = 0.0
+
+    def hold(self, seconds: float) -> None:
+        self.resume_at = max(self.resume_at, time.monotonic() + seconds)
+
+    async def wait(self) -> None:
+        while (left := self.resume_at - time.monotonic()) > 0:
+            await asyncio.sleep(left)
+
+
+# --------------------------------------------------------------------------- the shared backend
+
+
+class RemoteImageModel:
+    """An ImageModel that asks a web service for each keyframe (see the module docstring).
+
+    Subclasses set ``backend``, ``service`` and ``key_env`` and implement :meth:`make_client`,
+    :meth:`call`, :meth:`classify` and :meth:`notes_for`.
+    """
+
+    backend = "remote"
+    service = "a remote image service"
+    key_env = ""
+
+    def __init__(self, model: str, *, max_in_flight: int = 4, timeout: float = 120.0,
+                 retry: RetryPolicy | None = None, chosen_because: str = ""):
+        self.model = model
+        self.model_id = f"{self.backend}:{model}"
+        self.max_in_flight = max(1, int(max_in_flight))
+        self.timeout = float(timeout)
+        self.retry = retry or RetryPolicy()
+        self.chosen_because = chosen_because
+        self._key = ""
+        self._error: str | None = None
+        self._loaded = False
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:  # never shows the key
+        return f"{type(self).__name__}({self.model_id!r})"
+
+    # -- the ImageModel protocol ------------------------------------------------
+
+    def load(self) -> bool:
+        """Read the key from the environment and check the setup; True when requests can be sent."""
+        with self._lock:
+            self._key = env_key(self.key_env)
+            self._error = self.setup_problem()
+            self._loaded = True
+            if self._error:
+                log.warning("%s backend not ready: %s", self.backend, self._error)
+            return self._error is None
+
+    def setup_problem(self) -> str | None:
+        """Why no request can be sent (e.g. no key, a missing package), or None."""
+        if not self._key:
+            return f"{self.key_env} is not set on this server"
+        return None
+
+    def describe(self) -> dict[str, str]:
+        """Model, where it runs (the service, and why auto chose it), state; never the key or URL."""
+        if not self._loaded:
+            state = "not loaded"
+        else:
+            state = f"failed: {self._error}" if self._error else "loaded"
+        device = f"remote: {self.service}" + (f" ({self.chosen_because})" if self.chosen_because else "")
+        return {"model": self.model_id, "device": device, "dtype": "", "state": state, "offload": "no",
+                "backend": self.backend, "requests_in_flight": str(self.max_in_flight)}
+
+    def is_distilled(self) -> bool:
+        return False
+
+    def generation_size(self, width: int, height: int) -> tuple[int, int]:
+        """The output's exact size: the service's own size is cover-fitted to it after each call."""
+        return int(width), int(height)
+
+    def notes_for(self, request: KeyframeRequest) -> tuple[str, ...]:
+        """Which of the request's fields this service does not take (shown in the report)."""
+        return ()
+
+    def generate(self, requests: list[KeyframeRequest], on_step: StepCallback | None = None,
+                 should_stop: Callable[[], bool] | None = None) -> list[GeneratedImage]:
+        """One image per request, in order; a failed scene has ``image=None`` and the reason. Never raises."""
+        if not self._loaded:
+            self.load()
+        if self._error:
+            return [self._answer(r, None, self._error) for r in requests]
+        try:
+            return _run_coroutine(self._generate_all(list(requests), on_step, should_stop))
+        except Exception as exc:  # noqa: BLE001 - the protocol says never raise per scene
+            reason = "request failed: " + scrub(short_error(exc, with_type=True), [self._key])
+            log.warning("%s: %s", self.model_id, reason)
+            return [self._answer(r, None, reason) for r in requests]
+
+    # -- for subclasses ---------------------------------------------------------
+
+    def make_client(self) -> Any:
+        """An async client (an async context manager) configured with the key, base URL, timeout and no retries."""
+        raise NotImplementedError
+
+    async def call(self, client: Any, request: KeyframeRequest) -> Image.Image:
+        """One request to the service; returns its image (any size) or raises."""
+        raise NotImplementedError
+
+    def classify(self, exc: BaseException) -> Failure:
+        """What an exception from :meth:`call` means for the user and for retrying."""
+        raise NotImplementedError
+
+    # -- the machinery ------------------------------------------------------------
+
+    def _answer(self, request: KeyframeRequest, image: Image.Image | None, reason: str = "") -> GeneratedImage:
+        return GeneratedImage(request.scene_index, image, scrub(reason, [self._key]), self.notes_for(request))
+
+    async def _generate_all(self, requests: list[KeyframeRequest], on_step: StepCallback | None,
+                            should_stop: Callable[[], bool] | None) -> list[GeneratedImage]:
+        limit = asyncio.Semaphore(self.max_in_flight)
+        gate, fatal = _Gate(), []
+        finished = 0
+
+        async def one(client: Any, request: KeyframeRequest) -> GeneratedImage:
+            nonlocal finished
+            async with limit:
+                answer = await self._with_retries(client, request, gate, fatal)
+            finished += 1
+            if answer.image is not None and on_step is not None:
+                _safe_step(on_step, request.scene_index, finished, len(requests), answer.image)
+            return answer
+
+        async with self.make_client() as client:
+            tasks = [asyncio.create_task(one(client, r)) for r in requests]
+            watcher = asyncio.create_task(_cancel_on_stop(tasks, should_stop))
+            try:
+                outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+            finally:
+                watcher.cancel()
+        answers = []
+        for request, outcome in zip(requests, outcomes):
+            if isinstance(outcome, GeneratedImage):
+                answers.append(outcome)
+            elif isinstance(outcome, asyncio.CancelledError):
+                answers.append(self._answer(request, None, REASON_STOPPED))
+            else:
+                answers.append(self._answer(request, None, self._unexpected(outcome).reason))
+        return answers
+
+    async def _with_retries(self, client: Any, request: KeyframeRequest, gate: _Gate,
+                            fatal: list[Failure]) -> GeneratedImage:
+        failure = Failure("no request was sent")
+        for attempt in range(self.retry.attempts):
+            if fatal:
+                return self._answer(request, None, fatal[0].reason)
+            await gate.wait()
+            try:
+                async with asyncio.timeout(self.timeout):
+                    image = await self.call(client, request)
+                return self._answer(request, fit_to_request(image, request))
+            except TimeoutError:
+                failure = Failure(f"timed out after {self.timeout:g} s")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - classified below
+                failure = self._unexpected(exc)
+            if failure.fatal:
+                fatal.append(failure)
+            if not failure.retry or attempt + 1 == self.retry.attempts:
+                break
+            wait = self.retry.delay(attempt, failure.retry_after)
+            log.info("Scene %d: %s; retrying in %.1f s", request.scene_index + 1, failure.reason, wait)
+            if failure.retry_after is not None:
+                gate.hold(wait)
+            else:
+                await asyncio.sleep(wait)
+        tries = attempt + 1
+        reason = failure.reason + (f" after {tries} tries" if failure.retry and tries > 1 else "")
+        log.info("Scene %d: %s", request.scene_index + 1, reason)
+        return self._answer(request, None, reason)
+
+    def _unexpected(self, exc: BaseException) -> Failure:
+        try:
+            failure = self.classify(exc)
+        except Exception:  # noqa: BLE001 - a classifier bug must not lose the scene's reason
+            failure = Failure("request failed: " + type(exc).__name__)
+        return Failure(scrub(failure.reason, [self._key]), failure.retry, failure.retry_after, failure.fatal)
+
+
+def _safe_step(on_step: StepCallback, scene: int, finished: int, total: int, image: Image.Image) -> None:
+    """Show a finished scene as its batch's preview; ``finished`` of ``total`` drives the progress bar."""
+    try:
+        on_step([scene], finished, total, [image])
+    except Exception:  # noqa: BLE001 - a preview must not lose the image
+        log.exception("step callback failed; ignoring it")
+
+
+async def _cancel_on_stop(tasks: list[asyncio.Task], should_stop: Callable[[], bool] | None) -> None:
+    """Cancel every unfinished request as soon as ``should_stop`` says so (their connections close)."""
+    while not all(task.done() for task in tasks):
+        if stop_requested(should_stop):
+            for task in tasks:
+                task.cancel()
+            return
+        await asyncio.sleep(_STOP_POLL_S)
+
+
+def _run_coroutine(coroutine) -> Any:
+    """Run ``coroutine`` to the end on a fresh event loop, in this thread unless one is already running here."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["value"] = asyncio.run(coroutine)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            box["error"] = exc
+
+    worker = threading.Thread(target=run, name="scene2video-remote", daemon=True)
+    worker.start()
+    worker.join()
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
