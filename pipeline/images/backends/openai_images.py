@@ -11,6 +11,7 @@ the preset's exact size.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import os
@@ -71,8 +72,7 @@ class OpenAIImageModel(RemoteImageModel):
         data = result.data[0] if result.data else None
         if data is None or not data.b64_json:
             raise ValueError("the service returned no image")
-        with Image.open(io.BytesIO(base64.b64decode(data.b64_json))) as image:
-            return image.convert("RGB")
+        return await asyncio.to_thread(_decode, data.b64_json)
 
     def classify(self, exc: BaseException) -> Failure:
         import openai
@@ -91,6 +91,12 @@ class OpenAIImageModel(RemoteImageModel):
         if isinstance(exc, ValueError):
             return Failure(scrub(str(exc), [self._key])[:160])
         return Failure("request failed: " + type(exc).__name__)
+
+
+def _decode(b64_json: str) -> Image.Image:
+    """The base64 PNG (or JPEG/WebP) of an answer as an RGB image."""
+    with Image.open(io.BytesIO(base64.b64decode(b64_json))) as image:
+        return image.convert("RGB")
 
 
 def _message(exc: Any, key: str) -> str:

@@ -302,7 +302,8 @@ class RemoteImageModel:
             try:
                 async with asyncio.timeout(self.timeout):
                     image = await self.call(client, request)
-                return self._answer(request, fit_to_request(image, request))
+                # In a worker thread: decoding and resizing must not hold up the other requests' replies.
+                return self._answer(request, await asyncio.to_thread(fit_to_request, image, request))
             except TimeoutError:
                 failure = Failure(f"timed out after {self.timeout:g} s")
             except asyncio.CancelledError:
