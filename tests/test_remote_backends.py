@@ -417,3 +417,24 @@ def test_a_visitor_picks_the_backend_only_where_the_owner_allows_it(service, tmp
         dropdown = next(c for c in config["components"] if c["props"].get("label") == "Image backend")
         assert [tuple(c) for c in dropdown["props"]["choices"]] == [(b, b) for b in ("auto", "diffusers", "openai", "hf-inference")]
         assert dropdown["props"]["interactive"] is interactive
+
+
+def test_on_zerogpu_a_remote_backend_renders_here_without_borrowing_a_gpu(service, monkeypatch, tmp_path):
+    import importlib
+    import sys
+
+    from pipeline.images.diffusers_backend import ModelManager
+    from pipeline.images.keyframes import KeyframeStage
+
+    monkeypatch.delitem(sys.modules, "spaces", raising=False)
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent / "zerogpu_stand_in"))
+    monkeypatch.setenv("SPACES_ZERO_GPU", "true")
+    importlib.invalidate_caches()
+    try:
+        assert KeyframeStage(ModelManager("org/local", "cpu"))._on_zerogpu is not None  # a local model borrows it
+        stage = KeyframeStage(make_model("openai"))
+        assert stage._on_zerogpu is None
+        done = render(pool_for(tmp_path, backend="openai"), parse_storyboard(STORYBOARD))[-1]
+        assert [s.source for s in done.report.scenes] == ["ai"] * 3
+    finally:
+        sys.modules.pop("spaces", None)

@@ -83,9 +83,9 @@ class KeyframeStage:
         self.batch_size = batch_size if batch_size and batch_size > 0 else auto_group_size(devices)
         # Wrapped once: on a ZeroGPU Space each batch then borrows a GPU for its estimated time.
         # None elsewhere: the model then runs in this process and polls ``cancel`` itself.
-        self._on_zerogpu = (
-            zerogpu_stream(partial(stream_batch, model.generate), _gpu_seconds) if model is not None else None
-        )
+        # A remote backend (``remote = True``) needs no GPU: its batches run here.
+        local = model is not None and not getattr(model, "remote", False)
+        self._on_zerogpu = zerogpu_stream(partial(stream_batch, model.generate), _gpu_seconds) if local else None
 
     def run(self, storyboard: Storyboard, work_dir: Path, cancel: threading.Event) -> Iterator[Event]:
         """Yield events until every scene has a keyframe PNG in ``work_dir``.

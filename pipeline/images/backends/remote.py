@@ -171,6 +171,7 @@ class RemoteImageModel:
     backend = "remote"
     service = "a remote image service"
     key_env = ""
+    remote = True  # the keyframe stage runs it in this process, never on a borrowed (ZeroGPU) GPU
 
     def __init__(self, model: str, *, max_in_flight: int = 4, timeout: float = 120.0,
                  retry: RetryPolicy | None = None, chosen_because: str = ""):
