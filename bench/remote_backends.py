@@ -4,7 +4,7 @@
 
 For each backend (openai, hf-inference; the real client libraries) and each in-flight limit:
 - **generate**: one ``generate`` call with every scene (the backend's own ceiling: in-flight / latency);
-- **keyframe stage**: the real KeyframeStage (cache off), which sends the first scene alone so its
+- **image stage**: the real ImageStage (cache off), which sends the first scene alone so its
   image shows at once, then the rest as one group. This is what a render sees.
 Writes the "Remote backends" section of bench/RESULTS.md.
 """
@@ -29,8 +29,9 @@ from pipeline import parse_storyboard  # noqa: E402
 from pipeline.contract.events import KeyframeReady  # noqa: E402
 from pipeline.images.backends.hf_inference import HFInferenceModel  # noqa: E402
 from pipeline.images.backends.openai_images import OpenAIImageModel  # noqa: E402
-from pipeline.images.generation import KeyframeRequest  # noqa: E402
-from pipeline.images.keyframes import KeyframeStage  # noqa: E402
+from pipeline.images.generation import ImageRequest  # noqa: E402
+from pipeline.images.slots import ImageSlots  # noqa: E402
+from pipeline.images.stage import ImageStage  # noqa: E402
 
 HEADING = "## Remote backends (bench/remote_backends.py)"
 
@@ -43,7 +44,7 @@ def make(backend: str, in_flight: int):
 
 def time_generate(backend: str, in_flight: int, scenes: int) -> tuple[float, float]:
     """(wall seconds, CPU seconds of this process, server included) for one generate call."""
-    requests = [KeyframeRequest(i, f"bench scene {i}", "", i, 4, 0.0, 1280, 720) for i in range(scenes)]
+    requests = [ImageRequest(i, f"bench scene {i}", "", i, 4, 0.0, 1280, 720) for i in range(scenes)]
     model = make(backend, in_flight)
     started, cpu = time.perf_counter(), time.process_time()
     answers = model.generate(requests)
@@ -54,10 +55,12 @@ def time_generate(backend: str, in_flight: int, scenes: int) -> tuple[float, flo
 
 def time_stage(backend: str, in_flight: int, scenes: int) -> float:
     board = parse_storyboard({**storyboard_dict(scenes=scenes, duration=1.0, use_ai=True)})
-    stage = KeyframeStage(make(backend, in_flight), cache=None)
+    stage = ImageStage(make(backend, in_flight), cache=None)
+    cancel = threading.Event()
     with tempfile.TemporaryDirectory() as folder:
         started = time.perf_counter()
-        ready = [e for e in stage.run(board, Path(folder), threading.Event()) if isinstance(e, KeyframeReady)]
+        events = stage.run(board, Path(folder), ImageSlots(cancel), cancel, lambda event: None)
+        ready = [e for e in events if isinstance(e, KeyframeReady)]
         seconds = time.perf_counter() - started
     assert len(ready) == scenes and all(e.source == "ai" for e in ready)
     return seconds

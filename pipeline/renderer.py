@@ -1,9 +1,10 @@
-"""Storyboard in, events out: keyframes, and frames composed and encoded one at a time.
+"""Storyboard in, events out: images, and frames composed and encoded one at a time.
 
-The two stages overlap: the keyframe stage runs in the caller's thread (the model
-may need it, e.g. on ZeroGPU), and composing + encoding runs in a second thread
-that starts at once and waits for each scene's keyframe only when the timeline
-reaches it, so the first segments stream while later scenes are still being made.
+The two stages overlap, each in its own thread feeding the render's one event
+stream (``pipeline.event_stream``): the image stage makes the images of the render
+plan, and composing + encoding starts at once and waits for an image only when
+the timeline reaches it, so the first segments stream while later scenes are
+still being made. The caller gets every event as soon as it exists.
 
 ``Renderer.render`` is a generator. Each render gets its own unguessable folder
 under the output root; the finished MP4 and report.json stay there, everything
@@ -20,22 +21,24 @@ import secrets
 import shutil
 import threading
 import time
+from functools import partial
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 from PIL import Image
 
-from .video.background import EventPump, KeyframeSlots
-from .images.cache import KeyframeCache
-from .video.encoder import EncodeSettings, SegmentedEncoder
 from .contract.errors import RenderCancelled, StoryboardError
 from .contract.events import Done, Event, Failed, KeyframeReady, Progress, RenderReport, SceneReport
-from .images.generation import ImageModel
-from .video.imaging import fit_cover
-from .images.keyframes import KeyframeStage
-from .outputs import remove_old_outputs
 from .contract.storyboard import Storyboard
+from .event_stream import EventStream
+from .images.cache import KeyframeCache
+from .images.generation import ImageModel, keyframe_id
+from .images.slots import ImageSlots
+from .images.stage import ImageStage
+from .outputs import remove_old_outputs
+from .video.encoder import EncodeSettings, SegmentedEncoder
+from .video.imaging import fit_cover
 from .video.timeline import TimelinePlan, compose_frames, plan_timeline
 
 log = logging.getLogger(__name__)
@@ -55,7 +58,7 @@ class Renderer:
         self.output_root = Path(output_root)
         self.output_max_age_hours = output_max_age_hours
         self.model = model
-        self.keyframes = KeyframeStage(model, cache, batch_size)
+        self.images = ImageStage(model, cache, batch_size)
         self.segment_seconds = segment_seconds
 
     def new_render_dir(self) -> Path:
@@ -92,35 +95,38 @@ class Renderer:
                 shutil.rmtree(folder, ignore_errors=True)
 
     def _render(self, storyboard: Storyboard, folder: Path, cancel: threading.Event) -> Iterator[Event]:
-        """Keyframes in this thread; composing and encoding in another as soon as scene 1 exists."""
+        """Both stages feed one event stream; this thread drains it, then writes the report."""
         started = time.monotonic()
         share = _KEYFRAME_SHARE_AI if storyboard.use_ai and self.model is not None else _KEYFRAME_SHARE_PLACEHOLDER
         progress = _Progress(started, share)
         reports: dict[int, SceneReport] = {}
         plan = plan_timeline(storyboard)
-        slots = KeyframeSlots(len(storyboard.scenes), cancel)
+        slots = ImageSlots(cancel)
         encoder = SegmentedEncoder(_encode_settings(storyboard), folder, self.segment_seconds)
-        pump = EventPump(self._encode(storyboard, plan, slots, encoder, cancel), cancel, "scene2video-encode")
+        stream = EventStream(cancel)
         try:
-            for event in self.keyframes.run(storyboard, folder, cancel):
+            stream.run("images", self.images.run(storyboard, folder, slots, cancel,
+                                                 partial(stream.put, droppable=True)))
+            stream.run("encode", self._encode(storyboard, plan, slots, encoder, stream))
+            for event in stream.drain():
                 if isinstance(event, KeyframeReady):
-                    reports[event.scene_index] = SceneReport(event.scene_index, event.source, event.reason, event.notes)
-                    slots.put(event.scene_index, event.path)
+                    reports[event.scene_index] = SceneReport(event.scene_index, event.source, event.reason,
+                                                             event.notes)
                 yield progress.update(event)
-                yield from (progress.update(encoded) for encoded in pump.ready())
-            yield from (progress.update(encoded) for encoded in pump.rest())
         finally:
-            pump.close()
+            stream.close()
+        if cancel.is_set():
+            raise RenderCancelled()
         # Segments are deleted only now, after this thread has yielded each one to its consumer.
         for segment in encoder.segments:
             segment.path.unlink(missing_ok=True)
         video = folder / VIDEO_NAME
-        info = self.model.describe() if self.model is not None and storyboard.use_ai else {}
+        info = self.model.info() if self.model is not None and storyboard.use_ai else None
         report = RenderReport(
             width=storyboard.preset.width, height=storyboard.preset.height, fps=storyboard.output_fps,
             frames=plan.total_frames, duration=plan.total_frames / storyboard.output_fps,
             scenes=tuple(reports[i] for i in range(len(storyboard.scenes))),
-            model=info.get("model", ""), device=info.get("device", ""),
+            model=info.model if info else "", device=info.device if info else "",
             seconds_taken=round(time.monotonic() - started, 3),
         )
         report_path = folder / REPORT_NAME
@@ -129,13 +135,19 @@ class Renderer:
         yield Done(video, report, report_path)
 
     @staticmethod
-    def _encode(storyboard: Storyboard, plan: TimelinePlan, slots: KeyframeSlots, encoder: SegmentedEncoder,
-                cancel: threading.Event) -> Iterator[Event]:
+    def _encode(storyboard: Storyboard, plan: TimelinePlan, slots: ImageSlots, encoder: SegmentedEncoder,
+                stream: EventStream) -> Iterator[Event]:
         """Compose and encode every frame (runs in the encode thread); Progress fractions are of this stage."""
         preset = storyboard.preset
+        cancel = stream.cancel
+
+        def hand_on_segments() -> None:
+            # While the timeline waits for an image, ffmpeg may finish segments: they go out at once.
+            for segment in encoder.poll():
+                stream.put(segment)
 
         def load_keyframe(index: int) -> np.ndarray:
-            with Image.open(slots.wait(index)) as image:
+            with Image.open(slots.wait(keyframe_id(index), idle=hand_on_segments)) as image:
                 return np.asarray(fit_cover(image.convert("RGB"), preset.width, preset.height))
 
         total = plan.total_frames

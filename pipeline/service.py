@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import OrderedDict
 from dataclasses import replace
 from pathlib import Path
 
-from .images.backends import BACKENDS, REMOTE_BACKENDS, BackendChoice, choose_backend
+from .contract.settings import Settings
+from .images.backends import BACKENDS, REMOTE_BACKENDS, BackendChoice, choose_backend, remote_default
 from .images.cache import KeyframeCache
 from .renderer import Renderer
-from .contract.settings import Settings
+
+_MAX_RENDERERS = 8  # renderers kept for recently picked models (the registry caps loaded weights)
 
 
 def build_renderer(settings: Settings, output_dir: Path | None = None) -> Renderer:
@@ -26,13 +29,17 @@ def build_renderer(settings: Settings, output_dir: Path | None = None) -> Render
 class RendererPool:
     """One Renderer per model id, all sharing one keyframe cache and output folder.
 
-    Models are loaded lazily by their managers, once per process, and kept.
+    Models come from the process's registry (``pipeline.images.registry``), which loads
+    each once and keeps at most ``settings.max_loaded_models`` loaded per device.
     """
 
     def __init__(self, settings: Settings):
+        from .images.registry import REGISTRY
+
         self.settings = settings
         self.cache = KeyframeCache(settings.cache_dir, max_bytes=settings.cache_max_mb * 1024 * 1024)
-        self._renderers: dict[tuple[str, str], Renderer] = {}
+        REGISTRY.max_resident = settings.max_loaded_models
+        self._renderers: OrderedDict[tuple[str, str], Renderer] = OrderedDict()
         self._choices: dict[str, BackendChoice] = {}
         self._lock = threading.Lock()
 
@@ -66,15 +73,17 @@ class RendererPool:
         return self._choices[backend]
 
     def _renderer_for(self, choice: BackendChoice, model_id: str) -> Renderer:
-        from .images.registry import get_image_model, get_remote_model
+        from .images.registry import get_image_model
 
         key = (choice.name, model_id)
         if key not in self._renderers:
             if choice.name in REMOTE_BACKENDS:
                 s = self.settings
-                model = get_remote_model(choice.name, model_id, provider=s.remote_provider,
-                                         max_in_flight=s.max_requests_in_flight, timeout=s.remote_timeout,
-                                         because=choice.because)
+                options = dict(max_in_flight=s.max_requests_in_flight, timeout=s.remote_timeout,
+                               chosen_because=choice.because)
+                if choice.name == "hf-inference":
+                    options["provider"] = s.remote_provider
+                model = get_image_model(model_id or remote_default(choice.name), backend=choice.name, options=options)
             else:
                 # batch_size None (the default) is auto: the stage hands the model large groups and
                 # each manager sizes its batches from free GPU memory; a number caps both.
@@ -83,6 +92,9 @@ class RendererPool:
                 self.settings.output_dir, model=model, cache=self.cache, batch_size=self.settings.batch_size,
                 output_max_age_hours=self.settings.output_max_age_hours,
             )
+            while len(self._renderers) > _MAX_RENDERERS:
+                self._renderers.popitem(last=False)
+        self._renderers.move_to_end(key)
         return self._renderers[key]
 
     def warm_up(self) -> threading.Thread:

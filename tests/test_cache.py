@@ -5,15 +5,16 @@ import time
 
 from PIL import Image
 
-from pipeline.images.cache import KeyframeCache, cache_key
-from pipeline.images.generation import KeyframeRequest
+from pipeline.images.cache import KeyframeCache
+from pipeline.images.plan import cache_key
+from pipeline.images.generation import ImageRequest
 
 
 def request(**changes):
     base = dict(scene_index=0, prompt="a fox", negative_prompt="", seed=1, steps=1, guidance_scale=0.0,
                 width=64, height=64)
     base.update(changes)
-    return KeyframeRequest(**base)
+    return ImageRequest(**base)
 
 
 def image(colour):

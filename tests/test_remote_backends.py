@@ -20,7 +20,7 @@ from pipeline.images import registry
 from pipeline.images.backends.hf_inference import HFInferenceModel
 from pipeline.images.backends.openai_images import NOTE_NEGATIVE, NOTE_SEED, OpenAIImageModel, service_size
 from pipeline.images.backends.remote import RetryPolicy, aspect_size, closest_size, scrub
-from pipeline.images.generation import REASON_STOPPED, KeyframeRequest
+from pipeline.images.generation import REASON_STOPPED, ImageRequest
 from pipeline.service import RendererPool
 from pipeline.contract.settings import Settings
 from remote_server import HF_KEY, OPENAI_KEY, image_service
@@ -37,7 +37,7 @@ def service(monkeypatch):
 
     # conftest turns the hub off for the whole suite; these requests go to 127.0.0.1 only.
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(registry, "_REMOTE", {})
+    monkeypatch.setattr(registry, "REGISTRY", registry.ModelRegistry())
     with image_service() as (url, state):
         monkeypatch.setenv("OPENAI_API_KEY", OPENAI_KEY)
         monkeypatch.setenv("OPENAI_BASE_URL", url + "/v1")
@@ -53,8 +53,8 @@ def make_model(backend: str, **kwargs):
     return HFInferenceModel(kwargs.pop("model", "org/tiny-flux"), **kwargs)
 
 
-def requests_for(*prompts: str, width: int = 854, height: int = 480, negative: str = "") -> list[KeyframeRequest]:
-    return [KeyframeRequest(i, p, negative, 100 + i, 4, 0.0, width, height) for i, p in enumerate(prompts)]
+def requests_for(*prompts: str, width: int = 854, height: int = 480, negative: str = "") -> list[ImageRequest]:
+    return [ImageRequest(i, p, negative, 100 + i, 4, 0.0, width, height) for i, p in enumerate(prompts)]
 
 
 def square_box(image: Image.Image) -> tuple[int, int]:
@@ -241,7 +241,8 @@ def test_no_key_on_the_server_says_so_and_sends_nothing(service, monkeypatch, ba
     answers = model.generate(requests_for("a", "b"))
     name = "OPENAI_API_KEY" if backend == "openai" else "HF_TOKEN"
     assert [a.reason for a in answers] == [f"{name} is not set on this server"] * 2
-    assert model.describe()["state"] == f"failed: {name} is not set on this server" and not state.records
+    info = model.info()
+    assert (info.state, info.reason) == ("failed", f"{name} is not set on this server") and not state.records
 
 
 def test_a_render_shows_each_fallback_reason_in_the_report(service, tmp_path):
@@ -340,7 +341,7 @@ def test_the_keys_appear_in_no_log_report_video_folder_page_or_export(service, t
         assert isinstance(done, Done)
         handlers = Handlers(pool, stream=False)
         texts = [json.dumps(done.report.to_dict()), handlers.model_line(None, backend), board.to_json(),
-                 json.dumps(pool.get().model.describe()), ui.build_demo(pool).get_config_file().__repr__()]
+                 repr(pool.get().model.info()), ui.build_demo(pool).get_config_file().__repr__()]
         blobs = [path.read_bytes() for path in (tmp_path / backend).rglob("*") if path.is_file()]
         found += [t for t in texts if OPENAI_KEY in t or HF_KEY in t or url in t]
         found += [b[:40] for b in blobs if OPENAI_KEY.encode() in b or HF_KEY.encode() in b]
@@ -357,7 +358,7 @@ def test_the_keys_appear_in_no_log_report_video_folder_page_or_export(service, t
 def test_backend_settings_from_flag_and_environment():
     import argparse
 
-    from pipeline import StoryboardError
+    from pipeline.contract.errors import ConfigError
     from pipeline.contract.settings import add_settings_arguments, settings_from_args, settings_from_env
 
     parser = argparse.ArgumentParser()
@@ -366,11 +367,11 @@ def test_backend_settings_from_flag_and_environment():
     settings = settings_from_args(parser.parse_args(["--backend", "openai", "--remote-timeout", "30"]), env)
     assert (settings.backend, settings.max_requests_in_flight, settings.remote_timeout) == ("openai", 8, 30.0)
     assert Settings().backend == "auto" and Settings().max_requests_in_flight == 4
-    with pytest.raises(StoryboardError, match="backend must be one of auto, diffusers, openai, hf-inference"):
+    with pytest.raises(ConfigError, match="backend must be one of auto, diffusers, openai, hf-inference"):
         settings_from_env({"SCENE2VIDEO_BACKEND": "midjourney"})
-    with pytest.raises(StoryboardError, match="remote_model must be a name, not a URL"):
+    with pytest.raises(ConfigError, match="remote_model must be a name, not a URL"):
         settings_from_env({"SCENE2VIDEO_REMOTE_MODEL": "http://elsewhere.example/steal"})
-    with pytest.raises(StoryboardError, match="max_requests_in_flight must be between 1 and 64"):
+    with pytest.raises(ConfigError, match="max_requests_in_flight must be between 1 and 64"):
         settings_from_env({"SCENE2VIDEO_MAX_REQUESTS_IN_FLIGHT": "0"})
     space = settings_from_env({"SPACE_ID": "team/scene2video"})
     assert space.allow_backend_change is False and space.backend == "auto"
@@ -424,15 +425,15 @@ def test_on_zerogpu_a_remote_backend_renders_here_without_borrowing_a_gpu(servic
     import sys
 
     from pipeline.images.diffusers_backend import ModelManager
-    from pipeline.images.keyframes import KeyframeStage
+    from pipeline.images.stage import ImageStage
 
     monkeypatch.delitem(sys.modules, "spaces", raising=False)
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent / "zerogpu_stand_in"))
     monkeypatch.setenv("SPACES_ZERO_GPU", "true")
     importlib.invalidate_caches()
     try:
-        assert KeyframeStage(ModelManager("org/local", "cpu"))._on_zerogpu is not None  # a local model borrows it
-        stage = KeyframeStage(make_model("openai"))
+        assert ImageStage(ModelManager("org/local", "cpu"))._on_zerogpu is not None  # a local model borrows it
+        stage = ImageStage(make_model("openai"))
         assert stage._on_zerogpu is None
         done = render(pool_for(tmp_path, backend="openai"), parse_storyboard(STORYBOARD))[-1]
         assert [s.source for s in done.report.scenes] == ["ai"] * 3

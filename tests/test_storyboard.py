@@ -83,3 +83,21 @@ def test_presets_have_exact_sizes():
 def test_unicode_prompts_are_accepted():
     sb = parse_storyboard({"scenes": [{"prompt": "café 東京 🌸", "duration": 1}]})
     assert sb.scenes[0].prompt == "café 東京 🌸"
+
+
+def test_every_field_is_described_once_and_matches_the_dataclasses():
+    from dataclasses import fields
+
+    from pipeline import Scene, Storyboard
+    from pipeline.contract.fields import BOARD_FIELDS, SCENE_FIELDS
+
+    assert [spec.name for spec in SCENE_FIELDS] == [f.name for f in fields(Scene)]
+    assert ["scenes", *(spec.name for spec in BOARD_FIELDS)] == [f.name for f in fields(Storyboard)]
+    sb = parse_storyboard({"scenes": [{"prompt": "x", "duration": 1}]})
+    assert all(getattr(sb, spec.name) == spec.default for spec in BOARD_FIELDS)
+
+
+def test_the_model_is_a_storyboard_field_recorded_on_export():
+    sb = parse_storyboard(board(model="  org/some-model "))
+    assert sb.model == "org/some-model" and json.loads(sb.to_json())["model"] == "org/some-model"
+    assert "model" not in parse_storyboard(board(model="")).to_dict()

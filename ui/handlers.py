@@ -106,10 +106,14 @@ class Handlers:
         return f"Removed {self.pool.cache.clear()} keyframe(s) from the cache."
 
     def model_line(self, model_id: str | None, backend: str | None = None) -> str:
-        """Which model, on which device (or remote service, and why auto chose it), and whether it is loaded."""
+        """Which model, on which device (or remote service, and why auto chose it), whether it is loaded,
+        and which backend."""
         model = self.pool.get(model_id, backend).model
-        info = model.describe() if model is not None else {}
+        if model is None:
+            return "**Model:** none configured"
+        info = model.info()
+        state = f"failed: {info.reason}" if info.state == "failed" else info.state
         choice = self.pool.backend_for(backend)
         because = f" ({choice.because})" if choice.because and choice.name == "diffusers" else ""
-        return (f"**Model:** `{info.get('model', '?')}` · **device:** {info.get('device', '?')} · "
-                f"**state:** {info.get('state', '?')} · **backend:** {choice.name}{because}")
+        return (f"**Model:** `{info.model}` · **device:** {info.device} · **state:** {state} · "
+                f"**backend:** {choice.name}{because}")

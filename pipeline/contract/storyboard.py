@@ -1,6 +1,7 @@
 """The Storyboard: the one contract between the UI, the API, the CLI and the renderer.
 
-A storyboard is a JSON document::
+A storyboard is a JSON document (every field is described once, in
+``pipeline.contract.fields``)::
 
     {"scenes": [{"prompt": "a red fox in snow", "duration": 3, "seed": 7,
                  "negative_prompt": "blurry", "motion": "zoom_in"}],
@@ -21,17 +22,12 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from .errors import StoryboardError
+from .fields import BOARD_FIELDS, MOTIONS, SCENE_FIELDS, TRANSITIONS, FieldSpec
 from .presets import PRESETS, QUALITY_NAMES, Preset
 
-TRANSITIONS: tuple[str, ...] = ("cut", "crossfade", "fade", "wipe", "slide")
-MOTIONS: tuple[str, ...] = ("none", "zoom_in", "zoom_out", "pan_left", "pan_right")
-
-_SCENE_KEYS = {"prompt", "duration", "seed", "negative_prompt", "motion"}
-_BOARD_KEYS = {
-    "scenes", "quality", "transition", "transition_duration", "fps",
-    "use_ai", "steps", "guidance_scale",
-}
-_MAX_SEED = 2**32 - 1
+_SCENE_KEYS = {spec.name for spec in SCENE_FIELDS}
+_BOARD_KEYS = {"scenes"} | {spec.name for spec in BOARD_FIELDS}
+_LONG_VALUE = 40  # characters of a bad value a message repeats
 
 
 @dataclass(frozen=True)
@@ -51,6 +47,7 @@ class Limits:
     min_fps: int = 1
     max_fps: int = 60
     max_steps: int = 100
+    max_model_chars: int = 300
     allowed_qualities: tuple[str, ...] = QUALITY_NAMES
 
 
@@ -85,6 +82,7 @@ class Storyboard:
     use_ai: bool = True
     steps: int | None = None
     guidance_scale: float | None = None
+    model: str | None = None
 
     @property
     def preset(self) -> Preset:
@@ -114,7 +112,10 @@ class Storyboard:
 
 
 def parse_storyboard(data: Any, limits: Limits | None = None) -> Storyboard:
-    """Validate a storyboard given as a dict or a JSON string; raise StoryboardError if it is bad."""
+    """Validate a storyboard given as a dict or a JSON string; raise StoryboardError if it is bad.
+
+    Every field is checked against its :class:`~pipeline.contract.fields.FieldSpec`.
+    """
     limits = limits or Limits()
     if isinstance(data, (str, bytes)):
         try:
@@ -125,21 +126,8 @@ def parse_storyboard(data: Any, limits: Limits | None = None) -> Storyboard:
         raise StoryboardError("The storyboard must be a JSON object with a 'scenes' list.")
     _reject_unknown(data, _BOARD_KEYS, "Storyboard")
     scenes = _parse_scenes(data.get("scenes"), limits)
-    quality = _choice(data.get("quality", "standard"), limits.allowed_qualities, "Storyboard", "quality")
-    transition = _choice(data.get("transition", "crossfade"), TRANSITIONS, "Storyboard", "transition")
-    board = Storyboard(
-        scenes=scenes,
-        quality=quality,
-        transition=transition,
-        transition_duration=_number(
-            data.get("transition_duration", 0.5), "Storyboard", "transition_duration",
-            0.0, limits.max_transition_seconds, "seconds",
-        ),
-        fps=_optional_int(data.get("fps"), "Storyboard", "fps", limits.min_fps, limits.max_fps),
-        use_ai=_boolean(data.get("use_ai", True), "Storyboard", "use_ai"),
-        steps=_optional_int(data.get("steps"), "Storyboard", "steps", 1, limits.max_steps),
-        guidance_scale=_optional_number(data.get("guidance_scale"), "Storyboard", "guidance_scale", 0.0, 30.0),
-    )
+    values = {spec.name: _parse_field(spec, data, "Storyboard", limits) for spec in BOARD_FIELDS}
+    board = Storyboard(scenes=scenes, **values)
     if board.total_seconds > limits.max_total_seconds + 1e-9:
         raise StoryboardError(
             f"Storyboard: the scenes add up to {board.total_seconds:g} seconds; "
@@ -161,30 +149,41 @@ def _parse_scene(raw: Any, number: int, limits: Limits) -> Scene:
     if not isinstance(raw, dict):
         raise StoryboardError(f"{where}: must be an object with at least 'prompt' and 'duration'.")
     _reject_unknown(raw, _SCENE_KEYS, where)
-    prompt = raw.get("prompt")
-    if not isinstance(prompt, str) or not prompt.strip():
-        raise StoryboardError(f"{where}: prompt is empty; describe what the scene shows.")
-    prompt = prompt.strip()
-    if len(prompt) > limits.max_prompt_chars:
-        raise StoryboardError(
-            f"{where}: prompt is {len(prompt)} characters; the most allowed is {limits.max_prompt_chars}."
-        )
-    if "duration" not in raw:
-        raise StoryboardError(f"{where}: duration is missing; give the scene's length in seconds.")
-    negative = raw.get("negative_prompt") or ""
-    if not isinstance(negative, str):
-        raise StoryboardError(f"{where}: negative_prompt must be text.")
-    if len(negative) > limits.max_prompt_chars:
-        raise StoryboardError(
-            f"{where}: negative_prompt is {len(negative)} characters; the most allowed is {limits.max_prompt_chars}."
-        )
-    return Scene(
-        prompt=prompt,
-        duration=_number(raw["duration"], where, "duration", limits.min_scene_seconds, limits.max_scene_seconds, "seconds"),
-        seed=_optional_int(raw.get("seed"), where, "seed", 0, _MAX_SEED),
-        negative_prompt=negative.strip(),
-        motion=_choice(raw.get("motion") or "none", MOTIONS, where, "motion"),
-    )
+    return Scene(**{spec.name: _parse_field(spec, raw, where, limits) for spec in SCENE_FIELDS})
+
+
+def _parse_field(spec: FieldSpec, raw: dict, where: str, limits: Limits) -> Any:
+    """One field's value from ``raw``: checked, converted, or its default when absent."""
+    value = raw.get(spec.name)
+    if value is None or (isinstance(value, str) and not value.strip() and spec.kind != "text"):
+        if spec.required and spec.name not in raw:
+            raise StoryboardError(f"{where}: {spec.name} is missing. {spec.help}")
+        if not spec.required:
+            return spec.default
+    if spec.kind == "text":
+        return _text(value, spec, where, limits)
+    if spec.kind == "choice":
+        return _choice(value if value not in (None, "") else spec.default, spec.allowed(limits), where, spec.name)
+    if spec.kind == "boolean":
+        return _boolean(value, where, spec.name)
+    low, high = spec.bounds(limits)
+    if spec.kind == "integer":
+        return _integer(value, where, spec.name, int(low), int(high))
+    return _number(value, where, spec.name, low, high, spec.unit)
+
+
+def _text(value: Any, spec: FieldSpec, where: str, limits: Limits) -> str | None:
+    if value is None:
+        value = ""
+    if not isinstance(value, str):
+        raise StoryboardError(f"{where}: {spec.name} must be text.")
+    value = value.strip()
+    if spec.required and not value:
+        raise StoryboardError(f"{where}: {spec.name} is empty; describe what the scene shows.")
+    cap = getattr(limits, spec.max_chars) if spec.max_chars else None
+    if cap is not None and len(value) > cap:
+        raise StoryboardError(f"{where}: {spec.name} is {len(value)} characters; the most allowed is {cap}.")
+    return value if value or spec.default is not None else spec.default
 
 
 def _reject_unknown(raw: dict, allowed: set[str], where: str) -> None:
@@ -198,7 +197,7 @@ def _reject_unknown(raw: dict, allowed: set[str], where: str) -> None:
 def _choice(value: Any, allowed: tuple[str, ...], where: str, name: str) -> str:
     if isinstance(value, str) and value.strip().lower() in allowed:
         return value.strip().lower()
-    raise StoryboardError(f"{where}: {name} '{value}' is not allowed; choose one of {', '.join(allowed)}.")
+    raise StoryboardError(f"{where}: {name} '{_shown(value)}' is not allowed; choose one of {', '.join(allowed)}.")
 
 
 def _to_float(value: Any, where: str, name: str) -> float:
@@ -221,15 +220,7 @@ def _number(value: Any, where: str, name: str, low: float, high: float, unit: st
     return number
 
 
-def _optional_number(value: Any, where: str, name: str, low: float, high: float) -> float | None:
-    if value is None or value == "":
-        return None
-    return _number(value, where, name, low, high)
-
-
-def _optional_int(value: Any, where: str, name: str, low: int, high: int) -> int | None:
-    if value is None or value == "":
-        return None
+def _integer(value: Any, where: str, name: str, low: int, high: int) -> int:
     number = _to_float(value, where, name)
     if number != int(number):
         raise StoryboardError(f"{where}: {name} must be a whole number (got {value}).")
@@ -242,3 +233,9 @@ def _boolean(value: Any, where: str, name: str) -> bool:
     if isinstance(value, bool):
         return value
     raise StoryboardError(f"{where}: {name} must be true or false (got '{value}').")
+
+
+def _shown(value: Any) -> str:
+    """A bad value as a message may repeat it: one line, cut short."""
+    text = " ".join(str(value).split())
+    return text if len(text) <= _LONG_VALUE else text[: _LONG_VALUE - 1] + "…"

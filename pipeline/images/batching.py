@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
-from .generation import KeyframeRequest
+from .generation import ImageRequest
 
 CPU_BATCH_SIZE = 4
 MPS_BATCH_SIZE = 2
@@ -73,13 +73,13 @@ def auto_group_size(device_count: int = 1) -> int:
     return max(AUTO_GROUP_SIZE, max(1, device_count) * MAX_AUTO_BATCH_SIZE)
 
 
-def _batch_key(request: KeyframeRequest) -> tuple:
+def _batch_key(request: ImageRequest) -> tuple:
     # Only requests that share every pipeline-wide argument can run as one batch. Empty vs
     # non-empty negative prompts are kept apart because SDXL encodes "no negative" as zeros.
     return (request.width, request.height, request.steps, request.guidance_scale, bool(request.negative_prompt))
 
 
-def group_requests(requests: Sequence[KeyframeRequest]) -> list[list[int]]:
+def group_requests(requests: Sequence[ImageRequest]) -> list[list[int]]:
     """Positions of requests that can share a batch, groups in order of first appearance."""
     groups: dict[tuple, list[int]] = {}
     for position, request in enumerate(requests):
@@ -87,7 +87,7 @@ def group_requests(requests: Sequence[KeyframeRequest]) -> list[list[int]]:
     return list(groups.values())
 
 
-def plan_batches(requests: Sequence[KeyframeRequest], device_count: int, batch_size: int | None) -> list[list[list[int]]]:
+def plan_batches(requests: Sequence[ImageRequest], device_count: int, batch_size: int | None) -> list[list[list[int]]]:
     """Positions of ``requests`` split into batches per device (see :func:`assign_batches`)."""
     device_count = max(1, device_count)
     plan: list[list[list[int]]] = [[] for _ in range(device_count)]
@@ -106,8 +106,8 @@ def plan_batches(requests: Sequence[KeyframeRequest], device_count: int, batch_s
 
 
 def assign_batches(
-    requests: Sequence[KeyframeRequest], devices: Sequence[str], batch_size: int | None = None
-) -> dict[str, list[list[KeyframeRequest]]]:
+    requests: Sequence[ImageRequest], devices: Sequence[str], batch_size: int | None = None
+) -> dict[str, list[list[ImageRequest]]]:
     """Spread ``requests`` over ``devices`` as batches of compatible requests.
 
     Batches never mix sizes, steps or guidance, hold at most ``batch_size``

@@ -29,7 +29,7 @@ from .batching import (
     round8,
 )
 from .generation import (
-    REASON_BLANK, REASON_OUT_OF_MEMORY, REASON_STOPPED, GeneratedImage, KeyframeRequest, StepCallback,
+    REASON_BLANK, REASON_OUT_OF_MEMORY, REASON_STOPPED, GeneratedImage, ImageRequest, ModelInfo, StepCallback,
     failed, stop_requested,
 )
 from .model_names import (
@@ -144,8 +144,11 @@ class ModelManager:
         self._pipe: Any = None
         self._offloaded = False
         self._load_error: str | None = None
+        self._loading = False
         self._load_lock = threading.Lock()
         self._gpu_lock = threading.Lock()
+        # Called just before the weights load: the registry frees the device for them.
+        self.before_load: Callable[[], None] | None = None
 
     # -- state ---------------------------------------------------------------
 
@@ -181,14 +184,21 @@ class ModelManager:
             return False
         with self._load_lock:
             if self._pipe is None and self._load_error is None:
-                # One load at a time in the process: diffusers and transformers import their
-                # classes lazily, and two threads importing them at once can see half-made modules.
-                with _LOADING:
-                    self._load_once()
+                self._loading = True
+                try:
+                    if self.before_load is not None:
+                        self.before_load()
+                    # One load at a time in the process: diffusers and transformers import their
+                    # classes lazily, and two threads importing them at once can see half-made modules.
+                    with _LOADING:
+                        self._load_once()
+                finally:
+                    self._loading = False
         return self._pipe is not None
 
     def reset(self) -> None:
-        """Forget the loaded pipeline and any remembered failure; the next use loads again."""
+        """Forget the loaded pipeline (freeing its memory, once a running batch ends) and any
+        remembered failure; the next use loads again."""
         with self._load_lock, self._gpu_lock:
             device = self._device
             self._pipe = None
@@ -197,22 +207,18 @@ class ModelManager:
         if device is not None:
             _empty_device_cache(device)
 
-    def describe(self) -> dict[str, str]:
-        """``model``, ``device``, ``dtype``, ``state`` ("not loaded", "loaded" or "failed: reason")
-        and ``offload`` ("yes" when the weights live on the CPU between uses)."""
+    def info(self) -> ModelInfo:
+        """Model id, device, dtype, state (not loaded, loading, loaded, failed with a reason), offload."""
         if self._load_error is not None:
-            state = f"failed: {self._load_error}"
+            state, reason = "failed", self._load_error
         else:
-            state = "loaded" if self._pipe is not None else "not loaded"
+            state, reason = ("loaded" if self._pipe is not None else "loading" if self._loading else "not loaded"), ""
         try:
             device = self.device
             dtype = str(self._dtype or _pick_dtype(device)).replace("torch.", "")
-        except Exception as exc:  # noqa: BLE001 - describe must work even without torch
+        except Exception as exc:  # noqa: BLE001 - info must work even without torch
             device, dtype = self._requested_device or "unknown", f"unknown ({short_error(exc)})"
-        return {
-            "model": self.model_id, "device": device, "dtype": dtype, "state": state,
-            "offload": "yes" if self._offloaded else "no",
-        }
+        return ModelInfo(self.model_id, device, state, dtype, reason, self._offloaded)
 
     def is_distilled(self) -> bool:
         """True for few-step models (turbo, LCM, lightning, hyper) that want guidance 0.
@@ -345,7 +351,7 @@ class ModelManager:
 
     # -- generation ----------------------------------------------------------
 
-    def _batch_size_for(self, request: KeyframeRequest) -> int:
+    def _batch_size_for(self, request: ImageRequest) -> int:
         if self.batch_size:
             return self.batch_size
         device = self.device
@@ -364,7 +370,7 @@ class ModelManager:
 
     def generate(
         self,
-        requests: list[KeyframeRequest],
+        requests: list[ImageRequest],
         on_step: StepCallback | None = None,
         should_stop: Callable[[], bool] | None = None,
     ) -> list[GeneratedImage]:
@@ -393,7 +399,7 @@ class ModelManager:
 
     def _run_group(
         self,
-        requests: list[KeyframeRequest],
+        requests: list[ImageRequest],
         group: list[int],
         on_step: StepCallback | None,
         should_stop: Callable[[], bool] | None,
@@ -438,7 +444,7 @@ class ModelManager:
 
     def _run_batch(
         self,
-        requests: list[KeyframeRequest],
+        requests: list[ImageRequest],
         chunk: list[int],
         on_step: StepCallback | None,
         should_stop: Callable[[], bool] | None,
@@ -505,7 +511,7 @@ class ModelManager:
         return tensors
 
     def _collect(
-        self, requests: list[KeyframeRequest], chunk: list[int], images: np.ndarray, state: _BatchState
+        self, requests: list[ImageRequest], chunk: list[int], images: np.ndarray, state: _BatchState
     ) -> dict[int, GeneratedImage]:
         results: dict[int, GeneratedImage] = {}
         for offset, position in enumerate(chunk):

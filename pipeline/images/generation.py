@@ -1,14 +1,17 @@
-"""The request and answer types between the keyframe stage and an image model.
+"""The backend interface: image requests in, images (or reasons) out, and typed model info.
 
-Also the small helpers every model implementation shares: the reasons a scene
-comes back without an image, :func:`stop_requested` and :func:`failed`.
+A render plans every image its video needs as :class:`ImageRequest` objects
+(``pipeline.images.plan``); a backend (:class:`ImageModel`: the diffusers one, a
+remote service, a test stand-in) turns a batch of them into :class:`GeneratedImage`
+answers. Also the small helpers every backend shares: the reasons a scene comes
+back without an image, :func:`stop_requested` and :func:`failed`.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Callable, Protocol, Sequence
+from typing import Callable, Literal, Protocol, Sequence
 
 from PIL import Image
 
@@ -22,8 +25,29 @@ REASON_BLANK = "the model returned a blank (NaN or all-black) image"
 
 
 @dataclass(frozen=True)
-class KeyframeRequest:
-    """Everything that decides one keyframe (it is also the cache key)."""
+class InitImage:
+    """Start from a picture instead of pure noise (image-to-image), changing it by ``strength`` (0..1).
+
+    The picture is another request's image (``request_id``, also listed in the request's
+    ``depends_on``) or a file (``path``, with ``digest``, the SHA-256 of its bytes, for the cache key).
+    """
+
+    strength: float
+    request_id: str = ""
+    path: str = ""
+    digest: str = ""
+
+
+@dataclass(frozen=True)
+class ImageRequest:
+    """Everything that decides one image. Plain data: it pickles (ZeroGPU) and keys the cache.
+
+    ``id`` names the request within its render plan (``scene-3`` is scene 3's keyframe);
+    ``kind`` says what the image is for (``keyframe`` today; in-between frames and chained
+    scenes are further kinds). ``depends_on`` lists the ids whose images must exist
+    before this one can be made. Optional inputs: ``init`` (image-to-image) and
+    ``between`` (an in-between image). A backend that cannot make a request answers with a reason.
+    """
 
     scene_index: int
     prompt: str
@@ -33,6 +57,47 @@ class KeyframeRequest:
     guidance_scale: float
     width: int
     height: int
+    id: str = ""
+    kind: str = "keyframe"
+    depends_on: tuple[str, ...] = ()
+    init: InitImage | None = None
+    between: Between | None = None
+
+
+@dataclass(frozen=True)
+class Between:
+    """Interpolation endpoints: the image ``t`` (0..1) of the way from request ``start`` to ``end``.
+
+    The prompt embeddings are interpolated linearly and the two seeded noises spherically.
+    """
+
+    start: ImageRequest
+    end: ImageRequest
+    t: float
+
+
+def keyframe_id(scene_index: int) -> str:
+    """The plan id of scene ``scene_index``'s keyframe."""
+    return f"scene-{scene_index + 1}"
+
+
+ModelState = Literal["not loaded", "loading", "loaded", "failed"]
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a backend says about itself, for the page's model line and the render report."""
+
+    model: str
+    device: str
+    state: ModelState
+    dtype: str = ""
+    reason: str = ""  # why it failed to load
+    offload: bool = False  # weights live on the CPU between uses
+
+    @property
+    def loaded(self) -> bool:
+        return self.state == "loaded"
 
 
 @dataclass(frozen=True)
@@ -54,14 +119,18 @@ StepCallback = Callable[[list[int], int, int, list[Image.Image]], None]
 
 
 class ImageModel(Protocol):
-    """What the keyframe stage needs from a model; ``pipeline.images.diffusers_backend.ModelManager`` is the real one."""
+    """A backend: what the image stage needs from a model.
+
+    ``pipeline.images.diffusers_backend.ModelManager`` is the local one; the registry
+    (``pipeline.images.registry``) makes and shares them.
+    """
 
     model_id: str
 
     def load(self) -> bool:
         """Load the weights if needed; True when ready. Never raises (a failure is remembered)."""
 
-    def describe(self) -> dict[str, str]:
+    def info(self) -> ModelInfo:
         """Model id, device, dtype and whether it is loaded, for the UI and the report."""
 
     def is_distilled(self) -> bool:
@@ -72,7 +141,7 @@ class ImageModel(Protocol):
 
     def generate(
         self,
-        requests: list[KeyframeRequest],
+        requests: list[ImageRequest],
         on_step: StepCallback | None = None,
         should_stop: Callable[[], bool] | None = None,
     ) -> list[GeneratedImage]:
@@ -96,6 +165,6 @@ def stop_requested(should_stop: Callable[[], bool] | None) -> bool:
         return False
 
 
-def failed(positions: Sequence[int], requests: Sequence[KeyframeRequest], reason: str) -> dict[int, GeneratedImage]:
+def failed(positions: Sequence[int], requests: Sequence[ImageRequest], reason: str) -> dict[int, GeneratedImage]:
     """An image-less answer with ``reason`` for each of ``requests`` at ``positions``, keyed by position."""
     return {p: GeneratedImage(requests[p].scene_index, None, reason) for p in positions}

@@ -27,7 +27,8 @@ from typing import Callable
 import cv2
 import numpy as np
 
-TRANSITION_NAMES: tuple[str, ...] = ("cut", "crossfade", "fade", "wipe", "slide")
+from ..contract.fields import TRANSITIONS
+
 
 Blender = Callable[[np.ndarray, np.ndarray, float], np.ndarray]
 
@@ -41,7 +42,7 @@ def blend(kind: str, outgoing: np.ndarray, incoming: np.ndarray, t: float) -> np
     """
     blender = _BLENDERS.get(kind)
     if blender is None:
-        raise ValueError(f"Unknown transition '{kind}'; choose one of {', '.join(TRANSITION_NAMES)}.")
+        raise ValueError(f"Unknown transition '{kind}'; choose one of {', '.join(TRANSITIONS)}.")
     if outgoing.shape != incoming.shape or outgoing.dtype != np.uint8 or incoming.dtype != np.uint8:
         raise ValueError(
             f"Transition frames must be uint8 arrays of one shape; got {outgoing.shape} {outgoing.dtype} "

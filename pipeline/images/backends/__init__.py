@@ -58,3 +58,14 @@ def choose_backend(requested: str, device: str | None = None, env: dict[str, str
     if env.get("HF_TOKEN", "").strip():
         return BackendChoice("hf-inference", "auto: no GPU, HF_TOKEN is set")
     return BackendChoice("diffusers", "auto: no GPU and no remote key")
+
+
+def remote_default(backend: str) -> str:
+    """The model a remote backend uses when ``--remote-model`` is not given."""
+    if backend == "openai":
+        from .openai_images import DEFAULT_OPENAI_MODEL
+
+        return DEFAULT_OPENAI_MODEL
+    from .hf_inference import DEFAULT_HF_MODEL
+
+    return DEFAULT_HF_MODEL

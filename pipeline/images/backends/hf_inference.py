@@ -20,7 +20,7 @@ from typing import Any
 from PIL import Image
 
 from ...contract.errors import short_error
-from ..generation import KeyframeRequest
+from ..generation import ImageRequest
 from ..model_names import is_distilled_model
 from .remote import Failure, RemoteImageModel, aspect_size, scrub, status_failure
 
@@ -68,7 +68,7 @@ class HFInferenceModel(RemoteImageModel):
     def _endpoint(self) -> str:
         return os.environ.get(ENDPOINT_ENV, "").strip().rstrip("/")
 
-    async def call(self, client: Any, request: KeyframeRequest) -> Image.Image:
+    async def call(self, client: Any, request: ImageRequest) -> Image.Image:
         endpoint = self._endpoint()
         width, height = aspect_size(request.width, request.height)
         return await client.text_to_image(

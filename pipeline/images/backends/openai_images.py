@@ -19,7 +19,7 @@ from typing import Any
 
 from PIL import Image
 
-from ..generation import KeyframeRequest
+from ..generation import ImageRequest
 from .remote import Failure, RemoteImageModel, closest_size, scrub, status_failure
 
 DEFAULT_OPENAI_MODEL = "gpt-image-1"
@@ -54,7 +54,7 @@ class OpenAIImageModel(RemoteImageModel):
             return "the openai package is not installed (pip install -r requirements.txt)"
         return super().setup_problem()
 
-    def notes_for(self, request: KeyframeRequest) -> tuple[str, ...]:
+    def notes_for(self, request: ImageRequest) -> tuple[str, ...]:
         return ((NOTE_NEGATIVE,) if request.negative_prompt else ()) + (NOTE_SEED,)
 
     def make_client(self) -> Any:
@@ -64,7 +64,7 @@ class OpenAIImageModel(RemoteImageModel):
         # Our timeout per try is enforced by remote.py too; the client's closes the socket.
         return AsyncOpenAI(api_key=self._key, base_url=base_url, max_retries=0, timeout=self.timeout + 1)
 
-    async def call(self, client: Any, request: KeyframeRequest) -> Image.Image:
+    async def call(self, client: Any, request: ImageRequest) -> Image.Image:
         width, height = service_size(self.model, request.width, request.height)
         extra = {"response_format": "b64_json"} if self.model.startswith("dall-e") else {}
         result = await client.images.generate(model=self.model, prompt=request.prompt, n=1,

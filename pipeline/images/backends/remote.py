@@ -33,7 +33,7 @@ from PIL import Image
 
 from ...contract.errors import short_error
 from ...video.imaging import fit_cover
-from ..generation import REASON_STOPPED, GeneratedImage, KeyframeRequest, StepCallback, stop_requested
+from ..generation import REASON_STOPPED, GeneratedImage, ImageRequest, ModelInfo, StepCallback, stop_requested
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ def aspect_size(width: int, height: int, native: int = 1024, multiple: int = 16)
             max(multiple, round(height * scale / multiple) * multiple))
 
 
-def fit_to_request(image: Image.Image, request: KeyframeRequest) -> Image.Image:
+def fit_to_request(image: Image.Image, request: ImageRequest) -> Image.Image:
     """The service's image scaled to cover the request's exact size and centre-cropped (no stretching)."""
     return fit_cover(image, request.width, request.height)
 
@@ -207,15 +207,14 @@ class RemoteImageModel:
             return f"{self.key_env} is not set on this server"
         return None
 
-    def describe(self) -> dict[str, str]:
-        """Model, where it runs (the service, and why auto chose it), state; never the key or URL."""
-        if not self._loaded:
-            state = "not loaded"
-        else:
-            state = f"failed: {self._error}" if self._error else "loaded"
+    def info(self) -> ModelInfo:
+        """Model, where it runs (the service, and why auto chose it), state; never the key or a URL."""
         device = f"remote: {self.service}" + (f" ({self.chosen_because})" if self.chosen_because else "")
-        return {"model": self.model_id, "device": device, "dtype": "", "state": state, "offload": "no",
-                "backend": self.backend, "requests_in_flight": str(self.max_in_flight)}
+        if not self._loaded:
+            return ModelInfo(self.model_id, device, "not loaded")
+        if self._error:
+            return ModelInfo(self.model_id, device, "failed", reason=self._error)
+        return ModelInfo(self.model_id, device, "loaded")
 
     def is_distilled(self) -> bool:
         return False
@@ -224,17 +223,19 @@ class RemoteImageModel:
         """The output's exact size: the service's own size is cover-fitted to it after each call."""
         return int(width), int(height)
 
-    def notes_for(self, request: KeyframeRequest) -> tuple[str, ...]:
+    def notes_for(self, request: ImageRequest) -> tuple[str, ...]:
         """Which of the request's fields this service does not take (shown in the report)."""
         return ()
 
-    def generate(self, requests: list[KeyframeRequest], on_step: StepCallback | None = None,
+    def generate(self, requests: list[ImageRequest], on_step: StepCallback | None = None,
                  should_stop: Callable[[], bool] | None = None) -> list[GeneratedImage]:
         """One image per request, in order; a failed scene has ``image=None`` and the reason. Never raises."""
         if not self._loaded:
             self.load()
         if self._error:
             return [self._answer(r, None, self._error) for r in requests]
+        if any(r.init is not None or r.between is not None for r in requests):
+            return self._keyframes_only(requests, on_step, should_stop)
         try:
             return _run_coroutine(self._generate_all(list(requests), on_step, should_stop))
         except Exception as exc:  # noqa: BLE001 - the protocol says never raise per scene
@@ -242,13 +243,21 @@ class RemoteImageModel:
             log.warning("%s: %s", self.model_id, reason)
             return [self._answer(r, None, reason) for r in requests]
 
+    def _keyframes_only(self, requests: list[ImageRequest], on_step: StepCallback | None,
+                        should_stop: Callable[[], bool] | None) -> list[GeneratedImage]:
+        """Text-to-image requests go to the service; image-to-image and in-between ones get a reason."""
+        plain = [r for r in requests if r.init is None and r.between is None]
+        made = {id(r): a for r, a in zip(plain, self.generate(plain, on_step, should_stop))} if plain else {}
+        reason = f"the {self.backend} backend makes text-to-image keyframes only (no image-to-image or in-between)"
+        return [made.get(id(r)) or self._answer(r, None, reason) for r in requests]
+
     # -- for subclasses ---------------------------------------------------------
 
     def make_client(self) -> Any:
         """An async client (an async context manager) configured with the key, base URL, timeout and no retries."""
         raise NotImplementedError
 
-    async def call(self, client: Any, request: KeyframeRequest) -> Image.Image:
+    async def call(self, client: Any, request: ImageRequest) -> Image.Image:
         """One request to the service; returns its image (any size) or raises."""
         raise NotImplementedError
 
@@ -258,16 +267,16 @@ class RemoteImageModel:
 
     # -- the machinery ------------------------------------------------------------
 
-    def _answer(self, request: KeyframeRequest, image: Image.Image | None, reason: str = "") -> GeneratedImage:
+    def _answer(self, request: ImageRequest, image: Image.Image | None, reason: str = "") -> GeneratedImage:
         return GeneratedImage(request.scene_index, image, scrub(reason, [self._key]), self.notes_for(request))
 
-    async def _generate_all(self, requests: list[KeyframeRequest], on_step: StepCallback | None,
+    async def _generate_all(self, requests: list[ImageRequest], on_step: StepCallback | None,
                             should_stop: Callable[[], bool] | None) -> list[GeneratedImage]:
         limit = asyncio.Semaphore(self.max_in_flight)
         gate, fatal = _Gate(), []
         finished = 0
 
-        async def one(client: Any, request: KeyframeRequest) -> GeneratedImage:
+        async def one(client: Any, request: ImageRequest) -> GeneratedImage:
             nonlocal finished
             async with limit:
                 answer = await self._with_retries(client, request, gate, fatal)
@@ -293,7 +302,7 @@ class RemoteImageModel:
                 answers.append(self._answer(request, None, self._unexpected(outcome).reason))
         return answers
 
-    async def _with_retries(self, client: Any, request: KeyframeRequest, gate: _Gate,
+    async def _with_retries(self, client: Any, request: ImageRequest, gate: _Gate,
                             fatal: list[Failure]) -> GeneratedImage:
         failure = Failure("no request was sent")
         for attempt in range(self.retry.attempts):

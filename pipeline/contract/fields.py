@@ -1,0 +1,89 @@
+"""One description of every Storyboard field: its kind, default, limits, label and help.
+
+The storyboard's validation (``pipeline.contract.storyboard``), the page's widgets
+(``ui``), the CLI and the API docs all read these tables, so a field is described
+once. A new Storyboard field is a new :class:`FieldSpec` here plus a dataclass
+field of the same name on ``Scene`` or ``Storyboard`` (a test keeps them equal).
+
+Bounds and choices that depend on the server's limits name a ``Limits``
+attribute (e.g. ``high="max_scene_seconds"``) instead of a number.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+Kind = Literal["text", "number", "integer", "boolean", "choice"]
+
+TRANSITIONS: tuple[str, ...] = ("cut", "crossfade", "fade", "wipe", "slide")
+"""Every transition a storyboard may ask for (the timeline draws each)."""
+MOTIONS: tuple[str, ...] = ("none", "zoom_in", "zoom_out", "pan_left", "pan_right")
+"""Every camera motion a scene may ask for."""
+MAX_SEED = 2**32 - 1
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """How one Storyboard (or Scene) field is validated and shown.
+
+    ``default`` None with ``required`` False means "blank: decided at render time"
+    (the preset's or the model's value). ``low``/``high``/``choices`` are values,
+    or the name of a ``Limits`` attribute holding them.
+    """
+
+    name: str
+    kind: Kind
+    label: str
+    help: str = ""
+    default: Any = None
+    required: bool = False
+    low: float | str | None = None
+    high: float | str | None = None
+    unit: str = ""
+    choices: tuple[str, ...] | str = ()
+    max_chars: str | None = None  # Limits attribute capping a text's length
+    advanced: bool = False  # the page shows it under "Advanced"
+
+    def bounds(self, limits: Any) -> tuple[float | None, float | None]:
+        return _resolve(self.low, limits), _resolve(self.high, limits)
+
+    def allowed(self, limits: Any) -> tuple[str, ...]:
+        return tuple(_resolve(self.choices, limits) or ())
+
+
+def _resolve(value: Any, limits: Any) -> Any:
+    return getattr(limits, value) if isinstance(value, str) else value
+
+
+SCENE_FIELDS: tuple[FieldSpec, ...] = (
+    FieldSpec("prompt", "text", "Prompt", "What the scene shows.", required=True, max_chars="max_prompt_chars"),
+    FieldSpec("duration", "number", "Duration (s)", "Seconds on screen.", default=3.0, required=True,
+              low="min_scene_seconds", high="max_scene_seconds", unit="seconds"),
+    FieldSpec("seed", "integer", "Seed", "Blank: derived from the prompt (same prompt, same picture).",
+              low=0, high=MAX_SEED),
+    FieldSpec("negative_prompt", "text", "Negative prompt", "What the picture should avoid.", default="",
+              max_chars="max_prompt_chars"),
+    FieldSpec("motion", "choice", "Motion", "A slow camera move over the scene.", default="none", choices=MOTIONS),
+)
+
+BOARD_FIELDS: tuple[FieldSpec, ...] = (
+    FieldSpec("quality", "choice", "Quality", "draft 480p · standard 720p · high 1080p · premium 1080p30",
+              default="standard", choices="allowed_qualities"),
+    FieldSpec("transition", "choice", "Transition", "How one scene turns into the next.", default="crossfade",
+              choices=TRANSITIONS),
+    FieldSpec("transition_duration", "number", "Transition length (s)", "Centred on the cut; adds no time.",
+              default=0.5, low=0.0, high="max_transition_seconds", unit="seconds"),
+    FieldSpec("fps", "integer", "FPS", "Blank: the preset's frame rate.", low="min_fps", high="max_fps",
+              advanced=True),
+    FieldSpec("use_ai", "boolean", "Use the AI model", "Off: labelled placeholder frames.", default=True,
+              advanced=True),
+    FieldSpec("steps", "integer", "Steps", "Blank: the preset's steps for the model.", low=1, high="max_steps",
+              advanced=True),
+    FieldSpec("guidance_scale", "number", "Guidance", "Blank: the model's default (0 for turbo models).",
+              low=0.0, high=30.0, advanced=True),
+    FieldSpec("model", "text", "Model", "Hub id, local diffusers folder or .safetensors file. Blank: the server's.",
+              max_chars="max_model_chars", advanced=True),
+)
+
+FIELDS_BY_NAME: dict[str, FieldSpec] = {spec.name: spec for spec in (*SCENE_FIELDS, *BOARD_FIELDS)}
