@@ -208,6 +208,26 @@ def test_each_failure_becomes_a_placeholder_reason(service, backend, prompt, rea
     assert len(state.records) == requests
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_rejected_request_says_what_the_service_said(service, backend):
+    url, state = service
+    model = make_model(backend, model="dall-e-3" if backend == "openai" else "org/m")
+    # A size the server does not take: dall-e-3 at a gpt-image-1 size; hf-inference without width/height.
+    wrong = {"openai": lambda client, request: client.images.generate(model="dall-e-3", prompt="x", n=1,
+                                                                       size="1536x1024", response_format="b64_json"),
+             "hf-inference": lambda client, request: client.text_to_image("x", model=f"{url}/models/org/m")}[backend]
+
+    async def call(client, request):
+        return await wrong(client, request)
+
+    model.call = call
+    answer = model.generate(requests_for("a"))[0]
+    expected = ("Invalid size '1536x1024' for dall-e-3" if backend == "openai"
+                else "parameters.width must be an integer")
+    assert answer.reason == f"the service rejected the request (HTTP 400): {expected}"
+    assert len(state.records) == 1  # not retried
+
+
 def test_an_empty_openai_quota_is_not_retried_and_stops_the_batch(service):
     url, state = service
     answers = make_model("openai", max_in_flight=1).generate(requests_for("a !quota", "b", "c"))

@@ -15,6 +15,7 @@ returns is cover-fitted to the preset's exact size.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from typing import Any
 
 from PIL import Image
@@ -89,7 +90,10 @@ class HFInferenceModel(RemoteImageModel):
                 return Failure("refused by the content policy" + _short(text, self._key))
             if response.status_code == 402:
                 return Failure("no credits left (HTTP 402): check the Hugging Face account's billing", fatal=True)
-            return status_failure(response.status_code, response.headers, self.key_env)
+            failure = status_failure(response.status_code, response.headers, self.key_env)
+            if response.status_code in (400, 404, 422):  # the service's own words say what was wrong
+                failure = replace(failure, reason=failure.reason + _short(text, self._key))
+            return failure
         if isinstance(exc, (ConnectionError, OSError)) or type(exc).__module__.startswith("httpx"):
             return Failure("could not reach Hugging Face Inference", retry=True)
         if type(exc).__name__ == "UnidentifiedImageError":

@@ -15,6 +15,7 @@ import asyncio
 import base64
 import io
 import os
+from dataclasses import replace
 from typing import Any
 
 from PIL import Image
@@ -87,7 +88,10 @@ class OpenAIImageModel(RemoteImageModel):
                 return Failure("refused by the content policy" + _message(exc, self._key))
             if exc.status_code == 429 and code == "insufficient_quota":
                 return Failure("quota used up (HTTP 429): check the OpenAI account's billing", fatal=True)
-            return status_failure(exc.status_code, exc.response.headers, self.key_env)
+            failure = status_failure(exc.status_code, exc.response.headers, self.key_env)
+            if exc.status_code in (400, 404, 422):  # the service's own words say what was wrong
+                failure = replace(failure, reason=failure.reason + _message(exc, self._key))
+            return failure
         if isinstance(exc, ValueError):
             return Failure(scrub(str(exc), [self._key])[:160])
         return Failure("request failed: " + type(exc).__name__)
