@@ -291,6 +291,21 @@ def test_no_more_requests_in_flight_than_the_setting(service, backend, limit):
     assert state.max_in_flight == limit
 
 
+def test_two_renders_at_once_share_the_limit(service):
+    url, state = service
+    state.latency = 0.2
+    model = make_model("hf-inference", max_in_flight=3)
+    answers = []
+    workers = [threading.Thread(target=lambda: answers.extend(model.generate(requests_for(*"abcde"))))
+               for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=30)
+    assert len(answers) == 10 and all(a.image is not None for a in answers)
+    assert state.max_in_flight == 3
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_stop_cancels_the_requests_in_flight(service, backend):
     url, state = service
@@ -345,6 +360,7 @@ def test_exception_text_never_carries_the_key_into_a_reason(service):
     assert repr(make_model("openai")).count("sk-") == 0
 
 
+@pytest.mark.slow
 def test_the_keys_appear_in_no_log_report_video_folder_page_or_export(service, tmp_path, caplog):
     import ui
     from ui.handlers import Handlers

@@ -8,6 +8,7 @@ image, and :meth:`RemoteImageModel.classify`, which turns that call's exceptions
 Everything else is here: requests run on an asyncio loop in the generating thread with at
 most ``max_in_flight`` at a time; HTTP 429 and 5xx are retried with exponential backoff that
 honours ``Retry-After`` (and pauses every request, not just the one that was told to wait);
+the in-flight limit holds for the backend as a whole, across concurrent renders;
 each try has a time limit; a Stop cancels the requests in flight (the client closes their
 connections at once); a bad key or an empty quota stops the rest of the batch from sending.
 
@@ -39,6 +40,7 @@ log = logging.getLogger(__name__)
 
 _KEY_SHAPES = re.compile(r"(sk-[A-Za-z0-9_\-]{6,}|hf_[A-Za-z0-9]{6,}|Bearer\s+\S+)")
 _STOP_POLL_S = 0.05
+_SLOT_POLL_S = 0.01
 
 
 # --------------------------------------------------------------------------- sizes
@@ -185,6 +187,8 @@ class RemoteImageModel:
         self._error: str | None = None
         self._loaded = False
         self._lock = threading.Lock()
+        # Shared by every render using this backend, so concurrent renders stay within the limit together.
+        self._slots = threading.BoundedSemaphore(self.max_in_flight)
 
     def __repr__(self) -> str:  # never shows the key
         return f"{type(self).__name__}({self.model_id!r})"
@@ -272,13 +276,12 @@ class RemoteImageModel:
 
     async def _generate_all(self, requests: list[ImageRequest], on_step: StepCallback | None,
                             should_stop: Callable[[], bool] | None) -> list[GeneratedImage]:
-        limit = asyncio.Semaphore(self.max_in_flight)
         gate, fatal = _Gate(), []
         finished = 0
 
         async def one(client: Any, request: ImageRequest) -> GeneratedImage:
             nonlocal finished
-            async with limit:
+            async with _Slot(self._slots):
                 answer = await self._with_retries(client, request, gate, fatal)
             finished += 1
             if answer.image is not None and on_step is not None:
@@ -341,6 +344,21 @@ class RemoteImageModel:
         except Exception:  # noqa: BLE001 - a classifier bug must not lose the scene's reason
             failure = Failure("request failed: " + type(exc).__name__)
         return Failure(scrub(failure.reason, [self._key]), failure.retry, failure.retry_after, failure.fatal)
+
+
+class _Slot:
+    """One of a backend's in-flight places (a thread semaphore shared across renders), awaited without
+    blocking the event loop, so a Stop cancels a request that is still waiting for its place."""
+
+    def __init__(self, slots: threading.BoundedSemaphore) -> None:
+        self._slots = slots
+
+    async def __aenter__(self) -> None:
+        while not self._slots.acquire(blocking=False):
+            await asyncio.sleep(_SLOT_POLL_S)
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._slots.release()
 
 
 def _safe_step(on_step: StepCallback, scene: int, finished: int, total: int, image: Image.Image) -> None:
