@@ -146,7 +146,7 @@ def test_a_render_through_hf_inference_sends_negative_prompt_seed_steps_and_size
     assert "negative_prompt" not in bodies["a lighthouse at dusk"].body["parameters"]
 
 
-def test_the_cli_renders_with_backend_openai(service, tmp_path):
+def test_the_cli_renders_with_backend_openai(service, tmp_path, capsys):
     from pipeline.cli import main
 
     board = tmp_path / "board.json"
@@ -158,6 +158,8 @@ def test_the_cli_renders_with_backend_openai(service, tmp_path):
     data = json.loads(report.read_text())
     assert data["model"] == "openai:gpt-image-1" and [s["source"] for s in data["scenes"]] == ["ai"] * 3
     assert len(service[1].records) == 3
+    printed = capsys.readouterr().out
+    assert f"note: scene(s) 1, 2, 3: {NOTE_SEED}" in printed and f"note: scene(s) 2: {NOTE_NEGATIVE}" in printed
 
 
 # --------------------------------------------------------------------------- cache
