@@ -287,7 +287,7 @@ def test_a_render_shows_each_fallback_reason_in_the_report(service, tmp_path):
 @pytest.mark.parametrize("limit", [1, 3])
 def test_no_more_requests_in_flight_than_the_setting(service, backend, limit):
     url, state = service
-    state.latency = 0.2
+    state.latency = 0.4  # long enough that the requests overlap even on a loaded machine
     answers = make_model(backend, max_in_flight=limit).generate(requests_for(*[f"scene {i}" for i in range(7)]))
     assert all(a.image is not None for a in answers)
     assert state.max_in_flight == limit
@@ -295,7 +295,7 @@ def test_no_more_requests_in_flight_than_the_setting(service, backend, limit):
 
 def test_two_renders_at_once_share_the_limit(service):
     url, state = service
-    state.latency = 0.2
+    state.latency = 0.4  # long enough that the requests overlap even on a loaded machine
     model = make_model("hf-inference", max_in_flight=3)
     answers = []
     workers = [threading.Thread(target=lambda: answers.extend(model.generate(requests_for(*"abcde"))))
