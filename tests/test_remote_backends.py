@@ -454,7 +454,8 @@ def test_a_visitor_picks_the_backend_only_where_the_owner_allows_it(service, tmp
     for pool, interactive in ((locked, False), (open_, True)):
         config = ui.build_demo(pool).get_config_file()
         dropdown = next(c for c in config["components"] if c["props"].get("label") == "Image backend")
-        assert [tuple(c) for c in dropdown["props"]["choices"]] == [(b, b) for b in ("auto", "diffusers", "openai", "hf-inference")]
+        names = ("auto", "diffusers", "openai", "hf-inference")
+        assert [tuple(c) for c in dropdown["props"]["choices"]] == [(b, b) for b in names]
         assert dropdown["props"]["interactive"] is interactive
 
 

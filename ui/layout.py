@@ -107,7 +107,8 @@ def build_editor(first: Storyboard, settings: Settings, names: list[str]) -> Edi
         import_ = gr.UploadButton("Import JSON", file_types=[".json"], size="sm")
     export_file = gr.File(label="Storyboard JSON", visible=False)
     return Editor(table, row_number, up, down, delete, add, [quality, transition, length, fps, use_ai, steps, guidance],
-                  model_id, backend, model_status, clear_cache, generate, stop, example, load, export, import_, export_file)
+                  model_id, backend, model_status, clear_cache, generate, stop, example, load, export, import_,
+                  export_file)
 
 
 def build_outputs(stream: bool) -> dict:
@@ -160,7 +161,8 @@ def wire_render(editor: Editor, outputs: dict, handlers: Handlers, settings: Set
         handlers.start, editor.board_inputs,
         [editor.generate, editor.stop, outputs["notice"], outputs["progress"], board_ok], queue=False, **PRIVATE)
     render_event = started.then(
-        handlers.generate, [*editor.board_inputs, editor.model_id, editor.backend, board_ok], [outputs[n] for n in OUTPUT_NAMES],
+        handlers.generate, [*editor.board_inputs, editor.model_id, editor.backend, board_ok],
+        [outputs[n] for n in OUTPUT_NAMES],
         api_name="generate", concurrency_id="gpu", concurrency_limit=settings.max_concurrent_renders,
         show_progress="minimal", show_progress_on=[outputs["progress"]],
     )
