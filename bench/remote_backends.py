@@ -103,11 +103,11 @@ def main(argv: list[str] | None = None) -> int:
         f"--in-flight {args.in_flight}`",
         "",
         "| backend | in flight (setting) | most seen by the server | generate scenes/s | ideal scenes/s "
-        "| generate s | CPU ms per scene | keyframe stage scenes/s | keyframe stage s |",
+        "| generate s | CPU ms per scene | image stage scenes/s | image stage s |",
         "|---|---|---|---|---|---|---|---|---|",
         *rows,
         "",
-        "The keyframe stage sends scene 1 alone (so the first image shows after one request), then the rest "
+        "The image stage sends scene 1 alone (so the first image shows after one request), then the rest "
         "as one group: with N in flight it takes about 1 + ceil((scenes-1)/N) latencies. CPU per scene "
         "(client and server, one process) is decoding the PNG, cover-fitting it to the preset size and, in the "
         "stage, saving the keyframe; where the machine is busy that CPU, not the in-flight limit, sets the "
