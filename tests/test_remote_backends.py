@@ -19,7 +19,8 @@ from pipeline import Done, Failed, KeyframeReady, parse_storyboard
 from pipeline.images import registry
 from pipeline.images.backends.hf_inference import HFInferenceModel
 from pipeline.images.backends.openai_images import NOTE_NEGATIVE, NOTE_SEED, OpenAIImageModel, service_size
-from pipeline.images.backends.remote import RetryPolicy, aspect_size, closest_size, scrub
+from pipeline.images.backends.retry import RetryPolicy, scrub
+from pipeline.images.backends.sizes import aspect_size, closest_size
 from pipeline.images.generation import REASON_STOPPED, ImageRequest
 from pipeline.service import RendererPool
 from pipeline.contract.settings import Settings

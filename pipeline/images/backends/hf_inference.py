@@ -23,7 +23,9 @@ from PIL import Image
 from ...contract.errors import short_error
 from ..generation import ImageRequest
 from ..model_names import is_distilled_model
-from .remote import Failure, RemoteImageModel, aspect_size, scrub, status_failure
+from .remote import RemoteImageModel
+from .retry import Failure, scrub, status_failure
+from .sizes import aspect_size
 
 DEFAULT_HF_MODEL = "black-forest-labs/FLUX.1-schnell"
 DEFAULT_HF_PROVIDER = "auto"

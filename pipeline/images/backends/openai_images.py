@@ -21,7 +21,9 @@ from typing import Any
 from PIL import Image
 
 from ..generation import ImageRequest
-from .remote import Failure, RemoteImageModel, closest_size, scrub, status_failure
+from .remote import RemoteImageModel
+from .retry import Failure, scrub, status_failure
+from .sizes import closest_size
 
 DEFAULT_OPENAI_MODEL = "gpt-image-1"
 # Sizes each model accepts (the GPT image models share gpt-image-1's; "auto" is never asked for).

@@ -1,163 +1,40 @@
-"""What the remote image backends share: size fitting, retries, the in-flight limit, Stop, scrubbing.
+"""The shared machinery of the remote image backends: the in-flight limit, retries, Stop.
 
 A remote backend (``openai``, ``hf-inference``) subclasses :class:`RemoteImageModel` and
 supplies three things: an async client, one async call that turns a request into a PIL
 image, and :meth:`RemoteImageModel.classify`, which turns that call's exceptions into a
-:class:`Failure` (a reason a user can read, and whether another try may help).
+:class:`~.retry.Failure` (a reason a user can read, and whether another try may help).
 
 Everything else is here: requests run on an asyncio loop in the generating thread with at
-most ``max_in_flight`` at a time; HTTP 429 and 5xx are retried with exponential backoff that
-honours ``Retry-After`` (and pauses every request, not just the one that was told to wait);
-the in-flight limit holds for the backend as a whole, across concurrent renders;
-each try has a time limit; a Stop cancels the requests in flight (the client closes their
-connections at once); a bad key or an empty quota stops the rest of the batch from sending.
+most ``max_in_flight`` at a time (for the backend as a whole, across concurrent renders);
+HTTP 429 and 5xx are retried (:mod:`.retry`) with exponential backoff that honours
+``Retry-After``, which pauses every request, not just the one that was told to wait; each try
+has a time limit; a Stop cancels the requests in flight (the client closes their connections
+at once); a bad key or an empty quota stops the rest of the batch from sending. The image that
+comes back is cover-fitted to the request's exact size (:mod:`.sizes`).
 
 Keys come from the environment only. Reasons never carry exception text unscrubbed:
-:func:`scrub` removes the key and anything shaped like a key or a bearer header.
+:func:`~.retry.scrub` removes the key and anything shaped like a key or a bearer header.
 """
 
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import logging
-import math
-import os
-import random
-import re
 import threading
-import time
-from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 from PIL import Image
 
 from ...contract.errors import short_error
-from ...video.imaging import fit_cover
 from ..generation import REASON_STOPPED, GeneratedImage, ImageRequest, ModelInfo, StepCallback, stop_requested
+from .retry import Failure, Gate, RetryPolicy, env_key, scrub
+from .sizes import fit_to_request
 
 log = logging.getLogger(__name__)
 
-_KEY_SHAPES = re.compile(r"(sk-[A-Za-z0-9_\-]{6,}|hf_[A-Za-z0-9]{6,}|Bearer\s+\S+)")
 _STOP_POLL_S = 0.05
 _SLOT_POLL_S = 0.01
-
-
-# --------------------------------------------------------------------------- sizes
-
-
-def closest_size(sizes: Sequence[tuple[int, int]], width: int, height: int) -> tuple[int, int]:
-    """The service size whose aspect ratio is closest to ``width``x``height`` (ties: the larger one).
-
-    The result is then cover-fitted (scaled and centre-cropped) to the exact size, never stretched.
-    """
-    want = math.log(width / height)
-    return min(sizes, key=lambda size: (round(abs(math.log(size[0] / size[1]) - want), 6), -size[0] * size[1]))
-
-
-def aspect_size(width: int, height: int, native: int = 1024, multiple: int = 16) -> tuple[int, int]:
-    """A size with the aspect of ``width``x``height``, an area near ``native``² (never more than the
-    output needs) and sides in multiples of ``multiple``, for services that take any size."""
-    scale = min(1.0, native / math.sqrt(width * height))
-    return (max(multiple, round(width * scale / multiple) * multiple),
-            max(multiple, round(height * scale / multiple) * multiple))
-
-
-def fit_to_request(image: Image.Image, request: ImageRequest) -> Image.Image:
-    """The service's image scaled to cover the request's exact size and centre-cropped (no stretching)."""
-    return fit_cover(image, request.width, request.height)
-
-
-# --------------------------------------------------------------------------- keys and scrubbing
-
-
-def env_key(name: str) -> str:
-    """The key in environment variable ``name`` (stripped), or ""."""
-    return os.environ.get(name, "").strip()
-
-
-def scrub(text: str, secrets: Sequence[str] = ()) -> str:
-    """``text`` without any of ``secrets`` and without anything shaped like an API key or bearer header."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "[key]")
-    return _KEY_SHAPES.sub("[key]", text)
-
-
-# --------------------------------------------------------------------------- failures and retries
-
-
-@dataclass(frozen=True)
-class Failure:
-    """Why one try failed. ``retry``: another try may help (429, 5xx, a dropped connection).
-    ``fatal``: every other request would fail the same way (bad key, no quota), so none is sent."""
-
-    reason: str
-    retry: bool = False
-    retry_after: float | None = None
-    fatal: bool = False
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """``attempts`` tries in all; waits of ``base_delay`` x 2^n (jittered) unless the service says
-    how long (Retry-After), never more than ``max_delay`` seconds each."""
-
-    attempts: int = 4
-    base_delay: float = 1.0
-    max_delay: float = 60.0
-
-    def delay(self, attempt: int, retry_after: float | None) -> float:
-        if retry_after is not None:
-            return min(max(retry_after, 0.0), self.max_delay)
-        return min(self.base_delay * 2 ** attempt * (0.5 + random.random() / 2), self.max_delay)
-
-
-def retry_after_seconds(headers: Any) -> float | None:
-    """Seconds to wait from ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP date); None if absent."""
-    if headers is None:
-        return None
-    millis = headers.get("retry-after-ms")
-    try:
-        if millis is not None:
-            return float(millis) / 1000
-    except ValueError:
-        pass
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        parsed = email.utils.parsedate_to_datetime(value) if value.strip() else None
-        return None if parsed is None else max(0.0, parsed.timestamp() - time.time())
-
-
-def status_failure(status: int, headers: Any, what: str) -> Failure:
-    """The usual meaning of an HTTP error status from an image service (``what`` names the key's variable)."""
-    if status == 401:
-        return Failure(f"the service refused the API key (HTTP 401); check {what}", fatal=True)
-    if status == 403:
-        return Failure(f"the key has no access to this model (HTTP 403); check {what} and the model", fatal=True)
-    if status == 429:
-        return Failure("rate limit or quota reached (HTTP 429)", retry=True, retry_after=retry_after_seconds(headers))
-    if status >= 500:
-        return Failure(f"service error (HTTP {status})", retry=True, retry_after=retry_after_seconds(headers))
-    return Failure(f"the service rejected the request (HTTP {status})")
-
-
-class _Gate:
-    """Shared "wait until" time: a Retry-After seen by one request pauses every request's next try."""
-
-    def __init__(self) -> None:
-        self.resume_at = 0.0
-
-    def hold(self, seconds: float) -> None:
-        self.resume_at = max(self.resume_at, time.monotonic() + seconds)
-
-    async def wait(self) -> None:
-        while (left := self.resume_at - time.monotonic()) > 0:
-            await asyncio.sleep(left)
 
 
 # --------------------------------------------------------------------------- the shared backend
@@ -276,7 +153,7 @@ class RemoteImageModel:
 
     async def _generate_all(self, requests: list[ImageRequest], on_step: StepCallback | None,
                             should_stop: Callable[[], bool] | None) -> list[GeneratedImage]:
-        gate, fatal = _Gate(), []
+        gate, fatal = Gate(), []
         finished = 0
 
         async def one(client: Any, request: ImageRequest) -> GeneratedImage:
@@ -305,7 +182,7 @@ class RemoteImageModel:
                 answers.append(self._answer(request, None, self._unexpected(outcome).reason))
         return answers
 
-    async def _with_retries(self, client: Any, request: ImageRequest, gate: _Gate,
+    async def _with_retries(self, client: Any, request: ImageRequest, gate: Gate,
                             fatal: list[Failure]) -> GeneratedImage:
         failure = Failure("no request was sent")
         for attempt in range(self.retry.attempts):
