@@ -479,3 +479,32 @@ def test_on_zerogpu_a_remote_backend_renders_here_without_borrowing_a_gpu(servic
         assert [s.source for s in done.report.scenes] == ["ai"] * 3
     finally:
         sys.modules.pop("spaces", None)
+
+
+@pytest.mark.slow
+def test_the_served_app_renders_through_openai_and_its_api_never_shows_the_key(service, tmp_path):
+    """The real server on a Space's settings: /render uses the owner's backend; /generate cannot switch it."""
+    import urllib.request
+
+    from gradio_client import Client
+
+    from server import running_app
+
+    url, state = service
+    settings = app_settings(tmp_path, device=None, backend="openai", allow_backend_change=False)
+    with running_app(settings) as (app_url, pool):
+        client = Client(app_url, verbose=False)
+        video, report = client.predict(json.dumps(STORYBOARD), api_name="/render")
+        assert report["model"] == "openai:gpt-image-1" and [s["source"] for s in report["scenes"]] == ["ai"] * 3
+        assert report["scenes"][1]["notes"] == [NOTE_NEGATIVE, NOTE_SEED] and len(state.records) == 3
+        headers = ["Prompt", "Duration (s)", "Seed", "Negative prompt", "Motion"]
+        job = client.submit(scenes={"headers": headers, "data": [["a new scene", 0.5, 5, "", "none"]]},
+                            quality="draft", transition="cut", transition_duration=0, fps=8, use_ai=True, steps=0,
+                            guidance_scale=None, model=None, backend="hf-inference", api_name="/generate")
+        job.result(timeout=120)
+        assert [r.path for r in state.records] == ["/v1/images/generations"] * 4  # still the owner's backend
+        page = urllib.request.urlopen(app_url, timeout=30).read().decode("utf-8")
+        config = urllib.request.urlopen(app_url + "config", timeout=30).read().decode("utf-8")
+        api = json.dumps(client.view_api(print_info=False, return_format="dict"))
+    for text in (page, config, api, json.dumps(report), Path(video).read_bytes().decode("latin-1")):
+        assert OPENAI_KEY not in text and HF_KEY not in text and url not in text
