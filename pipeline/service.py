@@ -83,6 +83,8 @@ class RendererPool:
                                chosen_because=choice.because)
                 if choice.name == "hf-inference":
                     options["provider"] = s.remote_provider
+                else:
+                    options["quality"] = s.remote_quality
                 model = get_image_model(model_id or remote_default(choice.name), backend=choice.name, options=options)
             else:
                 # batch_size None (the default) is auto: the stage hands the model large groups and

@@ -180,7 +180,11 @@ class _Handler(BaseHTTPRequestHandler):
 
 def _check_openai(body: dict) -> str:
     model = body.get("model")
-    allowed = {"model", "prompt", "n", "size"} | ({"response_format"} if str(model).startswith("dall-e") else set())
+    allowed = {"model", "prompt", "n", "size", "quality"} | (
+        {"response_format"} if str(model).startswith("dall-e") else set())
+    qualities = {"standard", "hd"} if model == "dall-e-3" else {"low", "medium", "high"}
+    if "quality" in body and body["quality"] not in qualities:
+        return f"Invalid quality {body['quality']!r} for {model}"
     if set(body) - allowed:
         return f"Unknown parameter(s): {sorted(set(body) - allowed)}"
     sizes = DALLE3_SIZES if model == "dall-e-3" else GPT_SIZES

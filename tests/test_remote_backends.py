@@ -122,6 +122,17 @@ def test_a_render_through_openai_sends_what_the_api_takes_and_notes_what_it_igno
             assert abs(width - height) <= 2, (width, height)  # cropped, never stretched
 
 
+def test_the_quality_setting_is_sent_and_keys_the_cache(service, tmp_path):
+    url, state = service
+    cheap = render(pool_for(tmp_path, backend="openai", remote_quality="low"), parse_storyboard(STORYBOARD))[-1]
+    assert cheap.report.model == "openai:gpt-image-1@low" and {r.body["quality"] for r in state.records} == {"low"}
+    default = render(pool_for(tmp_path, backend="openai"), parse_storyboard(STORYBOARD))[-1]
+    assert [s.source for s in default.report.scenes] == ["ai"] * 3  # another quality: not the cached images
+    assert len(state.records) == 6 and "quality" not in state.records[-1].body
+    answer = make_model("openai", model="dall-e-3", quality="low").generate(requests_for("a"))[0]
+    assert answer.reason == "the service rejected the request (HTTP 400): Invalid quality 'low' for dall-e-3"
+
+
 def test_dall_e_3_gets_its_own_sizes_and_b64_json(service):
     url, state = service
     answers = make_model("openai", model="dall-e-3").generate(requests_for("tall", width=720, height=1280))

@@ -57,6 +57,7 @@ class Settings:
     backend: str = "auto"
     remote_model: str = ""  # "" = the backend's default (gpt-image-1; FLUX.1-schnell on hf-inference)
     remote_provider: str = "auto"  # Hugging Face Inference Provider ("auto": Hugging Face picks)
+    remote_quality: str = "auto"  # OpenAI image quality: auto | low | medium | high (dall-e-3: standard | hd)
     max_requests_in_flight: int = 4
     remote_timeout: float = 120.0  # seconds per request to a remote backend
     allow_backend_change: bool = True  # may the page pick another backend (off on a Space)
@@ -134,12 +135,14 @@ def validate_settings(settings: Settings) -> Settings:
 
 
 def _validate_backend(settings: Settings) -> None:
-    from ..images.backends import BACKENDS
+    from ..images.backends import BACKENDS, REMOTE_QUALITIES
 
     if settings.backend not in BACKENDS:
         raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}.")
     if not 1 <= settings.max_requests_in_flight <= 64:
         raise ConfigError("max_requests_in_flight must be between 1 and 64.")
+    if settings.remote_quality not in REMOTE_QUALITIES:
+        raise ConfigError(f"remote_quality must be one of {', '.join(REMOTE_QUALITIES)}.")
     if not settings.remote_timeout > 0:
         raise ConfigError("remote_timeout must be more than 0 seconds.")
     for name in ("remote_model", "remote_provider"):

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 BACKENDS: tuple[str, ...] = ("auto", "diffusers", "openai", "hf-inference")
 REMOTE_BACKENDS: tuple[str, ...] = ("openai", "hf-inference")
+# OpenAI's image qualities (GPT image models: low, medium, high; dall-e-3: standard, hd); auto: the service's.
+REMOTE_QUALITIES: tuple[str, ...] = ("auto", "low", "medium", "high", "standard", "hd")
 
 
 @dataclass(frozen=True)

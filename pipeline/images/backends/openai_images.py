@@ -44,11 +44,21 @@ def service_size(model: str, width: int, height: int) -> tuple[int, int]:
 
 
 class OpenAIImageModel(RemoteImageModel):
-    """Keyframes from ``images.generate`` (``gpt-image-1`` by default; ``dall-e-3`` accepted)."""
+    """Keyframes from ``images.generate`` (``gpt-image-1`` by default; ``dall-e-3`` accepted).
+
+    ``quality`` (``low`` … ``high``; ``standard``/``hd`` for dall-e-3) sets the price per image;
+    ``auto`` sends none. Another quality is another image, so it is part of the model id (the cache key).
+    """
 
     backend = "openai"
     service = "OpenAI Images API"
     key_env = "OPENAI_API_KEY"
+
+    def __init__(self, model: str, *, quality: str = "auto", **kwargs: Any):
+        super().__init__(model, **kwargs)
+        self.quality = quality or "auto"
+        if self.quality != "auto":
+            self.model_id = f"{self.model_id}@{self.quality}"
 
     def setup_problem(self) -> str | None:
         try:
@@ -70,6 +80,8 @@ class OpenAIImageModel(RemoteImageModel):
     async def call(self, client: Any, request: ImageRequest) -> Image.Image:
         width, height = service_size(self.model, request.width, request.height)
         extra = {"response_format": "b64_json"} if self.model.startswith("dall-e") else {}
+        if self.quality != "auto":
+            extra["quality"] = self.quality
         result = await client.images.generate(model=self.model, prompt=request.prompt, n=1,
                                               size=f"{width}x{height}", **extra)
         data = result.data[0] if result.data else None
