@@ -88,6 +88,11 @@ class RemoteImageModel:
             return f"{self.key_env} is not set on this server"
         return None
 
+    @property
+    def loaded(self) -> bool:
+        """True once the key was found and requests can be sent (the registry keeps such backends)."""
+        return self._loaded and not self._error
+
     def info(self) -> ModelInfo:
         """Model, where it runs (the service, and why auto chose it), state; never the key or a URL."""
         device = f"remote: {self.service}" + (f" ({self.chosen_because})" if self.chosen_because else "")
