@@ -37,9 +37,13 @@ HEADING = "## Remote backends (bench/remote_backends.py)"
 
 
 def make(backend: str, in_flight: int):
+    """A backend, loaded (as a render's image stage and the app's warm-up do before any request)."""
     if backend == "openai":
-        return OpenAIImageModel("gpt-image-1", max_in_flight=in_flight)
-    return HFInferenceModel("black-forest-labs/FLUX.1-schnell", max_in_flight=in_flight)
+        model = OpenAIImageModel("gpt-image-1", max_in_flight=in_flight)
+    else:
+        model = HFInferenceModel("black-forest-labs/FLUX.1-schnell", max_in_flight=in_flight)
+    assert model.load(), model.info().reason
+    return model
 
 
 def time_generate(backend: str, in_flight: int, scenes: int) -> tuple[float, float]:

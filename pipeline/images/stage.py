@@ -65,6 +65,9 @@ class ImageStage:
         # A MultiDeviceModel lists its per-GPU managers; every GPU should get a full batch.
         devices = len(getattr(model, "managers", None) or ()) or 1
         self.batch_size = batch_size if batch_size and batch_size > 0 else auto_group_size(devices)
+        # The first batch is one request, so the first image shows up fast; a remote backend answers
+        # ``max_in_flight`` requests in the time of one, so its first batch is that many.
+        self.first_batch = max(1, int(getattr(model, "max_in_flight", 1) or 1))
         # Wrapped once: on a ZeroGPU Space each batch then borrows a GPU for its estimated time.
         # None elsewhere: the backend then runs in the stage's thread and polls ``cancel`` itself.
         # A remote backend (``remote = True``) needs no GPU: its batches run here.
@@ -118,7 +121,7 @@ class ImageStage:
             ready = [r for r in pending if not made.intersection(r.depends_on)]
             if not ready:
                 raise RuntimeError("the render plan has a dependency cycle")
-            batch = ready[:1] if first else ready[:self.batch_size]
+            batch = ready[:self.first_batch] if first else ready[:self.batch_size]
             first = False
             results = self._generate(run, batch)
             # The step progress already counted the whole batch, so its scenes report the batch's end:

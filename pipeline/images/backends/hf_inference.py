@@ -50,8 +50,8 @@ class HFInferenceModel(RemoteImageModel):
         self.service = f"{self.service}, provider {self.provider}"
 
     def setup_problem(self) -> str | None:
-        try:
-            from huggingface_hub import constants
+        try:  # imported here, so the import is paid when the backend loads, not by the first request
+            from huggingface_hub import AsyncInferenceClient, constants  # noqa: F401
         except ImportError:
             return "the huggingface_hub package is not installed (pip install -r requirements.txt)"
         if constants.is_offline_mode():

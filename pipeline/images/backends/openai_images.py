@@ -61,8 +61,8 @@ class OpenAIImageModel(RemoteImageModel):
             self.model_id = f"{self.model_id}@{self.quality}"
 
     def setup_problem(self) -> str | None:
-        try:
-            import openai  # noqa: F401
+        try:  # imported here, so the import is paid when the backend loads, not by the first request
+            from openai import AsyncOpenAI  # noqa: F401
         except ImportError:
             return "the openai package is not installed (pip install -r requirements.txt)"
         return super().setup_problem()
