@@ -38,20 +38,32 @@ def service(monkeypatch):
 
     # conftest turns the hub off for the whole suite; these requests go to 127.0.0.1 only.
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(registry, "REGISTRY", registry.ModelRegistry())
+    fresh = registry.ModelRegistry()
+    monkeypatch.setattr(registry, "REGISTRY", fresh)
     with image_service() as (url, state):
         monkeypatch.setenv("OPENAI_API_KEY", OPENAI_KEY)
         monkeypatch.setenv("OPENAI_BASE_URL", url + "/v1")
         monkeypatch.setenv("HF_TOKEN", HF_KEY)
         monkeypatch.setenv("HF_INFERENCE_ENDPOINT", url)
-        yield url, state
+        try:
+            yield url, state
+        finally:  # each backend's event loop thread and client go with the test
+            for model in [*_MADE, *fresh._models.values()]:
+                getattr(model, "close", lambda: None)()
+            _MADE.clear()
+
+
+_MADE: list = []
 
 
 def make_model(backend: str, **kwargs):
     kwargs.setdefault("retry", FAST_RETRY)
     if backend == "openai":
-        return OpenAIImageModel(kwargs.pop("model", "gpt-image-1"), **kwargs)
-    return HFInferenceModel(kwargs.pop("model", "org/tiny-flux"), **kwargs)
+        model = OpenAIImageModel(kwargs.pop("model", "gpt-image-1"), **kwargs)
+    else:
+        model = HFInferenceModel(kwargs.pop("model", "org/tiny-flux"), **kwargs)
+    _MADE.append(model)
+    return model
 
 
 def requests_for(*prompts: str, width: int = 854, height: int = 480, negative: str = "") -> list[ImageRequest]:
@@ -368,7 +380,9 @@ class _LeakyOpenAI(OpenAIImageModel):
 
 
 def test_exception_text_never_carries_the_key_into_a_reason(service):
-    answer = _LeakyOpenAI("gpt-image-1", retry=FAST_RETRY).generate(requests_for("a"))[0]
+    leaky = _LeakyOpenAI("gpt-image-1", retry=FAST_RETRY)
+    _MADE.append(leaky)
+    answer = leaky.generate(requests_for("a"))[0]
     assert answer.image is None and answer.reason.startswith("request failed") and OPENAI_KEY not in answer.reason
     assert scrub(f"key={OPENAI_KEY} and {HF_KEY}") == "key=[key] and [key]"
     assert repr(make_model("openai")).count("sk-") == 0
@@ -519,3 +533,18 @@ def test_the_served_app_renders_through_openai_and_its_api_never_shows_the_key(s
         api = json.dumps(client.view_api(print_info=False, return_format="dict"))
     for text in (page, config, api, json.dumps(report), Path(video).read_bytes().decode("latin-1")):
         assert OPENAI_KEY not in text and HF_KEY not in text and url not in text
+
+
+def test_one_client_serves_every_render_of_a_backend_and_close_ends_its_thread(service):
+    model = make_model("hf-inference")
+    model.generate(requests_for("a"))
+    client = model._client
+    model.generate(requests_for("b", "c"))
+    assert model._client is client  # made once: its TLS setup and open connections are reused
+    names = {t.name for t in threading.enumerate()}
+    assert "scene2video-hf-inference" in names
+    model.close()
+    deadline = time.monotonic() + 5
+    while any(t.name == "scene2video-hf-inference" for t in threading.enumerate()) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not any(t.name == "scene2video-hf-inference" for t in threading.enumerate())

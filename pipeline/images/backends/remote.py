@@ -66,6 +66,9 @@ class RemoteImageModel:
         self._lock = threading.Lock()
         # Shared by every render using this backend, so concurrent renders stay within the limit together.
         self._slots = threading.BoundedSemaphore(self.max_in_flight)
+        self._loop: _LoopThread | None = None  # made on first use; its client and connections are reused
+        self._client: Any = None
+        self._client_key = ""
 
     def __repr__(self) -> str:  # never shows the key
         return f"{type(self).__name__}({self.model_id!r})"
@@ -123,7 +126,7 @@ class RemoteImageModel:
         if any(r.init is not None or r.between is not None for r in requests):
             return self._keyframes_only(requests, on_step, should_stop)
         try:
-            return _run_coroutine(self._generate_all(list(requests), on_step, should_stop))
+            return self._loop_thread().run(self._generate_all(list(requests), on_step, should_stop))
         except Exception as exc:  # noqa: BLE001 - the protocol says never raise per scene
             reason = "request failed: " + scrub(short_error(exc, with_type=True), [self._key])
             log.warning("%s: %s", self.model_id, reason)
@@ -140,7 +143,8 @@ class RemoteImageModel:
     # -- for subclasses ---------------------------------------------------------
 
     def make_client(self) -> Any:
-        """An async client (an async context manager) configured with the key, base URL, timeout and no retries."""
+        """An async client (with an async ``close``) set up with the key, base URL, timeout and no retries.
+        Made on the backend's event loop and kept for every later render."""
         raise NotImplementedError
 
     async def call(self, client: Any, request: ImageRequest) -> Image.Image:
@@ -170,13 +174,13 @@ class RemoteImageModel:
                 _safe_step(on_step, request.scene_index, finished, len(requests), answer.image)
             return answer
 
-        async with self.make_client() as client:
-            tasks = [asyncio.create_task(one(client, r)) for r in requests]
-            watcher = asyncio.create_task(_cancel_on_stop(tasks, should_stop))
-            try:
-                outcomes = await asyncio.gather(*tasks, return_exceptions=True)
-            finally:
-                watcher.cancel()
+        client = await self._current_client()
+        tasks = [asyncio.create_task(one(client, r)) for r in requests]
+        watcher = asyncio.create_task(_cancel_on_stop(tasks, should_stop))
+        try:
+            outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+        finally:
+            watcher.cancel()
         answers = []
         for request, outcome in zip(requests, outcomes):
             if isinstance(outcome, GeneratedImage):
@@ -186,6 +190,30 @@ class RemoteImageModel:
             else:
                 answers.append(self._answer(request, None, self._unexpected(outcome).reason))
         return answers
+
+    def close(self) -> None:
+        """Close the client and stop the backend's event loop (tests; a server keeps its backends)."""
+        with self._lock:
+            loop, self._loop = self._loop, None
+        if loop is not None:
+            client, self._client = self._client, None
+            if client is not None:
+                loop.run(client.close())
+            loop.stop()
+
+    def _loop_thread(self) -> "_LoopThread":
+        with self._lock:
+            if self._loop is None:
+                self._loop = _LoopThread(f"scene2video-{self.backend}")
+            return self._loop
+
+    async def _current_client(self) -> Any:
+        """The backend's async client, made once (and again when the key in the environment changed)."""
+        if self._client is None or self._client_key != self._key:
+            old, self._client, self._client_key = self._client, self.make_client(), self._key
+            if old is not None:
+                await old.close()
+        return self._client
 
     async def _with_retries(self, client: Any, request: ImageRequest, gate: Gate,
                             fatal: list[Failure]) -> GeneratedImage:
@@ -261,23 +289,23 @@ async def _cancel_on_stop(tasks: list[asyncio.Task], should_stop: Callable[[], b
         await asyncio.sleep(_STOP_POLL_S)
 
 
-def _run_coroutine(coroutine) -> Any:
-    """Run ``coroutine`` to the end on a fresh event loop, in this thread unless one is already running here."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coroutine)
-    box: dict[str, Any] = {}
+class _LoopThread:
+    """An event loop in a daemon thread, one per backend: every render's requests run on it, so the
+    HTTP client (its TLS setup and open connections) is made once and reused."""
 
-    def run() -> None:
+    def __init__(self, name: str) -> None:
+        self.loop = asyncio.new_event_loop()
+        threading.Thread(target=self._serve, name=name, daemon=True).start()
+
+    def _serve(self) -> None:
         try:
-            box["value"] = asyncio.run(coroutine)
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
-            box["error"] = exc
+            self.loop.run_forever()
+        finally:
+            self.loop.close()
 
-    worker = threading.Thread(target=run, name="scene2video-remote", daemon=True)
-    worker.start()
-    worker.join()
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
+    def run(self, coroutine) -> Any:
+        """Run ``coroutine`` on the loop and wait for its result (raised here if it raised)."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
