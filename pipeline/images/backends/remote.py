@@ -5,7 +5,8 @@ supplies three things: an async client, one async call that turns a request into
 image, and :meth:`RemoteImageModel.classify`, which turns that call's exceptions into a
 :class:`~.retry.Failure` (a reason a user can read, and whether another try may help).
 
-Everything else is here: requests run on an asyncio loop in the generating thread with at
+Everything else is here: requests run on the backend's own event loop (one daemon thread and one
+HTTP client per backend, reused by every render; the generating thread waits for its batch) with at
 most ``max_in_flight`` at a time (for the backend as a whole, across concurrent renders);
 HTTP 429 and 5xx are retried (:mod:`.retry`) with exponential backoff that honours
 ``Retry-After``, which pauses every request, not just the one that was told to wait; each try
