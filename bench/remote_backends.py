@@ -114,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
         "The image stage sends the first N scenes (N in flight: the first image still shows after one "
         "request), then the rest as one group: about ceil(scenes/N) latencies. Each backend keeps one event "
         "loop and one HTTP client for every render, decodes and fits images in worker threads, and imports "
-        "its client when it loads; the Before block was measured before those three. CPU per scene "
+        "its client when it loads; the Before block predates the shared loop and client, the load-time "
+        "import and the larger first batch. CPU per scene "
         "(client and server, one process) is decoding the PNG, cover-fitting it to the preset size and, in the "
         "stage, saving the keyframe; where the machine is busy that CPU, not the in-flight limit, sets the "
         "ceiling.",
