@@ -548,3 +548,14 @@ def test_one_client_serves_every_render_of_a_backend_and_close_ends_its_thread(s
     while any(t.name == "scene2video-hf-inference" for t in threading.enumerate()) and time.monotonic() < deadline:
         time.sleep(0.02)
     assert not any(t.name == "scene2video-hf-inference" for t in threading.enumerate())
+
+
+def test_the_first_batch_of_a_render_fills_the_requests_in_flight(service, tmp_path):
+    url, state = service
+    state.latency = 0.5
+    board = parse_storyboard({"scenes": [{"prompt": f"scene {i}", "duration": 0.5} for i in range(6)],
+                              "quality": "draft", "fps": 8})
+    done = render(pool_for(tmp_path, backend="hf-inference", max_requests_in_flight=3), board)[-1]
+    assert [s.source for s in done.report.scenes] == ["ai"] * 6
+    starts = sorted(r.started for r in state.records)
+    assert starts[2] - starts[0] < 0.4  # scenes 1-3 went out together, not scene 1 alone
