@@ -559,3 +559,13 @@ def test_the_first_batch_of_a_render_fills_the_requests_in_flight(service, tmp_p
     assert [s.source for s in done.report.scenes] == ["ai"] * 6
     starts = sorted(r.started for r in state.records)
     assert starts[2] - starts[0] < 0.4  # scenes 1-3 went out together, not scene 1 alone
+
+
+def test_a_morph_through_a_remote_backend_falls_back_to_a_crossfade_with_the_reason(service, tmp_path):
+    url, state = service
+    board = parse_storyboard({**STORYBOARD, "transition": "morph", "transition_duration": 0.4, "morph_frames": 2})
+    done = render(pool_for(tmp_path, backend="openai"), board)[-1]
+    assert isinstance(done, Done) and [s.source for s in done.report.scenes] == ["ai"] * 3
+    assert len(state.records) == 3  # the keyframes only: no request for an in-between
+    assert {(t.kind, t.made) for t in done.report.transitions} == {("morph", "crossfade")}
+    assert all("makes text-to-image keyframes only" in t.reason for t in done.report.transitions)
