@@ -115,7 +115,8 @@ class Renderer:
             stream.run("encode", self._encode(storyboard, plan, slots, encoder, stream))
             for event in stream.drain():
                 if isinstance(event, KeyframeReady):
-                    reports[event.scene_index] = SceneReport(event.scene_index, event.source, event.reason)
+                    reports[event.scene_index] = SceneReport(event.scene_index, event.source, event.reason,
+                                                             event.notes)
                 elif isinstance(event, MorphReady):
                     morphs[event.boundary] = event
                 yield progress.update(event)
@@ -160,8 +161,9 @@ class Renderer:
                     raise RenderCancelled()
                 yield from encoder.write(frame)
                 scene = plan.stage_at(number - 1).scene + 1
-                yield Progress("composing", 0.98 * number / total,
-                               f"scene {scene} of {len(storyboard.scenes)} · frame {number} of {total}")
+                stream.put(Progress("composing", 0.98 * number / total,
+                                    f"scene {scene} of {len(storyboard.scenes)} · frame {number} of {total}"),
+                           droppable=True)  # the next frame's progress replaces it
             yield Progress("encoding", 0.98, "Writing the MP4")
             yield from encoder.finish(encoder.work_dir / VIDEO_NAME)
         except BaseException:

@@ -41,8 +41,8 @@ class Handlers:
         return gr.Button(interactive=False), gr.Button(interactive=True), "", "", True
 
     def generate(self, scenes: list, quality: str, transition: str, transition_duration: float, fps: float,
-                 use_ai: bool, steps: float, guidance_scale: float | None, model: str | None, board_ok: bool,
-                 request: gr.Request) -> Iterator[tuple]:
+                 use_ai: bool, steps: float, guidance_scale: float | None, model: str | None,
+                 backend: str | None, board_ok: bool, request: gr.Request) -> Iterator[tuple]:
         """Render the scene table; streams keyframes, step previews, video segments, then the MP4."""
         if not board_ok:  # start() already showed what to fix
             return
@@ -52,7 +52,7 @@ class Handlers:
         except StoryboardError as exc:
             raise gr.Error(str(exc), title="Please fix the storyboard") from None
         try:
-            renderer = self.pool.get(model)
+            renderer = self.pool.get(model, backend)
         except StoryboardError as exc:  # a model this server does not allow
             raise gr.Error(str(exc), title="Please pick another model") from None
         cancel = sessions.begin(request.session_hash)
@@ -113,14 +113,18 @@ class Handlers:
     def clear_cache(self) -> str:
         return f"Removed {self.pool.cache.clear()} keyframe(s) from the cache."
 
-    def model_line(self, model_id: str | None) -> str:
-        """Which model, on which device, and whether it is loaded."""
+    def model_line(self, model_id: str | None, backend: str | None = None) -> str:
+        """Which model, on which device (or remote service, and why auto chose it), whether it is loaded,
+        and which backend."""
         try:
-            model = self.pool.get(model_id).model
+            model = self.pool.get(model_id, backend).model
         except StoryboardError as exc:  # a model this server does not allow
             return f"❌ {exc}"
         if model is None:
             return "**Model:** none configured"
         info = model.info()
         state = f"failed: {info.reason}" if info.state == "failed" else info.state
-        return f"**Model:** `{info.model}` · **device:** {info.device} · **state:** {state}"
+        choice = self.pool.backend_for(backend)
+        because = f" ({choice.because})" if choice.because and choice.name == "diffusers" else ""
+        return (f"**Model:** `{info.model}` · **device:** {info.device} · **state:** {state} · "
+                f"**backend:** {choice.name}{because}")

@@ -21,11 +21,13 @@ Stage = Literal["loading", "keyframes", "composing", "encoding", "finishing"]
 
 @dataclass(frozen=True)
 class SceneReport:
-    """Where one scene's keyframe came from. ``reason`` says why a placeholder was used."""
+    """Where one scene's keyframe came from. ``reason`` says why a placeholder was used;
+    ``notes`` what the image model ignored (e.g. a seed or negative prompt a remote service does not take)."""
 
     index: int
     source: Source
     reason: str = ""
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,7 @@ class RenderReport:
 
     def to_dict(self) -> dict:
         data = asdict(self)
-        data["scenes"] = [asdict(scene) for scene in self.scenes]
+        data["scenes"] = [_scene_dict(scene) for scene in self.scenes]
         data["transitions"] = [asdict(transition) for transition in self.transitions]
         return data
 
@@ -72,6 +74,16 @@ class RenderReport:
     def fallbacks(self) -> list[SceneReport]:
         """Scenes that got a placeholder, for notices."""
         return [scene for scene in self.scenes if scene.source == "placeholder"]
+
+
+def _scene_dict(scene: SceneReport) -> dict:
+    """A scene's report entry; ``notes`` only when there are some (reports stay as they were otherwise)."""
+    data = asdict(scene)
+    if scene.notes:
+        data["notes"] = list(scene.notes)
+    else:
+        del data["notes"]
+    return data
 
 
 @dataclass(frozen=True)
@@ -97,6 +109,7 @@ class KeyframeReady:
     path: Path
     source: Source
     reason: str = ""
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,7 @@ class ModelKey:
     device: str | None
     local_files_only: bool = False
     batch_size: int | None = None
+    options: tuple[tuple[str, object], ...] = ()  # a remote backend's settings (provider, in flight, timeout)
     allow_pickle: bool = False  # load pickled (.bin/.ckpt) weights: only when the server's owner opts in
 
 
@@ -51,7 +52,20 @@ def _make_diffusers(key: ModelKey) -> ImageModel:
                         allow_pickle=key.allow_pickle)
 
 
-BACKENDS: dict[str, BackendSpec] = {"diffusers": BackendSpec(_make_diffusers)}
+def _make_remote(key: ModelKey) -> ImageModel:
+    from .backends.hf_inference import HFInferenceModel
+    from .backends.openai_images import OpenAIImageModel
+
+    kind = OpenAIImageModel if key.backend == "openai" else HFInferenceModel
+    return kind(key.model_id, **dict(key.options))
+
+
+BACKENDS: dict[str, BackendSpec] = {
+    "diffusers": BackendSpec(_make_diffusers),
+    # Remote services hold no device memory. Keys come from the environment (pipeline.images.backends).
+    "openai": BackendSpec(_make_remote, resident=False),
+    "hf-inference": BackendSpec(_make_remote, resident=False),
+}
 """Backends by the name the ``backend`` setting uses."""
 
 
@@ -69,22 +83,27 @@ class ModelRegistry:
         self._lock = threading.RLock()
 
     def get(self, model_id: str | None = None, device: str | None = None, *, backend: str = "diffusers",
-            local_files_only: bool = False, batch_size: int | None = None, allow_pickle: bool = False) -> ImageModel:
+            local_files_only: bool = False, batch_size: int | None = None,
+            options: dict[str, object] | None = None, allow_pickle: bool = False) -> ImageModel:
         """The shared backend to render with; nothing is loaded here.
 
         For ``diffusers`` with no device forced and several CUDA devices, a
         MultiDeviceModel over all of them (one shared manager per device).
+        ``options``: keyword arguments for a remote backend (its model id is used as given).
         """
         if backend == "diffusers" and device is None and _cuda_count() > 1:
             return self._multi(model_id, local_files_only, batch_size, allow_pickle)
+        if backend != "diffusers":
+            extra = tuple(sorted((options or {}).items()))
+            return self._entry(ModelKey(backend, model_id or "", device, local_files_only, batch_size, extra))
         return self._entry(ModelKey(backend, normalise_model_id(model_id), device, local_files_only, batch_size,
-                                    allow_pickle))
+                                    allow_pickle=allow_pickle))
 
     def manager(self, model_id: str | None = None, device: str | None = None, *, local_files_only: bool = False,
                 batch_size: int | None = None, allow_pickle: bool = False) -> ModelManager:
         """The shared diffusers manager for one model on one device."""
         model = self._entry(ModelKey("diffusers", normalise_model_id(model_id), device, local_files_only, batch_size,
-                                     allow_pickle))
+                                     allow_pickle=allow_pickle))
         assert isinstance(model, ModelManager)
         return model
 
@@ -114,7 +133,7 @@ class ModelRegistry:
     def _multi(self, model_id: str | None, local_files_only: bool, batch_size: int | None,
                allow_pickle: bool = False) -> MultiDeviceModel:
         key = ModelKey("diffusers-multi", normalise_model_id(model_id), "cuda", local_files_only, batch_size,
-                       allow_pickle)
+                       allow_pickle=allow_pickle)
         with self._lock:
             multi = self._models.get(key)
             if multi is None:
@@ -163,10 +182,10 @@ REGISTRY = ModelRegistry()
 
 def get_image_model(model_id: str | None = None, device: str | None = None, *, backend: str = "diffusers",
                     local_files_only: bool = False, batch_size: int | None = None,
-                    allow_pickle: bool = False) -> ImageModel:
+                    options: dict[str, object] | None = None, allow_pickle: bool = False) -> ImageModel:
     """:meth:`ModelRegistry.get` on the process's registry."""
     return REGISTRY.get(model_id, device, backend=backend, local_files_only=local_files_only, batch_size=batch_size,
-                        allow_pickle=allow_pickle)
+                        options=options, allow_pickle=allow_pickle)
 
 
 def get_model_manager(model_id: str | None = None, device: str | None = None, *, local_files_only: bool = False,
