@@ -23,23 +23,25 @@ import threading
 import time
 from functools import partial
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 from PIL import Image
 
-from .contract.errors import RenderCancelled, StoryboardError
-from .contract.events import Done, Event, Failed, KeyframeReady, Progress, RenderReport, SceneReport
+from .contract.errors import RenderCancelled, StoryboardError, public_message
+from .contract.events import Done, Event, Failed, KeyframeReady, MorphReady, Progress, RenderReport, SceneReport
 from .contract.storyboard import Storyboard
 from .event_stream import EventStream
 from .images.cache import KeyframeCache
-from .images.generation import ImageModel, keyframe_id
+from .images.generation import ImageModel, inbetween_id, keyframe_id
+from .images.plan import morph_frame_counts
 from .images.slots import ImageSlots
 from .images.stage import ImageStage
-from .outputs import remove_old_outputs
+from .outputs import mark_finished, mark_unfinished, remove_old_outputs, remove_unfinished_outputs
 from .video.encoder import EncodeSettings, SegmentedEncoder
 from .video.imaging import fit_cover
-from .video.timeline import TimelinePlan, compose_frames, plan_timeline
+from .video.morph import MorphImages, transition_reports
+from .video.timeline import KeyframeLoader, MorphLoader, TimelinePlan, compose_frames, plan_timeline
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +67,10 @@ class Renderer:
         """A fresh folder with an unguessable name for one render's files (old ones are swept first)."""
         if self.output_max_age_hours is not None:
             remove_old_outputs(self.output_root, self.output_max_age_hours)
+        remove_unfinished_outputs(self.output_root)  # those of a process that died (kill -9, a crash)
         folder = self.output_root / secrets.token_urlsafe(16)
         folder.mkdir(parents=True)
+        mark_unfinished(folder)  # until Done: a restart after a crash knows it was never finished
         return folder
 
     def render(self, storyboard: Storyboard, cancel: threading.Event | None = None) -> Iterator[Event]:
@@ -86,7 +90,7 @@ class Renderer:
             yield Failed(str(exc))
         except Exception as exc:  # shown to the user as a message; the traceback goes to the log
             log.exception("Render failed")
-            yield Failed(f"The render failed: {type(exc).__name__}: {exc}")
+            yield Failed(f"The render failed: {public_message(exc)}")  # one line, no server path
         finally:
             if not finished:
                 cancel.set()  # stops a model still running in its worker thread, and the encoder
@@ -100,6 +104,7 @@ class Renderer:
         share = _KEYFRAME_SHARE_AI if storyboard.use_ai and self.model is not None else _KEYFRAME_SHARE_PLACEHOLDER
         progress = _Progress(started, share)
         reports: dict[int, SceneReport] = {}
+        morphs: dict[int, MorphReady] = {}
         plan = plan_timeline(storyboard)
         slots = ImageSlots(cancel)
         encoder = SegmentedEncoder(_encode_settings(storyboard), folder, self.segment_seconds)
@@ -111,7 +116,10 @@ class Renderer:
             for event in stream.drain():
                 if isinstance(event, KeyframeReady):
                     reports[event.scene_index] = SceneReport(event.scene_index, event.source, event.reason,
+                                                             event.notes,
                                                              event.decoder)
+                elif isinstance(event, MorphReady):
+                    morphs[event.boundary] = event
                 yield progress.update(event)
         finally:
             stream.close()
@@ -127,10 +135,11 @@ class Renderer:
             frames=plan.total_frames, duration=plan.total_frames / storyboard.output_fps,
             scenes=tuple(reports[i] for i in range(len(storyboard.scenes))),
             model=info.model if info else "", device=info.device if info else "",
-            seconds_taken=round(time.monotonic() - started, 3),
+            seconds_taken=round(time.monotonic() - started, 3), transitions=transition_reports(plan, morphs),
         )
         report_path = folder / REPORT_NAME
         report_path.write_text(json.dumps(report.to_dict(), indent=2), encoding="utf-8")
+        mark_finished(folder)
         yield progress.finished()
         yield Done(video, report, report_path)
 
@@ -138,7 +147,6 @@ class Renderer:
     def _encode(storyboard: Storyboard, plan: TimelinePlan, slots: ImageSlots, encoder: SegmentedEncoder,
                 stream: EventStream) -> Iterator[Event]:
         """Compose and encode every frame (runs in the encode thread); Progress fractions are of this stage."""
-        preset = storyboard.preset
         cancel = stream.cancel
 
         def hand_on_segments() -> None:
@@ -146,24 +154,43 @@ class Renderer:
             for segment in encoder.poll():
                 stream.put(segment)
 
-        def load_keyframe(index: int) -> np.ndarray:
-            with Image.open(slots.wait(keyframe_id(index), idle=hand_on_segments)) as image:
-                return np.asarray(fit_cover(image.convert("RGB"), preset.width, preset.height))
-
         total = plan.total_frames
+        frames = compose_frames(storyboard, plan, *image_loaders(storyboard, slots, hand_on_segments))
         try:
-            for number, frame in enumerate(compose_frames(storyboard, plan, load_keyframe), start=1):
+            for number, frame in enumerate(frames, start=1):
                 if cancel.is_set():
                     raise RenderCancelled()
                 yield from encoder.write(frame)
                 scene = plan.stage_at(number - 1).scene + 1
-                yield Progress("composing", 0.98 * number / total,
-                               f"scene {scene} of {len(storyboard.scenes)} · frame {number} of {total}")
+                stream.put(Progress("composing", 0.98 * number / total,
+                                    f"scene {scene} of {len(storyboard.scenes)} · frame {number} of {total}"),
+                           droppable=True)  # the next frame's progress replaces it
             yield Progress("encoding", 0.98, "Writing the MP4")
             yield from encoder.finish(encoder.work_dir / VIDEO_NAME)
         except BaseException:
             encoder.abort()
             raise
+
+
+def image_loaders(storyboard: Storyboard, slots: ImageSlots,
+                  idle: Callable[[], None] | None = None) -> tuple[KeyframeLoader, MorphLoader]:
+    """The timeline's ``load_keyframe`` and ``load_morph``: they wait for the images in ``slots``
+    (calling ``idle`` meanwhile) and fit them to the storyboard's frame size."""
+    preset = storyboard.preset
+    morph_counts = morph_frame_counts(storyboard)
+
+    def load_image(request_id: str) -> np.ndarray:
+        with Image.open(slots.wait(request_id, idle=idle)) as image:
+            return np.asarray(fit_cover(image.convert("RGB"), preset.width, preset.height))
+
+    def load_morph(boundary: int) -> MorphImages | None:
+        # A morph's images are settled together: the first slot says whether it was made.
+        ids = [inbetween_id(boundary, j) for j in range(1, morph_counts.get(boundary, 0) + 1)]
+        if not ids or slots.wait(ids[0], idle=idle) is None:
+            return None  # drawn as a crossfade; the report says why
+        return MorphImages(len(ids), lambda j: load_image(ids[j]))
+
+    return (lambda index: load_image(keyframe_id(index))), load_morph
 
 
 def _encode_settings(storyboard: Storyboard) -> EncodeSettings:

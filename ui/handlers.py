@@ -41,8 +41,8 @@ class Handlers:
         return gr.Button(interactive=False), gr.Button(interactive=True), "", "", True
 
     def generate(self, scenes: list, quality: str, transition: str, transition_duration: float, fps: float,
-                 use_ai: bool, steps: float, guidance_scale: float | None, model: str | None, board_ok: bool,
-                 request: gr.Request) -> Iterator[tuple]:
+                 use_ai: bool, steps: float, guidance_scale: float | None, model: str | None,
+                 backend: str | None, board_ok: bool, request: gr.Request) -> Iterator[tuple]:
         """Render the scene table; streams keyframes, step previews, video segments, then the MP4."""
         if not board_ok:  # start() already showed what to fix
             return
@@ -51,9 +51,13 @@ class Handlers:
                                          guidance_scale)
         except StoryboardError as exc:
             raise gr.Error(str(exc), title="Please fix the storyboard") from None
+        try:
+            renderer = self.pool.get(model, backend)
+        except StoryboardError as exc:  # a model this server does not allow
+            raise gr.Error(str(exc), title="Please pick another model") from None
         cancel = sessions.begin(request.session_hash)
         try:
-            yield from PageRender(self.stream).updates(self.pool.get(model).render(storyboard, cancel))
+            yield from PageRender(self.stream).updates(renderer.render(storyboard, cancel))
         finally:
             sessions.end(request.session_hash, cancel)
 
@@ -72,7 +76,13 @@ class Handlers:
             storyboard = parse_storyboard(storyboard_json, self.limits)
         except StoryboardError as exc:
             raise gr.Error(str(exc)) from None
-        yield from api_updates(self.pool.get().render(storyboard))
+        event_id = sessions.current_event_id()
+        cancel = sessions.watch_event(event_id)  # set by the request guard when the client cancels
+        try:
+            if not cancel.is_set():
+                yield from api_updates(self.pool.get().render(storyboard, cancel), cancel)
+        finally:
+            sessions.forget_event(event_id, cancel)
 
     @staticmethod
     def show(storyboard: Storyboard) -> tuple:
@@ -95,9 +105,7 @@ class Handlers:
 
     def import_file(self, file: str) -> tuple:
         try:
-            storyboard = parse_storyboard(Path(file).read_text(encoding="utf-8"), self.limits)
-        except UnicodeDecodeError:
-            raise gr.Error("That file is not a text JSON file.", title="Cannot import") from None
+            storyboard = parse_storyboard(Path(file).read_bytes(), self.limits)  # checks UTF-8 and size
         except StoryboardError as exc:
             raise gr.Error(str(exc), title="Cannot import") from None
         return self.show(storyboard)
@@ -105,12 +113,18 @@ class Handlers:
     def clear_cache(self) -> str:
         return f"Removed {self.pool.cache.clear()} keyframe(s) from the cache."
 
-    def model_line(self, model_id: str | None) -> str:
-        """Which model, on which device, and whether it is loaded."""
-        model = self.pool.get(model_id).model
+    def model_line(self, model_id: str | None, backend: str | None = None) -> str:
+        """Which model, on which device (or remote service, and why auto chose it), whether it is loaded,
+        and which backend."""
+        try:
+            model = self.pool.get(model_id, backend).model
+        except StoryboardError as exc:  # a model this server does not allow
+            return f"❌ {exc}"
         if model is None:
             return "**Model:** none configured"
         info = model.info()
         state = f"failed: {info.reason}" if info.state == "failed" else info.state
-        decoder = f" · **decoder:** {info.decoder}" if info.decoder else ""
-        return f"**Model:** `{info.model}` · **device:** {info.device} · **state:** {state}{decoder}"
+        choice = self.pool.backend_for(backend)
+        because = f" ({choice.because})" if choice.because and choice.name == "diffusers" else ""
+        return (f"**Model:** `{info.model}` · **device:** {info.device} · **state:** {state} · "
+                f"**backend:** {choice.name}{because}" + (f" · **decoder:** {info.decoder}" if info.decoder else ""))

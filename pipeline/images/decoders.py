@@ -57,9 +57,10 @@ class TinyDecoder:
     one for the pipeline's family (:data:`pipeline.images.model_names.TINY_DECODERS`).
     """
 
-    def __init__(self, setting: str | None = None, local_files_only: bool = False) -> None:
+    def __init__(self, setting: str | None = None, local_files_only: bool = False, allow_pickle: bool = False) -> None:
         self.setting = (setting or "").strip() or None
         self.local_files_only = local_files_only
+        self.allow_pickle = allow_pickle  # pickled (.bin) weights can run code: safetensors unless opted in
         self.source: str | None = self.setting
         self.vae: Any = None
         self.error: str | None = None
@@ -98,7 +99,8 @@ class TinyDecoder:
                 raise LookupError(f"no tiny decoder is known for {type(pipe).__name__}; set one by id or folder")
         folder = Path(self.source).expanduser()
         source = str(folder) if folder.is_dir() else self.source
-        vae = AutoencoderTiny.from_pretrained(source, dtype=dtype, local_files_only=self.local_files_only)
+        vae = AutoencoderTiny.from_pretrained(source, dtype=dtype, local_files_only=self.local_files_only,
+                                              use_safetensors=None if self.allow_pickle else True)
         wanted = getattr(getattr(getattr(pipe, "vae", None), "config", None), "latent_channels", None)
         if wanted is not None and vae.config.latent_channels != wanted:
             raise LookupError(f"tiny decoder {self.source} takes {vae.config.latent_channels} latent channels, "

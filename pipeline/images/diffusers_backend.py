@@ -32,6 +32,7 @@ from .generation import (
     REASON_BLANK, REASON_OUT_OF_MEMORY, REASON_STOPPED, GeneratedImage, ImageRequest, ModelInfo, StepCallback,
     failed, stop_requested,
 )
+from .morph_generation import inbetween_kwargs
 from .model_names import (
     default_model_id, is_distilled_model, looks_like_sdxl, model_source, native_size_for, single_file_config_dir,
 )
@@ -138,15 +139,18 @@ class ModelManager:
         batch_size: int | None = None,
         decoder: str = "auto",
         tiny_decoder: str | None = None,
+        allow_pickle: bool = False,
     ) -> None:
         """``decoder``: the server's choice (full, tiny, auto; a storyboard may override it);
         ``tiny_decoder``: hub id or folder of the tiny autoencoder (None: the family's known one)."""
         self.model_id = model_id or default_model_id()
         self.local_files_only = local_files_only
+        # Pickled weights (.bin, .ckpt) can run code when loaded: safetensors only unless the owner opts in.
+        self.allow_pickle = allow_pickle
         self.batch_size = batch_size if batch_size and batch_size > 0 else None
         self.decoder = decoder
         self.tiny_decoder = tiny_decoder
-        self._tiny = TinyDecoder(tiny_decoder, local_files_only)
+        self._tiny = TinyDecoder(tiny_decoder, local_files_only, allow_pickle)
         self._requested_device = device
         self._device: str | None = None
         self._dtype: Any = None
@@ -218,7 +222,7 @@ class ModelManager:
             self._pipe = None
             self._load_error = None
             self._offloaded = False
-            self._tiny = TinyDecoder(self.tiny_decoder, self.local_files_only)
+            self._tiny = TinyDecoder(self.tiny_decoder, self.local_files_only, self.allow_pickle)
         if device is not None:
             _empty_device_cache(device)
 
@@ -287,7 +291,7 @@ class ModelManager:
             self._place(pipe, self.device)
             pipe.set_progress_bar_config(disable=True)
             self._pipe, self._load_error = pipe, None
-            self._tiny = TinyDecoder(self.tiny_decoder, self.local_files_only)
+            self._tiny = TinyDecoder(self.tiny_decoder, self.local_files_only, self.allow_pickle)
             if tiny_vae is not None:
                 self._tiny.source, self._tiny.vae = "(given)", tiny_vae.to(self.device)
 
@@ -348,6 +352,8 @@ class ModelManager:
 
         model = str(Path(self.model_id).expanduser()) if source == "folder" else self.model_id
         kwargs: dict[str, Any] = {"dtype": self._dtype, "local_files_only": self.local_files_only}
+        if not self.allow_pickle:
+            kwargs["use_safetensors"] = True  # diffusers then refuses .bin weights instead of unpickling them
         if self._wants_safety_kwargs(source):
             kwargs.update(safety_checker=None, requires_safety_checker=False)
         if source == "hub" and self._dtype != torch.float32:
@@ -362,6 +368,8 @@ class ModelManager:
         from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 
         path = str(Path(self.model_id).expanduser())
+        if not self.allow_pickle and Path(path).suffix.lower() != ".safetensors":
+            raise ValueError(f"{Path(path).suffix} weights are pickles; this server loads only .safetensors")
         kwargs: dict[str, Any] = {"dtype": self._dtype, "local_files_only": self.local_files_only}
         config = single_file_config_dir(self.model_id)
         if config is not None:
@@ -467,9 +475,16 @@ class ModelManager:
                 continue
             except Exception as exc:  # noqa: BLE001 - every failure becomes a per-scene reason
                 if not is_out_of_memory(exc):
-                    reason = f"generation failed: {short_error(exc, with_type=True)}"
-                    log.warning("Scenes %s failed: %s", [requests[p].scene_index + 1 for p in chunk], reason)
-                    results.update(failed(chunk, requests, reason))
+                    if len(chunk) > 1:
+                        # One bad scene must not cost its batch-mates their images: retry each alone,
+                        # so every scene ends with its own image or its own reason.
+                        log.warning("A batch of %d failed (%s); retrying its scenes one by one",
+                                    len(chunk), short_error(exc, with_type=True))
+                        results.update(self._run_alone(requests, chunk, on_step, should_stop))
+                    else:
+                        reason = f"generation failed: {short_error(exc, with_type=True)}"
+                        log.warning("Scene %d failed: %s", requests[chunk[0]].scene_index + 1, reason)
+                        results.update(failed(chunk, requests, reason))
                     pending = pending[len(chunk):]
                     continue
             # Out of memory. Handled outside the except block so the traceback's tensors are freed.
@@ -481,6 +496,19 @@ class ModelManager:
             log.warning("Scene %d: out of GPU memory even alone", requests[chunk[0]].scene_index + 1)
             results.update(failed(chunk, requests, REASON_OUT_OF_MEMORY))
             pending = pending[1:]
+        return results
+
+    def _run_alone(
+        self,
+        requests: list[ImageRequest],
+        chunk: list[int],
+        on_step: StepCallback | None,
+        should_stop: Callable[[], bool] | None,
+    ) -> dict[int, GeneratedImage]:
+        """Each of ``chunk`` as a batch of one (after its batch failed); each keeps its own result."""
+        results: dict[int, GeneratedImage] = {}
+        for position in chunk:
+            results.update(self._run_group(requests, [position], on_step, should_stop))
         return results
 
     def _generator(self, seed: int) -> Any:
@@ -528,6 +556,8 @@ class ModelManager:
         # The pipeline runs under its own torch.no_grad(); inference_mode is avoided on purpose
         # because CPU-offload hooks move weights in place between calls.
         with self._gpu_lock:
+            if first.between is not None:  # a morph's in-between images (batched apart: kinds never mix)
+                kwargs = inbetween_kwargs(self._pipe, batch, kwargs, self._generator, self.device)
             output = self._pipe(**kwargs).images
             images = self._tiny.decode(output) if state.decoder == TINY else np.asarray(output)
         return self._collect(requests, chunk, images, state)

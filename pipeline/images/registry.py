@@ -43,16 +43,31 @@ class ModelKey:
     device: str | None
     local_files_only: bool = False
     batch_size: int | None = None
+    options: tuple[tuple[str, object], ...] = ()  # a remote backend's settings (provider, in flight, timeout)
+    allow_pickle: bool = False  # load pickled (.bin/.ckpt) weights: only when the server's owner opts in
     decoder: str = "auto"  # the server's decoder setting (full, tiny, auto)
     tiny_decoder: str | None = None  # hub id or folder of the tiny autoencoder; None: the family's
 
 
 def _make_diffusers(key: ModelKey) -> ImageModel:
     return ModelManager(key.model_id, key.device, local_files_only=key.local_files_only, batch_size=key.batch_size,
-                        decoder=key.decoder, tiny_decoder=key.tiny_decoder)
+                        allow_pickle=key.allow_pickle, decoder=key.decoder, tiny_decoder=key.tiny_decoder)
 
 
-BACKENDS: dict[str, BackendSpec] = {"diffusers": BackendSpec(_make_diffusers)}
+def _make_remote(key: ModelKey) -> ImageModel:
+    from .backends.hf_inference import HFInferenceModel
+    from .backends.openai_images import OpenAIImageModel
+
+    kind = OpenAIImageModel if key.backend == "openai" else HFInferenceModel
+    return kind(key.model_id, **dict(key.options))
+
+
+BACKENDS: dict[str, BackendSpec] = {
+    "diffusers": BackendSpec(_make_diffusers),
+    # Remote services hold no device memory. Keys come from the environment (pipeline.images.backends).
+    "openai": BackendSpec(_make_remote, resident=False),
+    "hf-inference": BackendSpec(_make_remote, resident=False),
+}
 """Backends by the name the ``backend`` setting uses."""
 
 
@@ -70,23 +85,29 @@ class ModelRegistry:
         self._lock = threading.RLock()
 
     def get(self, model_id: str | None = None, device: str | None = None, *, backend: str = "diffusers",
-            local_files_only: bool = False, batch_size: int | None = None, decoder: str = "auto",
+            local_files_only: bool = False, batch_size: int | None = None,
+            options: dict[str, object] | None = None, allow_pickle: bool = False, decoder: str = "auto",
             tiny_decoder: str | None = None) -> ImageModel:
         """The shared backend to render with; nothing is loaded here.
 
         For ``diffusers`` with no device forced and several CUDA devices, a
         MultiDeviceModel over all of them (one shared manager per device).
+        ``options``: keyword arguments for a remote backend (its model id is used as given).
         """
         if backend == "diffusers" and device is None and _cuda_count() > 1:
-            return self._multi(model_id, local_files_only, batch_size, decoder, tiny_decoder)
+            return self._multi(model_id, local_files_only, batch_size, allow_pickle, decoder, tiny_decoder)
+        if backend != "diffusers":
+            extra = tuple(sorted((options or {}).items()))
+            return self._entry(ModelKey(backend, model_id or "", device, local_files_only, batch_size, extra))
         return self._entry(ModelKey(backend, normalise_model_id(model_id), device, local_files_only, batch_size,
-                                    decoder, tiny_decoder))
+                                    allow_pickle=allow_pickle, decoder=decoder, tiny_decoder=tiny_decoder))
 
     def manager(self, model_id: str | None = None, device: str | None = None, *, local_files_only: bool = False,
-                batch_size: int | None = None, decoder: str = "auto", tiny_decoder: str | None = None) -> ModelManager:
+                batch_size: int | None = None, allow_pickle: bool = False, decoder: str = "auto",
+                tiny_decoder: str | None = None) -> ModelManager:
         """The shared diffusers manager for one model on one device."""
         model = self._entry(ModelKey("diffusers", normalise_model_id(model_id), device, local_files_only, batch_size,
-                                     decoder, tiny_decoder))
+                                     allow_pickle=allow_pickle, decoder=decoder, tiny_decoder=tiny_decoder))
         assert isinstance(model, ModelManager)
         return model
 
@@ -113,16 +134,17 @@ class ModelRegistry:
             self._models.move_to_end(key)
             return model
 
-    def _multi(self, model_id: str | None, local_files_only: bool, batch_size: int | None, decoder: str = "auto",
-               tiny_decoder: str | None = None) -> MultiDeviceModel:
+    def _multi(self, model_id: str | None, local_files_only: bool, batch_size: int | None,
+               allow_pickle: bool = False, decoder: str = "auto", tiny_decoder: str | None = None) -> MultiDeviceModel:
         key = ModelKey("diffusers-multi", normalise_model_id(model_id), "cuda", local_files_only, batch_size,
-                       decoder, tiny_decoder)
+                       allow_pickle=allow_pickle, decoder=decoder, tiny_decoder=tiny_decoder)
         with self._lock:
             multi = self._models.get(key)
             if multi is None:
                 managers = {
                     f"cuda:{i}": self.manager(model_id, f"cuda:{i}", local_files_only=local_files_only,
-                                              batch_size=batch_size, decoder=decoder, tiny_decoder=tiny_decoder)
+                                              batch_size=batch_size, allow_pickle=allow_pickle, decoder=decoder,
+                                              tiny_decoder=tiny_decoder)
                     for i in range(_cuda_count())
                 }
                 multi = self._models[key] = MultiDeviceModel(managers, batch_size)
@@ -164,14 +186,16 @@ REGISTRY = ModelRegistry()
 
 
 def get_image_model(model_id: str | None = None, device: str | None = None, *, backend: str = "diffusers",
-                    local_files_only: bool = False, batch_size: int | None = None, decoder: str = "auto",
+                    local_files_only: bool = False, batch_size: int | None = None,
+                    options: dict[str, object] | None = None, allow_pickle: bool = False, decoder: str = "auto",
                     tiny_decoder: str | None = None) -> ImageModel:
     """:meth:`ModelRegistry.get` on the process's registry."""
     return REGISTRY.get(model_id, device, backend=backend, local_files_only=local_files_only, batch_size=batch_size,
-                        decoder=decoder, tiny_decoder=tiny_decoder)
+                        options=options, allow_pickle=allow_pickle, decoder=decoder, tiny_decoder=tiny_decoder)
 
 
 def get_model_manager(model_id: str | None = None, device: str | None = None, *, local_files_only: bool = False,
-                      batch_size: int | None = None) -> ModelManager:
+                      batch_size: int | None = None, allow_pickle: bool = False) -> ModelManager:
     """:meth:`ModelRegistry.manager` on the process's registry."""
-    return REGISTRY.manager(model_id, device, local_files_only=local_files_only, batch_size=batch_size)
+    return REGISTRY.manager(model_id, device, local_files_only=local_files_only, batch_size=batch_size,
+                            allow_pickle=allow_pickle)
