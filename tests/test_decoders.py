@@ -201,5 +201,5 @@ def test_the_page_model_line_names_the_decoder_and_why_it_is_the_full_vae(tiny_m
     pool = RendererPool(settings)
     pool.preload()
     line = Handlers(pool, stream=False).model_line(None)
-    assert "**state:** loaded · **decoder:** auto: full VAE only: tiny decoder" in line
+    assert "**state:** loaded · " in line and " · **decoder:** auto: full VAE only: tiny decoder" in line
     assert "could not be loaded (offline or not found)" in line
