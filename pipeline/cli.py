@@ -42,13 +42,27 @@ def main(argv: list[str] | None = None) -> int:
             text = args.storyboard.read_text(encoding="utf-8")
         except OSError as exc:
             raise StoryboardError(f"Cannot read {args.storyboard}: {exc.strerror}.") from None
-        storyboard = parse_storyboard(text, settings.limits())
+        storyboard = parse_storyboard(_with_audio_path(text, args.storyboard.parent), settings.limits())
     except StoryboardError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory(prefix="scene2video-") as tmp:
         renderer = build_renderer(settings, output_dir=Path(tmp))
         return _run(renderer, storyboard, args)
+
+
+def _with_audio_path(text: str, folder: Path) -> str | dict:
+    """The storyboard with a relative ``audio`` path resolved against the storyboard file's folder."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        return text  # parse_storyboard says what is wrong with it
+    audio = data.get("audio") if isinstance(data, dict) else None
+    if isinstance(audio, str) and audio.strip() and not Path(audio.strip()).expanduser().is_absolute():
+        data["audio"] = str(folder / audio.strip())
+    elif isinstance(audio, str) and audio.strip():
+        data["audio"] = str(Path(audio.strip()).expanduser())
+    return data
 
 
 def _run(renderer, storyboard, args) -> int:
@@ -89,5 +103,6 @@ def _deliver(done: Done, args) -> int:
         args.report.write_text(json.dumps(done.report.to_dict(), indent=2), encoding="utf-8")
     report = done.report
     print(f"{args.output}: {report.width}x{report.height}, {report.fps} fps, {report.frames} frames, "
-          f"{report.duration:.2f} s, {len(report.fallbacks)} placeholder scene(s)")
+          f"{report.duration:.2f} s, {len(report.fallbacks)} placeholder scene(s)"
+          + (f", cut on {len(report.beats)} beat(s)" if report.beats else ""))
     return 0

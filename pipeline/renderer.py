@@ -21,6 +21,7 @@ import secrets
 import shutil
 import threading
 import time
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Iterator
@@ -28,6 +29,7 @@ from typing import Iterator
 import numpy as np
 from PIL import Image
 
+from .audio.soundtrack import prepare_soundtrack
 from .contract.errors import RenderCancelled, StoryboardError
 from .contract.events import Done, Event, Failed, KeyframeReady, Progress, RenderReport, SceneReport
 from .contract.storyboard import Storyboard
@@ -100,9 +102,15 @@ class Renderer:
         share = _KEYFRAME_SHARE_AI if storyboard.use_ai and self.model is not None else _KEYFRAME_SHARE_PLACEHOLDER
         progress = _Progress(started, share)
         reports: dict[int, SceneReport] = {}
+        if storyboard.audio:
+            yield Progress("loading", 0.0, "Fitting the scenes to the audio" +
+                           (" (finding the beats)" if storyboard.cut_on_beats else ""))
+        soundtrack = prepare_soundtrack(storyboard)
+        storyboard = soundtrack.storyboard  # durations fitted to the audio, if any
         plan = plan_timeline(storyboard)
         slots = ImageSlots(cancel)
-        encoder = SegmentedEncoder(_encode_settings(storyboard), folder, self.segment_seconds)
+        encoder = SegmentedEncoder(_encode_settings(storyboard), folder, self.segment_seconds,
+                                   audio=soundtrack.track(plan.duration))
         stream = EventStream(cancel)
         try:
             stream.run("images", self.images.run(storyboard, folder, slots, cancel,
@@ -124,9 +132,10 @@ class Renderer:
         report = RenderReport(
             width=storyboard.preset.width, height=storyboard.preset.height, fps=storyboard.output_fps,
             frames=plan.total_frames, duration=plan.total_frames / storyboard.output_fps,
-            scenes=tuple(reports[i] for i in range(len(storyboard.scenes))),
+            scenes=_placed(reports, plan),
             model=info.model if info else "", device=info.device if info else "",
             seconds_taken=round(time.monotonic() - started, 3),
+            audio=bool(storyboard.audio), beats=soundtrack.beats_used,
         )
         report_path = folder / REPORT_NAME
         report_path.write_text(json.dumps(report.to_dict(), indent=2), encoding="utf-8")
@@ -157,6 +166,15 @@ class Renderer:
         except BaseException:
             encoder.abort()
             raise
+
+
+def _placed(reports: dict[int, SceneReport], plan: TimelinePlan) -> tuple[SceneReport, ...]:
+    """Each scene's report with its final start and length in the video (whole frames, in seconds)."""
+    return tuple(
+        replace(reports[span.index], start=round(span.start / plan.fps, 4),
+                length=round((span.end - span.start) / plan.fps, 4))
+        for span in plan.scenes
+    )
 
 
 def _encode_settings(storyboard: Storyboard) -> EncodeSettings:

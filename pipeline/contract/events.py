@@ -19,11 +19,14 @@ Stage = Literal["loading", "keyframes", "composing", "encoding", "finishing"]
 
 @dataclass(frozen=True)
 class SceneReport:
-    """Where one scene's keyframe came from. ``reason`` says why a placeholder was used."""
+    """Where one scene's keyframe came from (``reason``: why a placeholder was used), and where the
+    scene is in the video: ``start`` and ``length`` in seconds, after any fitting to the audio."""
 
     index: int
     source: Source
     reason: str = ""
+    start: float = 0.0
+    length: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -39,10 +42,13 @@ class RenderReport:
     model: str = ""
     device: str = ""
     seconds_taken: float = 0.0
+    audio: bool = False  # the video has a soundtrack
+    beats: tuple[float, ...] = ()  # beat times (s) the cuts were moved onto, with cut_on_beats
 
     def to_dict(self) -> dict:
         data = asdict(self)
         data["scenes"] = [asdict(scene) for scene in self.scenes]
+        data["beats"] = list(self.beats)
         return data
 
     @property

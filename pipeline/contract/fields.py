@@ -14,12 +14,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-Kind = Literal["text", "number", "integer", "boolean", "choice"]
+Kind = Literal["text", "number", "integer", "boolean", "choice", "file"]
 
 TRANSITIONS: tuple[str, ...] = ("cut", "crossfade", "fade", "wipe", "slide")
 """Every transition a storyboard may ask for (the timeline draws each)."""
 MOTIONS: tuple[str, ...] = ("none", "zoom_in", "zoom_out", "pan_left", "pan_right")
 """Every camera motion a scene may ask for."""
+FITS: tuple[str, ...] = ("scenes", "audio")
+"""How a soundtrack and the scenes agree on the video's length (see the ``fit`` field)."""
 MAX_SEED = 2**32 - 1
 
 
@@ -84,6 +86,17 @@ BOARD_FIELDS: tuple[FieldSpec, ...] = (
               low=0.0, high=30.0, advanced=True),
     FieldSpec("model", "text", "Model", "Hub id, local diffusers folder or .safetensors file. Blank: the server's.",
               max_chars="max_model_chars", advanced=True),
+    FieldSpec("audio", "file", "Soundtrack", "An audio file (a path in a storyboard file, relative to it). "
+              "Blank: a silent video.", max_chars="max_path_chars"),
+    FieldSpec("audio_start", "number", "Audio start (s)", "Seconds into the audio file where the video starts.",
+              default=0.0, low=0.0, high="max_audio_seconds", unit="seconds"),
+    FieldSpec("audio_volume", "number", "Audio volume", "1 is the file's own level; 0 is silent.", default=1.0,
+              low=0.0, high=4.0),
+    FieldSpec("fit", "choice", "Fit", "scenes: the video lasts the sum of the scenes (the audio fades out or "
+              "is padded with silence) · audio: scenes are scaled to last as long as the audio.",
+              default="scenes", choices=FITS),
+    FieldSpec("cut_on_beats", "boolean", "Cut on the beats", "Move each cut between scenes to the nearest beat "
+              "of the audio (scenes stay within their limits).", default=False),
 )
 
 FIELDS_BY_NAME: dict[str, FieldSpec] = {spec.name: spec for spec in (*SCENE_FIELDS, *BOARD_FIELDS)}
