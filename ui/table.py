@@ -72,9 +72,10 @@ def rows_to_dict(rows: list[list[Any]], controls: Controls) -> dict[str, Any]:
     return board
 
 
-def rows_to_storyboard(rows: list[list[Any]], controls: Controls, limits: Limits | None = None) -> Storyboard:
-    """Validate the table; raises StoryboardError naming the scene (row) and the field."""
-    board = rows_to_dict(rows, controls)
+def rows_to_storyboard(rows: list[list[Any]], controls: Controls, limits: Limits | None = None,
+                       extra: dict[str, Any] | None = None) -> Storyboard:
+    """Validate the table (plus ``extra`` Storyboard fields); raises StoryboardError naming the scene and field."""
+    board = rows_to_dict(rows, controls) | (extra or {})
     if not board["scenes"]:
         raise StoryboardError("The scene table is empty: add at least one scene with a prompt and a duration.")
     return parse_storyboard(board, limits)
