@@ -254,3 +254,49 @@ def test_cli_names_a_missing_audio_file(tmp_path, capsys):
     (tmp_path / "board.json").write_text(json.dumps(board(durations=(1.0,)) | {"audio": "nope.wav"}))
     assert main(["render", str(tmp_path / "board.json"), "-o", str(tmp_path / "v.mp4"), "--quiet"]) == 2
     assert "audio file 'nope.wav' was not found" in capsys.readouterr().err
+
+
+# --- memory ---------------------------------------------------------------------------------------
+
+def peak_rss_growth_mb(work) -> tuple[object, float]:
+    """``work()``'s result and how far this process's RSS rose above where it started (sampled every 10 ms)."""
+    import threading
+
+    import psutil
+
+    process = psutil.Process()
+    base = process.memory_info().rss
+    peak, stop = [base], threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            peak[0] = max(peak[0], process.memory_info().rss)
+            stop.wait(0.01)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        result = work()
+    finally:
+        stop.set()
+        sampler.join()
+    return result, (peak[0] - base) / 2**20
+
+
+@pytest.mark.slow
+def test_beat_tracking_memory_stays_flat_with_a_10_minute_song(tmp_path):
+    from pipeline.audio.beats import detect_beats
+
+    def song(name: str, seconds: float) -> Path:
+        rate = 22050
+        beats = 0.25 + 0.5 * np.arange(int(seconds * 2))
+        return write_wav(tmp_path / name, click_track(seconds, beats, rate) + tone(seconds, 220, 0.1, rate), rate)
+
+    short, long = song("short.wav", 30), song("long.wav", 600)
+    detect_beats(short, 0, 30)  # imports librosa (and loads numba's cache) outside the measurement
+    beats_short, grew_short = peak_rss_growth_mb(lambda: detect_beats(short, 0, 30))
+    beats_long, grew_long = peak_rss_growth_mb(lambda: detect_beats(long, 0, 600))
+    assert len(beats_short) >= 55 and len(beats_long) >= 1180
+    # Decoding the whole song at once would hold 50 MB of samples (and its fine STFT over 1 GB);
+    # in blocks the 10-minute song costs only its small per-hop arrays more than 30 s does.
+    assert grew_long < grew_short + 40, (grew_short, grew_long)

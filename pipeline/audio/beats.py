@@ -24,6 +24,7 @@ SAMPLE_RATE = 22050
 N_FFT = 512
 HOP = 128
 N_MELS = 40
+_TEMPO_CHUNK = 2048  # coarse frames (~48 s) per tempogram chunk
 _FLOOR_DB = -100.0  # power floor: silence reads as -100 dB, not minus infinity
 
 
@@ -34,9 +35,30 @@ def detect_beats(path: str | Path, start: float, duration: float) -> np.ndarray:
         return np.zeros(0)
     import librosa
 
-    _, beats = librosa.beat.beat_track(onset_envelope=envelope, sr=SAMPLE_RATE, hop_length=HOP, units="time")
+    _, beats = librosa.beat.beat_track(onset_envelope=envelope, sr=SAMPLE_RATE, hop_length=HOP,
+                                       bpm=estimate_tempo(envelope), units="time")
     beats = np.asarray(beats, dtype=float)
     return beats[(beats >= 0) & (beats <= duration)]
+
+
+def estimate_tempo(envelope: np.ndarray) -> float:
+    """The song's tempo (BPM): librosa's global estimate, from a tempogram averaged over chunks.
+
+    ``librosa.feature.tempo`` on the whole envelope would build one tempogram of
+    (window x every frame); at this hop that is gigabytes for a long song. The
+    same average, made chunk by chunk at a 4x coarser hop, is handed to it instead.
+    """
+    import librosa
+
+    coarse = envelope[: len(envelope) // 4 * 4].reshape(-1, 4).mean(axis=1)
+    total, frames = None, 0
+    for start in range(0, len(coarse), _TEMPO_CHUNK):
+        tempogram = librosa.feature.tempogram(onset_envelope=coarse[start:start + _TEMPO_CHUNK], sr=SAMPLE_RATE,
+                                              hop_length=4 * HOP)
+        total = tempogram.sum(axis=1) if total is None else total + tempogram.sum(axis=1)
+        frames += tempogram.shape[1]
+    mean = (total / max(frames, 1))[:, np.newaxis]
+    return float(librosa.feature.tempo(tg=mean, sr=SAMPLE_RATE, hop_length=4 * HOP)[0])
 
 
 def onset_envelope(path: str | Path, start: float, duration: float) -> np.ndarray:
