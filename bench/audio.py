@@ -125,10 +125,13 @@ def memory(tmp: Path) -> tuple[list[str], bool]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--no-memory", action="store_true", help="only the throughput comparison")
-    parser.add_argument("--write", action="store_true", help="put the results in bench/RESULTS.md")
+    parser.add_argument("--quick", action="store_true", help="smoke run: one run, no memory renders")
+    parser.add_argument("--no-write", action="store_true", help="print results only")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.runs, args.no_memory = 1, True
     env = environment()
     with tempfile.TemporaryDirectory(prefix="s2v-bench-audio-") as tmp:
         speed, speed_ok = throughput(args.runs, Path(tmp))
@@ -141,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         *(["", "Peak memory, CLI render with `fit: audio` + `cut_on_beats` (draft, 4 fps, 10 scenes, placeholders):",
            "", *mem] if mem else []),
     ])
-    publish(HEADING, text, args.write)
+    publish(HEADING, text, not args.no_write)
     return 0 if speed_ok and mem_ok else 1
 
 

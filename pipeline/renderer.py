@@ -2,7 +2,8 @@
 
 The two stages overlap, each in its own thread feeding the render's one event
 stream (``pipeline.event_stream``): the image stage makes the images of the render
-plan, and composing + encoding starts at once and waits for an image only when
+plan, and the video stage fits the scenes to the soundtrack (if any), then
+composing + encoding starts at once and waits for an image only when
 the timeline reaches it, so the first segments stream while later scenes are
 still being made. The caller gets every event as soon as it exists.
 
@@ -21,7 +22,7 @@ import secrets
 import shutil
 import threading
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Iterator
@@ -29,7 +30,7 @@ from typing import Iterator
 import numpy as np
 from PIL import Image
 
-from .audio.soundtrack import prepare_soundtrack
+from .audio.soundtrack import Soundtrack, prepare_soundtrack
 from .contract.errors import RenderCancelled, StoryboardError
 from .contract.events import Done, Event, Failed, KeyframeReady, Progress, RenderReport, SceneReport
 from .contract.storyboard import Storyboard
@@ -102,20 +103,13 @@ class Renderer:
         share = _KEYFRAME_SHARE_AI if storyboard.use_ai and self.model is not None else _KEYFRAME_SHARE_PLACEHOLDER
         progress = _Progress(started, share)
         reports: dict[int, SceneReport] = {}
-        if storyboard.audio:
-            yield Progress("loading", 0.0, "Fitting the scenes to the audio" +
-                           (" (finding the beats)" if storyboard.cut_on_beats else ""))
-        soundtrack = prepare_soundtrack(storyboard)
-        storyboard = soundtrack.storyboard  # durations fitted to the audio, if any
-        plan = plan_timeline(storyboard)
         slots = ImageSlots(cancel)
-        encoder = SegmentedEncoder(_encode_settings(storyboard), folder, self.segment_seconds,
-                                   audio=soundtrack.track(plan.duration))
+        part = _VideoPart()
         stream = EventStream(cancel)
         try:
             stream.run("images", self.images.run(storyboard, folder, slots, cancel,
                                                  partial(stream.put, droppable=True)))
-            stream.run("encode", self._encode(storyboard, plan, slots, encoder, cancel))
+            stream.run("encode", self._fit_and_encode(storyboard, folder, slots, part, cancel))
             for event in stream.drain():
                 if isinstance(event, KeyframeReady):
                     reports[event.scene_index] = SceneReport(event.scene_index, event.source, event.reason)
@@ -124,8 +118,9 @@ class Renderer:
             stream.close()
         if cancel.is_set():
             raise RenderCancelled()
+        plan, soundtrack = part.plan, part.soundtrack
         # Segments are deleted only now, after this thread has yielded each one to its consumer.
-        for segment in encoder.segments:
+        for segment in part.encoder.segments:
             segment.path.unlink(missing_ok=True)
         video = folder / VIDEO_NAME
         info = self.model.info() if self.model is not None and storyboard.use_ai else None
@@ -141,6 +136,20 @@ class Renderer:
         report_path.write_text(json.dumps(report.to_dict(), indent=2), encoding="utf-8")
         yield progress.finished()
         yield Done(video, report, report_path)
+
+    def _fit_and_encode(self, storyboard: Storyboard, folder: Path, slots: ImageSlots, video: "_VideoPart",
+                        cancel: threading.Event) -> Iterator[Event]:
+        """The encode thread: fit the scenes to the audio (beat tracking takes seconds, so it overlaps
+        the keyframes), plan the timeline, then compose and encode; ``video`` keeps what the report needs."""
+        if storyboard.audio:
+            yield Progress("composing", 0.0, "Fitting the scenes to the audio" +
+                           (" (finding the beats)" if storyboard.cut_on_beats else ""))
+        video.soundtrack = prepare_soundtrack(storyboard)
+        fitted = video.soundtrack.storyboard  # durations fitted to the audio, if any
+        video.plan = plan_timeline(fitted)
+        video.encoder = SegmentedEncoder(_encode_settings(fitted), folder, self.segment_seconds,
+                                         audio=video.soundtrack.track(video.plan.duration))
+        yield from self._encode(fitted, video.plan, slots, video.encoder, cancel)
 
     @staticmethod
     def _encode(storyboard: Storyboard, plan: TimelinePlan, slots: ImageSlots, encoder: SegmentedEncoder,
@@ -166,6 +175,15 @@ class Renderer:
         except BaseException:
             encoder.abort()
             raise
+
+
+@dataclass
+class _VideoPart:
+    """What the encode thread works out for the report: the fitted soundtrack, the plan, the encoder."""
+
+    soundtrack: Soundtrack | None = None
+    plan: TimelinePlan | None = None
+    encoder: SegmentedEncoder | None = None
 
 
 def _placed(reports: dict[int, SceneReport], plan: TimelinePlan) -> tuple[SceneReport, ...]:

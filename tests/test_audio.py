@@ -116,8 +116,9 @@ def test_snapping_keeps_the_total_and_the_limits_and_lands_on_beats(durations, p
     cuts = np.cumsum(fitted.durations)[:-1]
     on_beat = [c for c in cuts if min(abs(c - b) for b in beats) < 1e-9]
     assert list(fitted.beats_used) == pytest.approx(on_beat)
-    if period <= 0.5:  # dense beats: every boundary finds one within the limits
+    if all(0.5 + period <= d <= 60.0 - period for d in durations):  # room to move: every cut takes its nearest beat
         assert len(fitted.beats_used) == len(durations) - 1
+        assert all(abs(a - b) <= period / 2 + 1e-9 for a, b in zip(cuts, np.cumsum(durations)[:-1]))
 
 
 def test_snapping_picks_the_nearest_beat():
