@@ -14,7 +14,7 @@ import tempfile
 import threading
 from pathlib import Path
 
-from .contract.errors import StoryboardError
+from .contract.errors import ConfigError, StoryboardError
 from .contract.events import Done, Failed, KeyframeReady, Progress
 from .service import build_renderer
 from .contract.settings import add_settings_arguments, settings_from_args
@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         except OSError as exc:
             raise StoryboardError(f"Cannot read {args.storyboard}: {exc.strerror}.") from None
         storyboard = parse_storyboard(_with_audio_path(text, args.storyboard.parent), settings.limits())
-    except StoryboardError as exc:
+    except (ConfigError, StoryboardError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory(prefix="scene2video-") as tmp:

@@ -109,7 +109,7 @@ class Renderer:
         try:
             stream.run("images", self.images.run(storyboard, folder, slots, cancel,
                                                  partial(stream.put, droppable=True)))
-            stream.run("encode", self._fit_and_encode(storyboard, folder, slots, part, cancel))
+            stream.run("encode", self._fit_and_encode(storyboard, folder, slots, part, stream))
             for event in stream.drain():
                 if isinstance(event, KeyframeReady):
                     reports[event.scene_index] = SceneReport(event.scene_index, event.source, event.reason)
@@ -138,7 +138,7 @@ class Renderer:
         yield Done(video, report, report_path)
 
     def _fit_and_encode(self, storyboard: Storyboard, folder: Path, slots: ImageSlots, video: "_VideoPart",
-                        cancel: threading.Event) -> Iterator[Event]:
+                        stream: EventStream) -> Iterator[Event]:
         """The encode thread: fit the scenes to the audio (beat tracking takes seconds, so it overlaps
         the keyframes), plan the timeline, then compose and encode; ``video`` keeps what the report needs."""
         if storyboard.audio:
@@ -149,16 +149,22 @@ class Renderer:
         video.plan = plan_timeline(fitted)
         video.encoder = SegmentedEncoder(_encode_settings(fitted), folder, self.segment_seconds,
                                          audio=video.soundtrack.track(video.plan.duration))
-        yield from self._encode(fitted, video.plan, slots, video.encoder, cancel)
+        yield from self._encode(fitted, video.plan, slots, video.encoder, stream)
 
     @staticmethod
     def _encode(storyboard: Storyboard, plan: TimelinePlan, slots: ImageSlots, encoder: SegmentedEncoder,
-                cancel: threading.Event) -> Iterator[Event]:
+                stream: EventStream) -> Iterator[Event]:
         """Compose and encode every frame (runs in the encode thread); Progress fractions are of this stage."""
         preset = storyboard.preset
+        cancel = stream.cancel
+
+        def hand_on_segments() -> None:
+            # While the timeline waits for an image, ffmpeg may finish segments: they go out at once.
+            for segment in encoder.poll():
+                stream.put(segment)
 
         def load_keyframe(index: int) -> np.ndarray:
-            with Image.open(slots.wait(keyframe_id(index))) as image:
+            with Image.open(slots.wait(keyframe_id(index), idle=hand_on_segments)) as image:
                 return np.asarray(fit_cover(image.convert("RGB"), preset.width, preset.height))
 
         total = plan.total_frames

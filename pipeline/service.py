@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import OrderedDict
 from dataclasses import replace
 from pathlib import Path
 
+from .contract.settings import Settings
 from .images.cache import KeyframeCache
 from .renderer import Renderer
-from .contract.settings import Settings
+
+_MAX_RENDERERS = 8  # renderers kept for recently picked models (the registry caps loaded weights)
 
 
 def build_renderer(settings: Settings, output_dir: Path | None = None) -> Renderer:
@@ -25,13 +28,17 @@ def build_renderer(settings: Settings, output_dir: Path | None = None) -> Render
 class RendererPool:
     """One Renderer per model id, all sharing one keyframe cache and output folder.
 
-    Models are loaded lazily by their managers, once per process, and kept.
+    Models come from the process's registry (``pipeline.images.registry``), which loads
+    each once and keeps at most ``settings.max_loaded_models`` loaded per device.
     """
 
     def __init__(self, settings: Settings):
+        from .images.registry import REGISTRY
+
         self.settings = settings
         self.cache = KeyframeCache(settings.cache_dir, max_bytes=settings.cache_max_mb * 1024 * 1024)
-        self._renderers: dict[str, Renderer] = {}
+        REGISTRY.max_resident = settings.max_loaded_models
+        self._renderers: OrderedDict[str, Renderer] = OrderedDict()
         self._lock = threading.Lock()
 
     def get(self, model_id: str | None = None) -> Renderer:
@@ -52,6 +59,9 @@ class RendererPool:
                 self.settings.output_dir, model=model, cache=self.cache, batch_size=self.settings.batch_size,
                 output_max_age_hours=self.settings.output_max_age_hours,
             )
+            while len(self._renderers) > _MAX_RENDERERS:
+                self._renderers.popitem(last=False)
+        self._renderers.move_to_end(model_id)
         return self._renderers[model_id]
 
     def warm_up(self) -> threading.Thread:

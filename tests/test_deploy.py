@@ -16,7 +16,7 @@ import yaml
 from gradio_client import Client
 
 import app as app_module
-from pipeline import StoryboardError
+from pipeline import ConfigError
 from pipeline.outputs import remove_old_outputs
 from pipeline.contract.settings import settings_from_env
 from server import app_settings, running_app
@@ -107,7 +107,7 @@ def record_pool(monkeypatch) -> list:
 def test_model_flag_and_env_reach_the_app_s_model_manager(monkeypatch, tmp_path):
     from pipeline.images import registry as model_module
 
-    monkeypatch.setattr(model_module, "_MANAGERS", {})
+    monkeypatch.setattr(model_module, "REGISTRY", model_module.ModelRegistry())
     record_launch(monkeypatch)  # also keeps warm_up from importing torch here
     pools = record_pool(monkeypatch)
     monkeypatch.setenv("SCENE2VIDEO_MODEL", "org/from-env")
@@ -141,9 +141,9 @@ def test_limits_from_env_and_safe_public_defaults():
         20, 120.0, "high", False, True)
     local = settings_from_env({"SCENE2VIDEO_MAX_SCENES": "3", "SCENE2VIDEO_MAX_QUALITY": "draft"})
     assert local.max_scenes == 3 and local.limits().allowed_qualities == ("draft",) and local.allow_model_change
-    with pytest.raises(StoryboardError, match="SCENE2VIDEO_MAX_SCENES='many' is not a valid value"):
+    with pytest.raises(ConfigError, match="SCENE2VIDEO_MAX_SCENES='many' is not a valid value"):
         settings_from_env({"SCENE2VIDEO_MAX_SCENES": "many"})
-    with pytest.raises(StoryboardError, match="user:password"):
+    with pytest.raises(ConfigError, match="user:password"):
         settings_from_env({"SCENE2VIDEO_AUTH": "nocolon"})
 
 
@@ -195,7 +195,7 @@ def test_visitors_cannot_make_the_server_load_another_model(public_app):
                         steps=0, guidance_scale=None, model="evil/weights", api_name="/generate")
     report = job.result(timeout=120)[5]
     assert report["model"] == pool.settings.model != "evil/weights"
-    assert not [key for key in model_module._MANAGERS if "evil/weights" in str(key)]
+    assert not [model_id for model_id in model_module.REGISTRY.model_ids() if "evil/weights" in model_id]
 
 
 def status(url: str) -> int:

@@ -251,7 +251,7 @@ def test_the_model_is_loaded_once(tiny_model_dir, monkeypatch):
         return original(*args, **kwargs)
 
     monkeypatch.setattr(AutoPipelineForText2Image, "from_pretrained", classmethod(counting))
-    monkeypatch.setattr(registry_module, "_MANAGERS", {})
+    monkeypatch.setattr(registry_module, "REGISTRY", registry_module.ModelRegistry())
     shared = get_model_manager(str(tiny_model_dir), "cpu", local_files_only=True)
     assert get_model_manager(str(tiny_model_dir), "cpu", local_files_only=True) is shared
     assert shared.info().state == "not loaded"
@@ -461,8 +461,7 @@ def test_memory_estimates():
 def test_get_image_model_uses_every_gpu(monkeypatch):
     import torch
 
-    monkeypatch.setattr(registry_module, "_MANAGERS", {})
-    monkeypatch.setattr(registry_module, "_MULTI", {})
+    monkeypatch.setattr(registry_module, "REGISTRY", registry_module.ModelRegistry())
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     multi = get_image_model("org/model")
@@ -657,7 +656,7 @@ def test_two_renders_through_one_pool_load_the_model_once(tmp_path, tiny_model_d
     loads: list[str] = []
     monkeypatch.setattr(AutoPipelineForText2Image, "from_pretrained",
                         classmethod(lambda cls, *a, **kw: loads.append(str(a[0])) or original(*a, **kw)))
-    monkeypatch.setattr(registry_module, "_MANAGERS", {})
+    monkeypatch.setattr(registry_module, "REGISTRY", registry_module.ModelRegistry())
     pool = RendererPool(Settings(model=str(tiny_model_dir), device="cpu", output_dir=tmp_path / "out",
                                  cache_dir=tmp_path / "cache"))
     for prompt in ("a lighthouse", "a harbour"):  # different prompts: no keyframe comes from the cache

@@ -77,3 +77,36 @@ def test_stopping_while_both_stages_run_ends_both(tmp_path):
     assert not [c for c in psutil.Process().children(recursive=True) if c.is_running() and c.status() != "zombie"]
     assert not [t for t in threading.enumerate() if t.name in ("scene2video-encode", "scene2video-generate")]
     assert list((tmp_path / "out").iterdir()) == []
+
+
+class ThreeSecondsPerImage(StandInModel):
+    """Takes 3 s per image and sends no step previews: nothing but its own events wakes the caller."""
+
+    model_id = "three-seconds-per-image"
+    size = (64, 36)
+
+    def generate(self, requests, on_step=None, should_stop=None):
+        results = []
+        for request in requests:
+            deadline = time.monotonic() + 3.0
+            while time.monotonic() < deadline:
+                if should_stop and should_stop():
+                    return [GeneratedImage(r.scene_index, None, "stopped") for r in requests]
+                time.sleep(0.02)
+            results.append(GeneratedImage(request.scene_index, Image.new("RGB", self.size, (90, 90, 160))))
+        return results
+
+
+def test_a_segment_reaches_the_caller_within_a_second_of_being_written(tmp_path):
+    renderer = Renderer(tmp_path / "out", model=ThreeSecondsPerImage(), batch_size=1, segment_seconds=0.5)
+    arrivals = []
+    for event in renderer.render(board(3)):
+        arrivals.append((time.time(), event))
+        if isinstance(event, Segment) and len([e for _, e in arrivals if isinstance(e, Segment)]) == 1:
+            written = event.path.stat().st_mtime
+            first_segment_delay = time.time() - written
+    assert isinstance(arrivals[-1][1], Done)
+    assert first_segment_delay < 1.0
+    first_segment = next(at for at, event in arrivals if isinstance(event, Segment))
+    second_keyframe = next(at for at, event in arrivals if isinstance(event, KeyframeReady) and event.scene_index == 1)
+    assert first_segment < second_keyframe - 1.0, "the video waited for the next keyframe"

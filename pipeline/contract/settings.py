@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
-from .errors import StoryboardError
+from .errors import ConfigError
 from ..images.model_names import DEFAULT_MODEL_ID  # defined once there, torch-free
 from .presets import QUALITY_NAMES
 from .storyboard import Limits
@@ -33,6 +33,8 @@ class Settings:
 
     ``batch_size`` None means auto: each model manager sizes its batches from free GPU
     memory (``pipeline.images.batching.auto_batch_size``); a number caps every pipeline call.
+    ``max_loaded_models`` models stay loaded per device; loading another unloads the least
+    recently used one and frees its memory.
     """
 
     model: str = DEFAULT_MODEL_ID
@@ -48,6 +50,7 @@ class Settings:
     max_quality: str = "premium"
     max_concurrent_renders: int = 1
     max_queue: int = 50
+    max_loaded_models: int = 1
     allow_model_change: bool = True
     auth: str | None = None
 
@@ -62,7 +65,7 @@ class Settings:
             return None
         user, sep, password = self.auth.partition(":")
         if not sep or not user or not password:
-            raise StoryboardError("--auth must look like user:password")
+            raise ConfigError("--auth must look like user:password")
         return user, password
 
 
@@ -105,19 +108,19 @@ def settings_from_env(env: dict[str, str] | None = None) -> Settings:
             try:
                 changes[item.name] = _convert(item.name, value)
             except ValueError:
-                raise StoryboardError(f"{ENV_PREFIX}{item.name.upper()}={value!r} is not a valid value.") from None
+                raise ConfigError(f"{ENV_PREFIX}{item.name.upper()}={value!r} is not a valid value.") from None
     return validate_settings(replace(base, **changes))
 
 
 def validate_settings(settings: Settings) -> Settings:
-    """``settings`` unchanged, or StoryboardError naming the first bad value."""
+    """``settings`` unchanged, or ConfigError naming the first bad value."""
     if settings.max_quality not in QUALITY_NAMES:
-        raise StoryboardError(f"max_quality must be one of {', '.join(QUALITY_NAMES)}.")
-    for name in ("max_scenes", "max_concurrent_renders", "max_queue"):
+        raise ConfigError(f"max_quality must be one of {', '.join(QUALITY_NAMES)}.")
+    for name in ("max_scenes", "max_concurrent_renders", "max_queue", "max_loaded_models"):
         if getattr(settings, name) < 1:
-            raise StoryboardError(f"{name} must be at least 1.")
+            raise ConfigError(f"{name} must be at least 1.")
     if settings.batch_size is not None and settings.batch_size < 1:
-        raise StoryboardError("batch_size must be at least 1, or auto (0).")
+        raise ConfigError("batch_size must be at least 1, or auto (0).")
     settings.auth_pair()
     return settings
 
@@ -143,5 +146,5 @@ def settings_from_args(args: argparse.Namespace, env: dict[str, str] | None = No
         try:
             changes[item.name] = value if isinstance(value, bool) else _convert(item.name, str(value))
         except ValueError:
-            raise StoryboardError(f"--{item.name.replace('_', '-')} {value!r} is not a valid value.") from None
+            raise ConfigError(f"--{item.name.replace('_', '-')} {value!r} is not a valid value.") from None
     return validate_settings(replace(base, **changes))

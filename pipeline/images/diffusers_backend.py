@@ -147,6 +147,8 @@ class ModelManager:
         self._loading = False
         self._load_lock = threading.Lock()
         self._gpu_lock = threading.Lock()
+        # Called just before the weights load: the registry frees the device for them.
+        self.before_load: Callable[[], None] | None = None
 
     # -- state ---------------------------------------------------------------
 
@@ -182,18 +184,21 @@ class ModelManager:
             return False
         with self._load_lock:
             if self._pipe is None and self._load_error is None:
-                # One load at a time in the process: diffusers and transformers import their
-                # classes lazily, and two threads importing them at once can see half-made modules.
-                with _LOADING:
-                    self._loading = True
-                    try:
+                self._loading = True
+                try:
+                    if self.before_load is not None:
+                        self.before_load()
+                    # One load at a time in the process: diffusers and transformers import their
+                    # classes lazily, and two threads importing them at once can see half-made modules.
+                    with _LOADING:
                         self._load_once()
-                    finally:
-                        self._loading = False
+                finally:
+                    self._loading = False
         return self._pipe is not None
 
     def reset(self) -> None:
-        """Forget the loaded pipeline and any remembered failure; the next use loads again."""
+        """Forget the loaded pipeline (freeing its memory, once a running batch ends) and any
+        remembered failure; the next use loads again."""
         with self._load_lock, self._gpu_lock:
             device = self._device
             self._pipe = None

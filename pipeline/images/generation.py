@@ -25,13 +25,28 @@ REASON_BLANK = "the model returned a blank (NaN or all-black) image"
 
 
 @dataclass(frozen=True)
+class InitImage:
+    """Start from a picture instead of pure noise (image-to-image), changing it by ``strength`` (0..1).
+
+    The picture is another request's image (``request_id``, also listed in the request's
+    ``depends_on``) or a file (``path``, with ``digest``, the SHA-256 of its bytes, for the cache key).
+    """
+
+    strength: float
+    request_id: str = ""
+    path: str = ""
+    digest: str = ""
+
+
+@dataclass(frozen=True)
 class ImageRequest:
     """Everything that decides one image. Plain data: it pickles (ZeroGPU) and keys the cache.
 
     ``id`` names the request within its render plan (``scene-3`` is scene 3's keyframe);
     ``kind`` says what the image is for (``keyframe`` today; in-between frames and chained
     scenes are further kinds). ``depends_on`` lists the ids whose images must exist
-    before this one can be made. A backend that cannot make a kind answers with a reason.
+    before this one can be made. Optional inputs: ``init`` (image-to-image) and
+    ``between`` (an in-between image). A backend that cannot make a request answers with a reason.
     """
 
     scene_index: int
@@ -45,6 +60,20 @@ class ImageRequest:
     id: str = ""
     kind: str = "keyframe"
     depends_on: tuple[str, ...] = ()
+    init: InitImage | None = None
+    between: Between | None = None
+
+
+@dataclass(frozen=True)
+class Between:
+    """Interpolation endpoints: the image ``t`` (0..1) of the way from request ``start`` to ``end``.
+
+    The prompt embeddings are interpolated linearly and the two seeded noises spherically.
+    """
+
+    start: ImageRequest
+    end: ImageRequest
+    t: float
 
 
 def keyframe_id(scene_index: int) -> str:

@@ -99,4 +99,9 @@ def cache_key(model_id: str, request: ImageRequest, depends_on: list[str] | tupl
         fields["kind"] = request.kind
     if depends_on:
         fields["after"] = list(depends_on)
+    if request.init is not None:
+        fields["init"] = [round(request.init.strength, 4), request.init.digest]
+    if request.between is not None:
+        ends = request.between
+        fields["between"] = [cache_key(model_id, ends.start), cache_key(model_id, ends.end), round(ends.t, 6)]
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode("utf-8")).hexdigest()

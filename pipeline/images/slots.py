@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Callable
 
 from ..contract.errors import RenderCancelled
 
@@ -23,11 +24,18 @@ class ImageSlots:
             self._paths[request_id] = path
             self._ready.notify_all()
 
-    def wait(self, request_id: str) -> Path:
-        """The image file for ``request_id``; raises RenderCancelled if the render is cancelled first."""
-        with self._ready:
-            while request_id not in self._paths:
+    def wait(self, request_id: str, idle: Callable[[], None] | None = None) -> Path:
+        """The image file for ``request_id``; raises RenderCancelled if the render is cancelled first.
+
+        ``idle`` is called every few milliseconds while waiting (the encoder hands on
+        segments it finished meanwhile).
+        """
+        while True:
+            with self._ready:
+                if request_id in self._paths:
+                    return self._paths[request_id]
                 if self._cancel.is_set():
                     raise RenderCancelled()
                 self._ready.wait(_POLL_S)
-            return self._paths[request_id]
+            if idle is not None:
+                idle()

@@ -13,8 +13,9 @@ per segment would cost ~20 % more CPU: x264 starts, fills its lookahead and
 drains it again every two seconds; measured in bench/RESULTS.md.)
 
 A soundtrack (``pipeline.audio.track.AudioTrack``) is a second input of that same
-process, encoded to AAC alongside: each segment carries its stretch of one
-continuous audio stream, and the MP4 gets it in sync with the picture.
+process: each segment carries its stretch of one continuous audio stream (as PCM,
+which decodes exactly segment by segment), and the join encodes it once to AAC
+for the MP4, in sync with the picture (the video is still copied as streamed).
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ class SegmentedEncoder:
     Use ``write`` for each frame, then ``finish(mp4_path)``; call ``abort()`` on any
     error or cancellation (it kills ffmpeg and deletes every file it made). Every
     segment but the last has exactly ``segment_frames`` frames. With ``audio`` the
-    segments and the MP4 also carry that soundtrack (AAC), exactly as long as the video.
+    segments (PCM) and the MP4 (AAC) also carry that soundtrack, exactly as long as the video.
     """
 
     def __init__(self, settings: EncodeSettings, work_dir: Path, segment_seconds: float = 2.0,
@@ -104,6 +105,13 @@ class SegmentedEncoder:
         # A segment is listed once ffmpeg has the first packet of the next one, so checking
         # once per segment's worth of frames would lag; a stat per frame costs microseconds.
         return self._collect(final=False)
+
+    def poll(self) -> list[Segment]:
+        """The segments ffmpeg completed since the last call, without writing a frame.
+
+        For a caller that waits for its next frame: ffmpeg finishes segments on its own time.
+        """
+        return self._collect(final=False) if self._proc is not None else []
 
     def finish(self, mp4_path: Path) -> list[Segment]:
         """Flush ffmpeg, join all segments into ``mp4_path`` (+faststart) and return the
