@@ -129,7 +129,7 @@ def test_snapping_picks_the_nearest_beat():
 
 # --- the encoder: AAC in the MP4, PCM in the segments ------------------------------------------
 
-def encode_with(tmp_path, track: AudioTrack, frames: int, segment_seconds: float = 1.0):
+def encode_with(tmp_path, track: AudioTrack | None, frames: int, segment_seconds: float = 1.0):
     encoder = SegmentedEncoder(EncodeSettings(64, 48, FPS, x264_preset="veryfast"), tmp_path, segment_seconds,
                                audio=track)
     segments = []
@@ -137,6 +137,12 @@ def encode_with(tmp_path, track: AudioTrack, frames: int, segment_seconds: float
         segments += encoder.write(np.full((48, 64, 3), number % 250, np.uint8))
     segments += encoder.finish(tmp_path / "out.mp4")
     return segments
+
+
+def test_no_audio_gives_todays_silent_video(tmp_path):
+    segments = encode_with(tmp_path, None, 30)
+    assert probe_audio_stream(tmp_path / "out.mp4") is None
+    assert all(probe_audio_stream(segment.path) is None for segment in segments)
 
 
 @pytest.mark.parametrize("audio_seconds", [10.0, 2.0])  # longer (faded out) and shorter (padded) than the video

@@ -11,6 +11,8 @@ from typing import Iterator
 
 import numpy as np
 
+from .probe import ffmpeg_exe
+
 BLOCK_SECONDS = 10.0
 
 
@@ -20,8 +22,6 @@ def pcm_blocks(path: str | Path, start: float, duration: float, sample_rate: int
 
     The last block may be shorter; a file that ends early simply yields fewer samples.
     """
-    from ..video.encoder import ffmpeg_exe
-
     args = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error",
             "-ss", f"{start:.6f}", "-t", f"{duration:.6f}", "-i", str(path),
             "-map", "0:a:0", "-ac", "1", "-ar", str(sample_rate), "-f", "f32le", "pipe:1"]

@@ -56,9 +56,14 @@ def probe_audio(path: str | Path, field: str = "audio") -> AudioInfo:
     return AudioInfo(duration=duration, codec=stream.group(1), sample_rate=int(stream.group(2)))
 
 
-def _ffmpeg_log(arguments: list[str]) -> str:
-    from ..video.encoder import ffmpeg_exe
+def ffmpeg_exe() -> str:
+    """The ffmpeg that ships inside imageio-ffmpeg (the same one the encoder runs)."""
+    import imageio_ffmpeg
 
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def _ffmpeg_log(arguments: list[str]) -> str:
     try:
         result = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", *arguments], capture_output=True,
                                 timeout=_PROBE_TIMEOUT_S, check=False)
