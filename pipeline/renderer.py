@@ -144,7 +144,7 @@ class Renderer:
         if storyboard.audio:
             yield Progress("composing", 0.0, "Fitting the scenes to the audio" +
                            (" (finding the beats)" if storyboard.cut_on_beats else ""))
-        video.soundtrack = prepare_soundtrack(storyboard)
+        video.soundtrack = prepare_soundtrack(storyboard, check=partial(_raise_if_set, stream.cancel))
         fitted = video.soundtrack.storyboard  # durations fitted to the audio, if any
         video.plan = plan_timeline(fitted)
         video.encoder = SegmentedEncoder(_encode_settings(fitted), folder, self.segment_seconds,
@@ -181,6 +181,11 @@ class Renderer:
         except BaseException:
             encoder.abort()
             raise
+
+
+def _raise_if_set(cancel: threading.Event) -> None:
+    if cancel.is_set():
+        raise RenderCancelled()
 
 
 @dataclass

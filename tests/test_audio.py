@@ -307,3 +307,20 @@ def test_beat_tracking_memory_stays_flat_with_a_10_minute_song(tmp_path):
     # Decoding the whole song at once would hold 50 MB of samples (and its fine STFT over 1 GB);
     # in blocks the 10-minute song costs only its small per-hop arrays more than 30 s does.
     assert grew_long < grew_short + 40, (grew_short, grew_long)
+
+
+def test_beat_tracking_stops_when_the_render_is_cancelled(tmp_path):
+    from pipeline import RenderCancelled
+    from pipeline.audio.beats import detect_beats
+
+    song = write_wav(tmp_path / "song.wav", tone(30.0))
+    calls = []
+
+    def check() -> None:
+        calls.append(1)
+        if len(calls) == 2:
+            raise RenderCancelled()
+
+    with pytest.raises(RenderCancelled):
+        detect_beats(song, 0, 30, check)
+    assert len(calls) == 2  # stopped after the first 10 s block, not at the end of the song

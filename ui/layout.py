@@ -15,7 +15,7 @@ from pipeline.service import RendererPool
 from .examples import example_names, load_example
 from .handlers import Handlers
 from .render_view import OUTPUT_NAMES
-from .soundtrack import build_soundtrack
+from .soundtrack import build_soundtrack, wire_soundtrack
 from .table import DATATYPES, HEADERS, add_row, delete_row, move_row, storyboard_to_rows
 
 log = logging.getLogger(__name__)
@@ -142,6 +142,7 @@ def build_demo(pool: RendererPool, examples_first: str | None = None) -> gr.Bloc
         outputs.update(generate=editor.generate, stop=editor.stop)
         wire_render(editor, outputs, handlers, pool.settings)
         wire_tools(editor, outputs, handlers)
+        wire_soundtrack(editor.soundtrack)
         demo.load(handlers.model_line, editor.model_id, editor.model_status, **PRIVATE)
         # A newly picked model shows its own device and state, not the previous one's.
         editor.model_id.change(handlers.model_line, editor.model_id, editor.model_status, queue=False, **PRIVATE)

@@ -35,6 +35,17 @@ def build_soundtrack() -> list:
     return [audio, start, volume, fit, beats]
 
 
+def wire_soundtrack(widgets: list) -> None:
+    """A song picked: start loading the beat tracker in the background, so Generate does not wait for it."""
+    widgets[0].upload(_warm_up_beats, None, None, queue=False, api_visibility="private")
+
+
+def _warm_up_beats() -> None:
+    from pipeline.audio.beats import warm_up
+
+    warm_up()
+
+
 def soundtrack_fields(values: tuple | list) -> dict[str, Any]:
     """Storyboard fields for the widgets' values (no audio file: only the options, so the check names them)."""
     fields = dict(zip(SOUNDTRACK_FIELDS, values))

@@ -14,7 +14,9 @@ environment compiles for a while (numba caches it after that).
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -28,9 +30,13 @@ _TEMPO_CHUNK = 2048  # coarse frames (~48 s) per tempogram chunk
 _FLOOR_DB = -100.0  # power floor: silence reads as -100 dB, not minus infinity
 
 
-def detect_beats(path: str | Path, start: float, duration: float) -> np.ndarray:
-    """Beat times in seconds from ``start`` (sorted, within ``[0, duration]``) of ``path``'s audio."""
-    envelope = onset_envelope(path, start, duration)
+def detect_beats(path: str | Path, start: float, duration: float,
+                 check: Callable[[], None] | None = None) -> np.ndarray:
+    """Beat times in seconds from ``start`` (sorted, within ``[0, duration]``) of ``path``'s audio.
+
+    ``check`` is called between blocks (the renderer passes one that raises when the render is cancelled).
+    """
+    envelope = onset_envelope(path, start, duration, check)
     if envelope.size < 4 or not np.any(envelope > 0):
         return np.zeros(0)
     import librosa
@@ -61,7 +67,8 @@ def estimate_tempo(envelope: np.ndarray) -> float:
     return float(librosa.feature.tempo(tg=mean, sr=SAMPLE_RATE, hop_length=4 * HOP)[0])
 
 
-def onset_envelope(path: str | Path, start: float, duration: float) -> np.ndarray:
+def onset_envelope(path: str | Path, start: float, duration: float,
+                   check: Callable[[], None] | None = None) -> np.ndarray:
     """Onset strength per hop (frame ``t`` centred on ``t * HOP / SAMPLE_RATE`` s), computed in blocks."""
     import librosa
 
@@ -71,6 +78,8 @@ def onset_envelope(path: str | Path, start: float, duration: float) -> np.ndarra
     previous: np.ndarray | None = None
     pieces: list[np.ndarray] = []
     for block in pcm_blocks(path, start, duration, SAMPLE_RATE):
+        if check is not None:
+            check()
         samples = np.concatenate([carry, block])
         frames = 1 + (len(samples) - N_FFT) // HOP if len(samples) >= N_FFT else 0
         if frames <= 0:
@@ -87,3 +96,30 @@ def onset_envelope(path: str | Path, start: float, duration: float) -> np.ndarra
         previous = db[-1:]
         carry = samples[frames * HOP:]
     return np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
+
+
+_warm = threading.Lock()
+_warmed = False
+
+
+def warm_up() -> threading.Thread | None:
+    """Import librosa and run its beat tracker once, in a daemon thread (numba loads or compiles its
+    code on first use: seconds, or a minute in a fresh environment). Call it when a user picks a song,
+    so the render does not wait for it. Does nothing after the first call."""
+    global _warmed
+    with _warm:
+        if _warmed:
+            return None
+        _warmed = True
+
+    def run() -> None:
+        import librosa
+
+        envelope = np.zeros(2048, np.float32)
+        envelope[::86] = 1.0  # a pulse every ~0.5 s at this hop
+        librosa.beat.beat_track(onset_envelope=envelope, sr=SAMPLE_RATE, hop_length=HOP, bpm=120.0)
+        estimate_tempo(envelope)
+
+    thread = threading.Thread(target=run, name="scene2video-beats-warm-up", daemon=True)
+    thread.start()
+    return thread

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Callable
 
 from ..contract.storyboard import Limits, Storyboard
 from .fit import Fitted, scale_to_total, snap_to_beats
@@ -34,8 +35,12 @@ class Soundtrack:
         return AudioTrack(Path(board.audio), board.audio_start, board.audio_volume, video_seconds, self.available)
 
 
-def prepare_soundtrack(storyboard: Storyboard, limits: Limits | None = None) -> Soundtrack:
-    """Fit ``storyboard``'s scenes to its audio (see the module); slow only with ``cut_on_beats`` (beat tracking)."""
+def prepare_soundtrack(storyboard: Storyboard, limits: Limits | None = None,
+                       check: Callable[[], None] | None = None) -> Soundtrack:
+    """Fit ``storyboard``'s scenes to its audio (see the module); slow only with ``cut_on_beats`` (beat tracking).
+
+    ``check`` is called now and then while beats are tracked (raise from it to stop).
+    """
     if not storyboard.audio:
         return Soundtrack(storyboard)
     limits = limits or Limits()
@@ -48,7 +53,7 @@ def prepare_soundtrack(storyboard: Storyboard, limits: Limits | None = None) -> 
     if storyboard.cut_on_beats:
         from .beats import detect_beats  # librosa: imported only when beats are asked for
 
-        beats = detect_beats(storyboard.audio, storyboard.audio_start, min(sum(durations), available))
+        beats = detect_beats(storyboard.audio, storyboard.audio_start, min(sum(durations), available), check)
         found = len(beats)
         fitted = snap_to_beats(durations, [float(b) for b in beats], low, high)
     scenes = tuple(replace(scene, duration=length) for scene, length in zip(storyboard.scenes, fitted.durations))
