@@ -9,8 +9,10 @@
    the medians are compared. Target: with audio within 5% of without.
 2. Memory: the CLI (a child process) renders ``fit: audio`` + ``cut_on_beats`` to a
    30 s and to a 10-minute generated song (10 scenes, draft, 4 fps, placeholders);
-   peak RSS of the CLI and of its whole process tree (ffmpeg included, sampled
-   every 20 ms). Target: the 10-minute peak within 20% of the 30 s one.
+   peak RSS of the CLI (exact, ``ru_maxrss``: the larger of the CLI's own peak and
+   any one ffmpeg's) and of its whole process tree (sampled every 20 ms; a sample
+   taken between a fork and its exec counts the CLI twice, so it can jump).
+   Target: the 10-minute CLI peak within 20% of the 30 s one.
 """
 
 from __future__ import annotations
@@ -116,10 +118,10 @@ def memory(tmp: Path) -> tuple[list[str], bool]:
         board.update(audio=str(song), fit="audio", cut_on_beats=True)
         peaks[name] = render_peak(board, work)
         shutil.rmtree(work, ignore_errors=True)
-    ratio = peaks["10 min"]["tree_mb"] / peaks["30 s"]["tree_mb"]
+    ratio = peaks["10 min"]["maxrss_mb"] / peaks["30 s"]["maxrss_mb"]
     lines = ["| song | CLI peak RSS (MB) | process tree peak (MB) | render s |", "|---|---|---|---|"]
     lines += [f"| {name} | {p['maxrss_mb']:.0f} | {p['tree_mb']:.0f} | {p['seconds']:.1f} |" for name, p in peaks.items()]
-    lines += ["", f"10 min / 30 s (tree): **{ratio:.3f}** (target ≤ {MEMORY_LIMIT:.2f}): {verdict(ratio <= MEMORY_LIMIT)}"]
+    lines += ["", f"10 min / 30 s (CLI peak): **{ratio:.3f}** (target ≤ {MEMORY_LIMIT:.2f}): {verdict(ratio <= MEMORY_LIMIT)}"]
     return lines, ratio <= MEMORY_LIMIT
 
 
