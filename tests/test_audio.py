@@ -114,7 +114,7 @@ def test_snapping_keeps_the_total_and_the_limits_and_lands_on_beats(durations, p
     assert abs(sum(fitted.durations) - total) < 1e-6
     assert all(0.5 - 1e-9 <= d <= 60.0 + 1e-9 for d in fitted.durations)
     cuts = np.cumsum(fitted.durations)[:-1]
-    on_beat = [c for c in cuts if min(abs(c - b) for b in beats) < 1e-9]
+    on_beat = [c for c in cuts if min((abs(c - b) for b in beats), default=1.0) < 1e-9]
     assert list(fitted.beats_used) == pytest.approx(on_beat)
     if all(0.5 + period <= d <= 60.0 - period for d in durations):  # room to move: every cut takes its nearest beat
         assert len(fitted.beats_used) == len(durations) - 1
@@ -234,6 +234,23 @@ def test_cuts_land_on_the_clicks_of_a_click_track(tmp_path):
         assert abs(beat - cut / FPS) <= 0.5 / FPS + 1e-9
     audio = probe_audio_stream(done.video_path)
     assert audio.codec == "aac" and abs(audio.duration - report.duration) <= 1 / FPS
+
+
+def test_transitions_are_centred_on_the_beats(tmp_path):
+    from pipeline.audio.soundtrack import prepare_soundtrack
+    from pipeline.video.timeline import plan_timeline
+
+    clicks = 0.37 + 0.5 * np.arange(12)
+    song = write_wav(tmp_path / "clicks.wav", click_track(6.0, clicks))
+    sb = parse_storyboard(board(song, durations=(1.3, 1.2, 1.6, 1.1), transition="crossfade",
+                                transition_duration=0.5, cut_on_beats=True))
+    fitted = prepare_soundtrack(sb)
+    plan = plan_timeline(fitted.storyboard)
+    assert len(fitted.beats_used) == 3
+    for span, beat in zip(plan.transitions, fitted.beats_used):
+        assert span.kind == "crossfade" and span.frames == 12
+        assert abs((span.start + span.end) / 2 / FPS - beat) <= 1 / FPS
+        assert np.abs(clicks - beat).min() <= 0.5 / FPS
 
 
 def test_cli_fit_audio_scales_the_scenes_to_the_song(tmp_path):

@@ -7,6 +7,7 @@ centred on the beats. Every scene stays within ``[low, high]`` seconds.
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 
 from ..contract.errors import StoryboardError
@@ -88,8 +89,6 @@ def _cumulative(durations: list[float]) -> list[float]:
 
 def _candidates(bound: float, beats: list[float]) -> list[tuple[float, bool, float]]:
     """(time, on a beat, cost) for one boundary: its nearest beats, and staying put."""
-    import bisect
-
     i = bisect.bisect_left(beats, bound)
     near = beats[max(0, i - _NEIGHBOURS):i + _NEIGHBOURS]
     return [(b, True, abs(b - bound)) for b in near] + [(bound, False, _OFF_BEAT)]

@@ -25,7 +25,6 @@ class Soundtrack:
     storyboard: Storyboard
     available: float = 0.0
     beats_used: tuple[float, ...] = ()
-    beats_found: int = 0
 
     def track(self, video_seconds: float) -> AudioTrack | None:
         """The track the encoder mixes under a video of ``video_seconds``; None for a silent video."""
@@ -49,13 +48,11 @@ def prepare_soundtrack(storyboard: Storyboard, limits: Limits | None = None,
     durations = [scene.duration for scene in storyboard.scenes]
     if storyboard.fit == "audio":
         durations = scale_to_total(durations, available, low, high)
-    fitted, found = Fitted(tuple(durations)), 0
+    fitted = Fitted(tuple(durations))
     if storyboard.cut_on_beats:
         from .beats import detect_beats  # librosa: imported only when beats are asked for
 
         beats = detect_beats(storyboard.audio, storyboard.audio_start, min(sum(durations), available), check)
-        found = len(beats)
         fitted = snap_to_beats(durations, [float(b) for b in beats], low, high)
     scenes = tuple(replace(scene, duration=length) for scene, length in zip(storyboard.scenes, fitted.durations))
-    return Soundtrack(replace(storyboard, scenes=scenes), available, tuple(round(b, 4) for b in fitted.beats_used),
-                      found)
+    return Soundtrack(replace(storyboard, scenes=scenes), available, tuple(round(b, 4) for b in fitted.beats_used))
