@@ -29,7 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
-    busy_note, env_lines, environment, fmt_runs, median, publish, storyboard_dict, verdict, write_json,
+    busy_note, env_lines, environment, fmt_runs, median, publish, storyboard_dict, verdict,
 )
 from memory import render_peak  # noqa: E402
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import gradio as gr
 
-from pipeline.contract.fields import FIELDS_BY_NAME, FITS
 from pipeline import RenderReport
+from pipeline.contract.fields import FIELDS_BY_NAME, FITS
 
 SOUNDTRACK_FIELDS = ("audio", "audio_start", "audio_volume", "fit", "cut_on_beats")
 """The Storyboard fields these widgets set, in the order ``build_soundtrack`` returns them."""
