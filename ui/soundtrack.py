@@ -22,8 +22,9 @@ def build_soundtrack() -> list:
     """The widgets, in SOUNDTRACK_FIELDS order, inside a "Soundtrack" accordion."""
     spec = FIELDS_BY_NAME
     with gr.Accordion("Soundtrack", open=False):
+        # The waveform (Gradio's WaveSurfer player) shows only with show_recording_waveform on (its default).
         audio = gr.Audio(label=spec["audio"].label, type="filepath", sources=["upload"], elem_id="audio",
-                         waveform_options=gr.WaveformOptions(show_recording_waveform=False))
+                         waveform_options=gr.WaveformOptions(show_recording_waveform=True))
         with gr.Row():
             start = gr.Number(value=spec["audio_start"].default, minimum=0, label=spec["audio_start"].label,
                               info=_info("audio_start"))
@@ -60,4 +61,4 @@ def timing_lines(report: RenderReport) -> list[str]:
         return []
     beats = f" · cuts on {len(report.beats)} beat(s)" if report.beats else ""
     scenes = " · ".join(f"{s.index + 1}: {s.start:.2f} s +{s.length:.2f} s" for s in report.scenes)
-    return [f"🎵 Scenes after fitting to the audio{beats}: {scenes}"]
+    return ["", f"🎵 Scenes after fitting to the audio{beats}: {scenes}"]  # blank line: not part of a list above
