@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import argparse
+import resource
 import shutil
 import sys
 import tempfile
@@ -60,22 +61,29 @@ def write_song(path: Path, seconds: float, rate: int = 44100, channels: int = 2)
     return path
 
 
-def compose_encode(storyboard, keyframes: list[np.ndarray], work: Path, song: Path | None) -> tuple[float, int]:
-    """Seconds for compose + encode + join of ``storyboard`` (with ``song`` as its soundtrack), and the MP4's bytes."""
+def cpu_seconds() -> float:
+    """CPU time (user + system) of this process and of its children that have ended (ffmpeg)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def compose_encode(storyboard, keyframes: list[np.ndarray], work: Path, song: Path | None) -> tuple[float, float, int]:
+    """Wall seconds and CPU seconds for compose + encode + join of ``storyboard`` (with ``song`` as its
+    soundtrack), and the MP4's bytes."""
     plan = plan_timeline(storyboard)
     preset = storyboard.preset
     track = AudioTrack(song, 0.0, 1.0, plan.duration, 30.0) if song else None
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), cpu_seconds()
     encoder = SegmentedEncoder(EncodeSettings(preset.width, preset.height, plan.fps, preset.crf, preset.x264_preset),
                                work, audio=track)
     for frame in compose_frames(storyboard, plan, lambda i: keyframes[i]):
         encoder.write(frame)
     encoder.finish(work / "out.mp4")
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, cpu_seconds() - cpu
     size = (work / "out.mp4").stat().st_size
     for path in work.iterdir():
         path.unlink()
-    return seconds, size
+    return seconds, cpu, size
 
 
 def throughput(runs: int, tmp: Path) -> tuple[list[str], bool]:
@@ -87,25 +95,27 @@ def throughput(runs: int, tmp: Path) -> tuple[list[str], bool]:
     work = tmp / "work"
     work.mkdir()
     compose_encode(storyboard, keyframes, work, song)  # warm-up: page cache, ffmpeg binary
-    silent, audio, sizes = [], [], {}
+    wall: dict[str, list[float]] = {"silent": [], "with audio": []}
+    cpu: dict[str, list[float]] = {"silent": [], "with audio": []}
+    sizes: dict[str, int] = {}
     for _ in range(runs):
-        seconds, sizes["silent"] = compose_encode(storyboard, keyframes, work, None)
-        silent.append(seconds)
-        seconds, sizes["audio"] = compose_encode(storyboard, keyframes, work, song)
-        audio.append(seconds)
-    ratio = median(audio) / median(silent)
+        for name, source in (("silent", None), ("with audio", song)):
+            seconds, used, sizes[name] = compose_encode(storyboard, keyframes, work, source)
+            wall[name].append(seconds)
+            cpu[name].append(used)
+    wall_ratio = median(wall["with audio"]) / median(wall["silent"])
+    cpu_ratio = median(cpu["with audio"]) / median(cpu["silent"])
     frames = plan_timeline(storyboard).total_frames
-    lines = [
-        "| run | median s | frames/s | runs (s) | MP4 size |",
-        "|---|---|---|---|---|",
-        f"| silent | {median(silent):.2f} | {frames / median(silent):.1f} | {fmt_runs(silent)} | "
-        f"{sizes['silent'] / 1e6:.2f} MB |",
-        f"| with audio | {median(audio):.2f} | {frames / median(audio):.1f} | {fmt_runs(audio)} | "
-        f"{sizes['audio'] / 1e6:.2f} MB |",
+    lines = ["| run | median wall s | frames/s | wall runs (s) | median CPU s | CPU runs (s) | MP4 size |",
+             "|---|---|---|---|---|---|---|"]
+    lines += [f"| {name} | {median(wall[name]):.2f} | {frames / median(wall[name]):.1f} | {fmt_runs(wall[name])} | "
+              f"{median(cpu[name]):.2f} | {fmt_runs(cpu[name])} | {sizes[name] / 1e6:.2f} MB |" for name in wall]
+    lines += [
         "",
-        f"With audio / silent: **{ratio:.3f}** (target ≤ {SPEED_LIMIT:.2f}): {verdict(ratio <= SPEED_LIMIT)}",
+        f"With audio / silent, CPU time (the fair measure on a shared machine): **{cpu_ratio:.3f}**; wall time: "
+        f"{wall_ratio:.3f} (target ≤ {SPEED_LIMIT:.2f}): {verdict(cpu_ratio <= SPEED_LIMIT)}",
     ]
-    return lines, ratio <= SPEED_LIMIT
+    return lines, cpu_ratio <= SPEED_LIMIT
 
 
 def memory(tmp: Path) -> tuple[list[str], bool]:

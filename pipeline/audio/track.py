@@ -7,7 +7,8 @@ packets: a segment's audio decodes exactly on its own. AAC would not: each AAC
 frame is overlap-added with the one before it, so a player that decodes the
 segments one by one (Gradio's live video does, to re-encode them into its own
 stream) gets a 21 ms glitch at every boundary. The MP4 gets AAC, encoded once
-from the joined segments when they are joined (``mp4_arguments``).
+by the same process as a second output (``aac_output_arguments``), so the join
+at the end only copies streams.
 
 The H.264 of a video with audio has no B-frames: segments are cut at the video's
 decode times, and B-frames put those two frames ahead of the picture, which would
@@ -52,18 +53,25 @@ class AudioTrack:
         return ["-ss", f"{self.start:.6f}", "-i", str(self.path)]
 
     def output_arguments(self, input_index: int, video_map: str = "0:v:0") -> list[str]:
-        """Filter, stream maps and PCM options for the segments, taking the video from ``video_map``."""
+        """Filter and stream maps for the segments' output (PCM), taking the video from ``video_map``.
+
+        The filter also feeds the ``[aac]`` pad that :meth:`aac_output_arguments` encodes.
+        """
         fade = self.fade_out
         chain = ",".join([
             f"volume={self.volume:.6g}", f"aresample={SAMPLE_RATE}", "apad",
             f"atrim=end={self.duration:.6f}",
             f"afade=t=out:st={max(0.0, self.duration - fade):.6f}:d={fade:.6f}",
-            f"asetnsamples=n={PACKET_SAMPLES}:p=0",
+            "asplit=2[pcm][aac]",
         ])
-        return ["-filter_complex", f"[{input_index}:a:0]{chain}[soundtrack]", "-map", video_map,
+        graph = f"[{input_index}:a:0]{chain};[pcm]asetnsamples=n={PACKET_SAMPLES}:p=0[soundtrack]"
+        return ["-filter_complex", graph, "-map", video_map,
                 "-map", "[soundtrack]", "-c:a", "s302m", "-strict", "experimental", "-ac", "2"]
 
     @staticmethod
-    def mp4_arguments() -> list[str]:
-        """Output options that encode the joined segments' audio to AAC for the MP4 (the video is copied)."""
-        return ["-c:a", "aac", "-b:a", BITRATE]
+    def aac_output_arguments(path: Path) -> list[str]:
+        """A second output of the same ffmpeg: the track as AAC in ``path`` (.m4a), for the MP4.
+
+        Encoded while the video is, so joining the MP4 at the end only copies streams.
+        """
+        return ["-map", "[aac]", "-c:a", "aac", "-b:a", BITRATE, "-ac", "2", "-f", "mp4", str(path)]

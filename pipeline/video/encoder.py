@@ -14,8 +14,8 @@ drains it again every two seconds; measured in bench/RESULTS.md.)
 
 A soundtrack (``pipeline.audio.track.AudioTrack``) is a second input of that same
 process: each segment carries its stretch of one continuous audio stream (as PCM,
-which decodes exactly segment by segment), and the join encodes it once to AAC
-for the MP4, in sync with the picture (the video is still copied as streamed).
+which decodes exactly segment by segment), and a second output of the process
+encodes it to AAC for the MP4 as it goes; the join copies both streams.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from ..contract.events import Segment
 SEGMENT_PATTERN = "segment_%05d.ts"  # ffmpeg's name for segment n
 _SEGMENT_GLOB = SEGMENT_PATTERN.replace("%05d", "*")
 _SEGMENT_LIST = "segments.csv"
+_AUDIO_NAME = "soundtrack.m4a"  # the AAC track for the MP4, written beside the segments
 
 
 def ffmpeg_exe() -> str:
@@ -87,6 +88,7 @@ class SegmentedEncoder:
         self.segments: list[Segment] = []
         self.frames_written = 0
         self._list_path = work_dir / _SEGMENT_LIST
+        self._audio_path = work_dir / _AUDIO_NAME
         self._frame_bytes = settings.width * settings.height * 3
         self._list_size = 0  # bytes of the segment list already read
         self._proc: subprocess.Popen | None = None
@@ -129,8 +131,9 @@ class SegmentedEncoder:
         if done != self.frames_written:
             raise RuntimeError(f"ffmpeg wrote {done} of {self.frames_written} frames into its segments")
         concat_segments([segment.path for segment in self.segments], mp4_path, self.work_dir,
-                        self.audio.mp4_arguments() if self.audio else [])
+                        self._audio_path if self.audio else None)
         self._list_path.unlink(missing_ok=True)
+        self._audio_path.unlink(missing_ok=True)
         return last
 
     def abort(self) -> None:
@@ -148,6 +151,7 @@ class SegmentedEncoder:
         for path in self.work_dir.glob(_SEGMENT_GLOB):
             path.unlink(missing_ok=True)
         self._list_path.unlink(missing_ok=True)
+        self._audio_path.unlink(missing_ok=True)
 
     def _start(self) -> subprocess.Popen:
         seconds = self.segment_frames / self.settings.fps
@@ -162,6 +166,7 @@ class SegmentedEncoder:
             "-segment_time", f"{seconds:.6f}", "-segment_time_delta", f"{0.5 / self.settings.fps:.6f}",
             "-segment_list", str(self._list_path), "-segment_list_type", "csv",
             str(self.work_dir / SEGMENT_PATTERN),
+            *(self.audio.aac_output_arguments(self._audio_path) if self.audio else []),
         ]
         self._proc = subprocess.Popen(args, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
         return self._proc
@@ -206,20 +211,21 @@ class SegmentedEncoder:
             return ""
 
 
-def concat_segments(paths: list[Path], mp4_path: Path, work_dir: Path, audio_arguments: list[str] = ()) -> None:
+def concat_segments(paths: list[Path], mp4_path: Path, work_dir: Path, audio: Path | None = None) -> None:
     """Join MPEG-TS segments into one MP4 without re-encoding, moov atom first.
 
     The segments are cuts of one continuous MPEG-TS stream, so they are read back as
     that stream (ffmpeg's ``concat:`` protocol, bytes end to end) and keep their own
     timestamps; the concat demuxer would re-time each file from its guessed
     duration, which leaves gaps once an audio track makes a file's end ragged.
-    ``audio_arguments`` encode the audio (the segments' PCM to AAC); the video is copied.
+    With ``audio`` (an .m4a), the MP4 takes its sound from there instead (both start at 0).
     """
     names = [path.resolve().relative_to(work_dir.resolve()).as_posix() for path in paths]
     partial = mp4_path.with_name(mp4_path.name + ".part.mp4")
     args = [
         ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y",
-        "-i", "concat:" + "|".join(names), "-map", "0", "-c", "copy", *audio_arguments, "-movflags", "+faststart",
+        "-i", "concat:" + "|".join(names), *(["-i", str(audio.resolve())] if audio else []),
+        *(["-map", "0:v", "-map", "1:a"] if audio else ["-map", "0"]), "-c", "copy", "-movflags", "+faststart",
         str(partial.resolve()),
     ]
     result = subprocess.run(args, capture_output=True, check=False, cwd=work_dir)
