@@ -92,6 +92,18 @@ def test_audio_limits_and_options_that_need_audio(tmp_path):
         parse_storyboard(board(song, audio_volume=9))
 
 
+@given(st.one_of(st.floats(allow_nan=True), st.integers(), st.text(max_size=5), st.booleans(), st.none()),
+       st.sampled_from(["audio_start", "audio_volume"]))
+def test_audio_numbers_parse_or_name_their_field(value, name):
+    try:
+        sb = parse_storyboard(board(**{name: value}))
+    except StoryboardError as exc:
+        assert f"Storyboard: {name} " in str(exc) and "\n" not in str(exc)
+    else:
+        parsed = getattr(sb, name)
+        assert isinstance(parsed, float) and 0 <= parsed <= (4 if name == "audio_volume" else 3600)
+
+
 # --- fitting (properties) -----------------------------------------------------------------------
 
 durations_st = st.lists(st.floats(0.5, 60.0), min_size=1, max_size=12)
