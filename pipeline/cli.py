@@ -15,7 +15,7 @@ import threading
 from pathlib import Path
 
 from .contract.errors import ConfigError, StoryboardError
-from .contract.events import Done, Failed, KeyframeReady, Progress
+from .contract.events import Done, Failed, KeyframeReady, MorphReady, Progress
 from .service import build_renderer
 from .contract.settings import add_settings_arguments, settings_from_args
 from .contract.storyboard import parse_storyboard
@@ -79,6 +79,9 @@ def _run(renderer, storyboard, args) -> int:
                 bar.set_postfix_str(event.message)
             elif isinstance(event, KeyframeReady) and event.source == "placeholder":
                 bar.write(f"Scene {event.scene_index + 1}: placeholder — {event.reason}")
+            elif isinstance(event, MorphReady) and event.source == "crossfade":
+                k = event.boundary + 1
+                bar.write(f"Morph {k}→{k + 1}: crossfade — {event.reason}")
             elif isinstance(event, Done):
                 bar.n = 1000
                 bar.close()
@@ -105,4 +108,15 @@ def _deliver(done: Done, args) -> int:
     print(f"{args.output}: {report.width}x{report.height}, {report.fps} fps, {report.frames} frames, "
           f"{report.duration:.2f} s, {len(report.fallbacks)} placeholder scene(s)"
           + (f", cut on {len(report.beats)} beat(s)" if report.beats else ""))
+    for note, scenes in _notes(report).items():  # what a remote backend did not send
+        print(f"note: scene(s) {', '.join(scenes)}: {note}")
     return 0
+
+
+def _notes(report) -> dict[str, list[str]]:
+    """Each distinct scene note, with the scenes (numbered from 1) it applies to."""
+    notes: dict[str, list[str]] = {}
+    for scene in report.scenes:
+        for note in scene.notes:
+            notes.setdefault(note, []).append(str(scene.index + 1))
+    return notes

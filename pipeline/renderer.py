@@ -2,10 +2,11 @@
 
 The two stages overlap, each in its own thread feeding the render's one event
 stream (``pipeline.event_stream``): the image stage makes the images of the render
-plan, and the video stage fits the scenes to the soundtrack (if any), then
-composing + encoding starts at once and waits for an image only when
+plan, and composing + encoding starts at once and waits for an image only when
 the timeline reaches it, so the first segments stream while later scenes are
-still being made. The caller gets every event as soon as it exists.
+still being made. The caller gets every event as soon as it exists. A storyboard
+with a soundtrack is first fitted to it (``pipeline.audio.soundtrack``: scaled to
+its length, cuts moved onto its beats); both stages then use the fitted durations.
 
 ``Renderer.render`` is a generator. Each render gets its own unguessable folder
 under the output root; the finished MP4 and report.json stay there, everything
@@ -22,27 +23,29 @@ import secrets
 import shutil
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 from PIL import Image
 
-from .audio.soundtrack import Soundtrack, prepare_soundtrack
+from .audio.soundtrack import prepare_soundtrack
 from .contract.errors import RenderCancelled, StoryboardError
-from .contract.events import Done, Event, Failed, KeyframeReady, Progress, RenderReport, SceneReport
+from .contract.events import Done, Event, Failed, KeyframeReady, MorphReady, Progress, RenderReport, SceneReport
 from .contract.storyboard import Storyboard
 from .event_stream import EventStream
 from .images.cache import KeyframeCache
-from .images.generation import ImageModel, keyframe_id
+from .images.generation import ImageModel, inbetween_id, keyframe_id
+from .images.plan import morph_frame_counts
 from .images.slots import ImageSlots
 from .images.stage import ImageStage
 from .outputs import remove_old_outputs
 from .video.encoder import EncodeSettings, SegmentedEncoder
 from .video.imaging import fit_cover
-from .video.timeline import TimelinePlan, compose_frames, plan_timeline
+from .video.morph import MorphImages, transition_reports
+from .video.timeline import KeyframeLoader, MorphLoader, TimelinePlan, compose_frames, plan_timeline
 
 log = logging.getLogger(__name__)
 
@@ -103,24 +106,34 @@ class Renderer:
         share = _KEYFRAME_SHARE_AI if storyboard.use_ai and self.model is not None else _KEYFRAME_SHARE_PLACEHOLDER
         progress = _Progress(started, share)
         reports: dict[int, SceneReport] = {}
+        morphs: dict[int, MorphReady] = {}
+        if storyboard.audio:
+            yield Progress("loading", 0.0, "Fitting the scenes to the audio" +
+                           (" (finding the beats)" if storyboard.cut_on_beats else ""))
+        soundtrack = prepare_soundtrack(storyboard, check=partial(_raise_if_set, cancel))
+        storyboard = soundtrack.storyboard  # durations fitted to the audio, if any: both stages use these
+        plan = plan_timeline(storyboard)
         slots = ImageSlots(cancel)
-        part = _VideoPart()
+        encoder = SegmentedEncoder(_encode_settings(storyboard), folder, self.segment_seconds,
+                                   audio=soundtrack.track(plan.duration))
         stream = EventStream(cancel)
         try:
             stream.run("images", self.images.run(storyboard, folder, slots, cancel,
                                                  partial(stream.put, droppable=True)))
-            stream.run("encode", self._fit_and_encode(storyboard, folder, slots, part, stream))
+            stream.run("encode", self._encode(storyboard, plan, slots, encoder, stream))
             for event in stream.drain():
                 if isinstance(event, KeyframeReady):
-                    reports[event.scene_index] = SceneReport(event.scene_index, event.source, event.reason)
+                    reports[event.scene_index] = SceneReport(event.scene_index, event.source, event.reason,
+                                                             event.notes)
+                elif isinstance(event, MorphReady):
+                    morphs[event.boundary] = event
                 yield progress.update(event)
         finally:
             stream.close()
         if cancel.is_set():
             raise RenderCancelled()
-        plan, soundtrack = part.plan, part.soundtrack
         # Segments are deleted only now, after this thread has yielded each one to its consumer.
-        for segment in part.encoder.segments:
+        for segment in encoder.segments:
             segment.path.unlink(missing_ok=True)
         video = folder / VIDEO_NAME
         info = self.model.info() if self.model is not None and storyboard.use_ai else None
@@ -129,7 +142,7 @@ class Renderer:
             frames=plan.total_frames, duration=plan.total_frames / storyboard.output_fps,
             scenes=_placed(reports, plan),
             model=info.model if info else "", device=info.device if info else "",
-            seconds_taken=round(time.monotonic() - started, 3),
+            seconds_taken=round(time.monotonic() - started, 3), transitions=transition_reports(plan, morphs),
             audio=bool(storyboard.audio), beats=soundtrack.beats_used,
         )
         report_path = folder / REPORT_NAME
@@ -137,25 +150,10 @@ class Renderer:
         yield progress.finished()
         yield Done(video, report, report_path)
 
-    def _fit_and_encode(self, storyboard: Storyboard, folder: Path, slots: ImageSlots, video: "_VideoPart",
-                        stream: EventStream) -> Iterator[Event]:
-        """The encode thread: fit the scenes to the audio (beat tracking takes seconds, so it overlaps
-        the keyframes), plan the timeline, then compose and encode; ``video`` keeps what the report needs."""
-        if storyboard.audio:
-            yield Progress("composing", 0.0, "Fitting the scenes to the audio" +
-                           (" (finding the beats)" if storyboard.cut_on_beats else ""))
-        video.soundtrack = prepare_soundtrack(storyboard, check=partial(_raise_if_set, stream.cancel))
-        fitted = video.soundtrack.storyboard  # durations fitted to the audio, if any
-        video.plan = plan_timeline(fitted)
-        video.encoder = SegmentedEncoder(_encode_settings(fitted), folder, self.segment_seconds,
-                                         audio=video.soundtrack.track(video.plan.duration))
-        yield from self._encode(fitted, video.plan, slots, video.encoder, stream)
-
     @staticmethod
     def _encode(storyboard: Storyboard, plan: TimelinePlan, slots: ImageSlots, encoder: SegmentedEncoder,
                 stream: EventStream) -> Iterator[Event]:
         """Compose and encode every frame (runs in the encode thread); Progress fractions are of this stage."""
-        preset = storyboard.preset
         cancel = stream.cancel
 
         def hand_on_segments() -> None:
@@ -163,13 +161,10 @@ class Renderer:
             for segment in encoder.poll():
                 stream.put(segment)
 
-        def load_keyframe(index: int) -> np.ndarray:
-            with Image.open(slots.wait(keyframe_id(index), idle=hand_on_segments)) as image:
-                return np.asarray(fit_cover(image.convert("RGB"), preset.width, preset.height))
-
         total = plan.total_frames
+        frames = compose_frames(storyboard, plan, *image_loaders(storyboard, slots, hand_on_segments))
         try:
-            for number, frame in enumerate(compose_frames(storyboard, plan, load_keyframe), start=1):
+            for number, frame in enumerate(frames, start=1):
                 if cancel.is_set():
                     raise RenderCancelled()
                 yield from encoder.write(frame)
@@ -188,15 +183,6 @@ def _raise_if_set(cancel: threading.Event) -> None:
         raise RenderCancelled()
 
 
-@dataclass
-class _VideoPart:
-    """What the encode thread works out for the report: the fitted soundtrack, the plan, the encoder."""
-
-    soundtrack: Soundtrack | None = None
-    plan: TimelinePlan | None = None
-    encoder: SegmentedEncoder | None = None
-
-
 def _placed(reports: dict[int, SceneReport], plan: TimelinePlan) -> tuple[SceneReport, ...]:
     """Each scene's report with its final start and length in the video (whole frames, in seconds)."""
     return tuple(
@@ -204,6 +190,27 @@ def _placed(reports: dict[int, SceneReport], plan: TimelinePlan) -> tuple[SceneR
                 length=round((span.end - span.start) / plan.fps, 4))
         for span in plan.scenes
     )
+
+
+def image_loaders(storyboard: Storyboard, slots: ImageSlots,
+                  idle: Callable[[], None] | None = None) -> tuple[KeyframeLoader, MorphLoader]:
+    """The timeline's ``load_keyframe`` and ``load_morph``: they wait for the images in ``slots``
+    (calling ``idle`` meanwhile) and fit them to the storyboard's frame size."""
+    preset = storyboard.preset
+    morph_counts = morph_frame_counts(storyboard)
+
+    def load_image(request_id: str) -> np.ndarray:
+        with Image.open(slots.wait(request_id, idle=idle)) as image:
+            return np.asarray(fit_cover(image.convert("RGB"), preset.width, preset.height))
+
+    def load_morph(boundary: int) -> MorphImages | None:
+        # A morph's images are settled together: the first slot says whether it was made.
+        ids = [inbetween_id(boundary, j) for j in range(1, morph_counts.get(boundary, 0) + 1)]
+        if not ids or slots.wait(ids[0], idle=idle) is None:
+            return None  # drawn as a crossfade; the report says why
+        return MorphImages(len(ids), lambda j: load_image(ids[j]))
+
+    return (lambda index: load_image(keyframe_id(index))), load_morph
 
 
 def _encode_settings(storyboard: Storyboard) -> EncodeSettings:

@@ -47,7 +47,8 @@ class Handlers:
     def generate(self, scenes: list, quality: str, transition: str, transition_duration: float, fps: float,
                  use_ai: bool, steps: float, guidance_scale: float | None, audio: str | None = None,
                  audio_start: float = 0.0, audio_volume: float = 1.0, fit: str = "scenes", cut_on_beats: bool = False,
-                 model: str | None = None, board_ok: bool = True, request: gr.Request = None) -> Iterator[tuple]:
+                 model: str | None = None, backend: str | None = None, board_ok: bool = True,
+                 request: gr.Request = None) -> Iterator[tuple]:
         """Render the scene table; streams keyframes, step previews, video segments, then the MP4.
 
         The soundtrack's parameters have defaults, so API callers that send no audio need not name them.
@@ -61,7 +62,7 @@ class Handlers:
             raise gr.Error(str(exc), title="Please fix the storyboard") from None
         cancel = sessions.begin(request.session_hash)
         try:
-            yield from PageRender(self.stream).updates(self.pool.get(model).render(storyboard, cancel))
+            yield from PageRender(self.stream).updates(self.pool.get(model, backend).render(storyboard, cancel))
         finally:
             sessions.end(request.session_hash, cancel)
 
@@ -120,14 +121,18 @@ class Handlers:
     def clear_cache(self) -> str:
         return f"Removed {self.pool.cache.clear()} keyframe(s) from the cache."
 
-    def model_line(self, model_id: str | None) -> str:
-        """Which model, on which device, and whether it is loaded."""
-        model = self.pool.get(model_id).model
+    def model_line(self, model_id: str | None, backend: str | None = None) -> str:
+        """Which model, on which device (or remote service, and why auto chose it), whether it is loaded,
+        and which backend."""
+        model = self.pool.get(model_id, backend).model
         if model is None:
             return "**Model:** none configured"
         info = model.info()
         state = f"failed: {info.reason}" if info.state == "failed" else info.state
-        return f"**Model:** `{info.model}` · **device:** {info.device} · **state:** {state}"
+        choice = self.pool.backend_for(backend)
+        because = f" ({choice.because})" if choice.because and choice.name == "diffusers" else ""
+        return (f"**Model:** `{info.model}` · **device:** {info.device} · **state:** {state} · "
+                f"**backend:** {choice.name}{because}")
 
 
 def without_audio_path(text: str) -> str | dict:

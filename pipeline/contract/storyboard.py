@@ -89,6 +89,8 @@ class Storyboard:
     steps: int | None = None
     guidance_scale: float | None = None
     model: str | None = None
+    morph_frames: int = 8
+    morph_ease: bool = True
     audio: str | None = None
     audio_start: float = 0.0
     audio_volume: float = 1.0
@@ -247,9 +249,9 @@ def _to_float(value: Any, where: str, name: str) -> float:
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise StoryboardError(f"{where}: {name} must be a number (got '{value}').") from None
+        raise StoryboardError(f"{where}: {name} must be a number (got '{_shown(value)}').") from None
     if not math.isfinite(number):
-        raise StoryboardError(f"{where}: {name} must be a finite number (got '{value}').")
+        raise StoryboardError(f"{where}: {name} must be a finite number (got '{_shown(value)}').")
     return number
 
 
@@ -264,7 +266,7 @@ def _number(value: Any, where: str, name: str, low: float, high: float, unit: st
 def _integer(value: Any, where: str, name: str, low: int, high: int) -> int:
     number = _to_float(value, where, name)
     if number != int(number):
-        raise StoryboardError(f"{where}: {name} must be a whole number (got {value}).")
+        raise StoryboardError(f"{where}: {name} must be a whole number (got {_shown(value)}).")
     if not low <= number <= high:
         raise StoryboardError(f"{where}: {name} must be between {low} and {high} (got {int(number)}).")
     return int(number)
@@ -273,7 +275,7 @@ def _integer(value: Any, where: str, name: str, low: int, high: int) -> int:
 def _boolean(value: Any, where: str, name: str) -> bool:
     if isinstance(value, bool):
         return value
-    raise StoryboardError(f"{where}: {name} must be true or false (got '{value}').")
+    raise StoryboardError(f"{where}: {name} must be true or false (got '{_shown(value)}').")
 
 
 def _shown(value: Any) -> str:

@@ -1,8 +1,10 @@
 """The render plan: every image a video needs, as requests, before any is made.
 
 :func:`plan_images` turns a storyboard into a :class:`RenderPlan` for one model:
-one keyframe request per scene today. New request kinds (in-between frames of a
-morph, scenes chained to the previous one) are added here as further requests
+one keyframe request per scene and, for a ``morph`` transition, the in-between
+images of each boundary (kind ``inbetween``, see :func:`morph_frame_counts`), each
+depending on the two keyframes it walks between. New request kinds (scenes chained
+to the previous one) are added here as further requests
 with ``depends_on`` naming the requests whose images they need; the image stage
 runs a request once its dependencies exist, and the timeline asks for images by
 request id, so neither changes for a new kind.
@@ -12,10 +14,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..contract.storyboard import Storyboard
-from .generation import ImageModel, ImageRequest, keyframe_id
+from .generation import Between, ImageModel, ImageRequest, inbetween_id, keyframe_id
 
 _CACHE_FORMAT = 1
 
@@ -65,17 +67,67 @@ def generation_settings(storyboard: Storyboard, model: ImageModel) -> Generation
 
 
 def plan_images(storyboard: Storyboard, model: ImageModel) -> RenderPlan:
-    """Every image ``storyboard`` needs from ``model`` (load the model first: its size and steps count)."""
+    """Every image ``storyboard`` needs from ``model`` (load the model first: its size and steps count).
+
+    In the order the video needs them: scene 1's keyframe, scene 2's, the morph between
+    them (if any), scene 3's, and so on.
+    """
     settings = generation_settings(storyboard, model)
-    keyframes = tuple(
+    morphs = morph_frame_counts(storyboard)
+    keyframes = [
         ImageRequest(
             scene_index=index, prompt=scene.prompt, negative_prompt=scene.negative_prompt,
             seed=scene.resolved_seed, steps=settings.steps, guidance_scale=settings.guidance_scale,
             width=settings.width, height=settings.height, id=keyframe_id(index),
         )
         for index, scene in enumerate(storyboard.scenes)
-    )
-    return RenderPlan(keyframes)
+    ]
+    requests: list[ImageRequest] = []
+    for index, keyframe in enumerate(keyframes):
+        requests.append(keyframe)
+        if index - 1 in morphs:
+            requests += _inbetweens(keyframes[index - 1], keyframe, morphs[index - 1], storyboard.morph_ease)
+    return RenderPlan(tuple(requests))
+
+
+def _inbetweens(start: ImageRequest, end: ImageRequest, count: int, ease: bool) -> list[ImageRequest]:
+    """The ``count`` in-between requests of the morph from ``start``'s keyframe to ``end``'s."""
+    boundary = start.scene_index
+    return [
+        replace(start, id=inbetween_id(boundary, j), kind="inbetween", depends_on=(start.id, end.id),
+                between=Between(start, end, morph_position(j, count, ease)))
+        for j in range(1, count + 1)
+    ]
+
+
+def morph_frame_counts(storyboard: Storyboard) -> dict[int, int]:
+    """For a ``morph`` storyboard: boundary -> how many in-between images the model makes there.
+
+    ``morph_frames``, but never more than the transition has frames between its two
+    keyframes (nominally ``round(min(transition, both durations) * fps) - 2``); boundaries
+    without any are left out. Depends only on the two scenes of each boundary and the
+    board's settings, so editing another scene never changes a morph's images.
+    """
+    if storyboard.transition != "morph":
+        return {}
+    scenes, counts = storyboard.scenes, {}
+    for k in range(len(scenes) - 1):
+        length = min(storyboard.transition_duration, scenes[k].duration, scenes[k + 1].duration)
+        count = min(storyboard.morph_frames, round(length * storyboard.output_fps) - 2)
+        if count > 0:
+            counts[k] = count
+    return counts
+
+
+def morph_position(frame: int, count: int, ease: bool) -> float:
+    """Where in-between image ``frame`` (1..count) sits on the walk from one keyframe (0) to the next (1).
+
+    Evenly spaced, or with ``ease`` on a smoothstep (3t² - 2t³): images crowd near both
+    keyframes, so the walk starts and stops gently. The timeline shows the images at
+    even intervals either way.
+    """
+    t = frame / (count + 1)
+    return t * t * (3.0 - 2.0 * t) if ease else t
 
 
 def cache_key(model_id: str, request: ImageRequest, depends_on: list[str] | tuple[str, ...] = ()) -> str:
