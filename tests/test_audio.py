@@ -265,6 +265,21 @@ def test_transitions_are_centred_on_the_beats(tmp_path):
         assert np.abs(clicks - beat).min() <= 0.5 / FPS
 
 
+def test_a_morph_is_planned_on_the_fitted_durations(tmp_path, tiny_model_dir):
+    from pipeline.images.diffusers_backend import ModelManager
+
+    song = write_wav(tmp_path / "song.wav", tone(3.0))
+    # Before fitting a 0.6 s scene leaves room for 3 in-betweens at 8 fps; fitted to 1.5 s, for 6.
+    sb = parse_storyboard(board(song, durations=(0.6, 0.6), fit="audio", transition="morph", transition_duration=1.0,
+                                morph_frames=8, use_ai=True, fps=8, steps=1))
+    model = ModelManager(str(tiny_model_dir), device="cpu", local_files_only=True)
+    done = list(Renderer(tmp_path / "out", model).render(sb))[-1]
+    assert isinstance(done, Done), done
+    assert [s.length for s in done.report.scenes] == pytest.approx([1.5, 1.5], abs=1 / 8)
+    morph = done.report.transitions[0]
+    assert (morph.made, morph.generated + morph.cached) == ("generated", 6)
+
+
 def test_cli_fit_audio_scales_the_scenes_to_the_song(tmp_path):
     from pipeline.cli import main
 
