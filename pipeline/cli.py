@@ -13,12 +13,16 @@ import sys
 import tempfile
 import threading
 from pathlib import Path
+from typing import Any
 
 from .contract.errors import ConfigError, StoryboardError
 from .contract.events import Done, Failed, KeyframeReady, MorphReady, Progress
 from .service import build_renderer
 from .contract.settings import add_settings_arguments, settings_from_args
+from .contract.json_input import MAX_JSON_CHARS, load_json
 from .contract.storyboard import parse_storyboard
+
+MAX_FILE_BYTES = 4 * MAX_JSON_CHARS  # UTF-8 takes at most 4 bytes a character
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,11 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         settings = settings_from_args(args)
-        try:
-            text = args.storyboard.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise StoryboardError(f"Cannot read {args.storyboard}: {exc.strerror}.") from None
-        storyboard = parse_storyboard(_with_audio_path(text, args.storyboard.parent), settings.limits())
+        storyboard = parse_storyboard(_with_audio_path(_read_storyboard(args.storyboard), args.storyboard.parent),
+                                      settings.limits())
     except (ConfigError, StoryboardError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -51,17 +52,25 @@ def main(argv: list[str] | None = None) -> int:
         return _run(renderer, storyboard, args)
 
 
-def _with_audio_path(text: str, folder: Path) -> str | dict:
-    """The storyboard with a relative ``audio`` path resolved against the storyboard file's folder."""
+def _read_storyboard(path: Path) -> bytes:
+    """The file's bytes (decoded and checked by parse_storyboard); too big or unreadable: StoryboardError."""
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError:
-        return text  # parse_storyboard says what is wrong with it
+        with path.open("rb") as handle:
+            data = handle.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise StoryboardError(f"Cannot read {path}: {exc.strerror or exc}.") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise StoryboardError(f"{path} is larger than {MAX_FILE_BYTES // 1_000_000} MB; that is not a storyboard.")
+    return data
+
+
+def _with_audio_path(raw: bytes, folder: Path) -> Any:
+    """The storyboard document with a relative ``audio`` path resolved against the storyboard file's folder."""
+    data = load_json(raw)  # size, depth and UTF-8 checked: only StoryboardError escapes
     audio = data.get("audio") if isinstance(data, dict) else None
-    if isinstance(audio, str) and audio.strip() and not Path(audio.strip()).expanduser().is_absolute():
-        data["audio"] = str(folder / audio.strip())
-    elif isinstance(audio, str) and audio.strip():
-        data["audio"] = str(Path(audio.strip()).expanduser())
+    if isinstance(audio, str) and audio.strip():
+        path = Path(audio.strip()).expanduser()
+        data["audio"] = str(path if path.is_absolute() else folder / path)
     return data
 
 
@@ -100,10 +109,16 @@ def _run(renderer, storyboard, args) -> int:
 
 
 def _deliver(done: Done, args) -> int:
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    shutil.move(str(done.video_path), args.output)
-    if args.report:
-        args.report.write_text(json.dumps(done.report.to_dict(), indent=2), encoding="utf-8")
+    try:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(done.video_path), args.output)
+        if args.report:
+            args.report.write_text(json.dumps(done.report.to_dict(), indent=2), encoding="utf-8")
+    except OSError as exc:  # a full disk, a read-only folder: one line, and no half-written MP4 left
+        if done.video_path.exists():  # the move did not finish: what reached the output is partial
+            args.output.unlink(missing_ok=True)
+        print(f"error: could not write the result: {exc.strerror or exc}.", file=sys.stderr)
+        return 1
     report = done.report
     print(f"{args.output}: {report.width}x{report.height}, {report.fps} fps, {report.frames} frames, "
           f"{report.duration:.2f} s, {len(report.fallbacks)} placeholder scene(s)"

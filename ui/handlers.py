@@ -11,6 +11,7 @@ from typing import Any, Iterator
 import gradio as gr
 
 from pipeline import Storyboard, StoryboardError, parse_storyboard
+from pipeline.contract.json_input import load_json
 from pipeline.service import RendererPool
 
 from . import sessions
@@ -60,9 +61,13 @@ class Handlers:
                                          guidance_scale, audio, audio_start, audio_volume, fit, cut_on_beats)
         except StoryboardError as exc:
             raise gr.Error(str(exc), title="Please fix the storyboard") from None
+        try:
+            renderer = self.pool.get(model, backend)
+        except StoryboardError as exc:  # a model this server does not allow
+            raise gr.Error(str(exc), title="Please pick another model") from None
         cancel = sessions.begin(request.session_hash)
         try:
-            yield from PageRender(self.stream).updates(self.pool.get(model, backend).render(storyboard, cancel))
+            yield from PageRender(self.stream).updates(renderer.render(storyboard, cancel))
         finally:
             sessions.end(request.session_hash, cancel)
 
@@ -85,7 +90,13 @@ class Handlers:
             storyboard = parse_storyboard(with_uploaded_audio(storyboard_json, audio), self.limits)
         except StoryboardError as exc:
             raise gr.Error(str(exc)) from None
-        yield from api_updates(self.pool.get().render(storyboard))
+        event_id = sessions.current_event_id()
+        cancel = sessions.watch_event(event_id)  # set by the request guard when the client cancels
+        try:
+            if not cancel.is_set():
+                yield from api_updates(self.pool.get().render(storyboard, cancel), cancel)
+        finally:
+            sessions.forget_event(event_id, cancel)
 
     @staticmethod
     def show(storyboard: Storyboard) -> tuple:
@@ -111,9 +122,7 @@ class Handlers:
 
     def import_file(self, file: str) -> tuple:
         try:
-            storyboard = parse_storyboard(without_audio_path(Path(file).read_text(encoding="utf-8")), self.limits)
-        except UnicodeDecodeError:
-            raise gr.Error("That file is not a text JSON file.", title="Cannot import") from None
+            storyboard = parse_storyboard(without_audio_path(Path(file).read_bytes()), self.limits)  # UTF-8, size
         except StoryboardError as exc:
             raise gr.Error(str(exc), title="Cannot import") from None
         return self.show(storyboard)
@@ -124,7 +133,10 @@ class Handlers:
     def model_line(self, model_id: str | None, backend: str | None = None) -> str:
         """Which model, on which device (or remote service, and why auto chose it), whether it is loaded,
         and which backend."""
-        model = self.pool.get(model_id, backend).model
+        try:
+            model = self.pool.get(model_id, backend).model
+        except StoryboardError as exc:  # a model this server does not allow
+            return f"❌ {exc}"
         if model is None:
             return "**Model:** none configured"
         info = model.info()
@@ -135,23 +147,17 @@ class Handlers:
                 f"**backend:** {choice.name}{because}")
 
 
-def without_audio_path(text: str) -> str | dict:
+def without_audio_path(raw: str | bytes) -> Any:
     """An imported storyboard without its ``audio`` path (a visitor's path is not a file here; upload it)."""
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError:
-        return text  # parse_storyboard says what is wrong
+    data = load_json(raw)  # size, depth and UTF-8 checked: only StoryboardError escapes
     if isinstance(data, dict):
         data.pop("audio", None)
     return data
 
 
-def with_uploaded_audio(storyboard_json: str, audio: str | None) -> str | dict:
+def with_uploaded_audio(storyboard_json: str, audio: str | None) -> Any:
     """The API's storyboard with its soundtrack taken from the uploaded file, never from a path in the JSON."""
-    try:
-        data = json.loads(storyboard_json)
-    except json.JSONDecodeError:
-        return storyboard_json  # parse_storyboard says what is wrong
+    data = load_json(storyboard_json)  # size, depth and UTF-8 checked: only StoryboardError escapes
     if isinstance(data, dict):
         if data.get("audio"):
             raise StoryboardError("Storyboard: audio must be sent as a file (the audio input of /render), "
