@@ -12,7 +12,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
-from ..contract.storyboard import Limits, Storyboard
+from ..contract.errors import StoryboardError
+from ..contract.storyboard import Limits, Storyboard, scene_frame_bounds
 from .fit import Fitted, scale_to_total, snap_to_beats
 from .probe import probe_audio
 from .track import AudioTrack
@@ -44,6 +45,7 @@ def prepare_soundtrack(storyboard: Storyboard, limits: Limits | None = None,
         return Soundtrack(storyboard)
     limits = limits or Limits()
     low, high = limits.min_scene_seconds, limits.max_scene_seconds
+    fps = storyboard.output_fps
     available = probe_audio(storyboard.audio).duration - storyboard.audio_start
     durations = [scene.duration for scene in storyboard.scenes]
     if storyboard.fit == "audio":
@@ -53,6 +55,17 @@ def prepare_soundtrack(storyboard: Storyboard, limits: Limits | None = None,
         from .beats import detect_beats  # librosa: imported only when beats are asked for
 
         beats = detect_beats(storyboard.audio, storyboard.audio_start, min(sum(durations), available), check)
-        fitted = snap_to_beats(durations, [float(b) for b in beats], low, high)
+        # 1.5 frames at least: a scene that short still gets a frame once boundaries are rounded to frames.
+        fitted = snap_to_beats(durations, [float(b) for b in beats], max(low, 1.5 / fps), high)
+    _check_frames(fitted.durations, fps)
     scenes = tuple(replace(scene, duration=length) for scene, length in zip(storyboard.scenes, fitted.durations))
     return Soundtrack(replace(storyboard, scenes=scenes), available, tuple(round(b, 4) for b in fitted.beats_used))
+
+
+def _check_frames(durations: tuple[float, ...], fps: int) -> None:
+    """Every fitted scene must still be on screen for a frame (only a very low fps can break this)."""
+    bounds = scene_frame_bounds(list(durations), fps)
+    for number, (start, end) in enumerate(zip(bounds, bounds[1:]), start=1):
+        if end <= start:
+            raise StoryboardError(f"Scene {number}: fitted to the audio it lasts {durations[number - 1]:.2f} seconds, "
+                                  f"which gives no frame at {fps} fps; raise fps or lengthen the scenes.")
