@@ -135,13 +135,28 @@ def test_a_full_queue_keeps_the_newest_preview_and_progress_for_when_the_caller_
     assert [e.fraction for e in late if isinstance(e, Progress)] == [0.3]
 
 
+class SlowToClose:
+    """One event, then a close() that takes a while: the producer's thread outlives its last event."""
+
+    def __init__(self) -> None:
+        self.events = iter([Progress("keyframes", 1.0, "done")])
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return next(self.events)
+
+    def close(self) -> None:
+        time.sleep(0.3)
+
+
 def test_closing_after_every_producer_ended_is_not_a_cancel():
     from pipeline.event_stream import EventStream
 
-    for _ in range(200):  # the race: a producer's thread still finishing after its last event
-        cancel = threading.Event()
-        stream = EventStream(cancel)
-        stream.run("quick", iter([Progress("keyframes", 1.0, "done")]))
-        assert len(list(stream.drain())) == 1
-        stream.close()
-        assert not cancel.is_set()
+    cancel = threading.Event()
+    stream = EventStream(cancel)
+    stream.run("quick", SlowToClose())
+    assert len(list(stream.drain())) == 1
+    stream.close()
+    assert not cancel.is_set()
