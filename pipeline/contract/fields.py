@@ -14,13 +14,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-Kind = Literal["text", "number", "integer", "boolean", "choice"]
+Kind = Literal["text", "number", "integer", "boolean", "choice", "file"]
 
 TRANSITIONS: tuple[str, ...] = ("cut", "crossfade", "fade", "wipe", "slide", "morph")
 """Every transition a storyboard may ask for (the timeline draws each). ``morph``'s in-between
 frames are made by the model; without them it is drawn as a crossfade."""
 MOTIONS: tuple[str, ...] = ("none", "zoom_in", "zoom_out", "pan_left", "pan_right")
 """Every camera motion a scene may ask for."""
+FITS: tuple[str, ...] = ("scenes", "audio")
+"""How a soundtrack and the scenes agree on the video's length (see the ``fit`` field)."""
 DECODERS: tuple[str, ...] = ("auto", "full", "tiny")
 """How keyframe latents become pixels: the model's full VAE, its tiny autoencoder, or auto (tiny for
 draft quality and on a CPU, full otherwise)."""
@@ -94,6 +96,17 @@ BOARD_FIELDS: tuple[FieldSpec, ...] = (
               default=8, low=1, high=48, advanced=True),
     FieldSpec("morph_ease", "boolean", "Ease the morph", "Start and end the morph slowly (ease-in-out).",
               default=True, advanced=True),
+    FieldSpec("audio", "file", "Soundtrack", "An audio file (a path in a storyboard file, relative to it). "
+              "Blank: a silent video.", max_chars="max_path_chars"),
+    FieldSpec("audio_start", "number", "Audio start (s)", "Seconds into the audio file where the video starts.",
+              default=0.0, low=0.0, high="max_audio_seconds", unit="seconds"),
+    FieldSpec("audio_volume", "number", "Audio volume", "1 is the file's own level; 0 is silent.", default=1.0,
+              low=0.0, high=4.0),
+    FieldSpec("fit", "choice", "Fit", "scenes: the video lasts the sum of the scenes (the audio fades out or "
+              "is padded with silence) · audio: scenes are scaled to last as long as the audio.",
+              default="scenes", choices=FITS),
+    FieldSpec("cut_on_beats", "boolean", "Cut on the beats", "Move each cut between scenes to the nearest beat "
+              "of the audio (scenes stay within their limits).", default=False),
     FieldSpec("decoder", "choice", "Decoder",
               "full VAE · tiny autoencoder (several times faster, softer) · auto: tiny for draft and on a CPU. "
               "Blank: the server's setting.", choices=DECODERS, advanced=True),
