@@ -54,11 +54,12 @@ class Renderer:
     """Renders storyboards into ``output_root``; safe to share between sessions."""
 
     def __init__(self, output_root: Path, model: ImageModel | None = None, cache: KeyframeCache | None = None,
-                 batch_size: int | None = None, segment_seconds: float = 2.0, output_max_age_hours: float | None = None):
+                 batch_size: int | None = None, segment_seconds: float = 2.0, output_max_age_hours: float | None = None,
+                 controlnet: str = ""):
         self.output_root = Path(output_root)
         self.output_max_age_hours = output_max_age_hours
         self.model = model
-        self.images = ImageStage(model, cache, batch_size)
+        self.images = ImageStage(model, cache, batch_size, controlnet)
         self.segment_seconds = segment_seconds
 
     def new_render_dir(self) -> Path:
@@ -110,7 +111,8 @@ class Renderer:
             stream.run("encode", self._encode(storyboard, plan, slots, encoder, stream))
             for event in stream.drain():
                 if isinstance(event, KeyframeReady):
-                    reports[event.scene_index] = SceneReport(event.scene_index, event.source, event.reason)
+                    reports[event.scene_index] = SceneReport(event.scene_index, event.source, event.reason,
+                                                               event.made_from)
                 yield progress.update(event)
         finally:
             stream.close()

@@ -57,7 +57,7 @@ class RendererPool:
             model = get_image_model(model_id, device=self.settings.device, batch_size=self.settings.batch_size)
             self._renderers[model_id] = Renderer(
                 self.settings.output_dir, model=model, cache=self.cache, batch_size=self.settings.batch_size,
-                output_max_age_hours=self.settings.output_max_age_hours,
+                output_max_age_hours=self.settings.output_max_age_hours, controlnet=self.settings.controlnet_model,
             )
             while len(self._renderers) > _MAX_RENDERERS:
                 self._renderers.popitem(last=False)

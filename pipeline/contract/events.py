@@ -19,11 +19,16 @@ Stage = Literal["loading", "keyframes", "composing", "encoding", "finishing"]
 
 @dataclass(frozen=True)
 class SceneReport:
-    """Where one scene's keyframe came from. ``reason`` says why a placeholder was used."""
+    """Where one scene's keyframe came from. ``reason`` says why a placeholder was used.
+
+    ``made_from`` lists what the picture was made from: "text", "previous scene" (a chained
+    look), "reference image", "control image" (ControlNet edges); empty for a placeholder.
+    """
 
     index: int
     source: Source
     reason: str = ""
+    made_from: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -69,6 +74,7 @@ class KeyframeReady:
     path: Path
     source: Source
     reason: str = ""
+    made_from: tuple[str, ...] = ()  # see SceneReport.made_from
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,7 @@ class Limits:
     max_fps: int = 60
     max_steps: int = 100
     max_model_chars: int = 300
+    max_path_chars: int = 1000
     allowed_qualities: tuple[str, ...] = QUALITY_NAMES
 
 
@@ -83,6 +84,12 @@ class Storyboard:
     steps: int | None = None
     guidance_scale: float | None = None
     model: str | None = None
+    style: str = ""
+    style_negative: str = ""
+    look: str = "independent"
+    look_strength: float = 0.6
+    reference_image: str | None = None
+    reference_scenes: str = "first"
 
     @property
     def preset(self) -> Preset:

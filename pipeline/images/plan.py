@@ -1,7 +1,11 @@
 """The render plan: every image a video needs, as requests, before any is made.
 
 :func:`plan_images` turns a storyboard into a :class:`RenderPlan` for one model:
-one keyframe request per scene today. New request kinds (in-between frames of a
+one keyframe request per scene. The storyboard's ``style`` is added to every prompt
+(``style_negative`` to every negative prompt). In a ``chained`` look each scene's
+keyframe starts from the previous scene's (image-to-image, ``look_strength``) and
+depends on it; a reference image is where scene 1 (or every scene) starts; with a
+ControlNet model the reference image's edges guide every scene. New request kinds (in-between frames of a
 morph, scenes chained to the previous one) are added here as further requests
 with ``depends_on`` naming the requests whose images they need; the image stage
 runs a request once its dependencies exist, and the timeline asks for images by
@@ -14,8 +18,9 @@ import hashlib
 import json
 from dataclasses import dataclass
 
+from ..contract.reference import read_reference
 from ..contract.storyboard import Storyboard
-from .generation import ImageModel, ImageRequest, keyframe_id
+from .generation import ControlImage, ImageModel, ImageRequest, InitImage, keyframe_id
 
 _CACHE_FORMAT = 1
 
@@ -64,18 +69,45 @@ def generation_settings(storyboard: Storyboard, model: ImageModel) -> Generation
     return GenerationSettings(steps, guidance, width, height)
 
 
-def plan_images(storyboard: Storyboard, model: ImageModel) -> RenderPlan:
-    """Every image ``storyboard`` needs from ``model`` (load the model first: its size and steps count)."""
+def plan_images(storyboard: Storyboard, model: ImageModel, controlnet: str = "") -> RenderPlan:
+    """Every image ``storyboard`` needs from ``model`` (load the model first: its size and steps count).
+
+    ``controlnet`` is the server's ControlNet model id ("" for none); it guides the layout only
+    when the storyboard has a reference image. Raises StoryboardError when the reference image
+    cannot be read.
+    """
     settings = generation_settings(storyboard, model)
+    digest = read_reference(storyboard.reference_image)[1] if storyboard.reference_image else ""
+    control = ControlImage(controlnet, storyboard.reference_image, digest) if digest and controlnet else None
     keyframes = tuple(
         ImageRequest(
-            scene_index=index, prompt=scene.prompt, negative_prompt=scene.negative_prompt,
+            scene_index=index, prompt=_joined(scene.prompt, storyboard.style),
+            negative_prompt=_joined(scene.negative_prompt, storyboard.style_negative),
             seed=scene.resolved_seed, steps=settings.steps, guidance_scale=settings.guidance_scale,
             width=settings.width, height=settings.height, id=keyframe_id(index),
+            depends_on=_chained_to(storyboard, index), init=_init(storyboard, index, digest), control=control,
         )
         for index, scene in enumerate(storyboard.scenes)
     )
     return RenderPlan(keyframes)
+
+
+def _joined(text: str, style: str) -> str:
+    """A scene's prompt with the storyboard's style text after it."""
+    return ", ".join(part for part in (text, style) if part)
+
+
+def _chained_to(storyboard: Storyboard, index: int) -> tuple[str, ...]:
+    return (keyframe_id(index - 1),) if storyboard.look == "chained" and index > 0 else ()
+
+
+def _init(storyboard: Storyboard, index: int, digest: str) -> InitImage | None:
+    """Where scene ``index`` starts: the previous scene (chained), the reference image, or noise."""
+    if _chained_to(storyboard, index):
+        return InitImage(storyboard.look_strength, request_id=keyframe_id(index - 1))
+    if digest and (index == 0 or storyboard.reference_scenes == "every"):
+        return InitImage(storyboard.look_strength, path=storyboard.reference_image, digest=digest)
+    return None
 
 
 def cache_key(model_id: str, request: ImageRequest, depends_on: list[str] | tuple[str, ...] = ()) -> str:
@@ -101,6 +133,9 @@ def cache_key(model_id: str, request: ImageRequest, depends_on: list[str] | tupl
         fields["after"] = list(depends_on)
     if request.init is not None:
         fields["init"] = [round(request.init.strength, 4), request.init.digest]
+    if request.control is not None:
+        control = request.control
+        fields["control"] = [control.model, control.digest, round(control.scale, 4)]
     if request.between is not None:
         ends = request.between
         fields["between"] = [cache_key(model_id, ends.start), cache_key(model_id, ends.end), round(ends.t, 6)]
