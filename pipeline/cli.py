@@ -18,6 +18,7 @@ from .contract.errors import StoryboardError
 from .contract.events import Done, Failed, KeyframeReady, Progress
 from .service import build_renderer
 from .contract.settings import add_settings_arguments, settings_from_args
+from .contract.reference import resolve_reference
 from .contract.storyboard import parse_storyboard
 
 
@@ -42,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
             text = args.storyboard.read_text(encoding="utf-8")
         except OSError as exc:
             raise StoryboardError(f"Cannot read {args.storyboard}: {exc.strerror}.") from None
-        storyboard = parse_storyboard(text, settings.limits())
+        # A reference image path in the file is relative to the file's folder.
+        storyboard = resolve_reference(parse_storyboard(text, settings.limits()), args.storyboard.parent)
     except StoryboardError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

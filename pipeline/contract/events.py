@@ -47,7 +47,7 @@ class RenderReport:
 
     def to_dict(self) -> dict:
         data = asdict(self)
-        data["scenes"] = [asdict(scene) for scene in self.scenes]
+        data["scenes"] = [{**asdict(scene), "made_from": list(scene.made_from)} for scene in self.scenes]
         return data
 
     @property

@@ -60,3 +60,19 @@ def read_reference(path: str | Path) -> tuple[Image.Image, str]:
             f"Storyboard: {FIELD} '{shown}' is not a picture that can be read (use a PNG, JPEG or WebP file)."
         ) from None
     return picture, hashlib.sha256(data).hexdigest()
+
+
+def with_uploaded_reference(storyboard: Storyboard, upload: str | Path | None) -> Storyboard:
+    """For the page and the API: the reference image is the uploaded file, never a server path.
+
+    The uploaded file (if any) is checked and replaces whatever the JSON names. Without an
+    upload, a ``reference_image`` written in the JSON is refused: it would let a visitor read
+    files on the server.
+    """
+    if upload is None and storyboard.reference_image:
+        raise StoryboardError(
+            f"Storyboard: {FIELD} must be uploaded as a file here; a path on the server is not accepted."
+        )
+    if upload is None:
+        return storyboard
+    return resolve_reference(replace(storyboard, reference_image=str(upload)))
