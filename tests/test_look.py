@@ -182,6 +182,18 @@ def test_the_cli_reads_the_reference_next_to_the_storyboard_file(tmp_path, monke
     assert capsys.readouterr().err.strip() == "error: Storyboard: reference_image 'gone.png' was not found."
 
 
+def test_the_look_modules_do_not_import_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, pipeline.images.look, pipeline.images.img2img_generation, pipeline.contract.reference; "
+            "print('torch' in sys.modules, 'diffusers' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parent.parent,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "False"]
+
+
 # --------------------------------------------------------------------------- the stage, with a stand-in
 
 
@@ -317,3 +329,24 @@ def test_the_control_image_alone_steers_a_scene_made_from_text(tiny, tiny_contro
     plain, _ = run_stage(ImageStage(tiny), storyboard(prompts), tmp_path / "plain")
     assert ready[1].made_from == ("text", "control image") and ready[1].source == "ai"
     assert np.abs(pixels_of(ready[1]) - pixels_of(plain[1])).mean() > 1.0
+
+
+# --------------------------------------------------------------------------- the API
+
+
+def test_the_api_takes_a_reference_image_file_and_refuses_server_paths(tmp_path):
+    from gradio_client import Client, handle_file
+    from server import app_settings, running_app
+
+    board = {"scenes": [{"prompt": "x", "duration": 0.5}], "use_ai": False, "quality": "draft", "fps": 4}
+    with running_app(app_settings(tmp_path)) as (url, _pool):
+        client = Client(url, verbose=False)
+        _, report = client.predict(json.dumps(board), handle_file(str(reference_file(tmp_path))), api_name="/render")
+        assert report["frames"] == 2
+        _, report = client.predict(json.dumps(board), api_name="/render")  # the file is optional
+        assert report["frames"] == 2
+        with pytest.raises(Exception, match="reference_image must be uploaded as a file here"):
+            client.predict(json.dumps({**board, "reference_image": "/etc/hostname"}), api_name="/render")
+        (tmp_path / "bad.png").write_text("not a picture")
+        with pytest.raises(Exception, match="reference_image 'bad.png' is not a picture"):
+            client.predict(json.dumps(board), handle_file(str(tmp_path / "bad.png")), api_name="/render")

@@ -9,6 +9,7 @@ from typing import Any, Iterator
 import gradio as gr
 
 from pipeline import Storyboard, StoryboardError, parse_storyboard
+from pipeline.contract.reference import with_uploaded_reference
 from pipeline.service import RendererPool
 
 from . import sessions
@@ -66,10 +67,13 @@ class Handlers:
     def unlock() -> tuple:
         return gr.Button(interactive=True), gr.Button(interactive=False)
 
-    def render_api(self, storyboard_json: str) -> Iterator[tuple]:
-        """Render a storyboard (a JSON string, see the README) to an MP4; returns the MP4 and the report."""
+    def render_api(self, storyboard_json: str, reference_image: str | None = None) -> Iterator[tuple]:
+        """Render a storyboard (a JSON string, see the README) to an MP4; returns the MP4 and the report.
+
+        ``reference_image``: an uploaded picture the storyboard's scenes start from (see its
+        ``reference_image`` and ``reference_scenes`` fields); a server path in the JSON is refused."""
         try:
-            storyboard = parse_storyboard(storyboard_json, self.limits)
+            storyboard = with_uploaded_reference(parse_storyboard(storyboard_json, self.limits), reference_image)
         except StoryboardError as exc:
             raise gr.Error(str(exc)) from None
         yield from api_updates(self.pool.get().render(storyboard))

@@ -180,7 +180,8 @@ def add_render_api(handlers: Handlers, settings: Settings) -> None:
     """The named endpoint /render: a storyboard JSON string in, the MP4 and the report out."""
     with gr.Row(visible=False):
         storyboard_json = gr.Textbox(label="storyboard_json")
+        reference_image = gr.File(label="reference_image", type="filepath", file_types=["image"])
         video, report = gr.File(label="video"), gr.JSON(label="report")
         trigger = gr.Button("render")
-    trigger.click(handlers.render_api, storyboard_json, [video, report], api_name="render",
+    trigger.click(handlers.render_api, [storyboard_json, reference_image], [video, report], api_name="render",
                   concurrency_id="gpu", concurrency_limit=settings.max_concurrent_renders)
