@@ -350,3 +350,21 @@ def test_the_api_takes_a_reference_image_file_and_refuses_server_paths(tmp_path)
         (tmp_path / "bad.png").write_text("not a picture")
         with pytest.raises(Exception, match="reference_image 'bad.png' is not a picture"):
             client.predict(json.dumps(board), handle_file(str(tmp_path / "bad.png")), api_name="/render")
+
+
+def test_the_controlnet_setting_reaches_the_render_and_the_report(tmp_path, tiny_model_dir, tiny_controlnet):
+    from pipeline.cli import main
+
+    reference_file(tmp_path, "look.png")
+    board = {"scenes": [{"prompt": "a fox", "duration": 0.5, "seed": 3}, {"prompt": "a den", "duration": 0.5}],
+             "quality": "draft", "fps": 4, "transition": "cut", "steps": 1, "look": "chained",
+             "look_strength": 0.5, "style": "ink drawing", "reference_image": "look.png"}
+    (tmp_path / "sb.json").write_text(json.dumps(board))
+    code = main(["render", str(tmp_path / "sb.json"), "-o", str(tmp_path / "o.mp4"), "--report",
+                 str(tmp_path / "r.json"), "--cache-dir", str(tmp_path / "c"), "--device", "cpu", "--quiet",
+                 "--model", str(tiny_model_dir), "--controlnet-model", tiny_controlnet])
+    assert code == 0
+    scenes = json.loads((tmp_path / "r.json").read_text())["scenes"]
+    assert [s["source"] for s in scenes] == ["ai", "ai"], scenes
+    assert [s["made_from"] for s in scenes] == [["text", "reference image", "control image"],
+                                                ["text", "previous scene", "control image"]]
