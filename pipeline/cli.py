@@ -14,7 +14,7 @@ import tempfile
 import threading
 from pathlib import Path
 
-from .contract.errors import StoryboardError
+from .contract.errors import ConfigError, StoryboardError
 from .contract.events import Done, Failed, KeyframeReady, Progress
 from .service import build_renderer
 from .contract.settings import add_settings_arguments, settings_from_args
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
             raise StoryboardError(f"Cannot read {args.storyboard}: {exc.strerror}.") from None
         # A reference image path in the file is relative to the file's folder.
         storyboard = resolve_reference(parse_storyboard(text, settings.limits()), args.storyboard.parent)
-    except StoryboardError as exc:
+    except (ConfigError, StoryboardError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory(prefix="scene2video-") as tmp:

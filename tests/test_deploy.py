@@ -16,7 +16,7 @@ import yaml
 from gradio_client import Client
 
 import app as app_module
-from pipeline import StoryboardError
+from pipeline import ConfigError
 from pipeline.outputs import remove_old_outputs
 from pipeline.contract.settings import settings_from_env
 from server import app_settings, running_app
@@ -141,9 +141,9 @@ def test_limits_from_env_and_safe_public_defaults():
         20, 120.0, "high", False, True)
     local = settings_from_env({"SCENE2VIDEO_MAX_SCENES": "3", "SCENE2VIDEO_MAX_QUALITY": "draft"})
     assert local.max_scenes == 3 and local.limits().allowed_qualities == ("draft",) and local.allow_model_change
-    with pytest.raises(StoryboardError, match="SCENE2VIDEO_MAX_SCENES='many' is not a valid value"):
+    with pytest.raises(ConfigError, match="SCENE2VIDEO_MAX_SCENES='many' is not a valid value"):
         settings_from_env({"SCENE2VIDEO_MAX_SCENES": "many"})
-    with pytest.raises(StoryboardError, match="user:password"):
+    with pytest.raises(ConfigError, match="user:password"):
         settings_from_env({"SCENE2VIDEO_AUTH": "nocolon"})
 
 

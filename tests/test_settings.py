@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import StoryboardError
+from pipeline import ConfigError
 from pipeline.images import registry as model_module
 import pipeline.images.model_names
 from pipeline.images.batching import AUTO_GROUP_SIZE
@@ -49,9 +49,9 @@ def test_batch_size_is_auto_by_default_and_a_number_wins():
     assert settings_from_env({"SCENE2VIDEO_BATCH_SIZE": "6"}).batch_size == 6
     assert parse(["--batch-size", "2"], {"SCENE2VIDEO_BATCH_SIZE": "6"}).batch_size == 2
     assert parse(["--batch-size", "auto"], {"SCENE2VIDEO_BATCH_SIZE": "6"}).batch_size is None
-    with pytest.raises(StoryboardError, match="batch_size must be at least 1, or auto"):
+    with pytest.raises(ConfigError, match="batch_size must be at least 1, or auto"):
         settings_from_env({"SCENE2VIDEO_BATCH_SIZE": "-1"})
-    with pytest.raises(StoryboardError, match="--batch-size 'lots' is not a valid value"):
+    with pytest.raises(ConfigError, match="--batch-size 'lots' is not a valid value"):
         parse(["--batch-size", "lots"])
 
 

@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
-from .errors import StoryboardError
+from .errors import ConfigError
 from ..images.model_names import DEFAULT_MODEL_ID  # defined once there, torch-free
 from .presets import QUALITY_NAMES
 from .storyboard import Limits
@@ -67,7 +67,7 @@ class Settings:
             return None
         user, sep, password = self.auth.partition(":")
         if not sep or not user or not password:
-            raise StoryboardError("--auth must look like user:password")
+            raise ConfigError("--auth must look like user:password")
         return user, password
 
 
@@ -110,19 +110,19 @@ def settings_from_env(env: dict[str, str] | None = None) -> Settings:
             try:
                 changes[item.name] = _convert(item.name, value)
             except ValueError:
-                raise StoryboardError(f"{ENV_PREFIX}{item.name.upper()}={value!r} is not a valid value.") from None
+                raise ConfigError(f"{ENV_PREFIX}{item.name.upper()}={value!r} is not a valid value.") from None
     return validate_settings(replace(base, **changes))
 
 
 def validate_settings(settings: Settings) -> Settings:
-    """``settings`` unchanged, or StoryboardError naming the first bad value."""
+    """``settings`` unchanged, or ConfigError naming the first bad value."""
     if settings.max_quality not in QUALITY_NAMES:
-        raise StoryboardError(f"max_quality must be one of {', '.join(QUALITY_NAMES)}.")
+        raise ConfigError(f"max_quality must be one of {', '.join(QUALITY_NAMES)}.")
     for name in ("max_scenes", "max_concurrent_renders", "max_queue", "max_loaded_models"):
         if getattr(settings, name) < 1:
-            raise StoryboardError(f"{name} must be at least 1.")
+            raise ConfigError(f"{name} must be at least 1.")
     if settings.batch_size is not None and settings.batch_size < 1:
-        raise StoryboardError("batch_size must be at least 1, or auto (0).")
+        raise ConfigError("batch_size must be at least 1, or auto (0).")
     settings.auth_pair()
     return settings
 
@@ -148,5 +148,5 @@ def settings_from_args(args: argparse.Namespace, env: dict[str, str] | None = No
         try:
             changes[item.name] = value if isinstance(value, bool) else _convert(item.name, str(value))
         except ValueError:
-            raise StoryboardError(f"--{item.name.replace('_', '-')} {value!r} is not a valid value.") from None
+            raise ConfigError(f"--{item.name.replace('_', '-')} {value!r} is not a valid value.") from None
     return validate_settings(replace(base, **changes))
