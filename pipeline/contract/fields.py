@@ -91,7 +91,7 @@ BOARD_FIELDS: tuple[FieldSpec, ...] = (
     FieldSpec("style", "text", "Style", "Added to every scene's prompt, e.g. 'watercolor, soft light'.", default="",
               max_chars="max_prompt_chars"),
     FieldSpec("style_negative", "text", "Style: avoid", "Added to every scene's negative prompt.", default="",
-              max_chars="max_prompt_chars"),
+              max_chars="max_prompt_chars", advanced=True),
     FieldSpec("look", "choice", "Look", "independent: each scene from its text · chained: each scene starts "
               "from the previous scene's picture (image-to-image), colours matched to scene 1.",
               default="independent", choices=LOOKS),
@@ -102,7 +102,7 @@ BOARD_FIELDS: tuple[FieldSpec, ...] = (
               "has a ControlNet model.", max_chars="max_path_chars"),
     FieldSpec("reference_scenes", "choice", "Reference for", "first: scene 1 starts from the reference image · "
               "every: each scene does (in a chained look only scene 1; the rest follow the chain).",
-              default="first", choices=REFERENCE_SCENES),
+              default="first", choices=REFERENCE_SCENES, advanced=True),
 )
 
 FIELDS_BY_NAME: dict[str, FieldSpec] = {spec.name: spec for spec in (*SCENE_FIELDS, *BOARD_FIELDS)}
