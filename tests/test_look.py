@@ -282,6 +282,15 @@ def test_in_a_chain_changing_scene_one_changes_scene_two_and_independent_scenes_
     assert np.array_equal(chained_a, chained_again)  # reproducible
 
 
+def test_image_to_image_shares_the_resident_weights(tiny):
+    from pipeline.images.img2img_generation import guided_pipeline
+
+    img2img = guided_pipeline(tiny, image_to_image=True)
+    assert type(img2img).__name__ == "StableDiffusionImg2ImgPipeline"
+    assert img2img.unet is tiny.pipeline.unet and img2img.vae is tiny.pipeline.vae  # no second load
+    assert guided_pipeline(tiny, image_to_image=True) is img2img  # built once
+
+
 def test_turbo_steps_are_raised_so_a_low_strength_still_runs_a_step():
     from pipeline.images.img2img_generation import steps_for_strength
 
