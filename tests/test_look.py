@@ -291,6 +291,22 @@ def test_image_to_image_shares_the_resident_weights(tiny):
     assert guided_pipeline(tiny, image_to_image=True) is img2img  # built once
 
 
+def test_unloading_the_model_frees_its_guided_pipelines(tiny_model_dir, tiny_controlnet):
+    import gc
+
+    from pipeline.images import img2img_generation
+    from pipeline.images.diffusers_backend import ModelManager
+
+    manager = ModelManager(str(tiny_model_dir), device="cpu", local_files_only=True)
+    assert manager.load()
+    img2img_generation.guided_pipeline(manager, image_to_image=False, controlnet=tiny_controlnet)
+    assert manager.pipeline in img2img_generation._BUILT
+    before = len(img2img_generation._BUILT)
+    manager.reset()  # what the registry does when another model is picked
+    gc.collect()
+    assert len(img2img_generation._BUILT) == before - 1
+
+
 def test_turbo_steps_are_raised_so_a_low_strength_still_runs_a_step():
     from pipeline.images.img2img_generation import steps_for_strength
 
