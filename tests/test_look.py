@@ -307,6 +307,17 @@ def test_unloading_the_model_frees_its_guided_pipelines(tiny_model_dir, tiny_con
     assert len(img2img_generation._BUILT) == before - 1
 
 
+def test_strength_zero_keeps_the_start_picture(tiny):
+    from keyframe_requests import request
+
+    from pipeline.images.generation import InitImage, Pictures
+
+    start = Image.new("RGB", (64, 64), (10, 200, 30))
+    guided = replace(request(0), init=InitImage(0.0, path="ref.png", digest="d"), pictures=Pictures(init=start))
+    result = tiny.generate([guided])[0]
+    assert np.array_equal(np.asarray(result.image), np.asarray(start))
+
+
 def test_turbo_steps_are_raised_so_a_low_strength_still_runs_a_step():
     from pipeline.images.img2img_generation import steps_for_strength
 
