@@ -15,7 +15,7 @@ import threading
 from pathlib import Path
 
 from .contract.errors import ConfigError, StoryboardError
-from .contract.events import Done, Failed, KeyframeReady, Progress
+from .contract.events import Done, Failed, KeyframeReady, MorphReady, Progress
 from .service import build_renderer
 from .contract.settings import add_settings_arguments, settings_from_args
 from .contract.reference import resolve_reference
@@ -67,6 +67,9 @@ def _run(renderer, storyboard, args) -> int:
                 bar.set_postfix_str(event.message)
             elif isinstance(event, KeyframeReady) and event.source == "placeholder":
                 bar.write(f"Scene {event.scene_index + 1}: placeholder — {event.reason}")
+            elif isinstance(event, MorphReady) and event.source == "crossfade":
+                k = event.boundary + 1
+                bar.write(f"Morph {k}→{k + 1}: crossfade — {event.reason}")
             elif isinstance(event, Done):
                 bar.n = 1000
                 bar.close()

@@ -23,23 +23,25 @@ import threading
 import time
 from functools import partial
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 from PIL import Image
 
 from .contract.errors import RenderCancelled, StoryboardError
-from .contract.events import Done, Event, Failed, KeyframeReady, Progress, RenderReport, SceneReport
+from .contract.events import Done, Event, Failed, KeyframeReady, MorphReady, Progress, RenderReport, SceneReport
 from .contract.storyboard import Storyboard
 from .event_stream import EventStream
 from .images.cache import KeyframeCache
-from .images.generation import ImageModel, keyframe_id
+from .images.generation import ImageModel, inbetween_id, keyframe_id
+from .images.plan import morph_frame_counts
 from .images.slots import ImageSlots
 from .images.stage import ImageStage
 from .outputs import remove_old_outputs
 from .video.encoder import EncodeSettings, SegmentedEncoder
 from .video.imaging import fit_cover
-from .video.timeline import TimelinePlan, compose_frames, plan_timeline
+from .video.morph import MorphImages, transition_reports
+from .video.timeline import KeyframeLoader, MorphLoader, TimelinePlan, compose_frames, plan_timeline
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +103,7 @@ class Renderer:
         share = _KEYFRAME_SHARE_AI if storyboard.use_ai and self.model is not None else _KEYFRAME_SHARE_PLACEHOLDER
         progress = _Progress(started, share)
         reports: dict[int, SceneReport] = {}
+        morphs: dict[int, MorphReady] = {}
         plan = plan_timeline(storyboard)
         slots = ImageSlots(cancel)
         encoder = SegmentedEncoder(_encode_settings(storyboard), folder, self.segment_seconds)
@@ -113,6 +116,8 @@ class Renderer:
                 if isinstance(event, KeyframeReady):
                     reports[event.scene_index] = SceneReport(event.scene_index, event.source, event.reason,
                                                                event.made_from)
+                elif isinstance(event, MorphReady):
+                    morphs[event.boundary] = event
                 yield progress.update(event)
         finally:
             stream.close()
@@ -128,7 +133,7 @@ class Renderer:
             frames=plan.total_frames, duration=plan.total_frames / storyboard.output_fps,
             scenes=tuple(reports[i] for i in range(len(storyboard.scenes))),
             model=info.model if info else "", device=info.device if info else "",
-            seconds_taken=round(time.monotonic() - started, 3),
+            seconds_taken=round(time.monotonic() - started, 3), transitions=transition_reports(plan, morphs),
         )
         report_path = folder / REPORT_NAME
         report_path.write_text(json.dumps(report.to_dict(), indent=2), encoding="utf-8")
@@ -139,7 +144,6 @@ class Renderer:
     def _encode(storyboard: Storyboard, plan: TimelinePlan, slots: ImageSlots, encoder: SegmentedEncoder,
                 stream: EventStream) -> Iterator[Event]:
         """Compose and encode every frame (runs in the encode thread); Progress fractions are of this stage."""
-        preset = storyboard.preset
         cancel = stream.cancel
 
         def hand_on_segments() -> None:
@@ -147,13 +151,10 @@ class Renderer:
             for segment in encoder.poll():
                 stream.put(segment)
 
-        def load_keyframe(index: int) -> np.ndarray:
-            with Image.open(slots.wait(keyframe_id(index), idle=hand_on_segments)) as image:
-                return np.asarray(fit_cover(image.convert("RGB"), preset.width, preset.height))
-
         total = plan.total_frames
+        frames = compose_frames(storyboard, plan, *image_loaders(storyboard, slots, hand_on_segments))
         try:
-            for number, frame in enumerate(compose_frames(storyboard, plan, load_keyframe), start=1):
+            for number, frame in enumerate(frames, start=1):
                 if cancel.is_set():
                     raise RenderCancelled()
                 yield from encoder.write(frame)
@@ -165,6 +166,27 @@ class Renderer:
         except BaseException:
             encoder.abort()
             raise
+
+
+def image_loaders(storyboard: Storyboard, slots: ImageSlots,
+                  idle: Callable[[], None] | None = None) -> tuple[KeyframeLoader, MorphLoader]:
+    """The timeline's ``load_keyframe`` and ``load_morph``: they wait for the images in ``slots``
+    (calling ``idle`` meanwhile) and fit them to the storyboard's frame size."""
+    preset = storyboard.preset
+    morph_counts = morph_frame_counts(storyboard)
+
+    def load_image(request_id: str) -> np.ndarray:
+        with Image.open(slots.wait(request_id, idle=idle)) as image:
+            return np.asarray(fit_cover(image.convert("RGB"), preset.width, preset.height))
+
+    def load_morph(boundary: int) -> MorphImages | None:
+        # A morph's images are settled together: the first slot says whether it was made.
+        ids = [inbetween_id(boundary, j) for j in range(1, morph_counts.get(boundary, 0) + 1)]
+        if not ids or slots.wait(ids[0], idle=idle) is None:
+            return None  # drawn as a crossfade; the report says why
+        return MorphImages(len(ids), lambda j: load_image(ids[j]))
+
+    return (lambda index: load_image(keyframe_id(index))), load_morph
 
 
 def _encode_settings(storyboard: Storyboard) -> EncodeSettings:

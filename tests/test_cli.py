@@ -30,6 +30,17 @@ def test_cli_renders_and_writes_the_report(tmp_path):
     assert re.search(r"100%\|[█#]+\|", result.stderr), result.stderr  # the tqdm bar reached the end
 
 
+def test_cli_says_when_a_morph_falls_back_to_a_crossfade(tmp_path):
+    sb = tmp_path / "sb.json"
+    sb.write_text(json.dumps({"scenes": [{"prompt": "a", "duration": 1}, {"prompt": "b", "duration": 1}],
+                              "quality": "draft", "fps": 12, "transition": "morph", "use_ai": False}))
+    result = cli("render", sb, "-o", tmp_path / "out.mp4", "--report", tmp_path / "r.json", "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert "Morph 1→2: crossfade — AI frames are switched off" in result.stderr + result.stdout
+    (transition,) = json.loads((tmp_path / "r.json").read_text())["transitions"]
+    assert (transition["made"], transition["frames"]) == ("crossfade", 6)
+
+
 def test_cli_bad_storyboard_exits_2_with_one_line(tmp_path):
     sb = tmp_path / "sb.json"
     sb.write_text(json.dumps({"scenes": [{"prompt": "a", "duration": 1}, {"prompt": "b", "duration": -1}]}))

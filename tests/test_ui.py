@@ -127,3 +127,15 @@ def test_the_notice_says_each_placeholder_reason_once_with_its_scenes():
     assert "3 of 4 scenes use a **placeholder** frame" in notice
     assert notice.count(offline) == 1 and f"- Scenes 1, 3: {offline}" in notice
     assert "- Scene 4: the model returned a blank (NaN or all-black) image" in notice
+
+
+def test_the_notice_says_why_a_morph_became_a_crossfade():
+    from pipeline import RenderReport, SceneReport, TransitionReport
+    from ui.render_view import report_notice
+
+    transitions = (TransitionReport(0, "morph", 12, "generated", 8),
+                   TransitionReport(1, "morph", 12, "crossfade", reason="scene 3 is a placeholder (out of GPU memory)"))
+    scenes = (SceneReport(0, "ai"), SceneReport(1, "ai"), SceneReport(2, "placeholder", "out of GPU memory"))
+    notice = report_notice(RenderReport(854, 480, 24, 96, 4.0, scenes, seconds_taken=1.0, transitions=transitions))
+    assert "Morph 2→3: drawn as a crossfade — scene 3 is a placeholder (out of GPU memory)." in notice
+    assert "Morph 1→2" not in notice

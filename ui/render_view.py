@@ -55,6 +55,8 @@ def report_notice(report: RenderReport) -> str:
         for scene in fallbacks:
             by_reason.setdefault(scene.reason, []).append(scene.index + 1)
         lines += [f"- {_scenes(numbers)}: {reason}" for reason, numbers in by_reason.items()]
+    lines += [f"Morph {t.index + 1}→{t.index + 2}: drawn as a crossfade — {t.reason.rstrip('.')}."
+              for t in report.transitions if t.made == "crossfade"]
     cached = sum(scene.source == "cache" for scene in report.scenes)
     if cached:
         lines.append(f"{cached} scene(s) came from the keyframe cache.")
@@ -98,7 +100,7 @@ class PageRender:
                 out["progress"] = progress_html(event.stage, event.fraction, event.message, event.eta_seconds)
         elif isinstance(event, Preview):
             out["preview"] = gr.Image(
-                value=event.image, label=f"Now generating: scene {event.scene_index + 1}, "
+                value=event.image, label=f"Now generating: {event.what or f'scene {event.scene_index + 1}'}, "
                                          f"step {event.step} of {event.total_steps}")
         elif isinstance(event, KeyframeReady):
             self.gallery.append((str(event.path), keyframe_caption(event)))

@@ -84,6 +84,8 @@ class Storyboard:
     steps: int | None = None
     guidance_scale: float | None = None
     model: str | None = None
+    morph_frames: int = 8
+    morph_ease: bool = True
     style: str = ""
     style_negative: str = ""
     look: str = "independent"

@@ -32,6 +32,7 @@ from .generation import (
     REASON_BLANK, REASON_OUT_OF_MEMORY, REASON_STOPPED, GeneratedImage, ImageRequest, ModelInfo, StepCallback,
     failed, stop_requested,
 )
+from .morph_generation import inbetween_kwargs
 from .model_names import (
     default_model_id, is_distilled_model, looks_like_sdxl, model_source, native_size_for, single_file_config_dir,
 )
@@ -481,6 +482,8 @@ class ModelManager:
         # The pipeline runs under its own torch.no_grad(); inference_mode is avoided on purpose
         # because CPU-offload hooks move weights in place between calls.
         with self._gpu_lock:
+            if first.between is not None:  # a morph's in-between images (batched apart: kinds never mix)
+                kwargs = inbetween_kwargs(self._pipe, batch, kwargs, self._generator, self.device)
             images = np.asarray(self._pipe(**kwargs).images)
         return self._collect(requests, chunk, images, state)
 

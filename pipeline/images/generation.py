@@ -69,9 +69,10 @@ class Pictures:
 class ImageRequest:
     """Everything that decides one image. Plain data: it pickles (ZeroGPU) and keys the cache.
 
-    ``id`` names the request within its render plan (``scene-3`` is scene 3's keyframe);
-    ``kind`` says what the image is for (``keyframe`` today; in-between frames and chained
-    scenes are further kinds). ``depends_on`` lists the ids whose images must exist
+    ``id`` names the request within its render plan (``scene-3`` is scene 3's keyframe,
+    ``morph-2-5`` the fifth in-between image of the morph from scene 2 to scene 3);
+    ``kind`` says what the image is for (``keyframe``, ``inbetween``; chained scenes
+    are a further kind). ``depends_on`` lists the ids whose images must exist
     before this one can be made. Optional inputs: ``init`` (image-to-image) and
     ``between`` (an in-between image), ``control`` (ControlNet layout guidance); ``pictures`` carries
     the resolved input pictures to the backend. A backend that cannot make a request answers with a reason.
@@ -123,6 +124,12 @@ class Between:
 def keyframe_id(scene_index: int) -> str:
     """The plan id of scene ``scene_index``'s keyframe."""
     return f"scene-{scene_index + 1}"
+
+
+def inbetween_id(boundary: int, frame: int) -> str:
+    """The plan id of in-between image ``frame`` (1-based) of the morph from scene ``boundary`` (0-based)
+    to the next one: ``morph-2-5`` is the fifth image between scenes 2 and 3 (as numbered for people)."""
+    return f"morph-{boundary + 1}-{frame}"
 
 
 ModelState = Literal["not loaded", "loading", "loaded", "failed"]

@@ -1,13 +1,14 @@
 """The render plan: every image a video needs, as requests, before any is made.
 
 :func:`plan_images` turns a storyboard into a :class:`RenderPlan` for one model:
-one keyframe request per scene. The storyboard's ``style`` is added to every prompt
-(``style_negative`` to every negative prompt). In a ``chained`` look each scene's
-keyframe starts from the previous scene's (image-to-image, ``look_strength``) and
+one keyframe request per scene and, for a ``morph`` transition, the in-between
+images of each boundary (kind ``inbetween``, see :func:`morph_frame_counts`), each
+depending on the two keyframes it walks between. The storyboard's ``style`` is added
+to every prompt (``style_negative`` to every negative prompt). In a ``chained`` look each
+scene's keyframe starts from the previous scene's (image-to-image, ``look_strength``) and
 depends on it; a reference image is where scene 1 (or every scene) starts; with a
-ControlNet model the reference image's edges guide every scene. New request kinds (in-between frames of a
-morph, scenes chained to the previous one) are added here as further requests
-with ``depends_on`` naming the requests whose images they need; the image stage
+ControlNet model the reference image's edges guide every scene. New request kinds are
+added here as further requests with ``depends_on`` naming the requests whose images they need; the image stage
 runs a request once its dependencies exist, and the timeline asks for images by
 request id, so neither changes for a new kind.
 """
@@ -16,11 +17,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..contract.reference import read_reference
 from ..contract.storyboard import Storyboard
-from .generation import ControlImage, ImageModel, ImageRequest, InitImage, keyframe_id
+from .generation import Between, ControlImage, ImageModel, ImageRequest, InitImage, inbetween_id, keyframe_id
 
 _CACHE_FORMAT = 1
 
@@ -72,14 +73,16 @@ def generation_settings(storyboard: Storyboard, model: ImageModel) -> Generation
 def plan_images(storyboard: Storyboard, model: ImageModel, controlnet: str = "") -> RenderPlan:
     """Every image ``storyboard`` needs from ``model`` (load the model first: its size and steps count).
 
-    ``controlnet`` is the server's ControlNet model id ("" for none); it guides the layout only
-    when the storyboard has a reference image. Raises StoryboardError when the reference image
-    cannot be read.
+    In the order the video needs them: scene 1's keyframe, scene 2's, the morph between
+    them (if any), scene 3's, and so on. ``controlnet`` is the server's ControlNet model id
+    ("" for none); it guides the layout only when the storyboard has a reference image.
+    Raises StoryboardError when the reference image cannot be read.
     """
     settings = generation_settings(storyboard, model)
+    morphs = morph_frame_counts(storyboard)
     digest = read_reference(storyboard.reference_image)[1] if storyboard.reference_image else ""
     control = ControlImage(controlnet, storyboard.reference_image, digest) if digest and controlnet else None
-    keyframes = tuple(
+    keyframes = [
         ImageRequest(
             scene_index=index, prompt=_joined(scene.prompt, storyboard.style),
             negative_prompt=_joined(scene.negative_prompt, storyboard.style_negative),
@@ -88,8 +91,13 @@ def plan_images(storyboard: Storyboard, model: ImageModel, controlnet: str = "")
             depends_on=_chained_to(storyboard, index), init=_init(storyboard, index, digest), control=control,
         )
         for index, scene in enumerate(storyboard.scenes)
-    )
-    return RenderPlan(keyframes)
+    ]
+    requests: list[ImageRequest] = []
+    for index, keyframe in enumerate(keyframes):
+        requests.append(keyframe)
+        if index - 1 in morphs:
+            requests += _inbetweens(keyframes[index - 1], keyframe, morphs[index - 1], storyboard.morph_ease)
+    return RenderPlan(tuple(requests))
 
 
 def _joined(text: str, style: str) -> str:
@@ -108,6 +116,47 @@ def _init(storyboard: Storyboard, index: int, digest: str) -> InitImage | None:
     if digest and (index == 0 or storyboard.reference_scenes == "every"):
         return InitImage(storyboard.look_strength, path=storyboard.reference_image, digest=digest)
     return None
+
+
+def _inbetweens(start: ImageRequest, end: ImageRequest, count: int, ease: bool) -> list[ImageRequest]:
+    """The ``count`` in-between requests of the morph from ``start``'s keyframe to ``end``'s
+    (walks between the two prompts and noises: no start picture or control image of their own)."""
+    boundary = start.scene_index
+    return [
+        replace(start, id=inbetween_id(boundary, j), kind="inbetween", depends_on=(start.id, end.id),
+                init=None, control=None, between=Between(start, end, morph_position(j, count, ease)))
+        for j in range(1, count + 1)
+    ]
+
+
+def morph_frame_counts(storyboard: Storyboard) -> dict[int, int]:
+    """For a ``morph`` storyboard: boundary -> how many in-between images the model makes there.
+
+    ``morph_frames``, but never more than the transition has frames between its two
+    keyframes (nominally ``round(min(transition, both durations) * fps) - 2``); boundaries
+    without any are left out. Depends only on the two scenes of each boundary and the
+    board's settings, so editing another scene never changes a morph's images.
+    """
+    if storyboard.transition != "morph":
+        return {}
+    scenes, counts = storyboard.scenes, {}
+    for k in range(len(scenes) - 1):
+        length = min(storyboard.transition_duration, scenes[k].duration, scenes[k + 1].duration)
+        count = min(storyboard.morph_frames, round(length * storyboard.output_fps) - 2)
+        if count > 0:
+            counts[k] = count
+    return counts
+
+
+def morph_position(frame: int, count: int, ease: bool) -> float:
+    """Where in-between image ``frame`` (1..count) sits on the walk from one keyframe (0) to the next (1).
+
+    Evenly spaced, or with ``ease`` on a smoothstep (3t² - 2t³): images crowd near both
+    keyframes, so the walk starts and stops gently. The timeline shows the images at
+    even intervals either way.
+    """
+    t = frame / (count + 1)
+    return t * t * (3.0 - 2.0 * t) if ease else t
 
 
 def cache_key(model_id: str, request: ImageRequest, depends_on: list[str] | tuple[str, ...] = ()) -> str:

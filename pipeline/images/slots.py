@@ -1,4 +1,8 @@
-"""Where the image stage leaves each image of the plan and where the timeline waits for it."""
+"""Where the image stage leaves each image of the plan and where the timeline waits for it.
+
+A slot holds the image's file, or None for an image that will not exist (the in-between
+images of a morph that fell back to a crossfade).
+"""
 
 from __future__ import annotations
 
@@ -15,17 +19,19 @@ class ImageSlots:
     """One slot per request id; ``wait(id)`` blocks until that image is ``put`` (in any order)."""
 
     def __init__(self, cancel: threading.Event) -> None:
-        self._paths: dict[str, Path] = {}
+        self._paths: dict[str, Path | None] = {}
         self._cancel = cancel
         self._ready = threading.Condition()
 
-    def put(self, request_id: str, path: Path) -> None:
+    def put(self, request_id: str, path: Path | None) -> None:
         with self._ready:
             self._paths[request_id] = path
             self._ready.notify_all()
 
-    def wait(self, request_id: str, idle: Callable[[], None] | None = None) -> Path:
-        """The image file for ``request_id``; raises RenderCancelled if the render is cancelled first.
+    def wait(self, request_id: str, idle: Callable[[], None] | None = None) -> Path | None:
+        """The image file for ``request_id`` (None: it will not exist).
+
+        Raises RenderCancelled if the render is cancelled first.
 
         ``idle`` is called every few milliseconds while waiting (the encoder hands on
         segments it finished meanwhile).

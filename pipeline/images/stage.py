@@ -7,7 +7,9 @@ first image shows up fast. Step previews go straight onto the render's event str
 denoising step. On a ZeroGPU Space each batch runs in ZeroGPU's worker process (see
 ``pipeline.images.zerogpu``). A scene the backend cannot draw gets a placeholder and
 the reason. Each finished image is saved in the render folder and left in its slot,
-where the timeline picks it up.
+where the timeline picks it up; a morph's in-between images go into their slots together,
+once the morph is settled (``pipeline.images.morphs``), and are made only while both of
+its keyframes are the model's.
 
 Requests that start from a picture (a chained scene: the previous scene's image; or the
 reference image) or are guided by a control image get those pictures here, just before
@@ -36,6 +38,7 @@ from .batching import auto_group_size
 from .cache import KeyframeCache
 from .generation import GeneratedImage, ImageModel, ImageRequest, Pictures, keyframe_id
 from .look import canny_edges, fit_picture, match_colors
+from .morphs import MorphBook
 from .placeholder import render_placeholder
 from .plan import RenderPlan, plan_images
 from .slots import ImageSlots
@@ -59,15 +62,16 @@ class _Run:
     cancel: threading.Event
     emit: Emit
     total: int
+    morphs: MorphBook
     done: int = 0
     plan: RenderPlan | None = None
-    ai_images: dict[str, Path] = field(default_factory=dict)  # request id -> saved AI (or cached) image
+    ai_images: dict[str, Path] = field(default_factory=dict)  # keyframe id -> saved AI (or cached) image
     uncached: set[str] = field(default_factory=set)  # made from other inputs than their cache key says
     reference: Image.Image | None = None
 
 
 class ImageStage:
-    """Produces the images of a render plan, yielding KeyframeReady and Progress as they exist."""
+    """Produces the images of a render plan, yielding KeyframeReady, MorphReady and Progress as they exist."""
 
     def __init__(self, model: ImageModel | None, cache: KeyframeCache | None = None, batch_size: int | None = None,
                  controlnet: str = "", color_match: bool = True):
@@ -95,13 +99,14 @@ class ImageStage:
         ``emit`` takes events that may be dropped under load (step previews and their
         progress). Raises RenderCancelled (after the backend has stopped) when ``cancel`` is set.
         """
-        run = _Run(storyboard, work_dir, slots, cancel, emit, len(storyboard.scenes))
+        run = _Run(storyboard, work_dir, slots, cancel, emit, len(storyboard.scenes), MorphBook(storyboard, slots))
         if not storyboard.use_ai or self.model is None:
             reason = AI_OFF_REASON if not storyboard.use_ai else NO_MODEL_REASON
+            yield from run.morphs.fall_back_all(reason)
             for index in range(run.total):
                 _check(cancel)
-                yield self._placeholder(run, index, reason)
-                yield _progress(index + 1, run.total, index)
+                yield from self._placeholder(run, index, reason)
+                yield _progress(run, index + 1, "keyframe", index)
             return
         if not self.model.info().loaded:
             yield Progress("loading", 0.0, f"Loading {self.model.model_id}…")
@@ -111,6 +116,7 @@ class ImageStage:
         self.model.load()
         plan = plan_images(storyboard, self.model, self.controlnet)
         run.plan = plan
+        run.total = len(plan.requests)
         keys = plan.cache_keys(self.model.model_id)
         pending = yield from self._from_cache(run, plan, keys)
         yield from self._generate_all(run, pending, keys)
@@ -124,8 +130,8 @@ class ImageStage:
                 pending.append(request)
                 continue
             run.done += 1
-            yield self._deliver(run, request, image, "cache")
-            yield _progress(run.done, run.total, request.scene_index)
+            yield from self._deliver(run, request, image, "cache")
+            yield _progress(run, run.done, request.kind, request.scene_index)
         return pending
 
     def _generate_all(self, run: _Run, pending: list[ImageRequest], keys: dict[str, str]) -> Iterator[Event]:
@@ -133,9 +139,15 @@ class ImageStage:
         made = {request.id for request in pending}
         first = True
         while pending:
+            yield from self._drop_unneeded(run, pending, made)
+            pending = [r for r in pending if r.id in made]
+            if not pending:
+                break
             ready = [r for r in pending if not made.intersection(r.depends_on)]
             if not ready:
                 raise RuntimeError("the render plan has a dependency cycle")
+            # One kind per batch: step previews and progress then say what is being made.
+            ready = [r for r in ready if r.kind == ready[0].kind]
             batch = ready[:1] if first else ready[:self.batch_size]
             first = False
             batch = [self._with_pictures(run, request) for request in batch]
@@ -146,8 +158,8 @@ class ImageStage:
             for request, result in zip(batch, results):
                 made.discard(request.id)
                 result = self._matched(run, request, result)
-                yield self._finish(run, request, result, keys[request.id])
-                yield _progress(run.done, run.total, request.scene_index)
+                yield from self._finish(run, request, result, keys[request.id])
+                yield _progress(run, run.done, request.kind, request.scene_index)
             pending = [r for r in pending if r.id in made]
 
     def _with_pictures(self, run: _Run, request: ImageRequest) -> ImageRequest:
@@ -188,9 +200,18 @@ class ImageStage:
         with Image.open(run.ai_images[first.id]) as target:
             return replace(result, image=match_colors(result.image, target))
 
+    @staticmethod
+    def _drop_unneeded(run: _Run, pending: list[ImageRequest], made: set[str]) -> Iterator[Event]:
+        """In-between images of a morph that already fell back are not made; they count as done."""
+        for request in pending:
+            if run.morphs.settled(request):
+                made.discard(request.id)
+                run.done += 1
+                yield _progress(run, run.done, request.kind, request.scene_index)
+
     def _generate(self, run: _Run, batch: list[ImageRequest]) -> list[GeneratedImage]:
         """One backend call; its step previews (and progress counting them) go to ``run.emit``."""
-        on_step = partial(self._on_step, run, len(batch))
+        on_step = partial(self._on_step, run, len(batch), batch[0])
         if self._on_zerogpu is None:
             results = self.model.generate(batch, on_step=on_step, should_stop=run.cancel.is_set)
         else:
@@ -207,40 +228,60 @@ class ImageStage:
         return results
 
     @staticmethod
-    def _on_step(run: _Run, batch: int, indices: list[int], step: int, total_steps: int,
+    def _on_step(run: _Run, batch: int, first: ImageRequest, indices: list[int], step: int, total_steps: int,
                  images: list[Image.Image]) -> None:
-        run.emit(Preview(indices[0], step, total_steps, images[0]))
+        what = _what(run, first.kind, indices[0])  # the batch's kind, the preview's scene
+        run.emit(Preview(indices[0], step, total_steps, images[0], what if first.kind == "inbetween" else ""))
         fraction = (run.done + batch * step / max(total_steps, 1)) / run.total
-        message = f"scene {indices[0] + 1} of {run.total} · step {step} of {total_steps}"
+        message = f"{what} · step {step} of {total_steps}"
         run.emit(Progress("keyframes", min(fraction, 1.0), message))
 
-    def _finish(self, run: _Run, request: ImageRequest, result: GeneratedImage, key: str) -> KeyframeReady:
+    def _finish(self, run: _Run, request: ImageRequest, result: GeneratedImage, key: str) -> Iterator[Event]:
+        if result.image is None and request.kind == "inbetween":
+            log.info("%s: no in-between image (%s)", request.id, result.reason)
+            yield from run.morphs.inbetween(request, None, "ai", result.reason)
+            return
         if result.image is None:
             log.info("Scene %d: placeholder (%s)", request.scene_index + 1, result.reason)
-            return self._placeholder(run, request.scene_index, result.reason)
+            yield from self._placeholder(run, request.scene_index, result.reason)
+            return
         if self.cache is not None and request.id not in run.uncached:
             self.cache.put(key, result.image)
-        log.info("Scene %d: AI keyframe from %s", request.scene_index + 1, self.model.model_id)
-        return self._deliver(run, request, result.image, "ai")
+        log.info("%s: AI image from %s", request.id, self.model.model_id)
+        yield from self._deliver(run, request, result.image, "ai")
 
-    def _placeholder(self, run: _Run, index: int, reason: str) -> KeyframeReady:
+    def _placeholder(self, run: _Run, index: int, reason: str) -> Iterator[Event]:
         preset = run.storyboard.preset
         image = render_placeholder(run.storyboard.scenes[index].prompt, index + 1, preset.width, preset.height)
-        return self._save(run, keyframe_id(index), index, image, "placeholder", reason)
-
-    def _deliver(self, run: _Run, request: ImageRequest, image: Image.Image, source: str) -> KeyframeReady:
-        ready = self._save(run, request.id, request.scene_index, image, source, made_from=request.made_from())
-        run.ai_images[request.id] = ready.path
-        return ready
+        path = _save(run, keyframe_id(index), image)
+        run.slots.put(keyframe_id(index), path)
+        yield KeyframeReady(index, path, "placeholder", reason)
+        yield from run.morphs.keyframe(index, "placeholder", reason)
 
     @staticmethod
-    def _save(run: _Run, request_id: str, index: int, image: Image.Image, source: str,
-              reason: str = "", made_from: tuple[str, ...] = ()) -> KeyframeReady:
-        path = run.work_dir / f"{request_id}.png"
-        # Fast PNG: these files live only as long as the render folder.
-        image.convert("RGB").save(path, format="PNG", compress_level=1)
-        run.slots.put(request_id, path)
-        return KeyframeReady(index, path, source, reason, made_from)
+    def _deliver(run: _Run, request: ImageRequest, image: Image.Image, source: str) -> Iterator[Event]:
+        path = _save(run, request.id, image)
+        if request.kind == "inbetween":  # its slot is filled when its whole morph is settled
+            yield from run.morphs.inbetween(request, path, source)
+            return
+        run.slots.put(request.id, path)
+        run.ai_images[request.id] = path
+        yield KeyframeReady(request.scene_index, path, source, made_from=request.made_from())
+        yield from run.morphs.keyframe(request.scene_index, source)
+
+
+def _save(run: _Run, request_id: str, image: Image.Image) -> Path:
+    path = run.work_dir / f"{request_id}.png"
+    # Fast PNG: these files live only as long as the render folder.
+    image.convert("RGB").save(path, format="PNG", compress_level=1)
+    return path
+
+
+def _what(run: _Run, kind: str, scene_index: int) -> str:
+    """What a request of ``kind`` for ``scene_index`` makes, for progress messages and previews."""
+    if kind == "inbetween":
+        return f"morph {scene_index + 1}→{scene_index + 2}"
+    return f"scene {scene_index + 1} of {len(run.storyboard.scenes)}"
 
 
 def stream_batch(
@@ -291,9 +332,13 @@ def _gpu_seconds(batch: list[ImageRequest], *args, **kwargs) -> int:
     return estimate_gpu_seconds(len(batch), first.steps, first.width, first.height)
 
 
-def _progress(done: int, total: int, scene_index: int) -> Progress:
-    """``done`` of ``total`` images exist, the last one for scene ``scene_index``."""
-    return Progress("keyframes", done / total, f"scene {scene_index + 1} of {total} ready")
+def _progress(run: _Run, done: int, kind: str, scene_index: int) -> Progress:
+    """``done`` of the run's images exist, the last one of ``kind`` for ``scene_index``; in-between images
+    are counted too when the render has any."""
+    message = f"{_what(run, kind, scene_index)} ready"
+    if run.total != len(run.storyboard.scenes):
+        message += f" · {done} of {run.total} images"
+    return Progress("keyframes", done / run.total, message)
 
 
 def _check(cancel: threading.Event) -> None:
