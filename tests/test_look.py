@@ -122,6 +122,16 @@ def test_chained_cache_keys_change_from_the_edited_scene_on():
     assert [x == y for x, y in zip(before, after)] == [True, False, True]
 
 
+def test_a_morph_between_chained_scenes_walks_between_them_without_a_start_picture(tmp_path):
+    board = resolve_reference(storyboard(["a", "b"], look="chained", transition="morph", transition_duration=1.0,
+                                         reference_image=str(reference_file(tmp_path))))
+    board = replace(board, scenes=tuple(replace(s, duration=2.0) for s in board.scenes))
+    plan = plan_images(board, Recorder(), controlnet="org/canny")
+    inbetweens = [r for r in plan.requests if r.kind == "inbetween"]
+    assert inbetweens and all(r.init is None and r.control is None and not r.guided for r in inbetweens)
+    assert plan.requests[1].made_from() == ("text", "previous scene", "control image")
+
+
 @pytest.mark.parametrize("scenes, look, expected", [
     ("first", "independent", ["reference image", None, None]),
     ("every", "independent", ["reference image", "reference image", "reference image"]),
