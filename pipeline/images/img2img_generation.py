@@ -25,7 +25,7 @@ import numpy as np
 
 from ..contract.errors import short_error
 from .batching import round8
-from .generation import GeneratedImage, ImageRequest, StepCallback
+from .generation import GeneratedImage, ImageRequest, Pictures, StepCallback
 
 if TYPE_CHECKING:
     from .diffusers_backend import ModelManager
@@ -101,7 +101,8 @@ def _call_arguments(manager: "ModelManager", batch: list[ImageRequest], steps: i
     return kwargs
 
 
-def _pictures(request: ImageRequest):
+def _pictures(request: ImageRequest) -> Pictures:
+    """The request's resolved input pictures; an unresolved one is a bug in the caller."""
     pictures = request.pictures
     if pictures is None or (request.init is not None and pictures.init is None) or (
             request.control is not None and pictures.control is None):
