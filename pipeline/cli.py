@@ -95,4 +95,15 @@ def _deliver(done: Done, args) -> int:
     report = done.report
     print(f"{args.output}: {report.width}x{report.height}, {report.fps} fps, {report.frames} frames, "
           f"{report.duration:.2f} s, {len(report.fallbacks)} placeholder scene(s)")
+    for note, scenes in _notes(report).items():  # what a remote backend did not send
+        print(f"note: scene(s) {', '.join(scenes)}: {note}")
     return 0
+
+
+def _notes(report) -> dict[str, list[str]]:
+    """Each distinct scene note, with the scenes (numbered from 1) it applies to."""
+    notes: dict[str, list[str]] = {}
+    for scene in report.scenes:
+        for note in scene.notes:
+            notes.setdefault(note, []).append(str(scene.index + 1))
+    return notes

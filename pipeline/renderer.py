@@ -115,7 +115,7 @@ class Renderer:
             for event in stream.drain():
                 if isinstance(event, KeyframeReady):
                     reports[event.scene_index] = SceneReport(event.scene_index, event.source, event.reason,
-                                                               event.made_from)
+                                                             event.notes, event.made_from)
                 elif isinstance(event, MorphReady):
                     morphs[event.boundary] = event
                 yield progress.update(event)

@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from .contract.settings import Settings
+from .images.backends import BACKENDS, REMOTE_BACKENDS, BackendChoice, choose_backend, remote_default
 from .images.cache import KeyframeCache
 from .renderer import Renderer
 
@@ -38,31 +39,65 @@ class RendererPool:
         self.settings = settings
         self.cache = KeyframeCache(settings.cache_dir, max_bytes=settings.cache_max_mb * 1024 * 1024)
         REGISTRY.max_resident = settings.max_loaded_models
-        self._renderers: OrderedDict[str, Renderer] = OrderedDict()
+        self._renderers: OrderedDict[tuple[str, str], Renderer] = OrderedDict()
+        self._choices: dict[str, BackendChoice] = {}
         self._lock = threading.Lock()
 
-    def get(self, model_id: str | None = None) -> Renderer:
-        """The renderer for ``model_id`` (the configured model when None or when changes are off)."""
+    def get(self, model_id: str | None = None, backend: str | None = None) -> Renderer:
+        """The renderer for ``backend`` and ``model_id`` (a diffusers model; the configured ones when
+        None or when the settings do not let the page change them). A remote backend always uses
+        the configured remote model: a visitor never names what the server's key is spent on."""
+        backend = self._allowed_backend(backend)
         if not model_id or not self.settings.allow_model_change:
             model_id = self.settings.model
         with self._lock:  # a background warm-up and a first request may both get here
-            return self._renderer_for(model_id)
+            choice = self._choice(backend)
+            if choice.name in REMOTE_BACKENDS:
+                model_id = self.settings.remote_model
+            return self._renderer_for(choice, model_id)
 
-    def _renderer_for(self, model_id: str) -> Renderer:
+    def backend_for(self, backend: str | None = None) -> BackendChoice:
+        """The backend a render asking for ``backend`` gets, and why (for the model line)."""
+        with self._lock:
+            return self._choice(self._allowed_backend(backend))
+
+    def _allowed_backend(self, backend: str | None) -> str:
+        if not backend or not self.settings.allow_backend_change or backend not in BACKENDS:
+            return self.settings.backend
+        return backend
+
+    def _choice(self, backend: str) -> BackendChoice:
+        """The backend ``backend`` names (``auto`` is decided once per pool: it may import torch)."""
+        if backend not in self._choices:
+            self._choices[backend] = choose_backend(backend, self.settings.device)
+        return self._choices[backend]
+
+    def _renderer_for(self, choice: BackendChoice, model_id: str) -> Renderer:
         from .images.registry import get_image_model
 
-        if model_id not in self._renderers:
-            # batch_size None (the default) is auto: the stage hands the model large groups and
-            # each manager sizes its batches from free GPU memory; a number caps both.
-            model = get_image_model(model_id, device=self.settings.device, batch_size=self.settings.batch_size)
-            self._renderers[model_id] = Renderer(
+        key = (choice.name, model_id)
+        if key not in self._renderers:
+            if choice.name in REMOTE_BACKENDS:
+                s = self.settings
+                options = dict(max_in_flight=s.max_requests_in_flight, timeout=s.remote_timeout,
+                               chosen_because=choice.because)
+                if choice.name == "hf-inference":
+                    options["provider"] = s.remote_provider
+                else:
+                    options["quality"] = s.remote_quality
+                model = get_image_model(model_id or remote_default(choice.name), backend=choice.name, options=options)
+            else:
+                # batch_size None (the default) is auto: the stage hands the model large groups and
+                # each manager sizes its batches from free GPU memory; a number caps both.
+                model = get_image_model(model_id, device=self.settings.device, batch_size=self.settings.batch_size)
+            self._renderers[key] = Renderer(
                 self.settings.output_dir, model=model, cache=self.cache, batch_size=self.settings.batch_size,
                 output_max_age_hours=self.settings.output_max_age_hours, controlnet=self.settings.controlnet_model,
             )
             while len(self._renderers) > _MAX_RENDERERS:
                 self._renderers.popitem(last=False)
-        self._renderers.move_to_end(model_id)
-        return self._renderers[model_id]
+        self._renderers.move_to_end(key)
+        return self._renderers[key]
 
     def warm_up(self) -> threading.Thread:
         """Load the configured model in a background thread, so the first Generate does not wait for it.

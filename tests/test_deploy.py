@@ -129,7 +129,7 @@ def test_the_model_status_line_follows_the_model_dropdown(tmp_path):
     dropdown = next(i for i, (kind, label) in kinds.items() if kind == "dropdown" and label.startswith("Model"))
     refreshes = [d for d in config["dependencies"] if [dropdown, "change"] in [list(t) for t in d["targets"]]]
     on_load = next(d for d in config["dependencies"] if [event for _, event in d["targets"]] == ["load"])
-    assert len(refreshes) == 1 and refreshes[0]["inputs"] == [dropdown]
+    assert len(refreshes) == 1 and refreshes[0]["inputs"][0] == dropdown  # then the backend dropdown
     assert refreshes[0]["outputs"] == on_load["outputs"] and kinds[on_load["outputs"][0]][0] == "markdown"
     line = Handlers(RendererPool(app_settings(tmp_path)), stream=False).model_line("org/picked")
     assert "`org/picked`" in line and "not loaded" in line

@@ -42,8 +42,8 @@ class Handlers:
         return gr.Button(interactive=False), gr.Button(interactive=True), "", "", True
 
     def generate(self, scenes: list, quality: str, transition: str, transition_duration: float, fps: float,
-                 use_ai: bool, steps: float, guidance_scale: float | None, model: str | None, board_ok: bool,
-                 request: gr.Request) -> Iterator[tuple]:
+                 use_ai: bool, steps: float, guidance_scale: float | None, model: str | None,
+                 backend: str | None, board_ok: bool, request: gr.Request) -> Iterator[tuple]:
         """Render the scene table; streams keyframes, step previews, video segments, then the MP4."""
         if not board_ok:  # start() already showed what to fix
             return
@@ -54,7 +54,7 @@ class Handlers:
             raise gr.Error(str(exc), title="Please fix the storyboard") from None
         cancel = sessions.begin(request.session_hash)
         try:
-            yield from PageRender(self.stream).updates(self.pool.get(model).render(storyboard, cancel))
+            yield from PageRender(self.stream).updates(self.pool.get(model, backend).render(storyboard, cancel))
         finally:
             sessions.end(request.session_hash, cancel)
 
@@ -109,11 +109,15 @@ class Handlers:
     def clear_cache(self) -> str:
         return f"Removed {self.pool.cache.clear()} keyframe(s) from the cache."
 
-    def model_line(self, model_id: str | None) -> str:
-        """Which model, on which device, and whether it is loaded."""
-        model = self.pool.get(model_id).model
+    def model_line(self, model_id: str | None, backend: str | None = None) -> str:
+        """Which model, on which device (or remote service, and why auto chose it), whether it is loaded,
+        and which backend."""
+        model = self.pool.get(model_id, backend).model
         if model is None:
             return "**Model:** none configured"
         info = model.info()
         state = f"failed: {info.reason}" if info.state == "failed" else info.state
-        return f"**Model:** `{info.model}` · **device:** {info.device} · **state:** {state}"
+        choice = self.pool.backend_for(backend)
+        because = f" ({choice.because})" if choice.because and choice.name == "diffusers" else ""
+        return (f"**Model:** `{info.model}` · **device:** {info.device} · **state:** {state} · "
+                f"**backend:** {choice.name}{because}")

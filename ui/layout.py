@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import gradio as gr
 
 from pipeline import TRANSITIONS, Settings, Storyboard
+from pipeline.images.backends import BACKENDS  # torch-free
 from pipeline.images.model_names import KNOWN_MODELS  # torch-free at import: torch loads only with a model
 from pipeline.service import RendererPool
 
@@ -50,6 +51,7 @@ class Editor:
     add: gr.Button
     controls: list  # in Controls' field order: quality, transition, length, fps, use_ai, steps, guidance
     model_id: gr.Dropdown
+    backend: gr.Dropdown
     model_status: gr.Markdown
     clear_cache: gr.Button
     generate: gr.Button
@@ -91,6 +93,9 @@ def build_editor(first: Storyboard, settings: Settings, names: list[str]) -> Edi
         choices = known if settings.model in known else [settings.model, *known]
         model_id = gr.Dropdown(choices, value=settings.model, label="Model (hub id, local folder or .safetensors file)",
                                allow_custom_value=True, interactive=settings.allow_model_change)
+        backend = gr.Dropdown(list(BACKENDS), value=settings.backend, label="Image backend",
+                              info="auto · diffusers (this machine) · openai · hf-inference (the server's own key)",
+                              interactive=settings.allow_backend_change)
         model_status = gr.Markdown()
         clear_cache = gr.Button("Clear keyframe cache", size="sm")
     with gr.Row():
@@ -102,7 +107,8 @@ def build_editor(first: Storyboard, settings: Settings, names: list[str]) -> Edi
         import_ = gr.UploadButton("Import JSON", file_types=[".json"], size="sm")
     export_file = gr.File(label="Storyboard JSON", visible=False)
     return Editor(table, row_number, up, down, delete, add, [quality, transition, length, fps, use_ai, steps, guidance],
-                  model_id, model_status, clear_cache, generate, stop, example, load, export, import_, export_file)
+                  model_id, backend, model_status, clear_cache, generate, stop, example, load, export, import_,
+                  export_file)
 
 
 def build_outputs(stream: bool) -> dict:
@@ -139,9 +145,11 @@ def build_demo(pool: RendererPool, examples_first: str | None = None) -> gr.Bloc
         outputs.update(generate=editor.generate, stop=editor.stop)
         wire_render(editor, outputs, handlers, pool.settings)
         wire_tools(editor, outputs, handlers)
-        demo.load(handlers.model_line, editor.model_id, editor.model_status, **PRIVATE)
-        # A newly picked model shows its own device and state, not the previous one's.
-        editor.model_id.change(handlers.model_line, editor.model_id, editor.model_status, queue=False, **PRIVATE)
+        model_inputs = [editor.model_id, editor.backend]
+        demo.load(handlers.model_line, model_inputs, editor.model_status, **PRIVATE)
+        # A newly picked model or backend shows its own device and state, not the previous one's.
+        editor.model_id.change(handlers.model_line, model_inputs, editor.model_status, queue=False, **PRIVATE)
+        editor.backend.change(handlers.model_line, model_inputs, editor.model_status, queue=False, **PRIVATE)
         add_render_api(handlers, pool.settings)
     return demo
 
@@ -153,12 +161,13 @@ def wire_render(editor: Editor, outputs: dict, handlers: Handlers, settings: Set
         handlers.start, editor.board_inputs,
         [editor.generate, editor.stop, outputs["notice"], outputs["progress"], board_ok], queue=False, **PRIVATE)
     render_event = started.then(
-        handlers.generate, [*editor.board_inputs, editor.model_id, board_ok], [outputs[n] for n in OUTPUT_NAMES],
+        handlers.generate, [*editor.board_inputs, editor.model_id, editor.backend, board_ok],
+        [outputs[n] for n in OUTPUT_NAMES],
         api_name="generate", concurrency_id="gpu", concurrency_limit=settings.max_concurrent_renders,
         show_progress="minimal", show_progress_on=[outputs["progress"]],
     )
     render_event.then(handlers.unlock, None, [editor.generate, editor.stop], **PRIVATE).then(
-        handlers.model_line, editor.model_id, editor.model_status, **PRIVATE)
+        handlers.model_line, [editor.model_id, editor.backend], editor.model_status, **PRIVATE)
     editor.stop.click(handlers.stop, None, [outputs["notice"], outputs["progress"], editor.generate, editor.stop],
                       cancels=[render_event], queue=False, **PRIVATE)
 

@@ -21,7 +21,8 @@ Stage = Literal["loading", "keyframes", "composing", "encoding", "finishing"]
 
 @dataclass(frozen=True)
 class SceneReport:
-    """Where one scene's keyframe came from. ``reason`` says why a placeholder was used.
+    """Where one scene's keyframe came from. ``reason`` says why a placeholder was used;
+    ``notes`` what the image model ignored (e.g. a seed or negative prompt a remote service does not take).
 
     ``made_from`` lists what the picture was made from: "text", "previous scene" (a chained
     look), "reference image", "control image" (ControlNet edges); empty for a placeholder.
@@ -30,6 +31,7 @@ class SceneReport:
     index: int
     source: Source
     reason: str = ""
+    notes: tuple[str, ...] = ()
     made_from: tuple[str, ...] = ()
 
 
@@ -69,7 +71,7 @@ class RenderReport:
 
     def to_dict(self) -> dict:
         data = asdict(self)
-        data["scenes"] = [{**asdict(scene), "made_from": list(scene.made_from)} for scene in self.scenes]
+        data["scenes"] = [_scene_dict(scene) for scene in self.scenes]
         data["transitions"] = [asdict(transition) for transition in self.transitions]
         return data
 
@@ -77,6 +79,17 @@ class RenderReport:
     def fallbacks(self) -> list[SceneReport]:
         """Scenes that got a placeholder, for notices."""
         return [scene for scene in self.scenes if scene.source == "placeholder"]
+
+
+def _scene_dict(scene: SceneReport) -> dict:
+    """A scene's report entry; ``notes`` only when there are some (reports stay as they were otherwise)."""
+    data = asdict(scene)
+    data["made_from"] = list(scene.made_from)
+    if scene.notes:
+        data["notes"] = list(scene.notes)
+    else:
+        del data["notes"]
+    return data
 
 
 @dataclass(frozen=True)
@@ -102,6 +115,7 @@ class KeyframeReady:
     path: Path
     source: Source
     reason: str = ""
+    notes: tuple[str, ...] = ()
     made_from: tuple[str, ...] = ()  # see SceneReport.made_from
 
 

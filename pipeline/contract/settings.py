@@ -55,6 +55,14 @@ class Settings:
     allow_model_change: bool = True
     controlnet_model: str = ""
     auth: str | None = None
+    # Where keyframes are made: auto | diffusers | openai | hf-inference (see pipeline.images.backends).
+    backend: str = "auto"
+    remote_model: str = ""  # "" = the backend's default (gpt-image-1; FLUX.1-schnell on hf-inference)
+    remote_provider: str = "auto"  # Hugging Face Inference Provider ("auto": Hugging Face picks)
+    remote_quality: str = "auto"  # OpenAI image quality: auto | low | medium | high (dall-e-3: standard | hd)
+    max_requests_in_flight: int = 4
+    remote_timeout: float = 120.0  # seconds per request to a remote backend
+    allow_backend_change: bool = True  # may the page pick another backend (off on a Space)
 
     def limits(self) -> Limits:
         """The storyboard limits these settings allow."""
@@ -74,7 +82,7 @@ class Settings:
 PUBLIC_DEFAULTS = dict(
     preload=True,  # the Space downloads and loads the model while it starts, not on the first visitor's click
     max_scenes=20, max_total_seconds=120.0, max_quality="high", max_concurrent_renders=1, max_queue=20,
-    allow_model_change=False, output_max_age_hours=2.0,
+    allow_model_change=False, output_max_age_hours=2.0, allow_backend_change=False,
 )
 
 
@@ -121,10 +129,29 @@ def validate_settings(settings: Settings) -> Settings:
     for name in ("max_scenes", "max_concurrent_renders", "max_queue", "max_loaded_models"):
         if getattr(settings, name) < 1:
             raise ConfigError(f"{name} must be at least 1.")
+    _validate_backend(settings)
     if settings.batch_size is not None and settings.batch_size < 1:
         raise ConfigError("batch_size must be at least 1, or auto (0).")
     settings.auth_pair()
     return settings
+
+
+def _validate_backend(settings: Settings) -> None:
+    from ..images.backends import BACKENDS, REMOTE_QUALITIES
+
+    if settings.backend not in BACKENDS:
+        raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}.")
+    if not 1 <= settings.max_requests_in_flight <= 64:
+        raise ConfigError("max_requests_in_flight must be between 1 and 64.")
+    if settings.remote_quality not in REMOTE_QUALITIES:
+        raise ConfigError(f"remote_quality must be one of {', '.join(REMOTE_QUALITIES)}.")
+    if not settings.remote_timeout > 0:
+        raise ConfigError("remote_timeout must be more than 0 seconds.")
+    for name in ("remote_model", "remote_provider"):
+        # A URL here would send the server's key elsewhere; base URLs come from the environment only.
+        if "://" in getattr(settings, name) or getattr(settings, name).startswith("/"):
+            raise ConfigError(f"{name} must be a name, not a URL or path "
+                                  "(set OPENAI_BASE_URL or HF_INFERENCE_ENDPOINT for another server).")
 
 
 def add_settings_arguments(parser: argparse.ArgumentParser) -> None:

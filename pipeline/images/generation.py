@@ -153,11 +153,16 @@ class ModelInfo:
 
 @dataclass(frozen=True)
 class GeneratedImage:
-    """One answer: an image, or ``image is None`` and a ``reason`` a user can read."""
+    """One answer: an image, or ``image is None`` and a ``reason`` a user can read.
+
+    ``notes``: what the model could not honour for this scene (e.g. a remote service that
+    takes no seed), shown in the report whether or not there is an image.
+    """
 
     scene_index: int
     image: Image.Image | None
     reason: str = ""
+    notes: tuple[str, ...] = ()
 
 
 # Called after every denoising step: (scene indices in the batch, step, total steps, preview images).

@@ -43,13 +43,27 @@ class ModelKey:
     device: str | None
     local_files_only: bool = False
     batch_size: int | None = None
+    options: tuple[tuple[str, object], ...] = ()  # a remote backend's settings (provider, in flight, timeout)
 
 
 def _make_diffusers(key: ModelKey) -> ImageModel:
     return ModelManager(key.model_id, key.device, local_files_only=key.local_files_only, batch_size=key.batch_size)
 
 
-BACKENDS: dict[str, BackendSpec] = {"diffusers": BackendSpec(_make_diffusers)}
+def _make_remote(key: ModelKey) -> ImageModel:
+    from .backends.hf_inference import HFInferenceModel
+    from .backends.openai_images import OpenAIImageModel
+
+    kind = OpenAIImageModel if key.backend == "openai" else HFInferenceModel
+    return kind(key.model_id, **dict(key.options))
+
+
+BACKENDS: dict[str, BackendSpec] = {
+    "diffusers": BackendSpec(_make_diffusers),
+    # Remote services hold no device memory. Keys come from the environment (pipeline.images.backends).
+    "openai": BackendSpec(_make_remote, resident=False),
+    "hf-inference": BackendSpec(_make_remote, resident=False),
+}
 """Backends by the name the ``backend`` setting uses."""
 
 
@@ -67,14 +81,19 @@ class ModelRegistry:
         self._lock = threading.RLock()
 
     def get(self, model_id: str | None = None, device: str | None = None, *, backend: str = "diffusers",
-            local_files_only: bool = False, batch_size: int | None = None) -> ImageModel:
+            local_files_only: bool = False, batch_size: int | None = None,
+            options: dict[str, object] | None = None) -> ImageModel:
         """The shared backend to render with; nothing is loaded here.
 
         For ``diffusers`` with no device forced and several CUDA devices, a
         MultiDeviceModel over all of them (one shared manager per device).
+        ``options``: keyword arguments for a remote backend (its model id is used as given).
         """
         if backend == "diffusers" and device is None and _cuda_count() > 1:
             return self._multi(model_id, local_files_only, batch_size)
+        if backend != "diffusers":
+            extra = tuple(sorted((options or {}).items()))
+            return self._entry(ModelKey(backend, model_id or "", device, local_files_only, batch_size, extra))
         return self._entry(ModelKey(backend, normalise_model_id(model_id), device, local_files_only, batch_size))
 
     def manager(self, model_id: str | None = None, device: str | None = None, *, local_files_only: bool = False,
@@ -156,9 +175,11 @@ REGISTRY = ModelRegistry()
 
 
 def get_image_model(model_id: str | None = None, device: str | None = None, *, backend: str = "diffusers",
-                    local_files_only: bool = False, batch_size: int | None = None) -> ImageModel:
+                    local_files_only: bool = False, batch_size: int | None = None,
+                    options: dict[str, object] | None = None) -> ImageModel:
     """:meth:`ModelRegistry.get` on the process's registry."""
-    return REGISTRY.get(model_id, device, backend=backend, local_files_only=local_files_only, batch_size=batch_size)
+    return REGISTRY.get(model_id, device, backend=backend, local_files_only=local_files_only, batch_size=batch_size,
+                        options=options)
 
 
 def get_model_manager(model_id: str | None = None, device: str | None = None, *, local_files_only: bool = False,

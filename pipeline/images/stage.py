@@ -86,11 +86,14 @@ class ImageStage:
         # A MultiDeviceModel lists its per-GPU managers; every GPU should get a full batch.
         devices = len(getattr(model, "managers", None) or ()) or 1
         self.batch_size = batch_size if batch_size and batch_size > 0 else auto_group_size(devices)
+        # The first batch is one request, so the first image shows up fast; a remote backend answers
+        # ``max_in_flight`` requests in the time of one, so its first batch is that many.
+        self.first_batch = max(1, int(getattr(model, "max_in_flight", 1) or 1))
         # Wrapped once: on a ZeroGPU Space each batch then borrows a GPU for its estimated time.
         # None elsewhere: the backend then runs in the stage's thread and polls ``cancel`` itself.
-        self._on_zerogpu = (
-            zerogpu_stream(partial(stream_batch, model.generate), _gpu_seconds) if model is not None else None
-        )
+        # A remote backend (``remote = True``) needs no GPU: its batches run here.
+        local = model is not None and not getattr(model, "remote", False)
+        self._on_zerogpu = zerogpu_stream(partial(stream_batch, model.generate), _gpu_seconds) if local else None
 
     def run(self, storyboard: Storyboard, work_dir: Path, slots: ImageSlots, cancel: threading.Event,
             emit: Emit) -> Iterator[Event]:
@@ -148,7 +151,7 @@ class ImageStage:
                 raise RuntimeError("the render plan has a dependency cycle")
             # One kind per batch: step previews and progress then say what is being made.
             ready = [r for r in ready if r.kind == ready[0].kind]
-            batch = ready[:1] if first else ready[:self.batch_size]
+            batch = ready[:self.first_batch] if first else ready[:self.batch_size]
             first = False
             batch = [self._with_pictures(run, request) for request in batch]
             results = self._generate(run, batch)
@@ -243,30 +246,32 @@ class ImageStage:
             return
         if result.image is None:
             log.info("Scene %d: placeholder (%s)", request.scene_index + 1, result.reason)
-            yield from self._placeholder(run, request.scene_index, result.reason)
+            yield from self._placeholder(run, request.scene_index, result.reason, result.notes)
             return
         if self.cache is not None and request.id not in run.uncached:
             self.cache.put(key, result.image)
         log.info("%s: AI image from %s", request.id, self.model.model_id)
-        yield from self._deliver(run, request, result.image, "ai")
+        yield from self._deliver(run, request, result.image, "ai", result.notes)
 
-    def _placeholder(self, run: _Run, index: int, reason: str) -> Iterator[Event]:
+    def _placeholder(self, run: _Run, index: int, reason: str, notes: tuple[str, ...] = ()) -> Iterator[Event]:
         preset = run.storyboard.preset
         image = render_placeholder(run.storyboard.scenes[index].prompt, index + 1, preset.width, preset.height)
         path = _save(run, keyframe_id(index), image)
         run.slots.put(keyframe_id(index), path)
-        yield KeyframeReady(index, path, "placeholder", reason)
+        yield KeyframeReady(index, path, "placeholder", reason, notes)
         yield from run.morphs.keyframe(index, "placeholder", reason)
 
-    @staticmethod
-    def _deliver(run: _Run, request: ImageRequest, image: Image.Image, source: str) -> Iterator[Event]:
+    def _deliver(self, run: _Run, request: ImageRequest, image: Image.Image, source: str,
+                 notes: tuple[str, ...] | None = None) -> Iterator[Event]:
+        if notes is None:  # from the cache: what the backend ignores still applies to the image
+            notes = _notes_for(self.model, request)
         path = _save(run, request.id, image)
         if request.kind == "inbetween":  # its slot is filled when its whole morph is settled
             yield from run.morphs.inbetween(request, path, source)
             return
         run.slots.put(request.id, path)
         run.ai_images[request.id] = path
-        yield KeyframeReady(request.scene_index, path, source, made_from=request.made_from())
+        yield KeyframeReady(request.scene_index, path, source, notes=notes, made_from=request.made_from())
         yield from run.morphs.keyframe(request.scene_index, source)
 
 
@@ -311,6 +316,12 @@ def stream_batch(
     finally:
         previews.close()
     return results[0] if results else _failed(batch, RenderCancelled("stopped"))
+
+
+def _notes_for(model: ImageModel | None, request: ImageRequest) -> tuple[str, ...]:
+    """What ``model`` ignores of ``request`` (a remote service's ``notes_for``), e.g. for a cached scene."""
+    notes_for = getattr(model, "notes_for", None)
+    return tuple(notes_for(request)) if notes_for is not None else ()
 
 
 def _failed(batch: list[ImageRequest], exc: BaseException) -> list[GeneratedImage]:
