@@ -4,8 +4,10 @@ Every producer of a render (the image stage with its step previews, composing an
 encoding with its segments) runs through :meth:`EventStream.run`, the one helper
 that runs a generator in a thread, so an event reaches the caller as soon as it
 exists, whichever producer made it. The queue is bounded: a producer that gets
-ahead of its consumer waits (previews, which a newer one replaces, are dropped
-instead). A producer's exception is raised again in the caller's thread.
+ahead of its consumer waits. Events that a newer one of their kind replaces (step
+previews, progress) never wait: when the queue is full the newest of each kind is
+kept aside and delivered as soon as the consumer has caught up. A producer's
+exception is raised again in the caller's thread.
 """
 
 from __future__ import annotations
@@ -41,17 +43,21 @@ class EventStream:
         self._queue: queue.Queue = queue.Queue(maxsize=capacity)
         self._threads: list[threading.Thread] = []
         self._running = 0
+        self._latest: dict[type, Event] = {}  # droppable events that found the queue full, newest per kind
+        self._latest_lock = threading.Lock()
 
     def put(self, event: Event, droppable: bool = False) -> None:
-        """Queue ``event``, waiting for room; a ``droppable`` event is dropped when there is none.
+        """Queue ``event``, waiting for room; a ``droppable`` event never waits (see the module's docstring).
 
         Raises RenderCancelled if the render is cancelled while waiting.
         """
         if droppable:
-            try:
-                self._queue.put_nowait(event)
-            except queue.Full:
-                pass
+            with self._latest_lock:
+                try:
+                    self._queue.put_nowait(event)
+                    self._latest.pop(type(event), None)  # older than this one: never deliver it after
+                except queue.Full:
+                    self._latest[type(event)] = event
             return
         if not self._put(event):
             raise RenderCancelled()
@@ -73,6 +79,7 @@ class EventStream:
             except queue.Empty:
                 if not any(thread.is_alive() for thread in self._threads):
                     return  # ended while cancelled, their end markers dropped
+                yield from self._kept_aside()
                 continue
             if isinstance(item, _Ended):
                 self._running -= 1
@@ -80,6 +87,14 @@ class EventStream:
                 raise item.error
             elif not self.cancel.is_set():
                 yield item
+            if self._queue.empty():
+                yield from self._kept_aside()
+
+    def _kept_aside(self) -> list[Event]:
+        """The newest droppable events that found the queue full, now that it is empty."""
+        with self._latest_lock:
+            kept, self._latest = list(self._latest.values()), {}
+        return [] if self.cancel.is_set() else kept
 
     def close(self) -> None:
         """Stop every producer (they see ``cancel`` within one step or frame) and wait for them."""

@@ -159,8 +159,9 @@ class Renderer:
                     raise RenderCancelled()
                 yield from encoder.write(frame)
                 scene = plan.stage_at(number - 1).scene + 1
-                yield Progress("composing", 0.98 * number / total,
-                               f"scene {scene} of {len(storyboard.scenes)} · frame {number} of {total}")
+                stream.put(Progress("composing", 0.98 * number / total,
+                                    f"scene {scene} of {len(storyboard.scenes)} · frame {number} of {total}"),
+                           droppable=True)  # the next frame's progress replaces it
             yield Progress("encoding", 0.98, "Writing the MP4")
             yield from encoder.finish(encoder.work_dir / VIDEO_NAME)
         except BaseException:

@@ -110,3 +110,26 @@ def test_a_segment_reaches_the_caller_within_a_second_of_being_written(tmp_path)
     first_segment = next(at for at, event in arrivals if isinstance(event, Segment))
     second_keyframe = next(at for at, event in arrivals if isinstance(event, KeyframeReady) and event.scene_index == 1)
     assert first_segment < second_keyframe - 1.0, "the video waited for the next keyframe"
+
+
+def test_a_full_queue_keeps_the_newest_preview_and_progress_for_when_the_caller_catches_up():
+    from pipeline.event_stream import EventStream
+
+    stream = EventStream(threading.Event(), capacity=2)
+
+    def producer():
+        yield Segment(0, tmp_segment, 0, 1)
+        yield Segment(1, tmp_segment, 1, 1)  # the queue is full now
+        for step in (1, 2, 3):
+            stream.put(Preview(0, step, 3, Image.new("RGB", (4, 4))), droppable=True)
+            stream.put(Progress("keyframes", step / 10, f"step {step}"), droppable=True)
+
+    tmp_segment = None
+    stream.run("test", producer())
+    time.sleep(0.3)  # the producer has put everything and ended while nobody drained
+    events = list(stream.drain())
+    stream.close()
+    assert [type(e).__name__ for e in events[:2]] == ["Segment", "Segment"]
+    late = events[2:]
+    assert [e.step for e in late if isinstance(e, Preview)] == [3]
+    assert [e.fraction for e in late if isinstance(e, Progress)] == [0.3]
