@@ -174,6 +174,18 @@ def test_the_page_and_api_take_an_upload_never_a_server_path(tmp_path):
     assert with_uploaded_reference(storyboard(["a"]), None).reference_image is None
 
 
+def test_a_reference_path_that_did_not_pass_the_door_is_never_read(tmp_path):
+    from pipeline import Failed
+
+    secret = reference_file(tmp_path, "server_file.png")  # a picture on the server, named in typed JSON
+    board = storyboard(["a"], reference_image=str(secret))
+    model = Recorder()
+    events = list(Renderer(tmp_path / "out", model=model).render(board))
+    assert isinstance(events[-1], Failed) and model.calls == []
+    assert events[-1].message == "Storyboard: reference_image must be uploaded as a file here; a path on the " \
+                                 "server is not accepted."
+
+
 def test_the_cli_reads_the_reference_next_to_the_storyboard_file(tmp_path, monkeypatch, capsys):
     from pipeline.cli import main
 

@@ -3,12 +3,16 @@
 ``reference_image`` is a path in a storyboard file (relative to the file's folder), an
 upload in the page or a file in the API. :func:`resolve_reference` makes it absolute and
 checks it is a readable picture at the door, so a bad one is one StoryboardError naming
-the field; :func:`read_reference` opens it again (with its digest) when the render needs it.
+the field; :func:`checked_reference` opens it again (with its digest) when the render needs
+it, and refuses any path that did not pass the door: a storyboard typed into the page or
+sent to the API cannot make the server read one of its own files.
 """
 
 from __future__ import annotations
 
 import hashlib
+import threading
+from collections import OrderedDict
 from io import BytesIO
 from dataclasses import replace
 from pathlib import Path
@@ -20,6 +24,10 @@ from .storyboard import Storyboard
 
 FIELD = "reference_image"
 MAX_REFERENCE_BYTES = 50 * 1024 * 1024
+NOT_UPLOADED = f"Storyboard: {FIELD} must be uploaded as a file here; a path on the server is not accepted."
+_MAX_CHECKED = 1024  # paths remembered as checked (most recent); older ones must be checked again
+_CHECKED: "OrderedDict[str, None]" = OrderedDict()
+_CHECKED_LOCK = threading.Lock()
 
 
 def resolve_reference(storyboard: Storyboard, base_dir: Path | None = None) -> Storyboard:
@@ -34,7 +42,23 @@ def resolve_reference(storyboard: Storyboard, base_dir: Path | None = None) -> S
     if not path.is_absolute() and base_dir is not None:
         path = Path(base_dir) / path
     read_reference(path)
-    return replace(storyboard, reference_image=str(path.resolve()))
+    resolved = str(path.resolve())
+    with _CHECKED_LOCK:
+        _CHECKED[resolved] = None
+        _CHECKED.move_to_end(resolved)
+        while len(_CHECKED) > _MAX_CHECKED:
+            _CHECKED.popitem(last=False)
+    return replace(storyboard, reference_image=resolved)
+
+
+def checked_reference(path: str | Path) -> tuple[Image.Image, str]:
+    """:func:`read_reference` for a path that passed :func:`resolve_reference` in this process;
+    any other path is refused with a StoryboardError naming the field."""
+    with _CHECKED_LOCK:
+        known = str(path) in _CHECKED
+    if not known:
+        raise StoryboardError(NOT_UPLOADED)
+    return read_reference(path)
 
 
 def read_reference(path: str | Path) -> tuple[Image.Image, str]:
@@ -70,9 +94,7 @@ def with_uploaded_reference(storyboard: Storyboard, upload: str | Path | None) -
     files on the server.
     """
     if upload is None and storyboard.reference_image:
-        raise StoryboardError(
-            f"Storyboard: {FIELD} must be uploaded as a file here; a path on the server is not accepted."
-        )
+        raise StoryboardError(NOT_UPLOADED)
     if upload is None:
         return storyboard
     return resolve_reference(replace(storyboard, reference_image=str(upload)))

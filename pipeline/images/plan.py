@@ -19,7 +19,7 @@ import hashlib
 import json
 from dataclasses import dataclass, replace
 
-from ..contract.reference import read_reference
+from ..contract.reference import checked_reference
 from ..contract.storyboard import Storyboard
 from .generation import Between, ControlImage, ImageModel, ImageRequest, InitImage, inbetween_id, keyframe_id
 
@@ -80,7 +80,7 @@ def plan_images(storyboard: Storyboard, model: ImageModel, controlnet: str = "")
     """
     settings = generation_settings(storyboard, model)
     morphs = morph_frame_counts(storyboard)
-    digest = read_reference(storyboard.reference_image)[1] if storyboard.reference_image else ""
+    digest = checked_reference(storyboard.reference_image)[1] if storyboard.reference_image else ""
     control = ControlImage(controlnet, storyboard.reference_image, digest) if digest and controlnet else None
     keyframes = [
         ImageRequest(

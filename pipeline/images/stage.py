@@ -31,7 +31,7 @@ from PIL import Image
 
 from ..contract.errors import RenderCancelled
 from ..contract.events import Event, KeyframeReady, Preview, Progress
-from ..contract.reference import read_reference
+from ..contract.reference import checked_reference
 from ..contract.storyboard import Storyboard
 from ..event_stream import EventStream
 from .batching import auto_group_size
@@ -190,7 +190,7 @@ class ImageStage:
     @staticmethod
     def _reference(run: _Run, path: str) -> Image.Image:
         if run.reference is None:
-            run.reference = read_reference(path)[0]
+            run.reference = checked_reference(path)[0]
         return run.reference
 
     def _matched(self, run: _Run, request: ImageRequest, result: GeneratedImage) -> GeneratedImage:
