@@ -19,7 +19,10 @@ from .contract.events import Done, Failed, KeyframeReady, MorphReady, Progress
 from .service import build_renderer
 from .contract.settings import add_settings_arguments, settings_from_args
 from .contract.reference import resolve_reference
+from .contract.json_input import MAX_JSON_CHARS
 from .contract.storyboard import parse_storyboard
+
+MAX_FILE_BYTES = 4 * MAX_JSON_CHARS  # UTF-8 takes at most 4 bytes a character
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,18 +42,27 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         settings = settings_from_args(args)
-        try:
-            text = args.storyboard.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise StoryboardError(f"Cannot read {args.storyboard}: {exc.strerror}.") from None
         # A reference image path in the file is relative to the file's folder.
-        storyboard = resolve_reference(parse_storyboard(text, settings.limits()), args.storyboard.parent)
+        storyboard = resolve_reference(parse_storyboard(_read_storyboard(args.storyboard), settings.limits()),
+                                       args.storyboard.parent)
     except (ConfigError, StoryboardError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory(prefix="scene2video-") as tmp:
         renderer = build_renderer(settings, output_dir=Path(tmp))
         return _run(renderer, storyboard, args)
+
+
+def _read_storyboard(path: Path) -> bytes:
+    """The file's bytes (decoded and checked by parse_storyboard); too big or unreadable: StoryboardError."""
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise StoryboardError(f"Cannot read {path}: {exc.strerror or exc}.") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise StoryboardError(f"{path} is larger than {MAX_FILE_BYTES // 1_000_000} MB; that is not a storyboard.")
+    return data
 
 
 def _run(renderer, storyboard, args) -> int:
@@ -88,10 +100,16 @@ def _run(renderer, storyboard, args) -> int:
 
 
 def _deliver(done: Done, args) -> int:
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    shutil.move(str(done.video_path), args.output)
-    if args.report:
-        args.report.write_text(json.dumps(done.report.to_dict(), indent=2), encoding="utf-8")
+    try:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(done.video_path), args.output)
+        if args.report:
+            args.report.write_text(json.dumps(done.report.to_dict(), indent=2), encoding="utf-8")
+    except OSError as exc:  # a full disk, a read-only folder: one line, and no half-written MP4 left
+        if done.video_path.exists():  # the move did not finish: what reached the output is partial
+            args.output.unlink(missing_ok=True)
+        print(f"error: could not write the result: {exc.strerror or exc}.", file=sys.stderr)
+        return 1
     report = done.report
     print(f"{args.output}: {report.width}x{report.height}, {report.fps} fps, {report.frames} frames, "
           f"{report.duration:.2f} s, {len(report.fallbacks)} placeholder scene(s)")

@@ -11,6 +11,8 @@ from pathlib import Path
 from .contract.settings import Settings
 from .images.backends import BACKENDS, REMOTE_BACKENDS, BackendChoice, choose_backend, remote_default
 from .images.cache import KeyframeCache
+from .images.model_names import check_model_id
+from .outputs import remove_unfinished_outputs
 from .renderer import Renderer
 
 _MAX_RENDERERS = 8  # renderers kept for recently picked models (the registry caps loaded weights)
@@ -37,6 +39,8 @@ class RendererPool:
         from .images.registry import REGISTRY
 
         self.settings = settings
+        # A restart after kill -9 removes that process's unfinished render folders now, not in 24 hours.
+        remove_unfinished_outputs(settings.output_dir)
         self.cache = KeyframeCache(settings.cache_dir, max_bytes=settings.cache_max_mb * 1024 * 1024)
         REGISTRY.max_resident = settings.max_loaded_models
         self._renderers: OrderedDict[tuple[str, str], Renderer] = OrderedDict()
@@ -46,10 +50,16 @@ class RendererPool:
     def get(self, model_id: str | None = None, backend: str | None = None) -> Renderer:
         """The renderer for ``backend`` and ``model_id`` (a diffusers model; the configured ones when
         None or when the settings do not let the page change them). A remote backend always uses
-        the configured remote model: a visitor never names what the server's key is spent on."""
+        the configured remote model: a visitor never names what the server's key is spent on.
+
+        Raises StoryboardError (one message for every refusal) for a model a visitor may not load:
+        see :func:`pipeline.images.model_names.check_model_id`.
+        """
         backend = self._allowed_backend(backend)
         if not model_id or not self.settings.allow_model_change:
             model_id = self.settings.model
+        else:  # a visitor's choice: a hub id or a model under the model roots, else StoryboardError
+            model_id = check_model_id(model_id, self.settings.model_root_paths(), default=self.settings.model)
         with self._lock:  # a background warm-up and a first request may both get here
             choice = self._choice(backend)
             if choice.name in REMOTE_BACKENDS:
@@ -89,7 +99,8 @@ class RendererPool:
             else:
                 # batch_size None (the default) is auto: the stage hands the model large groups and
                 # each manager sizes its batches from free GPU memory; a number caps both.
-                model = get_image_model(model_id, device=self.settings.device, batch_size=self.settings.batch_size)
+                model = get_image_model(model_id, device=self.settings.device, batch_size=self.settings.batch_size,
+                                        allow_pickle=self.settings.allow_pickle_weights)
             self._renderers[key] = Renderer(
                 self.settings.output_dir, model=model, cache=self.cache, batch_size=self.settings.batch_size,
                 output_max_age_hours=self.settings.output_max_age_hours, controlnet=self.settings.controlnet_model,

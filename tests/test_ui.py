@@ -112,7 +112,7 @@ def test_a_bad_import_says_what_is_wrong_and_changes_nothing(tmp_path):
         handlers.import_file(str(bad))
     binary = tmp_path / "picture.json"
     binary.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe")
-    with pytest.raises(gr.Error, match="not a text JSON file"):
+    with pytest.raises(gr.Error, match="not UTF-8 text"):
         handlers.import_file(str(binary))
 
 

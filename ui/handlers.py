@@ -52,9 +52,13 @@ class Handlers:
                                          guidance_scale)
         except StoryboardError as exc:
             raise gr.Error(str(exc), title="Please fix the storyboard") from None
+        try:
+            renderer = self.pool.get(model, backend)
+        except StoryboardError as exc:  # a model this server does not allow
+            raise gr.Error(str(exc), title="Please pick another model") from None
         cancel = sessions.begin(request.session_hash)
         try:
-            yield from PageRender(self.stream).updates(self.pool.get(model, backend).render(storyboard, cancel))
+            yield from PageRender(self.stream).updates(renderer.render(storyboard, cancel))
         finally:
             sessions.end(request.session_hash, cancel)
 
@@ -76,7 +80,13 @@ class Handlers:
             storyboard = with_uploaded_reference(parse_storyboard(storyboard_json, self.limits), reference_image)
         except StoryboardError as exc:
             raise gr.Error(str(exc)) from None
-        yield from api_updates(self.pool.get().render(storyboard))
+        event_id = sessions.current_event_id()
+        cancel = sessions.watch_event(event_id)  # set by the request guard when the client cancels
+        try:
+            if not cancel.is_set():
+                yield from api_updates(self.pool.get().render(storyboard, cancel), cancel)
+        finally:
+            sessions.forget_event(event_id, cancel)
 
     @staticmethod
     def show(storyboard: Storyboard) -> tuple:
@@ -99,9 +109,7 @@ class Handlers:
 
     def import_file(self, file: str) -> tuple:
         try:
-            storyboard = parse_storyboard(Path(file).read_text(encoding="utf-8"), self.limits)
-        except UnicodeDecodeError:
-            raise gr.Error("That file is not a text JSON file.", title="Cannot import") from None
+            storyboard = parse_storyboard(Path(file).read_bytes(), self.limits)  # checks UTF-8 and size
         except StoryboardError as exc:
             raise gr.Error(str(exc), title="Cannot import") from None
         return self.show(storyboard)
@@ -112,7 +120,10 @@ class Handlers:
     def model_line(self, model_id: str | None, backend: str | None = None) -> str:
         """Which model, on which device (or remote service, and why auto chose it), whether it is loaded,
         and which backend."""
-        model = self.pool.get(model_id, backend).model
+        try:
+            model = self.pool.get(model_id, backend).model
+        except StoryboardError as exc:  # a model this server does not allow
+            return f"❌ {exc}"
         if model is None:
             return "**Model:** none configured"
         info = model.info()

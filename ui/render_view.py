@@ -10,7 +10,10 @@ button also sets the render's cancel flag, which the renderer checks every frame
 
 from __future__ import annotations
 
+import contextvars
 import html
+import queue
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Iterator
@@ -119,22 +122,71 @@ class PageRender:
                        stop=gr.Button(interactive=False))
 
 
-def api_updates(events: Iterator[Event]) -> Iterator[tuple]:
+def api_updates(events: Iterator[Event], cancel: threading.Event | None = None) -> Iterator[tuple]:
     """For ``/render``: (MP4 path, report dict) at the end; errors as gr.Error.
 
-    Until then it yields "no change" every 0.2 s, so a cancelled job can be closed.
+    The render is driven by its own thread (:class:`_Driven`), so it always finishes its
+    clean-up (ffmpeg killed, partial files removed) even if Gradio drops this generator
+    without closing it; ``cancel`` (set by a client's cancel, see ui.sessions) stops it within
+    a frame or step. Until the end this yields "no change" every 0.2 s, so a cancelled job
+    can be closed.
     """
     skip = gr.skip()
-    last = time.monotonic()
+    driven = _Driven(events, cancel or threading.Event())
     try:
-        for event in events:
+        while not driven.ended:
+            event = driven.next_within(_PROGRESS_EVERY_S)
             if isinstance(event, Done):
                 yield str(event.video_path), event.report.to_dict()
                 return
             if isinstance(event, Failed):
+                if event.cancelled:  # the client cancelled: nobody is waiting for an answer
+                    return
                 raise gr.Error(event.message)
-            if time.monotonic() - last >= _PROGRESS_EVERY_S:
-                last = time.monotonic()
+            if event is None:
                 yield skip, skip
     finally:
-        events.close()
+        driven.close()  # a render still running is cancelled, and waited for
+
+
+class _Driven:
+    """Iterates a render's events in a thread of its own (in a copy of this thread's context)."""
+
+    _END = object()
+
+    def __init__(self, events: Iterator[Event], cancel: threading.Event) -> None:
+        self._events = events
+        self._cancel = cancel
+        self.ended = False  # True once the render's generator has ended and every event was taken
+        self._queue: queue.Queue = queue.Queue()
+        self._thread = threading.Thread(target=contextvars.copy_context().run, args=(self._run,),
+                                        name="scene2video-api", daemon=True)
+        self._thread.start()
+
+    def next_within(self, timeout: float) -> Event | None:
+        """The next event, or None if none came within ``timeout`` (or the render has ended)."""
+        try:
+            item = self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        if isinstance(item, BaseException):
+            raise item
+        if item is self._END:
+            self.ended = True
+            return None
+        return item
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._cancel.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        try:
+            for event in self._events:
+                self._queue.put(event)
+        except BaseException as exc:  # handed to the caller's thread
+            self._queue.put(exc)
+        finally:
+            self._events.close()
+            self._queue.put(self._END)

@@ -67,9 +67,17 @@ def rows_to_dict(rows: list[list[Any]], controls: Controls) -> dict[str, Any]:
     # 0 or blank in the advanced fields means "the preset's default".
     for key in ("fps", "steps", "guidance_scale"):
         value = getattr(controls, key)
-        if not _blank(value) and not (key != "guidance_scale" and float(value) == 0):
+        if not _blank(value) and not (key != "guidance_scale" and _is_zero(value)):
             board[key] = value
     return board
+
+
+def _is_zero(value: Any) -> bool:
+    """True for 0 (or "0"); anything that is not a number goes on to the validator, which names it."""
+    try:
+        return float(value) == 0
+    except (TypeError, ValueError, OverflowError):
+        return False
 
 
 def rows_to_storyboard(rows: list[list[Any]], controls: Controls, limits: Limits | None = None) -> Storyboard:
