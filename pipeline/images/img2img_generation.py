@@ -139,9 +139,11 @@ def _controlnet(manager: "ModelManager", built: dict[tuple, Any], model_id: str)
         from diffusers import ControlNetModel
 
         source = str(Path(model_id).expanduser()) if Path(model_id).expanduser().is_dir() else model_id
+        kwargs: dict[str, Any] = {"dtype": manager._dtype, "local_files_only": manager.local_files_only}
+        if not getattr(manager, "allow_pickle", False):
+            kwargs["use_safetensors"] = True  # like the model's own weights: no unpickling
         try:
-            controlnet = ControlNetModel.from_pretrained(
-                source, dtype=manager._dtype, local_files_only=manager.local_files_only)
+            controlnet = ControlNetModel.from_pretrained(source, **kwargs)
         except Exception as exc:  # noqa: BLE001 - said per scene by the manager
             raise RuntimeError(f"ControlNet '{model_id}' could not be loaded: {short_error(exc)}") from None
         # With CPU offload the base weights move in and out; the ControlNet is small enough to stay.
