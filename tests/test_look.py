@@ -399,7 +399,8 @@ def test_the_api_takes_a_reference_image_file_and_refuses_server_paths(tmp_path)
     board = {"scenes": [{"prompt": "x", "duration": 0.5}], "use_ai": False, "quality": "draft", "fps": 4}
     with running_app(app_settings(tmp_path)) as (url, _pool):
         client = Client(url, verbose=False)
-        _, report = client.predict(json.dumps(board), handle_file(str(reference_file(tmp_path))), api_name="/render")
+        _, report = client.predict(json.dumps(board), reference_image=handle_file(str(reference_file(tmp_path))),
+                                   api_name="/render")
         assert report["frames"] == 2
         _, report = client.predict(json.dumps(board), api_name="/render")  # the file is optional
         assert report["frames"] == 2
@@ -407,7 +408,8 @@ def test_the_api_takes_a_reference_image_file_and_refuses_server_paths(tmp_path)
             client.predict(json.dumps({**board, "reference_image": "/etc/hostname"}), api_name="/render")
         (tmp_path / "bad.png").write_text("not a picture")
         with pytest.raises(Exception, match="reference_image 'bad.png' is not a picture"):
-            client.predict(json.dumps(board), handle_file(str(tmp_path / "bad.png")), api_name="/render")
+            client.predict(json.dumps(board), reference_image=handle_file(str(tmp_path / "bad.png")),
+                           api_name="/render")
 
 
 def test_the_controlnet_setting_reaches_the_render_and_the_report(tmp_path, tiny_model_dir, tiny_controlnet):

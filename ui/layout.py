@@ -16,6 +16,7 @@ from pipeline.service import RendererPool
 from .examples import example_names, load_example
 from .handlers import Handlers
 from .render_view import OUTPUT_NAMES
+from .soundtrack import build_soundtrack, wire_soundtrack
 from .table import DATATYPES, HEADERS, add_row, delete_row, move_row, storyboard_to_rows
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,7 @@ class Editor:
     delete: gr.Button
     add: gr.Button
     controls: list  # in Controls' field order: quality, transition, length, fps, use_ai, steps, guidance
+    soundtrack: list  # in ui.soundtrack.SOUNDTRACK_FIELDS order
     model_id: gr.Dropdown
     backend: gr.Dropdown
     model_status: gr.Markdown
@@ -64,7 +66,7 @@ class Editor:
 
     @property
     def board_inputs(self) -> list:
-        return [self.table, *self.controls]
+        return [self.table, *self.controls, *self.soundtrack]
 
 
 def build_editor(first: Storyboard, settings: Settings, names: list[str]) -> Editor:
@@ -83,6 +85,7 @@ def build_editor(first: Storyboard, settings: Settings, names: list[str]) -> Edi
                            info="draft 480p · standard 720p · high 1080p · premium 1080p30")
         transition = gr.Dropdown(list(TRANSITIONS), value=first.transition, label="Transition")
         length = gr.Slider(0, 2, value=first.transition_duration, step=0.1, label="Transition length (s)")
+    soundtrack = build_soundtrack()
     with gr.Accordion("Advanced", open=False):
         with gr.Row():
             use_ai = gr.Checkbox(value=True, label="Use the AI model (off: placeholder frames)")
@@ -107,8 +110,8 @@ def build_editor(first: Storyboard, settings: Settings, names: list[str]) -> Edi
         import_ = gr.UploadButton("Import JSON", file_types=[".json"], size="sm")
     export_file = gr.File(label="Storyboard JSON", visible=False)
     return Editor(table, row_number, up, down, delete, add, [quality, transition, length, fps, use_ai, steps, guidance],
-                  model_id, backend, model_status, clear_cache, generate, stop, example, load, export, import_,
-                  export_file)
+                  soundtrack, model_id, backend, model_status, clear_cache, generate, stop, example, load, export,
+                  import_, export_file)
 
 
 def build_outputs(stream: bool) -> dict:
@@ -145,6 +148,7 @@ def build_demo(pool: RendererPool, examples_first: str | None = None) -> gr.Bloc
         outputs.update(generate=editor.generate, stop=editor.stop)
         wire_render(editor, outputs, handlers, pool.settings)
         wire_tools(editor, outputs, handlers)
+        wire_soundtrack(editor.soundtrack)
         model_inputs = [editor.model_id, editor.backend]
         demo.load(handlers.model_line, model_inputs, editor.model_status, **PRIVATE)
         # A newly picked model or backend shows its own device and state, not the previous one's.
@@ -186,11 +190,12 @@ def wire_tools(editor: Editor, outputs: dict, handlers: Handlers) -> None:
 
 
 def add_render_api(handlers: Handlers, settings: Settings) -> None:
-    """The named endpoint /render: a storyboard JSON string in, the MP4 and the report out."""
+    """The named endpoint /render: a storyboard JSON string (and its audio file, if any) in, the MP4 and the report out."""
     with gr.Row(visible=False):
         storyboard_json = gr.Textbox(label="storyboard_json")
+        audio = gr.File(label="audio", file_types=["audio"])
         reference_image = gr.File(label="reference_image", type="filepath", file_types=["image"])
         video, report = gr.File(label="video"), gr.JSON(label="report")
         trigger = gr.Button("render")
-    trigger.click(handlers.render_api, [storyboard_json, reference_image], [video, report], api_name="render",
+    trigger.click(handlers.render_api, [storyboard_json, audio, reference_image], [video, report], api_name="render",
                   concurrency_id="gpu", concurrency_limit=settings.max_concurrent_renders)

@@ -22,6 +22,8 @@ import gradio as gr
 
 from pipeline import Done, Event, Failed, KeyframeReady, Preview, Progress, RenderReport, Segment
 
+from .soundtrack import timing_lines
+
 # Outputs of the page's generate event, in this order.
 OUTPUT_NAMES = ("gallery", "preview", "progress", "live_video", "video", "report", "notice", "generate", "stop")
 _PROGRESS_EVERY_S = 0.2
@@ -60,6 +62,7 @@ def report_notice(report: RenderReport) -> str:
         lines += [f"- {_scenes(numbers)}: {reason}" for reason, numbers in by_reason.items()]
     lines += [f"Morph {t.index + 1}→{t.index + 2}: drawn as a crossfade — {t.reason.rstrip('.')}."
               for t in report.transitions if t.made == "crossfade"]
+    lines += timing_lines(report)
     cached = sum(scene.source == "cache" for scene in report.scenes)
     if cached:
         lines.append(f"{cached} scene(s) came from the keyframe cache.")

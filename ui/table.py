@@ -80,9 +80,10 @@ def _is_zero(value: Any) -> bool:
         return False
 
 
-def rows_to_storyboard(rows: list[list[Any]], controls: Controls, limits: Limits | None = None) -> Storyboard:
-    """Validate the table; raises StoryboardError naming the scene (row) and the field."""
-    board = rows_to_dict(rows, controls)
+def rows_to_storyboard(rows: list[list[Any]], controls: Controls, limits: Limits | None = None,
+                       extra: dict[str, Any] | None = None) -> Storyboard:
+    """Validate the table (plus ``extra`` Storyboard fields); raises StoryboardError naming the scene and field."""
+    board = rows_to_dict(rows, controls) | (extra or {})
     if not board["scenes"]:
         raise StoryboardError("The scene table is empty: add at least one scene with a prompt and a duration.")
     return parse_storyboard(board, limits)

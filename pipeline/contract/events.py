@@ -22,7 +22,8 @@ Stage = Literal["loading", "keyframes", "composing", "encoding", "finishing"]
 @dataclass(frozen=True)
 class SceneReport:
     """Where one scene's keyframe came from. ``reason`` says why a placeholder was used;
-    ``notes`` what the image model ignored (e.g. a seed or negative prompt a remote service does not take).
+    ``notes`` what the image model ignored (e.g. a seed or negative prompt a remote service does not take);
+    ``start`` and ``length`` where the scene is in the video, in seconds, after any fitting to the audio.
 
     ``made_from`` lists what the picture was made from: "text", "previous scene" (a chained
     look), "reference image", "control image" (ControlNet edges); empty for a placeholder.
@@ -32,6 +33,8 @@ class SceneReport:
     source: Source
     reason: str = ""
     notes: tuple[str, ...] = ()
+    start: float = 0.0
+    length: float = 0.0
     made_from: tuple[str, ...] = ()
 
 
@@ -68,11 +71,14 @@ class RenderReport:
     device: str = ""
     seconds_taken: float = 0.0
     transitions: tuple[TransitionReport, ...] = ()
+    audio: bool = False  # the video has a soundtrack
+    beats: tuple[float, ...] = ()  # beat times (s) the cuts were moved onto, with cut_on_beats
 
     def to_dict(self) -> dict:
         data = asdict(self)
         data["scenes"] = [_scene_dict(scene) for scene in self.scenes]
         data["transitions"] = [asdict(transition) for transition in self.transitions]
+        data["beats"] = list(self.beats)
         return data
 
     @property
