@@ -127,7 +127,7 @@ class Renderer:
             for event in stream.drain():
                 if isinstance(event, KeyframeReady):
                     reports[event.scene_index] = SceneReport(event.scene_index, event.source, event.reason,
-                                                             event.notes, event.made_from)
+                                                             event.notes, made_from=event.made_from)
                 elif isinstance(event, MorphReady):
                     morphs[event.boundary] = event
                 yield progress.update(event)
