@@ -19,6 +19,7 @@ from .contract.errors import ConfigError, StoryboardError
 from .contract.events import Done, Failed, KeyframeReady, MorphReady, Progress
 from .service import build_renderer
 from .contract.settings import add_settings_arguments, settings_from_args
+from .contract.reference import resolve_reference
 from .contract.json_input import MAX_JSON_CHARS, load_json
 from .contract.storyboard import parse_storyboard
 
@@ -42,8 +43,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         settings = settings_from_args(args)
+        # Relative paths in the file (audio, reference image) are relative to the file's folder.
         storyboard = parse_storyboard(_with_audio_path(_read_storyboard(args.storyboard), args.storyboard.parent),
                                       settings.limits())
+        storyboard = resolve_reference(storyboard, args.storyboard.parent)
     except (ConfigError, StoryboardError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

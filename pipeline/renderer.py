@@ -60,11 +60,12 @@ class Renderer:
     """Renders storyboards into ``output_root``; safe to share between sessions."""
 
     def __init__(self, output_root: Path, model: ImageModel | None = None, cache: KeyframeCache | None = None,
-                 batch_size: int | None = None, segment_seconds: float = 2.0, output_max_age_hours: float | None = None):
+                 batch_size: int | None = None, segment_seconds: float = 2.0, output_max_age_hours: float | None = None,
+                 controlnet: str = ""):
         self.output_root = Path(output_root)
         self.output_max_age_hours = output_max_age_hours
         self.model = model
-        self.images = ImageStage(model, cache, batch_size)
+        self.images = ImageStage(model, cache, batch_size, controlnet)
         self.segment_seconds = segment_seconds
 
     def new_render_dir(self) -> Path:
@@ -126,7 +127,8 @@ class Renderer:
             for event in stream.drain():
                 if isinstance(event, KeyframeReady):
                     reports[event.scene_index] = SceneReport(event.scene_index, event.source, event.reason,
-                                                             event.notes, decoder=event.decoder)
+                                                             event.notes, made_from=event.made_from,
+                                                             decoder=event.decoder)
                 elif isinstance(event, MorphReady):
                     morphs[event.boundary] = event
                 yield progress.update(event)

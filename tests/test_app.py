@@ -67,7 +67,8 @@ def test_render_endpoint_rejects_bad_storyboard_with_the_field(client):
 def test_api_page_lists_render_and_generate_with_clear_names(client):
     endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
     assert "/render" in endpoints and "/generate" in endpoints
-    assert [p["parameter_name"] for p in endpoints["/render"]["parameters"]] == ["storyboard_json", "audio"]
+    assert [p["parameter_name"] for p in endpoints["/render"]["parameters"]] == ["storyboard_json", "audio",
+                                                                                 "reference_image"]
     names = [p["parameter_name"] for p in endpoints["/generate"]["parameters"]]
     assert names[:3] == ["scenes", "quality", "transition"]
 

@@ -11,6 +11,7 @@ from typing import Any, Iterator
 import gradio as gr
 
 from pipeline import Storyboard, StoryboardError, parse_storyboard
+from pipeline.contract.reference import with_uploaded_reference
 from pipeline.contract.json_input import load_json
 from pipeline.service import RendererPool
 
@@ -80,14 +81,17 @@ class Handlers:
     def unlock() -> tuple:
         return gr.Button(interactive=True), gr.Button(interactive=False)
 
-    def render_api(self, storyboard_json: str, audio: str | None = None) -> Iterator[tuple]:
+    def render_api(self, storyboard_json: str, audio: str | None = None,
+                   reference_image: str | None = None) -> Iterator[tuple]:
         """Render a storyboard (a JSON string, see the README) to an MP4; returns the MP4 and the report.
 
         ``audio`` is the soundtrack as an uploaded file; a path inside the JSON is refused (it would
-        name a file on the server).
+        name a file on the server). ``reference_image``: an uploaded picture the scenes start from
+        (see the ``reference_image`` and ``reference_scenes`` fields); likewise never a path.
         """
         try:
             storyboard = parse_storyboard(with_uploaded_audio(storyboard_json, audio), self.limits)
+            storyboard = with_uploaded_reference(storyboard, reference_image)
         except StoryboardError as exc:
             raise gr.Error(str(exc)) from None
         event_id = sessions.current_event_id()

@@ -194,7 +194,8 @@ def add_render_api(handlers: Handlers, settings: Settings) -> None:
     with gr.Row(visible=False):
         storyboard_json = gr.Textbox(label="storyboard_json")
         audio = gr.File(label="audio", file_types=["audio"])
+        reference_image = gr.File(label="reference_image", type="filepath", file_types=["image"])
         video, report = gr.File(label="video"), gr.JSON(label="report")
         trigger = gr.Button("render")
-    trigger.click(handlers.render_api, [storyboard_json, audio], [video, report], api_name="render",
+    trigger.click(handlers.render_api, [storyboard_json, audio, reference_image], [video, report], api_name="render",
                   concurrency_id="gpu", concurrency_limit=settings.max_concurrent_renders)

@@ -24,7 +24,11 @@ class SceneReport:
     """Where one scene's keyframe came from. ``reason`` says why a placeholder was used;
     ``notes`` what the image model ignored (e.g. a seed or negative prompt a remote service does not take);
     ``start`` and ``length`` where the scene is in the video, in seconds, after any fitting to the audio;
-    ``decoder`` which decoder made an AI (or cached AI) keyframe: "full" or "tiny"."""
+    ``decoder`` which decoder made an AI (or cached AI) keyframe: "full" or "tiny".
+
+    ``made_from`` lists what the picture was made from: "text", "previous scene" (a chained
+    look), "reference image", "control image" (ControlNet edges); empty for a placeholder.
+    """
 
     index: int
     source: Source
@@ -33,6 +37,7 @@ class SceneReport:
     start: float = 0.0
     length: float = 0.0
     decoder: str = ""
+    made_from: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -87,6 +92,7 @@ class RenderReport:
 def _scene_dict(scene: SceneReport) -> dict:
     """A scene's report entry; ``notes`` only when there are some (reports stay as they were otherwise)."""
     data = asdict(scene)
+    data["made_from"] = list(scene.made_from)
     if scene.notes:
         data["notes"] = list(scene.notes)
     else:
@@ -120,6 +126,7 @@ class KeyframeReady:
     reason: str = ""
     notes: tuple[str, ...] = ()
     decoder: str = ""
+    made_from: tuple[str, ...] = ()  # see SceneReport.made_from
 
 
 @dataclass(frozen=True)

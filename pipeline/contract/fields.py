@@ -26,6 +26,10 @@ FITS: tuple[str, ...] = ("scenes", "audio")
 DECODERS: tuple[str, ...] = ("auto", "full", "tiny")
 """How keyframe latents become pixels: the model's full VAE, its tiny autoencoder, or auto (tiny for
 draft quality and on a CPU, full otherwise)."""
+LOOKS: tuple[str, ...] = ("independent", "chained")
+"""How scenes relate: each made from its text alone, or each from the previous scene's picture."""
+REFERENCE_SCENES: tuple[str, ...] = ("first", "every")
+"""Which scenes start from the reference image."""
 MAX_SEED = 2**32 - 1
 
 
@@ -110,6 +114,21 @@ BOARD_FIELDS: tuple[FieldSpec, ...] = (
     FieldSpec("decoder", "choice", "Decoder",
               "full VAE · tiny autoencoder (several times faster, softer) · auto: tiny for draft and on a CPU. "
               "Blank: the server's setting.", choices=DECODERS, advanced=True),
+    FieldSpec("style", "text", "Style", "Added to every scene's prompt, e.g. 'watercolor, soft light'.", default="",
+              max_chars="max_prompt_chars"),
+    FieldSpec("style_negative", "text", "Style: avoid", "Added to every scene's negative prompt.", default="",
+              max_chars="max_prompt_chars", advanced=True),
+    FieldSpec("look", "choice", "Look", "independent: each scene from its text · chained: each scene starts "
+              "from the previous scene's picture (image-to-image), colours matched to scene 1.",
+              default="independent", choices=LOOKS),
+    FieldSpec("look_strength", "number", "Look strength", "How far a scene may move from the picture it starts "
+              "from (previous scene or reference image): 0 keeps it, 1 ignores it.", default=0.6, low=0.0, high=1.0),
+    FieldSpec("reference_image", "file", "Reference image", "A picture scenes start from: a path next to the "
+              "storyboard file (CLI), an upload (page) or a file (API). Its edges guide the layout when the server "
+              "has a ControlNet model.", max_chars="max_path_chars"),
+    FieldSpec("reference_scenes", "choice", "Reference for", "first: scene 1 starts from the reference image · "
+              "every: each scene does (in a chained look only scene 1; the rest follow the chain).",
+              default="first", choices=REFERENCE_SCENES, advanced=True),
 )
 
 FIELDS_BY_NAME: dict[str, FieldSpec] = {spec.name: spec for spec in (*SCENE_FIELDS, *BOARD_FIELDS)}

@@ -110,6 +110,12 @@ class Storyboard:
     fit: str = "scenes"
     cut_on_beats: bool = False
     decoder: str | None = None  # "auto", "full", "tiny"; None: the server's setting
+    style: str = ""
+    style_negative: str = ""
+    look: str = "independent"
+    look_strength: float = 0.6
+    reference_image: str | None = None
+    reference_scenes: str = "first"
 
     @property
     def preset(self) -> Preset:
