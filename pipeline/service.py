@@ -9,7 +9,15 @@ from pathlib import Path
 
 from .images.cache import KeyframeCache
 from .renderer import Renderer
+from .contract.errors import StoryboardError
 from .contract.settings import Settings
+from .contract.storyboard import Storyboard
+
+_SHOWN_CHARS = 60  # of a refused model id an error message repeats
+
+
+def _shown(text: str) -> str:
+    return text if len(text) <= _SHOWN_CHARS else text[: _SHOWN_CHARS - 1] + "…"
 
 
 def build_renderer(settings: Settings, output_dir: Path | None = None) -> Renderer:
@@ -34,10 +42,27 @@ class RendererPool:
         self._renderers: dict[str, Renderer] = {}
         self._lock = threading.Lock()
 
+    def check(self, storyboard: Storyboard) -> None:
+        """Raise StoryboardError if this server may not render ``storyboard`` (see :meth:`get`)."""
+        self.model_id_for(storyboard.model)
+
+    def model_id_for(self, model_id: str | None) -> str:
+        """The model a storyboard naming ``model_id`` renders with: the server's when None or the same;
+        another one only with ``allow_model_change`` (else StoryboardError, said once, plainly)."""
+        wanted = (model_id or "").strip()
+        if not wanted or wanted == self.settings.model:
+            return self.settings.model
+        if not self.settings.allow_model_change:
+            raise StoryboardError(
+                f"Storyboard: model '{_shown(wanted)}' cannot be used on this server; it renders with "
+                f"'{self.settings.model}' only (leave model out of the storyboard to use it)."
+            )
+        return wanted
+
     def get(self, model_id: str | None = None) -> Renderer:
-        """The renderer for ``model_id`` (the configured model when None or when changes are off)."""
-        if not model_id or not self.settings.allow_model_change:
-            model_id = self.settings.model
+        """The renderer for ``model_id`` (None: the configured model). Another model than the configured
+        one needs ``allow_model_change``: without it this raises StoryboardError instead of ignoring it."""
+        model_id = self.model_id_for(model_id)
         with self._lock:  # a background warm-up and a first request may both get here
             return self._renderer_for(model_id)
 

@@ -1,113 +1,200 @@
-"""What the page's buttons do. Each method is a Gradio event function; none touches torch."""
+"""What the page's buttons do. Each method is a Gradio event function; none touches torch.
+
+Event functions take the storyboard widgets as one ``{component: value}`` dict (the form's
+``inputs``) and return ``{component: update}`` dicts, so nothing depends on positions.
+No page event raises: a bad storyboard or a failed render is a message in the notice
+beside Generate, never an error badge over the widgets.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
 import gradio as gr
+from gradio.data_classes import FileData
 
 from pipeline import Storyboard, StoryboardError, parse_storyboard
+from pipeline.contract.fields import FIELDS_BY_NAME
+from pipeline.images.keyframes import plan_generation
 from pipeline.service import RendererPool
 
 from . import sessions
 from .examples import load_example
-from .render_view import PageRender, api_updates
-from .table import Controls, rows_to_storyboard, storyboard_to_controls, storyboard_to_rows
+from .form import SCENES, BoardForm
+from .render_view import PageRender, api_updates, file_stem, render_ended, render_started
+from .table import cell, move_row, set_cell
 
-STOPPED = "**Render stopped.** Press Generate to start again."
+FIX = "❌ **Please fix the storyboard:**"
+NEGATIVE_IGNORED = ("ℹ️ Negative prompts have no effect at guidance {guidance:g} (few-step models such as "
+                    "sd-turbo ignore them); set Guidance above 1 in Advanced to use them.")
+
+
+def model_facts(model: Any) -> dict[str, str]:
+    """A model's description (model, device, dtype, state …) as a plain dict, whatever type describe() returns."""
+    if model is None:
+        return {}
+    info = model.describe()
+    return dict(info) if isinstance(info, dict) else dataclasses.asdict(info)
+
+
+def model_line_text(facts: dict[str, str]) -> str:
+    """``Model: `id` · loaded (cpu, float32)`` / loading / failed (reason) / not loaded yet."""
+    state = str(facts.get("state", "?"))
+    if state == "loaded":
+        said = f"loaded ({facts.get('device', '?')}, {facts.get('dtype', '?')})"
+    elif state.startswith("failed"):
+        reason = facts.get("reason") or state.partition(":")[2].strip()
+        said = f"failed ({reason})" if reason else "failed"
+    elif state == "loading":
+        said = "loading…"
+    else:
+        said = "not loaded yet (loads when needed)"
+    return f"**Model:** `{facts.get('model', '?')}` · {said}"
 
 
 class Handlers:
-    """Event functions bound to one renderer pool and its storyboard limits."""
+    """Event functions bound to one renderer pool, its storyboard form and the render outputs."""
 
-    def __init__(self, pool: RendererPool, stream: bool):
+    def __init__(self, pool: RendererPool, stream: bool, form: BoardForm, outputs: dict[str, Any],
+                 title: Any = None):
         self.pool = pool
-        self.limits = pool.settings.limits()
         self.stream = stream
+        self.form = form
+        self.outputs = outputs  # by render_view.OUTPUT_NAMES, plus "row_number" and "export_file"
+        self.title = title  # a gr.State: the storyboard's name for downloads ("" = from the first prompt)
 
-    def storyboard(self, rows: list, *controls: Any) -> Storyboard:
-        """The validated storyboard for the table and the controls (Controls' field order)."""
-        return rows_to_storyboard(rows, Controls(*controls), self.limits)
+    # -- the storyboard -------------------------------------------------------------------------
 
-    def start(self, rows: list, *controls: Any) -> tuple:
-        """Instant check before queueing: a bad row gets its message and nothing else changes."""
+    def storyboard(self, data: dict) -> Storyboard:
+        """The validated storyboard the page shows; StoryboardError names the scene and field."""
+        return self.form.storyboard(data, self.pool.check)
+
+    def show(self, storyboard: Storyboard) -> dict:
+        """Updates that show ``storyboard`` in the table and controls (a blank model: the server's)."""
+        return {**self.form.show(storyboard, fallback={"model": self.pool.settings.model}),
+                self.outputs["notice"]: ""}
+
+    def load_example(self, name: str) -> dict:
+        return {**self.show(load_example(name)), self.title: name}
+
+    def import_file(self, file: str | None) -> dict:
+        """A storyboard file in the table; a bad one gets one message and changes nothing else."""
+        if not file:
+            return {}
         try:
-            self.storyboard(rows, *controls)
+            storyboard = parse_storyboard(Path(file).read_text(encoding="utf-8"), self.pool.settings.limits())
+            self.pool.check(storyboard)
+        except UnicodeDecodeError:
+            return {self.outputs["notice"]: "❌ **Cannot import:** that file is not a text JSON file."}
         except StoryboardError as exc:
-            gr.Warning(str(exc), title="Please fix the storyboard")
-            return gr.skip(), gr.skip(), f"❌ **Please fix the storyboard:** {exc}", "", False
-        return gr.Button(interactive=False), gr.Button(interactive=True), "", "", True
+            return {self.outputs["notice"]: f"❌ **Cannot import:** {exc}"}
+        return {**self.show(storyboard), self.title: Path(file).stem}
 
-    def generate(self, scenes: list, quality: str, transition: str, transition_duration: float, fps: float,
-                 use_ai: bool, steps: float, guidance_scale: float | None, model: str | None, board_ok: bool,
-                 request: gr.Request) -> Iterator[tuple]:
-        """Render the scene table; streams keyframes, step previews, video segments, then the MP4."""
-        if not board_ok:  # start() already showed what to fix
+    def export(self, data: dict) -> dict:
+        try:
+            storyboard = self.storyboard(data)
+        except StoryboardError as exc:
+            return {self.outputs["notice"]: f"❌ **Cannot export yet:** {exc}"}
+        path = Path(tempfile.mkdtemp(prefix="scene2video-export-")) / f"{self.name(data, storyboard)}.json"
+        path.write_text(storyboard.to_json(), encoding="utf-8")
+        return {self.outputs["export_file"]: gr.File(value=str(path), visible=True), self.outputs["notice"]: ""}
+
+    def name(self, data: dict, storyboard: Storyboard) -> str:
+        """The file name stem for this storyboard's downloads: its imported name, else its first prompt."""
+        title = data.get(self.title) if self.title is not None else None
+        return file_stem(title or storyboard.scenes[0].prompt)
+
+    # -- rendering ------------------------------------------------------------------------------
+
+    def start(self, data: dict, request: gr.Request) -> dict:
+        """Instant check at the click (not queued): a bad storyboard gets its message and nothing
+        else changes; a good one clears the last results, locks Generate and queues the render."""
+        try:
+            storyboard = self.storyboard(data)
+        except StoryboardError as exc:
+            return {self.outputs["notice"]: f"{FIX} {exc}"}
+        sessions.queued(request.session_hash)
+        updates = {self.outputs[name]: value for name, value in render_started(self.stream).items()}
+        updates[self.outputs["notice"]] = self.note(storyboard)
+        updates[self.outputs["token"]] = time.time_ns()  # its change queues the render
+        return updates
+
+    def note(self, storyboard: Storyboard) -> str:
+        """What the user should know before the render starts (negative prompts a model ignores)."""
+        if not storyboard.use_ai or not any(scene.negative_prompt for scene in storyboard.scenes):
+            return ""
+        try:
+            guidance = plan_generation(storyboard, self.pool.get(storyboard.model).model).guidance_scale
+        except Exception:  # noqa: BLE001 - a note must never block a render
+            return ""
+        return NEGATIVE_IGNORED.format(guidance=guidance) if guidance <= 1 else ""
+
+    def generate(self, data: dict, request: gr.Request) -> Iterator[dict]:
+        """Render the page's storyboard; streams keyframes, step previews, video segments, then the MP4."""
+        out = self.outputs
+        try:
+            storyboard = self.storyboard(data)
+        except StoryboardError as exc:  # changed between the click and the start: say so, unlock
+            yield {out[name]: value for name, value in render_ended(f"{FIX} {exc}").items()}
             return
-        try:
-            storyboard = self.storyboard(scenes, quality, transition, transition_duration, fps, use_ai, steps,
-                                         guidance_scale)
-        except StoryboardError as exc:
-            raise gr.Error(str(exc), title="Please fix the storyboard") from None
         cancel = sessions.begin(request.session_hash)
+        view = PageRender(out, self.stream, f"{self.name(data, storyboard)}.mp4", note=self.note(storyboard))
         try:
-            yield from PageRender(self.stream).updates(self.pool.get(model).render(storyboard, cancel))
+            yield from view.updates(self.pool.get(storyboard.model).render(storyboard, cancel))
+        except Exception as exc:  # noqa: BLE001 - said on the page, never an error badge
+            yield {out[name]: value for name, value in render_ended(f"❌ The render failed: {exc}").items()}
         finally:
             sessions.end(request.session_hash, cancel)
 
-    @staticmethod
-    def stop(request: gr.Request) -> tuple:
-        sessions.cancel(request.session_hash)  # the renderer sees it within one frame or step
-        return STOPPED, "", gr.Button(interactive=True), gr.Button(interactive=False)
+    def stop(self, request: gr.Request) -> dict:
+        """Ask the session's render to stop; it ends within one frame or step and says "Render stopped."."""
+        sessions.cancel(request.session_hash)
+        return {self.outputs["stop"]: gr.Button(interactive=False)}
 
-    @staticmethod
-    def unlock() -> tuple:
-        return gr.Button(interactive=True), gr.Button(interactive=False)
-
-    def render_api(self, storyboard_json: str) -> Iterator[tuple]:
-        """Render a storyboard (a JSON string, see the README) to an MP4; returns the MP4 and the report."""
+    def render_api(self, storyboard_json: str) -> Iterator[tuple[FileData | None, dict | None]]:
+        """Render a storyboard to an MP4 (see ``ui.layout.add_render_api`` for the documented function)."""
         try:
-            storyboard = parse_storyboard(storyboard_json, self.limits)
+            storyboard = parse_storyboard(storyboard_json, self.pool.settings.limits())
+            self.pool.check(storyboard)
         except StoryboardError as exc:
             raise gr.Error(str(exc)) from None
-        yield from api_updates(self.pool.get().render(storyboard))
+        yield from api_updates(self.pool.get(storyboard.model).render(storyboard))
+
+    # -- tools ----------------------------------------------------------------------------------
+
+    def move(self, rows: list, number: float | None, offset: int) -> dict:
+        """Move a scene up or down; the moved scene stays the selected one."""
+        rows, number = move_row(rows, number or 0, offset)
+        return {self.form.widgets[SCENES]: rows, self.outputs["row_number"]: number}
 
     @staticmethod
-    def show(storyboard: Storyboard) -> tuple:
-        """Table rows and control values for a storyboard."""
-        c = storyboard_to_controls(storyboard)
-        return (storyboard_to_rows(storyboard), c.quality, c.transition, c.transition_duration, c.fps, c.use_ai,
-                c.steps, c.guidance_scale)
+    def selected(event: gr.SelectData) -> int:
+        """The scene number of a clicked table cell."""
+        index = event.index
+        return int(index[0] if isinstance(index, (list, tuple)) else index) + 1
 
-    def load_example(self, name: str) -> tuple:
-        return self.show(load_example(name))
+    @staticmethod
+    def scene_value(rows: list, number: float | None, name: str) -> Any:
+        """The selected scene's value of a choice column (unchanged if it is not one of the choices)."""
+        value = cell(rows, number or 0, name)
+        return value if value in FIELDS_BY_NAME[name].choices else gr.skip()
 
-    def export(self, rows: list, *controls: Any) -> gr.File:
-        try:
-            text = self.storyboard(rows, *controls).to_json()
-        except StoryboardError as exc:
-            raise gr.Error(str(exc), title="Cannot export yet") from None
-        path = Path(tempfile.mkdtemp(prefix="scene2video-export-")) / "storyboard.json"
-        path.write_text(text, encoding="utf-8")
-        return gr.File(value=str(path), visible=True)
-
-    def import_file(self, file: str) -> tuple:
-        try:
-            storyboard = parse_storyboard(Path(file).read_text(encoding="utf-8"), self.limits)
-        except UnicodeDecodeError:
-            raise gr.Error("That file is not a text JSON file.", title="Cannot import") from None
-        except StoryboardError as exc:
-            raise gr.Error(str(exc), title="Cannot import") from None
-        return self.show(storyboard)
+    @staticmethod
+    def set_scene_value(rows: list, number: float | None, name: str, value: Any) -> list:
+        return set_cell(rows, number or 0, name, value)
 
     def clear_cache(self) -> str:
         return f"Removed {self.pool.cache.clear()} keyframe(s) from the cache."
 
-    def model_line(self, model_id: str | None) -> str:
-        """Which model, on which device, and whether it is loaded."""
-        model = self.pool.get(model_id).model
-        info = model.describe() if model is not None else {}
-        return (f"**Model:** `{info.get('model', '?')}` · **device:** {info.get('device', '?')} · "
-                f"**state:** {info.get('state', '?')}")
+    def model_line(self, model_id: str | None = None) -> tuple[str, gr.Timer]:
+        """The model line, and the timer that refreshes it while the model is loading."""
+        try:
+            facts = model_facts(self.pool.get(model_id).model)
+        except StoryboardError:
+            facts = model_facts(self.pool.get().model)
+        settling = facts.get("state") in ("loading", "not loaded")  # the background load may be on its way
+        return model_line_text(facts), gr.Timer(active=settling)
