@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import gradio as gr
-from gradio.data_classes import FileData
 
 from pipeline import Limits, Settings, Storyboard
 from pipeline.contract.fields import FIELDS_BY_NAME, SCENE_FIELDS, FieldSpec
@@ -23,6 +22,7 @@ from pipeline.service import RendererPool
 
 from .examples import example_names, load_example
 from .form import SCENES, BoardForm, board_specs, field_widget
+from .api import add_render_api
 from .handlers import Handlers
 from .render_view import OUTPUT_NAMES
 from .table import DATATYPES, HEADERS, add_row, delete_row, storyboard_to_rows
@@ -165,6 +165,11 @@ def build_results(stream: bool, outputs: dict) -> None:
 
 def build_demo(pool: RendererPool, examples_first: str | None = None) -> gr.Blocks:
     """The whole page, wired to ``pool``'s renderers. The table opens with an example loaded."""
+    return build_page(pool, examples_first)[0]
+
+
+def build_page(pool: RendererPool, examples_first: str | None = None) -> tuple[gr.Blocks, Handlers]:
+    """The page and the event functions bound to its widgets (tests call them directly)."""
     stream = streaming_available()
     if not stream:
         log.warning("ffmpeg/ffprobe not found on PATH: the video is shown when finished, not streamed.")
@@ -189,7 +194,7 @@ def build_demo(pool: RendererPool, examples_first: str | None = None) -> gr.Bloc
         wire_tools(editor, outputs, handlers, title)
         wire_model_line(demo, editor, handlers)
         add_render_api(handlers, pool.settings)
-    return demo
+    return demo, handlers
 
 
 def wire_render(editor: Editor, outputs: dict, handlers: Handlers, settings: Settings, title: gr.State) -> None:
@@ -237,26 +242,3 @@ def wire_model_line(demo: gr.Blocks, editor: Editor, handlers: Handlers) -> None
     gr.on([demo.load, editor.model_timer.tick], handlers.model_line, model, targets, queue=False, **PRIVATE)
     if model is not None:
         model.change(handlers.model_line, model, targets, queue=False, **PRIVATE)
-
-
-def add_render_api(handlers: Handlers, settings: Settings) -> None:
-    """``/render`` (and the MCP tool ``render``): a storyboard JSON string in, the MP4 and the report out."""
-
-    def render(storyboard_json: str) -> tuple[FileData, dict]:
-        """Render a storyboard into an H.264 MP4 video.
-
-        The storyboard is a JSON object: {"scenes": [{"prompt": "a lighthouse at dusk", "duration": 2}, ...]}
-        plus optional "quality" (draft 480p, standard 720p, high 1080p, premium 1080p30), "transition"
-        (cut, crossfade, fade, wipe, slide), "transition_duration" (seconds), "fps", "use_ai" (false: labelled
-        placeholder frames), "steps", "guidance_scale" and "model". Each scene may also give "seed",
-        "negative_prompt" and "motion" (none, zoom_in, zoom_out, pan_left, pan_right). A bad field gives one
-        error naming the scene and the field.
-
-        Args:
-            storyboard_json: the storyboard as a JSON string, e.g. {"scenes": [{"prompt": "waves on rocks", "duration": 2}], "quality": "draft"}
-        Returns:
-            the MP4 file, and the render report: {width, height, fps, frames, duration, scenes: [{index, source, reason}], model, device, seconds_taken}; source is ai, cache or placeholder
-        """
-        yield from handlers.render_api(storyboard_json)
-
-    gr.api(render, api_name="render", concurrency_id="gpu", concurrency_limit=settings.max_concurrent_renders)
