@@ -35,6 +35,7 @@ from .images.generation import ImageModel
 from .video.imaging import fit_cover
 from .images.keyframes import KeyframeStage
 from .outputs import remove_old_outputs
+from .progress import RenderProgress
 from .contract.storyboard import Storyboard
 from .video.timeline import TimelinePlan, compose_frames, plan_timeline
 
@@ -42,9 +43,6 @@ log = logging.getLogger(__name__)
 
 VIDEO_NAME = "scene2video.mp4"
 REPORT_NAME = "report.json"
-# Share of the progress bar given to keyframes; the rest is composing and encoding.
-_KEYFRAME_SHARE_AI = 0.5
-_KEYFRAME_SHARE_PLACEHOLDER = 0.05
 
 
 class Renderer:
@@ -94,10 +92,9 @@ class Renderer:
     def _render(self, storyboard: Storyboard, folder: Path, cancel: threading.Event) -> Iterator[Event]:
         """Keyframes in this thread; composing and encoding in another as soon as scene 1 exists."""
         started = time.monotonic()
-        share = _KEYFRAME_SHARE_AI if storyboard.use_ai and self.model is not None else _KEYFRAME_SHARE_PLACEHOLDER
-        progress = _Progress(started, share)
         reports: dict[int, SceneReport] = {}
         plan = plan_timeline(storyboard)
+        progress = RenderProgress(storyboard, plan.total_frames, ai=storyboard.use_ai and self.model is not None)
         slots = KeyframeSlots(len(storyboard.scenes), cancel)
         encoder = SegmentedEncoder(_encode_settings(storyboard), folder, self.segment_seconds)
         pump = EventPump(self._encode(storyboard, plan, slots, encoder, cancel), cancel, "scene2video-encode")
@@ -131,7 +128,7 @@ class Renderer:
     @staticmethod
     def _encode(storyboard: Storyboard, plan: TimelinePlan, slots: KeyframeSlots, encoder: SegmentedEncoder,
                 cancel: threading.Event) -> Iterator[Event]:
-        """Compose and encode every frame (runs in the encode thread); Progress fractions are of this stage."""
+        """Compose and encode every frame (runs in the encode thread); Progress fractions are of frames composed."""
         preset = storyboard.preset
 
         def load_keyframe(index: int) -> np.ndarray:
@@ -145,9 +142,9 @@ class Renderer:
                     raise RenderCancelled()
                 yield from encoder.write(frame)
                 scene = plan.stage_at(number - 1).scene + 1
-                yield Progress("composing", 0.98 * number / total,
+                yield Progress("composing", number / total,
                                f"scene {scene} of {len(storyboard.scenes)} · frame {number} of {total}")
-            yield Progress("encoding", 0.98, "Writing the MP4")
+            yield Progress("encoding", 1.0, "Writing the MP4")
             yield from encoder.finish(encoder.work_dir / VIDEO_NAME)
         except BaseException:
             encoder.abort()
@@ -157,40 +154,3 @@ class Renderer:
 def _encode_settings(storyboard: Storyboard) -> EncodeSettings:
     preset = storyboard.preset
     return EncodeSettings(preset.width, preset.height, storyboard.output_fps, preset.crf, preset.x264_preset)
-
-
-class _Progress:
-    """Merges the two stages' Progress into one bar: keyframes fill ``share`` of it, the video the rest.
-
-    Other events pass through unchanged. The time-left estimate extrapolates the
-    time taken so far.
-    """
-
-    def __init__(self, started: float, share: float):
-        self.started = started
-        self.share = share
-        self.keyframes = 0.0
-        self.video = 0.0
-        self.stage, self.message = "keyframes", "Starting"
-
-    def update(self, event: Event) -> Event:
-        if not isinstance(event, Progress):
-            return event
-        if event.stage in ("composing", "encoding"):
-            self.video = event.fraction
-            if self.keyframes < 1.0:  # keep saying which scene is being made; the bar still moves
-                return self._event(self.stage, self.message)
-        else:
-            self.keyframes = event.fraction
-        self.stage, self.message = event.stage, event.message
-        return self._event(event.stage, event.message)
-
-    def finished(self) -> Progress:
-        self.keyframes = self.video = 1.0
-        return self._event("encoding", "Done")
-
-    def _event(self, stage: str, message: str) -> Progress:
-        fraction = min(max(self.share * self.keyframes + (1 - self.share) * self.video, 0.0), 1.0)
-        elapsed = time.monotonic() - self.started
-        eta = elapsed * (1 - fraction) / fraction if fraction > 0.02 else None
-        return Progress(stage, fraction, message, eta)
