@@ -24,6 +24,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..contract.errors import RenderCancelled, is_out_of_memory, short_error
+from . import hub_access
 from .batching import (
     CPU_BATCH_SIZE, GIB, MPS_BATCH_SIZE, auto_batch_size, fit_generation_size, group_requests, needs_cpu_offload,
     round8,
@@ -144,6 +145,7 @@ class ModelManager:
         self._pipe: Any = None
         self._offloaded = False
         self._load_error: str | None = None
+        self._loading = False
         self._load_lock = threading.Lock()
         self._gpu_lock = threading.Lock()
 
@@ -184,7 +186,11 @@ class ModelManager:
                 # One load at a time in the process: diffusers and transformers import their
                 # classes lazily, and two threads importing them at once can see half-made modules.
                 with _LOADING:
-                    self._load_once()
+                    self._loading = True
+                    try:
+                        self._load_once()
+                    finally:
+                        self._loading = False
         return self._pipe is not None
 
     def reset(self) -> None:
@@ -198,12 +204,12 @@ class ModelManager:
             _empty_device_cache(device)
 
     def describe(self) -> dict[str, str]:
-        """``model``, ``device``, ``dtype``, ``state`` ("not loaded", "loaded" or "failed: reason")
+        """``model``, ``device``, ``dtype``, ``state`` ("not loaded", "loading", "loaded" or "failed: reason")
         and ``offload`` ("yes" when the weights live on the CPU between uses)."""
         if self._load_error is not None:
             state = f"failed: {self._load_error}"
         else:
-            state = "loaded" if self._pipe is not None else "not loaded"
+            state = "loaded" if self._pipe is not None else "loading" if self._loading else "not loaded"
         try:
             device = self.device
             dtype = str(self._dtype or _pick_dtype(device)).replace("torch.", "")
@@ -260,6 +266,8 @@ class ModelManager:
             if model_source(self.model_id) == "single_file" and single_file_config_dir(self.model_id) is None:
                 # The usual offline failure: diffusers wants the matching configs from the hub.
                 hint = " (a single file needs its diffusers configs: from the hub once, or a folder beside it)"
+            if model_source(self.model_id) != "folder" and not hub_access.hub_reachable():
+                return f"Model '{self.model_id}' could not be loaded: {hub_access.OFFLINE_REASON}{hint}"
             return f"Model '{self.model_id}' could not be loaded (offline or not found){hint}: {short_error(exc)}"
         return f"Model '{self.model_id}' could not be loaded: {short_error(exc, with_type=True)}"
 
@@ -292,7 +300,7 @@ class ModelManager:
         from diffusers import AutoPipelineForText2Image
 
         model = str(Path(self.model_id).expanduser()) if source == "folder" else self.model_id
-        kwargs: dict[str, Any] = {"dtype": self._dtype, "local_files_only": self.local_files_only}
+        kwargs: dict[str, Any] = {"dtype": self._dtype, "local_files_only": hub_access.local_only(self.local_files_only)}
         if self._wants_safety_kwargs(source):
             kwargs.update(safety_checker=None, requires_safety_checker=False)
         if source == "hub" and self._dtype != torch.float32:
@@ -307,7 +315,7 @@ class ModelManager:
         from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 
         path = str(Path(self.model_id).expanduser())
-        kwargs: dict[str, Any] = {"dtype": self._dtype, "local_files_only": self.local_files_only}
+        kwargs: dict[str, Any] = {"dtype": self._dtype, "local_files_only": hub_access.local_only(self.local_files_only)}
         config = single_file_config_dir(self.model_id)
         if config is not None:
             # Local configs: works offline. Without them from_single_file fetches the configs
