@@ -28,7 +28,8 @@ SCENES = "scenes"
 def field_widget(spec: FieldSpec, limits: Limits, value: Any = None, with_help: bool = True,
                  **extra: Any) -> gr.components.Component:
     """The component for one Storyboard field: a dropdown for choices, a checkbox for booleans,
-    a slider for bounded numbers with a default, a number box for blank-able numbers, else a textbox.
+    a slider for bounded numbers with a default, a text box for blank-able numbers (blank shows
+    blank) and for text.
 
     ``value`` None shows the field's default; ``with_help`` shows the field's help under its label
     (off where space is short); ``extra`` goes to the component (e.g. ``scale``).
@@ -46,8 +47,9 @@ def field_widget(spec: FieldSpec, limits: Limits, value: Any = None, with_help: 
         step = 1 if spec.kind == "integer" else 0.1
         if spec.default is not None and low is not None and high is not None:
             return gr.Slider(low, high, value=value, step=step, **common)
-        return gr.Number(value=value, minimum=low, maximum=high, precision=0 if spec.kind == "integer" else None,
-                         placeholder="blank: default", **common)
+        # A text box, not gr.Number: a number box shows (and sends) 0 for "not given".
+        return gr.Textbox(value="" if value is None else str(value), max_lines=1, placeholder="blank: default",
+                          **common)
     return gr.Textbox(value=value or "", max_lines=1, **common)
 
 
@@ -104,7 +106,8 @@ class BoardForm:
                 updates[widget] = storyboard_to_rows(storyboard)
                 continue
             value = getattr(storyboard, name)
-            updates[widget] = fallback.get(name) if value is None else value
+            value = fallback.get(name) if value is None else value
+            updates[widget] = "" if value is None and isinstance(widget, gr.Textbox) else value
         return updates
 
 

@@ -188,7 +188,7 @@ def build_page(pool: RendererPool, examples_first: str | None = None) -> tuple[g
                 build_results(stream, outputs)
         outputs.update(generate=editor.generate, stop=editor.stop, row_number=editor.row_number,
                        export_file=editor.export_file, token=gr.State(0))
-        title = gr.State(examples_first or names[0])
+        title = gr.State("")  # the first prompt names the download until a file or example is loaded
         handlers = Handlers(pool, stream, editor.form, outputs, title)
         wire_render(editor, outputs, handlers, pool.settings, title)
         wire_tools(editor, outputs, handlers, title)

@@ -14,6 +14,8 @@ import html
 import os
 import re
 import shutil
+import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +29,7 @@ from pipeline import Done, Event, Failed, KeyframeReady, Preview, Progress, Rend
 # The page's render outputs, by name (ui.layout builds one component per name).
 OUTPUT_NAMES = ("notice", "progress", "live_video", "video", "preview", "gallery", "report", "generate", "stop")
 _PROGRESS_EVERY_S = 0.2
+STREAM_LINKS_KEPT_S = 600  # a render's streamed segments are linked elsewhere for this long
 
 
 def progress_html(stage: str, fraction: float, message: str, eta: float | None) -> str:
@@ -105,6 +108,7 @@ class PageRender:
     note: str = ""  # said above the finished render's notice (e.g. negative prompts a model ignores)
     gallery: dict[int, tuple[str, str]] = field(default_factory=dict)
     last_progress: float = 0.0
+    stream_dir: Path | None = None
 
     def updates(self, events: Iterator[Event]) -> Iterator[dict]:
         """One ``{component: value}`` dict per event that changed something on the page."""
@@ -116,6 +120,21 @@ class PageRender:
                     yield {self.outputs[name]: value for name, value in out.items()}
         finally:
             events.close()  # kills ffmpeg, removes partial files, stops the model
+
+    def streamed(self, segment: Path) -> str:
+        """A link to ``segment`` that outlives the render folder: Gradio reads a streamed chunk after the
+        update is sent, and a stopped render deletes its folder at once. Links go after a minute."""
+        if self.stream_dir is None:
+            self.stream_dir = Path(tempfile.mkdtemp(prefix="scene2video-stream-"))
+            timer = threading.Timer(STREAM_LINKS_KEPT_S, shutil.rmtree, args=(self.stream_dir, True))
+            timer.daemon = True
+            timer.start()
+        link = self.stream_dir / segment.name
+        try:
+            os.link(segment, link)
+        except OSError:
+            shutil.copyfile(segment, link)
+        return str(link)
 
     def _apply(self, event: Event, out: dict) -> None:
         if isinstance(event, Progress):
@@ -131,7 +150,7 @@ class PageRender:
             self.gallery[event.scene_index] = (str(event.path), keyframe_caption(event))
             out["gallery"] = gr.Gallery(value=[self.gallery[i] for i in sorted(self.gallery)], visible=True)
         elif isinstance(event, Segment) and self.stream:
-            out["live_video"] = str(event.path)
+            out["live_video"] = self.streamed(event.path)
         elif isinstance(event, Done):
             notice = "\n\n".join(text for text in (self.note, report_notice(event.report)) if text)
             out.update(render_ended(notice),
