@@ -10,7 +10,7 @@ import argparse
 import logging
 import sys
 
-from pipeline import StoryboardError
+from pipeline import ConfigError
 from pipeline.service import RendererPool
 from pipeline.contract.settings import add_settings_arguments, settings_from_args
 from pipeline.images.zerogpu import zerogpu_available
@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     try:
         settings = settings_from_args(args)
-    except StoryboardError as exc:
+    except ConfigError as exc:
         sys.exit(f"error: {exc}")
     pool = RendererPool(settings)
     # ZeroGPU wants the weights loaded at start-up (then moved to the GPU per call).

@@ -3,15 +3,19 @@
 torch and diffusers are imported only inside ``pipeline.images.diffusers_backend``, when a model is first used.
 """
 
-from .contract.errors import RenderCancelled, StoryboardError
-from .contract.events import Done, Event, Failed, KeyframeReady, Preview, Progress, RenderReport, SceneReport, Segment
+from .contract.errors import ConfigError, RenderCancelled, StoryboardError
+from .contract.events import (
+    Done, Event, Failed, KeyframeReady, MorphReady, Preview, Progress, RenderReport, SceneReport, Segment,
+    TransitionReport,
+)
 from .contract.presets import PRESETS, QUALITY_NAMES, Preset
 from .renderer import Renderer
 from .contract.settings import DEFAULT_MODEL_ID, Settings
 from .contract.storyboard import MOTIONS, TRANSITIONS, Limits, Scene, Storyboard, parse_storyboard
 
 __all__ = [
-    "DEFAULT_MODEL_ID", "Done", "Event", "Failed", "KeyframeReady", "Limits", "MOTIONS", "PRESETS", "Preset",
+    "ConfigError", "DEFAULT_MODEL_ID", "Done", "Event", "Failed", "KeyframeReady", "Limits", "MOTIONS", "MorphReady",
+    "PRESETS", "Preset",
     "Preview", "Progress", "QUALITY_NAMES", "RenderCancelled", "RenderReport", "Renderer", "Scene", "SceneReport",
-    "Segment", "Settings", "Storyboard", "StoryboardError", "TRANSITIONS", "parse_storyboard",
+    "Segment", "Settings", "Storyboard", "StoryboardError", "TRANSITIONS", "TransitionReport", "parse_storyboard",
 ]

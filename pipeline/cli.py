@@ -18,8 +18,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Iterator
 
-from .contract.errors import StoryboardError
-from .contract.events import Done, Failed, KeyframeReady, Progress
+from .contract.errors import ConfigError, StoryboardError
+from .contract.events import Done, Failed, KeyframeReady, MorphReady, Progress
 from .service import build_renderer
 from .contract.settings import add_settings_arguments, settings_from_args
 from .contract.storyboard import parse_storyboard
@@ -40,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # The settings that matter to one render (the rest configure the web app).
-RENDER_SETTINGS = ("model", "device", "batch_size", "cache_dir", "cache_max_mb")
+RENDER_SETTINGS = ("model", "device", "batch_size", "cache_dir", "cache_max_mb", "backend", "remote_model",
+                   "remote_provider", "remote_quality", "max_requests_in_flight", "remote_timeout")
 STAGE_WIDTH = 10  # the bar's stage name is padded, so the bar does not jump when it changes
 
 
@@ -58,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
             storyboard = storyboard.with_changes(use_ai=False)
         elif storyboard.model and args.model is None:  # the storyboard's model, unless --model says otherwise
             settings = replace(settings, model=storyboard.model)
-    except StoryboardError as exc:
+    except (ConfigError, StoryboardError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory(prefix="scene2video-") as tmp, _log_above_the_bar():
@@ -95,6 +96,9 @@ def _run(renderer, storyboard, args) -> int:
                 bar.set_postfix_str(event.message + left)
             elif isinstance(event, KeyframeReady) and event.source == "placeholder":
                 bar.write(f"Scene {event.scene_index + 1}: placeholder — {event.reason}")
+            elif isinstance(event, MorphReady) and event.source == "crossfade":
+                k = event.boundary + 1
+                bar.write(f"Morph {k}→{k + 1}: crossfade — {event.reason}")
             elif isinstance(event, Done):
                 bar.n = 1000
                 bar.close()
@@ -120,4 +124,15 @@ def _deliver(done: Done, args) -> int:
     report = done.report
     print(f"{args.output}: {report.width}x{report.height}, {report.fps} fps, {report.frames} frames, "
           f"{report.duration:.2f} s, {len(report.fallbacks)} placeholder scene(s)")
+    for note, scenes in _notes(report).items():  # what a remote backend did not send
+        print(f"note: scene(s) {', '.join(scenes)}: {note}")
     return 0
+
+
+def _notes(report) -> dict[str, list[str]]:
+    """Each distinct scene note, with the scenes (numbered from 1) it applies to."""
+    notes: dict[str, list[str]] = {}
+    for scene in report.scenes:
+        for note in scene.notes:
+            notes.setdefault(note, []).append(str(scene.index + 1))
+    return notes

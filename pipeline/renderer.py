@@ -1,9 +1,10 @@
-"""Storyboard in, events out: keyframes, and frames composed and encoded one at a time.
+"""Storyboard in, events out: images, and frames composed and encoded one at a time.
 
-The two stages overlap: the keyframe stage runs in the caller's thread (the model
-may need it, e.g. on ZeroGPU), and composing + encoding runs in a second thread
-that starts at once and waits for each scene's keyframe only when the timeline
-reaches it, so the first segments stream while later scenes are still being made.
+The two stages overlap, each in its own thread feeding the render's one event
+stream (``pipeline.event_stream``): the image stage makes the images of the render
+plan, and composing + encoding starts at once and waits for an image only when
+the timeline reaches it, so the first segments stream while later scenes are
+still being made. The caller gets every event as soon as it exists.
 
 ``Renderer.render`` is a generator. Each render gets its own unguessable folder
 under the output root; the finished MP4 and report.json stay there, everything
@@ -20,24 +21,28 @@ import secrets
 import shutil
 import threading
 import time
+from functools import partial
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 from PIL import Image
 
-from .video.background import EventPump, KeyframeSlots
-from .images.cache import KeyframeCache
-from .video.encoder import EncodeSettings, SegmentedEncoder
 from .contract.errors import RenderCancelled, StoryboardError
-from .contract.events import Done, Event, Failed, KeyframeReady, Progress, RenderReport, SceneReport
-from .images.generation import ImageModel
-from .video.imaging import fit_cover
-from .images.keyframes import KeyframeStage
+from .contract.events import Done, Event, Failed, KeyframeReady, MorphReady, Progress, RenderReport, SceneReport
+from .contract.storyboard import Storyboard
+from .event_stream import EventStream
+from .images.cache import KeyframeCache
+from .images.generation import ImageModel, inbetween_id, keyframe_id
+from .images.plan import morph_frame_counts
+from .images.slots import ImageSlots
+from .images.stage import ImageStage
 from .outputs import remove_old_outputs
 from .progress import RenderProgress
-from .contract.storyboard import Storyboard
-from .video.timeline import TimelinePlan, compose_frames, plan_timeline
+from .video.encoder import EncodeSettings, SegmentedEncoder
+from .video.imaging import fit_cover
+from .video.morph import MorphImages, transition_reports
+from .video.timeline import KeyframeLoader, MorphLoader, TimelinePlan, compose_frames, plan_timeline
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +58,7 @@ class Renderer:
         self.output_root = Path(output_root)
         self.output_max_age_hours = output_max_age_hours
         self.model = model
-        self.keyframes = KeyframeStage(model, cache, batch_size)
+        self.images = ImageStage(model, cache, batch_size)
         self.segment_seconds = segment_seconds
 
     def new_render_dir(self) -> Path:
@@ -90,35 +95,41 @@ class Renderer:
                 shutil.rmtree(folder, ignore_errors=True)
 
     def _render(self, storyboard: Storyboard, folder: Path, cancel: threading.Event) -> Iterator[Event]:
-        """Keyframes in this thread; composing and encoding in another as soon as scene 1 exists."""
+        """Both stages feed one event stream; this thread drains it, then writes the report."""
         started = time.monotonic()
         reports: dict[int, SceneReport] = {}
+        morphs: dict[int, MorphReady] = {}
         plan = plan_timeline(storyboard)
         progress = RenderProgress(storyboard, plan.total_frames, ai=storyboard.use_ai and self.model is not None)
-        slots = KeyframeSlots(len(storyboard.scenes), cancel)
+        slots = ImageSlots(cancel)
         encoder = SegmentedEncoder(_encode_settings(storyboard), folder, self.segment_seconds)
-        pump = EventPump(self._encode(storyboard, plan, slots, encoder, cancel), cancel, "scene2video-encode")
+        stream = EventStream(cancel)
         try:
-            for event in self.keyframes.run(storyboard, folder, cancel):
+            stream.run("images", self.images.run(storyboard, folder, slots, cancel,
+                                                 partial(stream.put, droppable=True)))
+            stream.run("encode", self._encode(storyboard, plan, slots, encoder, stream))
+            for event in stream.drain():
                 if isinstance(event, KeyframeReady):
-                    reports[event.scene_index] = SceneReport(event.scene_index, event.source, event.reason)
-                    slots.put(event.scene_index, event.path)
+                    reports[event.scene_index] = SceneReport(event.scene_index, event.source, event.reason,
+                                                             event.notes)
+                elif isinstance(event, MorphReady):
+                    morphs[event.boundary] = event
                 yield progress.update(event)
-                yield from (progress.update(encoded) for encoded in pump.ready())
-            yield from (progress.update(encoded) for encoded in pump.rest())
         finally:
-            pump.close()
+            stream.close()
+        if cancel.is_set():
+            raise RenderCancelled()
         # Segments are deleted only now, after this thread has yielded each one to its consumer.
         for segment in encoder.segments:
             segment.path.unlink(missing_ok=True)
         video = folder / VIDEO_NAME
-        info = self.model.describe() if self.model is not None and storyboard.use_ai else {}
+        info = self.model.info() if self.model is not None and storyboard.use_ai else None
         report = RenderReport(
             width=storyboard.preset.width, height=storyboard.preset.height, fps=storyboard.output_fps,
             frames=plan.total_frames, duration=plan.total_frames / storyboard.output_fps,
             scenes=tuple(reports[i] for i in range(len(storyboard.scenes))),
-            model=info.get("model", ""), device=info.get("device", ""),
-            seconds_taken=round(time.monotonic() - started, 3),
+            model=info.model if info else "", device=info.device if info else "",
+            seconds_taken=round(time.monotonic() - started, 3), transitions=transition_reports(plan, morphs),
         )
         report_path = folder / REPORT_NAME
         report_path.write_text(json.dumps(report.to_dict(), indent=2), encoding="utf-8")
@@ -126,29 +137,53 @@ class Renderer:
         yield Done(video, report, report_path)
 
     @staticmethod
-    def _encode(storyboard: Storyboard, plan: TimelinePlan, slots: KeyframeSlots, encoder: SegmentedEncoder,
-                cancel: threading.Event) -> Iterator[Event]:
+    def _encode(storyboard: Storyboard, plan: TimelinePlan, slots: ImageSlots, encoder: SegmentedEncoder,
+                stream: EventStream) -> Iterator[Event]:
         """Compose and encode every frame (runs in the encode thread); Progress fractions are of frames composed."""
-        preset = storyboard.preset
+        cancel = stream.cancel
 
-        def load_keyframe(index: int) -> np.ndarray:
-            with Image.open(slots.wait(index)) as image:
-                return np.asarray(fit_cover(image.convert("RGB"), preset.width, preset.height))
+        def hand_on_segments() -> None:
+            # While the timeline waits for an image, ffmpeg may finish segments: they go out at once.
+            for segment in encoder.poll():
+                stream.put(segment)
 
         total = plan.total_frames
+        frames = compose_frames(storyboard, plan, *image_loaders(storyboard, slots, hand_on_segments))
         try:
-            for number, frame in enumerate(compose_frames(storyboard, plan, load_keyframe), start=1):
+            for number, frame in enumerate(frames, start=1):
                 if cancel.is_set():
                     raise RenderCancelled()
                 yield from encoder.write(frame)
                 scene = plan.stage_at(number - 1).scene + 1
-                yield Progress("composing", number / total,
-                               f"scene {scene} of {len(storyboard.scenes)} · frame {number} of {total}")
+                stream.put(Progress("composing", number / total,
+                                    f"scene {scene} of {len(storyboard.scenes)} · frame {number} of {total}"),
+                           droppable=True)  # the next frame's progress replaces it
             yield Progress("encoding", 1.0, "Writing the MP4")
             yield from encoder.finish(encoder.work_dir / VIDEO_NAME)
         except BaseException:
             encoder.abort()
             raise
+
+
+def image_loaders(storyboard: Storyboard, slots: ImageSlots,
+                  idle: Callable[[], None] | None = None) -> tuple[KeyframeLoader, MorphLoader]:
+    """The timeline's ``load_keyframe`` and ``load_morph``: they wait for the images in ``slots``
+    (calling ``idle`` meanwhile) and fit them to the storyboard's frame size."""
+    preset = storyboard.preset
+    morph_counts = morph_frame_counts(storyboard)
+
+    def load_image(request_id: str) -> np.ndarray:
+        with Image.open(slots.wait(request_id, idle=idle)) as image:
+            return np.asarray(fit_cover(image.convert("RGB"), preset.width, preset.height))
+
+    def load_morph(boundary: int) -> MorphImages | None:
+        # A morph's images are settled together: the first slot says whether it was made.
+        ids = [inbetween_id(boundary, j) for j in range(1, morph_counts.get(boundary, 0) + 1)]
+        if not ids or slots.wait(ids[0], idle=idle) is None:
+            return None  # drawn as a crossfade; the report says why
+        return MorphImages(len(ids), lambda j: load_image(ids[j]))
+
+    return (lambda index: load_image(keyframe_id(index))), load_morph
 
 
 def _encode_settings(storyboard: Storyboard) -> EncodeSettings:

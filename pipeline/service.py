@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import OrderedDict
 from dataclasses import replace
 from pathlib import Path
 
-from .images.cache import KeyframeCache
-from .renderer import Renderer
 from .contract.errors import StoryboardError
 from .contract.settings import Settings
 from .contract.storyboard import Storyboard
+from .images.backends import BACKENDS, REMOTE_BACKENDS, BackendChoice, choose_backend, remote_default
+from .images.cache import KeyframeCache
+from .renderer import Renderer
 
 _SHOWN_CHARS = 60  # of a refused model id an error message repeats
+_MAX_RENDERERS = 8  # renderers kept for recently picked models (the registry caps loaded weights)
 
 
 def _shown(text: str) -> str:
@@ -33,13 +36,18 @@ def build_renderer(settings: Settings, output_dir: Path | None = None) -> Render
 class RendererPool:
     """One Renderer per model id, all sharing one keyframe cache and output folder.
 
-    Models are loaded lazily by their managers, once per process, and kept.
+    Models come from the process's registry (``pipeline.images.registry``), which loads
+    each once and keeps at most ``settings.max_loaded_models`` loaded per device.
     """
 
     def __init__(self, settings: Settings):
+        from .images.registry import REGISTRY
+
         self.settings = settings
         self.cache = KeyframeCache(settings.cache_dir, max_bytes=settings.cache_max_mb * 1024 * 1024)
-        self._renderers: dict[str, Renderer] = {}
+        REGISTRY.max_resident = settings.max_loaded_models
+        self._renderers: OrderedDict[tuple[str, str], Renderer] = OrderedDict()
+        self._choices: dict[str, BackendChoice] = {}
         self._lock = threading.Lock()
 
     def check(self, storyboard: Storyboard) -> None:
@@ -59,25 +67,61 @@ class RendererPool:
             )
         return wanted
 
-    def get(self, model_id: str | None = None) -> Renderer:
-        """The renderer for ``model_id`` (None: the configured model). Another model than the configured
-        one needs ``allow_model_change``: without it this raises StoryboardError instead of ignoring it."""
+    def get(self, model_id: str | None = None, backend: str | None = None) -> Renderer:
+        """The renderer for ``backend`` and ``model_id`` (a diffusers model; None: the configured one).
+        Another model than the configured one needs ``allow_model_change``: without it this raises
+        StoryboardError instead of ignoring it. A remote backend always uses the configured remote
+        model: a visitor never names what the server's key is spent on."""
+        backend = self._allowed_backend(backend)
         model_id = self.model_id_for(model_id)
         with self._lock:  # a background warm-up and a first request may both get here
-            return self._renderer_for(model_id)
+            choice = self._choice(backend)
+            if choice.name in REMOTE_BACKENDS:
+                model_id = self.settings.remote_model
+            return self._renderer_for(choice, model_id)
 
-    def _renderer_for(self, model_id: str) -> Renderer:
+    def backend_for(self, backend: str | None = None) -> BackendChoice:
+        """The backend a render asking for ``backend`` gets, and why (for the model line)."""
+        with self._lock:
+            return self._choice(self._allowed_backend(backend))
+
+    def _allowed_backend(self, backend: str | None) -> str:
+        if not backend or not self.settings.allow_backend_change or backend not in BACKENDS:
+            return self.settings.backend
+        return backend
+
+    def _choice(self, backend: str) -> BackendChoice:
+        """The backend ``backend`` names (``auto`` is decided once per pool: it may import torch)."""
+        if backend not in self._choices:
+            self._choices[backend] = choose_backend(backend, self.settings.device)
+        return self._choices[backend]
+
+    def _renderer_for(self, choice: BackendChoice, model_id: str) -> Renderer:
         from .images.registry import get_image_model
 
-        if model_id not in self._renderers:
-            # batch_size None (the default) is auto: the stage hands the model large groups and
-            # each manager sizes its batches from free GPU memory; a number caps both.
-            model = get_image_model(model_id, device=self.settings.device, batch_size=self.settings.batch_size)
-            self._renderers[model_id] = Renderer(
+        key = (choice.name, model_id)
+        if key not in self._renderers:
+            if choice.name in REMOTE_BACKENDS:
+                s = self.settings
+                options = dict(max_in_flight=s.max_requests_in_flight, timeout=s.remote_timeout,
+                               chosen_because=choice.because)
+                if choice.name == "hf-inference":
+                    options["provider"] = s.remote_provider
+                else:
+                    options["quality"] = s.remote_quality
+                model = get_image_model(model_id or remote_default(choice.name), backend=choice.name, options=options)
+            else:
+                # batch_size None (the default) is auto: the stage hands the model large groups and
+                # each manager sizes its batches from free GPU memory; a number caps both.
+                model = get_image_model(model_id, device=self.settings.device, batch_size=self.settings.batch_size)
+            self._renderers[key] = Renderer(
                 self.settings.output_dir, model=model, cache=self.cache, batch_size=self.settings.batch_size,
                 output_max_age_hours=self.settings.output_max_age_hours,
             )
-        return self._renderers[model_id]
+            while len(self._renderers) > _MAX_RENDERERS:
+                self._renderers.popitem(last=False)
+        self._renderers.move_to_end(key)
+        return self._renderers[key]
 
     def warm_up(self) -> threading.Thread:
         """Load the configured model in a background thread, so the first Generate does not wait for it.

@@ -5,6 +5,8 @@ Subclasses set ``model_id`` and ``size`` and write ``generate``; the rest of the
 
 from __future__ import annotations
 
+from pipeline.images.generation import ModelInfo
+
 
 class StandInModel:
     """Always loaded on the CPU, a few-step model, drawing at ``size`` whatever the preset."""
@@ -15,8 +17,8 @@ class StandInModel:
     def load(self) -> bool:
         return True
 
-    def describe(self) -> dict[str, str]:
-        return {"model": self.model_id, "device": "cpu", "state": "loaded"}
+    def info(self) -> ModelInfo:
+        return ModelInfo(self.model_id, "cpu", "loaded")
 
     def is_distilled(self) -> bool:
         return True

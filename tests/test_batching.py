@@ -8,7 +8,7 @@ from PIL import Image
 from pipeline import Renderer, parse_storyboard
 from pipeline.images.batching import AUTO_GROUP_SIZE, assign_batches, auto_group_size, fit_generation_size
 from pipeline.images.generation import GeneratedImage
-from pipeline.images.keyframes import KeyframeStage
+from pipeline.images.stage import ImageStage
 from pipeline.images.multi_gpu import MultiDeviceModel
 from stand_in_model import StandInModel
 
@@ -79,6 +79,6 @@ def test_auto_batch_size_hands_the_model_large_groups_after_the_first_scene():
 def test_auto_groups_give_every_gpu_a_full_batch():
     assert [auto_group_size(n) for n in (1, 2, 4, 8)] == [16, 16, 32, 64]
     four = MultiDeviceModel({f"cuda:{i}": RecordingModel() for i in range(4)})
-    assert KeyframeStage(four).batch_size == 32
-    assert KeyframeStage(four, batch_size=2).batch_size == 2
-    assert KeyframeStage(RecordingModel()).batch_size == 16 and KeyframeStage(None).batch_size == 16
+    assert ImageStage(four).batch_size == 32
+    assert ImageStage(four, batch_size=2).batch_size == 2
+    assert ImageStage(RecordingModel()).batch_size == 16 and ImageStage(None).batch_size == 16

@@ -5,7 +5,8 @@ import time
 
 from PIL import Image
 
-from pipeline.images.cache import KeyframeCache, cache_key
+from pipeline.images.cache import KeyframeCache
+from pipeline.images.plan import cache_key
 from pipeline.images.generation import ImageRequest
 
 

@@ -30,6 +30,17 @@ def test_cli_renders_and_writes_the_report(tmp_path):
     assert re.search(r"100%\|[█#]+\|", result.stderr), result.stderr  # the tqdm bar reached the end
 
 
+def test_cli_says_when_a_morph_falls_back_to_a_crossfade(tmp_path):
+    sb = tmp_path / "sb.json"
+    sb.write_text(json.dumps({"scenes": [{"prompt": "a", "duration": 1}, {"prompt": "b", "duration": 1}],
+                              "quality": "draft", "fps": 12, "transition": "morph", "use_ai": False}))
+    result = cli("render", sb, "-o", tmp_path / "out.mp4", "--report", tmp_path / "r.json", "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert "Morph 1→2: crossfade — AI frames are switched off" in result.stderr + result.stdout
+    (transition,) = json.loads((tmp_path / "r.json").read_text())["transitions"]
+    assert (transition["made"], transition["frames"]) == ("crossfade", 6)
+
+
 def test_cli_bad_storyboard_exits_2_with_one_line(tmp_path):
     sb = tmp_path / "sb.json"
     sb.write_text(json.dumps({"scenes": [{"prompt": "a", "duration": 1}, {"prompt": "b", "duration": -1}]}))
@@ -86,7 +97,8 @@ def test_render_help_lists_only_render_flags_each_with_help():
     assert result.returncode == 0
     flags = re.findall(r"^  (-\w|--[a-z-]+)", result.stdout, re.M)
     assert set(flags) == {"-h", "-o", "--report", "--no-ai", "--quiet", "--model", "--device",
-                          "--batch-size", "--cache-dir", "--cache-max-mb"}, flags
+                          "--batch-size", "--cache-dir", "--cache-max-mb", "--backend", "--remote-model", "--remote-provider",
+                          "--remote-quality", "--max-requests-in-flight", "--remote-timeout"}, flags
     for flag in flags:  # every flag says what it does, on its own line or the next
         line = next(line for line in result.stdout.splitlines() if line.strip().startswith(flag))
         following = result.stdout.splitlines()[result.stdout.splitlines().index(line) + 1]

@@ -16,7 +16,7 @@ import yaml
 from gradio_client import Client
 
 import app as app_module
-from pipeline import StoryboardError
+from pipeline import ConfigError
 from pipeline.outputs import remove_old_outputs
 from pipeline.contract.settings import settings_from_env
 from server import app_settings, running_app
@@ -112,7 +112,7 @@ def record_pool(monkeypatch) -> list:
 def test_model_flag_and_env_reach_the_app_s_model_manager(monkeypatch, tmp_path):
     from pipeline.images import registry as model_module
 
-    monkeypatch.setattr(model_module, "_MANAGERS", {})
+    monkeypatch.setattr(model_module, "REGISTRY", model_module.ModelRegistry())
     record_launch(monkeypatch)  # also keeps warm_up from importing torch here
     pools = record_pool(monkeypatch)
     monkeypatch.setenv("SCENE2VIDEO_MODEL", "org/from-env")
@@ -133,7 +133,7 @@ def test_the_model_status_line_follows_the_model_dropdown(tmp_path):
     line = next(c["id"] for c in config["components"] if c.get("props", {}).get("elem_id") == "model-line")
     refreshes = [d for d in config["dependencies"] if [dropdown, "change"] in [list(t) for t in d["targets"]]]
     on_load = [d for d in config["dependencies"] if "load" in [event for _, event in d["targets"]]]
-    assert len(refreshes) == 1 and refreshes[0]["inputs"] == [dropdown] and line in refreshes[0]["outputs"]
+    assert len(refreshes) == 1 and refreshes[0]["inputs"][0] == dropdown and line in refreshes[0]["outputs"]
     assert any(line in d["outputs"] for d in on_load)
     text, _timer = handlers.model_line("org/picked")
     assert "`org/picked`" in text and "not loaded" in text
@@ -145,9 +145,9 @@ def test_limits_from_env_and_safe_public_defaults():
         20, 120.0, "high", False, True)
     local = settings_from_env({"SCENE2VIDEO_MAX_SCENES": "3", "SCENE2VIDEO_MAX_QUALITY": "draft"})
     assert local.max_scenes == 3 and local.limits().allowed_qualities == ("draft",) and local.allow_model_change
-    with pytest.raises(StoryboardError, match="SCENE2VIDEO_MAX_SCENES='many' is not a valid value"):
+    with pytest.raises(ConfigError, match="SCENE2VIDEO_MAX_SCENES='many' is not a valid value"):
         settings_from_env({"SCENE2VIDEO_MAX_SCENES": "many"})
-    with pytest.raises(StoryboardError, match="user:password"):
+    with pytest.raises(ConfigError, match="user:password"):
         settings_from_env({"SCENE2VIDEO_AUTH": "nocolon"})
 
 
@@ -198,7 +198,7 @@ def test_visitors_cannot_make_the_server_load_another_model(public_app):
         client.predict(json.dumps(board), api_name="/render")
     _, report = client.predict(json.dumps(dict(board, model=pool.settings.model)), api_name="/render")
     assert report["model"] == pool.settings.model  # naming the server's own model is fine
-    assert not [key for key in model_module._MANAGERS if "evil/weights" in str(key)]
+    assert not [model_id for model_id in model_module.REGISTRY.model_ids() if "evil/weights" in model_id]
 
 
 def status(url: str) -> int:
@@ -218,7 +218,7 @@ def test_server_refuses_files_outside_its_folders(public_app):
     render_dirs = [p for p in outputs.iterdir() if p.is_dir()]
     assert render_dirs and all(len(p.name) >= 20 for p in render_dirs)  # unguessable names
     guessed = outputs / "0000000000000000000000" / "scene2video.mp4"
-    for path in [ROOT / "app.py", ROOT / "pipeline" / "settings.py", Path("/etc/passwd"), guessed,
+    for path in [ROOT / "app.py", ROOT / "pipeline" / "contract" / "settings.py", Path("/etc/passwd"), guessed,
                  outputs / ".." / ".." / "app.py", outputs, Path(sys.executable)]:
         for prefix in ("gradio_api/file=", "file="):
             assert status(url + prefix + str(path)) in (403, 404), path

@@ -58,7 +58,7 @@ def count_calls(monkeypatch, module) -> list[int]:
 def manager(tiny_model_dir: Path) -> ModelManager:
     """One loaded tiny model for the module; tests patch it only through monkeypatch."""
     loaded = ModelManager(str(tiny_model_dir), device="cpu", local_files_only=True)
-    assert loaded.load(), loaded.describe()
+    assert loaded.load(), loaded.info()
     return loaded
 
 
@@ -81,7 +81,7 @@ def test_generate_returns_images_of_the_requested_size(manager):
     assert [r.scene_index for r in results] == [0, 1, 2]
     assert [r.image.size for r in results] == [(64, 64), (96, 64), (60, 44)]
     assert all(r.reason == "" for r in results)
-    assert manager.describe()["state"] == "loaded"
+    assert manager.info().state == "loaded"
 
 
 def test_same_seed_gives_the_same_image(manager):
@@ -222,7 +222,7 @@ def test_a_bad_path_gives_every_scene_a_reason(tmp_path):
     assert [r.scene_index for r in results] == [0, 1]
     assert all(r.image is None and "could not be loaded" in r.reason for r in results)
     assert "\n" not in results[0].reason and len(results[0].reason) < 300
-    assert missing.describe()["state"].startswith("failed: ")
+    assert missing.info().state == "failed" and missing.info().reason
     # Remembered: the next render does not try again.
     assert missing.generate([request(2)])[0].reason == results[0].reason
 
@@ -251,10 +251,10 @@ def test_the_model_is_loaded_once(tiny_model_dir, monkeypatch):
         return original(*args, **kwargs)
 
     monkeypatch.setattr(AutoPipelineForText2Image, "from_pretrained", classmethod(counting))
-    monkeypatch.setattr(registry_module, "_MANAGERS", {})
+    monkeypatch.setattr(registry_module, "REGISTRY", registry_module.ModelRegistry())
     shared = get_model_manager(str(tiny_model_dir), "cpu", local_files_only=True)
     assert get_model_manager(str(tiny_model_dir), "cpu", local_files_only=True) is shared
-    assert shared.describe()["state"] == "not loaded"
+    assert shared.info().state == "not loaded"
     threads = [threading.Thread(target=shared.generate, args=([request(i)],)) for i in range(2)]
     for thread in threads:
         thread.start()
@@ -461,8 +461,7 @@ def test_memory_estimates():
 def test_get_image_model_uses_every_gpu(monkeypatch):
     import torch
 
-    monkeypatch.setattr(registry_module, "_MANAGERS", {})
-    monkeypatch.setattr(registry_module, "_MULTI", {})
+    monkeypatch.setattr(registry_module, "REGISTRY", registry_module.ModelRegistry())
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     multi = get_image_model("org/model")
@@ -477,7 +476,7 @@ def test_get_image_model_uses_every_gpu(monkeypatch):
 
 
 class PlanModel:
-    """Just enough of an ImageModel for plan_generation."""
+    """Just enough of an ImageModel for generation_settings."""
 
     model_id = "plan-model"
 
@@ -493,15 +492,15 @@ class PlanModel:
 
 def plan_for(distilled: bool, **board):
     from pipeline import parse_storyboard
-    from pipeline.images.keyframes import plan_generation
+    from pipeline.images.plan import generation_settings
 
     storyboard = parse_storyboard({"scenes": [{"prompt": "a fox", "duration": 1}], **board})
-    plan = plan_generation(storyboard, PlanModel(distilled))
+    plan = generation_settings(storyboard, PlanModel(distilled))
     return plan.steps, plan.guidance_scale
 
 
 @pytest.mark.parametrize("quality", ["draft", "standard", "high", "premium"])
-def test_plan_generation_defaults_suit_the_model(quality):
+def test_generation_settings_defaults_suit_the_model(quality):
     from pipeline import PRESETS
 
     steps, guidance = plan_for(True, quality=quality)
@@ -509,7 +508,7 @@ def test_plan_generation_defaults_suit_the_model(quality):
     assert plan_for(False, quality=quality) == (PRESETS[quality].steps_full, 7.5)
 
 
-def test_plan_generation_follows_the_storyboard_overrides():
+def test_generation_settings_follows_the_storyboard_overrides():
     assert plan_for(True, steps=8, guidance_scale=2.5) == (8, 2.5)
     assert plan_for(False, steps=3, guidance_scale=0.0) == (3, 0.0)  # an explicit 0 is not "unset"
     assert plan_for(False, quality="draft", steps=6) == (6, 7.5)
@@ -633,7 +632,7 @@ def test_a_single_file_loads_offline_with_its_configs_beside_it(tmp_path, tiny_m
     assert model_source(single.model_id) == "single_file"
     got = single.generate([request(0, seed=7)])[0]
     want = manager.generate([request(0, seed=7)])[0]
-    assert single.describe()["state"] == "loaded"
+    assert single.info().state == "loaded"
     assert np.array_equal(pixels(got), pixels(want))  # the same weights, converted back by diffusers
 
 
@@ -657,7 +656,7 @@ def test_two_renders_through_one_pool_load_the_model_once(tmp_path, tiny_model_d
     loads: list[str] = []
     monkeypatch.setattr(AutoPipelineForText2Image, "from_pretrained",
                         classmethod(lambda cls, *a, **kw: loads.append(str(a[0])) or original(*a, **kw)))
-    monkeypatch.setattr(registry_module, "_MANAGERS", {})
+    monkeypatch.setattr(registry_module, "REGISTRY", registry_module.ModelRegistry())
     pool = RendererPool(Settings(model=str(tiny_model_dir), device="cpu", output_dir=tmp_path / "out",
                                  cache_dir=tmp_path / "cache"))
     for prompt in ("a lighthouse", "a harbour"):  # different prompts: no keyframe comes from the cache

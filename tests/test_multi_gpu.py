@@ -6,7 +6,7 @@ import threading
 
 from keyframe_requests import request
 
-from pipeline.images.generation import REASON_STOPPED, GeneratedImage
+from pipeline.images.generation import ModelInfo, REASON_STOPPED, GeneratedImage
 from pipeline.images.multi_gpu import MultiDeviceModel
 
 
@@ -23,8 +23,8 @@ class FakeManager:
     def load(self):
         return True
 
-    def describe(self) -> dict[str, str]:
-        return {"model": self.model_id, "device": self.name, "dtype": "float16", "state": "loaded"}
+    def info(self) -> ModelInfo:
+        return ModelInfo(self.model_id, self.name, "loaded", "float16")
 
     def is_distilled(self) -> bool:
         return True
@@ -51,7 +51,7 @@ def test_multi_device_model_spreads_work_and_keeps_request_order():
     assert [r.reason for r in results] == ["drawn on cuda:0"] * 2 + ["drawn on cuda:1"] * 2 + ["drawn on cuda:0"]
     assert managers["cuda:0"].batches == [[0, 1], [4]] and managers["cuda:1"].batches == [[2, 3]]
     assert sorted(map(sorted, steps)) == [[0, 1], [2, 3], [4]]
-    assert multi.describe()["device"] == "cuda:0, cuda:1"
+    assert multi.info().device == "cuda:0, cuda:1"
     assert multi.is_distilled() and multi.generation_size(100, 60) == (96, 56)
 
 

@@ -77,3 +77,59 @@ def test_stopping_while_both_stages_run_ends_both(tmp_path):
     assert not [c for c in psutil.Process().children(recursive=True) if c.is_running() and c.status() != "zombie"]
     assert not [t for t in threading.enumerate() if t.name in ("scene2video-encode", "scene2video-generate")]
     assert list((tmp_path / "out").iterdir()) == []
+
+
+class ThreeSecondsPerImage(StandInModel):
+    """Takes 3 s per image and sends no step previews: nothing but its own events wakes the caller."""
+
+    model_id = "three-seconds-per-image"
+    size = (64, 36)
+
+    def generate(self, requests, on_step=None, should_stop=None):
+        results = []
+        for request in requests:
+            deadline = time.monotonic() + 3.0
+            while time.monotonic() < deadline:
+                if should_stop and should_stop():
+                    return [GeneratedImage(r.scene_index, None, "stopped") for r in requests]
+                time.sleep(0.02)
+            results.append(GeneratedImage(request.scene_index, Image.new("RGB", self.size, (90, 90, 160))))
+        return results
+
+
+def test_a_segment_reaches_the_caller_within_a_second_of_being_written(tmp_path):
+    renderer = Renderer(tmp_path / "out", model=ThreeSecondsPerImage(), batch_size=1, segment_seconds=0.5)
+    arrivals = []
+    for event in renderer.render(board(3)):
+        arrivals.append((time.time(), event))
+        if isinstance(event, Segment) and len([e for _, e in arrivals if isinstance(e, Segment)]) == 1:
+            written = event.path.stat().st_mtime
+            first_segment_delay = time.time() - written
+    assert isinstance(arrivals[-1][1], Done)
+    assert first_segment_delay < 1.0
+    first_segment = next(at for at, event in arrivals if isinstance(event, Segment))
+    second_keyframe = next(at for at, event in arrivals if isinstance(event, KeyframeReady) and event.scene_index == 1)
+    assert first_segment < second_keyframe - 1.0, "the video waited for the next keyframe"
+
+
+def test_a_full_queue_keeps_the_newest_preview_and_progress_for_when_the_caller_catches_up():
+    from pipeline.event_stream import EventStream
+
+    stream = EventStream(threading.Event(), capacity=2)
+
+    def producer():
+        yield Segment(0, tmp_segment, 0, 1)
+        yield Segment(1, tmp_segment, 1, 1)  # the queue is full now
+        for step in (1, 2, 3):
+            stream.put(Preview(0, step, 3, Image.new("RGB", (4, 4))), droppable=True)
+            stream.put(Progress("keyframes", step / 10, f"step {step}"), droppable=True)
+
+    tmp_segment = None
+    stream.run("test", producer())
+    time.sleep(0.3)  # the producer has put everything and ended while nobody drained
+    events = list(stream.drain())
+    stream.close()
+    assert [type(e).__name__ for e in events[:2]] == ["Segment", "Segment"]
+    late = events[2:]
+    assert [e.step for e in late if isinstance(e, Preview)] == [3]
+    assert [e.fraction for e in late if isinstance(e, Progress)] == [0.3]

@@ -63,7 +63,7 @@ def test_segments_cover_every_frame_once_and_join_into_the_download(renderer):
     # segments are removed once joined; the folder keeps the MP4, the report and the keyframes
     folder = events[-1].video_path.parent
     assert sorted(p.name for p in folder.iterdir()) == [
-        "keyframe_001.png", "keyframe_002.png", "keyframe_003.png", "report.json", "scene2video.mp4"]
+        "report.json", "scene-1.png", "scene-2.png", "scene-3.png", "scene2video.mp4"]
 
 
 def test_video_shows_each_scene_and_the_transition_between(renderer):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import StoryboardError
+from pipeline import ConfigError
 from pipeline.images import registry as model_module
 import pipeline.images.model_names
 from pipeline.images.batching import AUTO_GROUP_SIZE
@@ -29,8 +29,7 @@ def parse(argv: list[str], env: dict[str, str] | None = None) -> Settings:
 @pytest.fixture
 def fresh_registry(monkeypatch):
     """Empty shared-model registries, so each test sees the managers its own settings made."""
-    monkeypatch.setattr(model_module, "_MANAGERS", {})
-    monkeypatch.setattr(model_module, "_MULTI", {})
+    monkeypatch.setattr(model_module, "REGISTRY", model_module.ModelRegistry())
 
 
 def pool_for(tmp_path: Path, settings: Settings) -> RendererPool:
@@ -50,21 +49,21 @@ def test_batch_size_is_auto_by_default_and_a_number_wins():
     assert settings_from_env({"SCENE2VIDEO_BATCH_SIZE": "6"}).batch_size == 6
     assert parse(["--batch-size", "2"], {"SCENE2VIDEO_BATCH_SIZE": "6"}).batch_size == 2
     assert parse(["--batch-size", "auto"], {"SCENE2VIDEO_BATCH_SIZE": "6"}).batch_size is None
-    with pytest.raises(StoryboardError, match="batch_size must be at least 1, or auto"):
+    with pytest.raises(ConfigError, match="batch_size must be at least 1, or auto"):
         settings_from_env({"SCENE2VIDEO_BATCH_SIZE": "-1"})
-    with pytest.raises(StoryboardError, match="--batch-size 'lots' is not a valid value"):
+    with pytest.raises(ConfigError, match="--batch-size 'lots' is not a valid value"):
         parse(["--batch-size", "lots"])
 
 
 def test_auto_batch_size_lets_the_manager_decide(tmp_path, fresh_registry):
     renderer = pool_for(tmp_path, Settings(model="org/auto-model")).get()
     assert renderer.model.batch_size is None  # ModelManager._batch_size_for then reads free memory
-    assert renderer.keyframes.batch_size == AUTO_GROUP_SIZE
+    assert renderer.images.batch_size == AUTO_GROUP_SIZE
 
 
 def test_a_given_batch_size_reaches_the_manager_and_the_stage(tmp_path, fresh_registry):
     renderer = pool_for(tmp_path, parse(["--model", "org/fixed-model", "--batch-size", "3"])).get()
-    assert renderer.model.batch_size == 3 and renderer.keyframes.batch_size == 3
+    assert renderer.model.batch_size == 3 and renderer.images.batch_size == 3
 
 
 # --------------------------------------------------------------------------- which model

@@ -182,3 +182,15 @@ def test_download_names_come_from_the_storyboard():
     assert file_stem("A lighthouse in a storm, dramatic clouds at dusk!") == "a-lighthouse-in-a-storm-dramatic"  # six words
     assert file_stem("../../etc/passwd") == "etc-passwd"
     assert file_stem("🎬🎬") == "scene2video" and file_stem("城市 夜景") == "城市-夜景"
+
+
+def test_the_notice_says_why_a_morph_became_a_crossfade():
+    from pipeline import RenderReport, SceneReport, TransitionReport
+    from ui.render_view import report_notice
+
+    transitions = (TransitionReport(0, "morph", 12, "generated", 8),
+                   TransitionReport(1, "morph", 12, "crossfade", reason="scene 3 is a placeholder (out of GPU memory)"))
+    scenes = (SceneReport(0, "ai"), SceneReport(1, "ai"), SceneReport(2, "placeholder", "out of GPU memory"))
+    notice = report_notice(RenderReport(854, 480, 24, 96, 4.0, scenes, seconds_taken=1.0, transitions=transitions))
+    assert "Morph 2→3: drawn as a crossfade — scene 3 is a placeholder (out of GPU memory)." in notice
+    assert "Morph 1→2" not in notice

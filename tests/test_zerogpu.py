@@ -118,7 +118,7 @@ def test_module_import_does_not_import_torch_or_gradio():
     code = textwrap.dedent(
         f"""
         import importlib.util, sys
-        spec = importlib.util.spec_from_file_location("zerogpu_probe", {str(ROOT / "pipeline" / "zerogpu.py")!r})
+        spec = importlib.util.spec_from_file_location("zerogpu_probe", {str(ROOT / "pipeline" / "images" / "zerogpu.py")!r})
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         heavy = sorted(name for name in ("torch", "gradio", "spaces") if name in sys.modules)
@@ -209,7 +209,7 @@ def test_a_failed_gpu_task_gives_placeholders_with_the_reason(fake_spaces, monke
 
 def test_off_zerogpu_the_model_runs_in_process(fake_spaces, monkeypatch, tmp_path):
     # ``spaces`` installed but not on ZeroGPU (a local run, a GPU Space): nothing is wrapped,
-    # and the model polls the render's own stop flag (tests/test_keyframes.py covers that path).
+    # and the model polls the render's own stop flag (tests/test_images.py covers that path).
     monkeypatch.delenv("SPACES_ZERO_GPU")
     assert zerogpu_stream(lambda arg, stop: iter(()), duration=lambda arg: 15) is None
-    assert Renderer(tmp_path / "out", model=SlowModel()).keyframes._on_zerogpu is None
+    assert Renderer(tmp_path / "out", model=SlowModel()).images._on_zerogpu is None

@@ -161,3 +161,47 @@ def build_tiny_pipeline(folder: Path, sample_size: int = 8) -> Path:
     )
     pipe.save_pretrained(folder, safe_serialization=True)
     return folder
+
+
+def build_tiny_sdxl_pipeline(folder: Path, sample_size: int = 8) -> Path:
+    """Build a tiny random StableDiffusionXLPipeline (two text encoders, pooled embeddings), save it, return it.
+
+    Native size ``sample_size * 8`` pixels; EulerDiscrete scheduler, like sdxl-turbo's.
+    """
+    import torch
+    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+
+    folder = Path(folder)
+    with tempfile.TemporaryDirectory() as tokenizer_dir:
+        write_byte_level_tokenizer(Path(tokenizer_dir))
+        tokenizer = CLIPTokenizer.from_pretrained(tokenizer_dir, local_files_only=True)
+    torch.manual_seed(0)
+    text_config = CLIPTextConfig(
+        vocab_size=len(tiny_vocab()), hidden_size=32, intermediate_size=37, num_hidden_layers=2,
+        num_attention_heads=4, max_position_embeddings=MAX_LENGTH, bos_token_id=tiny_vocab()[_BOS],
+        eos_token_id=tiny_vocab()[_EOS], pad_token_id=tiny_vocab()[_EOS], projection_dim=32,
+    )
+    unet = UNet2DConditionModel(
+        sample_size=sample_size, in_channels=4, out_channels=4, block_out_channels=(32, 64), layers_per_block=1,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(2, 4), use_linear_projection=True, addition_embed_type="text_time",
+        addition_time_embed_dim=8, transformer_layers_per_block=(1, 1),
+        # 6 size/crop numbers x 8 + the second encoder's 32-wide pooled embedding; 32 + 32 wide tokens.
+        projection_class_embeddings_input_dim=80, cross_attention_dim=64, norm_num_groups=8,
+    )
+    vae = AutoencoderKL(
+        block_out_channels=(8, 8, 8, 8), in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4, latent_channels=4, layers_per_block=1, norm_num_groups=4,
+        sample_size=sample_size * 8,
+    )
+    scheduler = EulerDiscreteScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000,
+        timestep_spacing="trailing", steps_offset=1, prediction_type="epsilon",
+    )
+    pipe = StableDiffusionXLPipeline(
+        vae=vae, text_encoder=CLIPTextModel(text_config), text_encoder_2=CLIPTextModelWithProjection(text_config),
+        tokenizer=tokenizer, tokenizer_2=tokenizer, unet=unet, scheduler=scheduler,
+    )
+    pipe.save_pretrained(folder, safe_serialization=True)
+    return folder

@@ -19,7 +19,7 @@ from gradio.data_classes import FileData
 
 from pipeline import Storyboard, StoryboardError, parse_storyboard
 from pipeline.contract.fields import FIELDS_BY_NAME
-from pipeline.images.keyframes import plan_generation
+from pipeline.images.plan import generation_settings
 from pipeline.service import RendererPool
 
 from . import sessions
@@ -34,11 +34,8 @@ NEGATIVE_IGNORED = ("ℹ️ Negative prompts have no effect at guidance {guidanc
 
 
 def model_facts(model: Any) -> dict[str, str]:
-    """A model's description (model, device, dtype, state …) as a plain dict, whatever type describe() returns."""
-    if model is None:
-        return {}
-    info = model.describe()
-    return dict(info) if isinstance(info, dict) else dataclasses.asdict(info)
+    """A model's description (model, device, dtype, state, reason …) as a plain dict."""
+    return dataclasses.asdict(model.info()) if model is not None else {}
 
 
 def model_line_text(facts: dict[str, str]) -> str:
@@ -60,12 +57,13 @@ class Handlers:
     """Event functions bound to one renderer pool, its storyboard form and the render outputs."""
 
     def __init__(self, pool: RendererPool, stream: bool, form: BoardForm, outputs: dict[str, Any],
-                 title: Any = None):
+                 title: Any = None, backend: Any = None):
         self.pool = pool
         self.stream = stream
         self.form = form
         self.outputs = outputs  # by render_view.OUTPUT_NAMES, plus "row_number" and "export_file"
         self.title = title  # a gr.State: the storyboard's name for downloads ("" = from the first prompt)
+        self.backend = backend  # the page's backend dropdown (not part of the storyboard), if any
 
     # -- the storyboard -------------------------------------------------------------------------
 
@@ -128,7 +126,7 @@ class Handlers:
         if not storyboard.use_ai or not any(scene.negative_prompt for scene in storyboard.scenes):
             return ""
         try:
-            guidance = plan_generation(storyboard, self.pool.get(storyboard.model).model).guidance_scale
+            guidance = generation_settings(storyboard, self.pool.get(storyboard.model).model).guidance_scale
         except Exception:  # noqa: BLE001 - a note must never block a render
             return ""
         return NEGATIVE_IGNORED.format(guidance=guidance) if guidance <= 1 else ""
@@ -144,7 +142,8 @@ class Handlers:
         cancel = sessions.begin(request.session_hash)
         view = PageRender(out, self.stream, f"{self.name(data, storyboard)}.mp4", note=self.note(storyboard))
         try:
-            yield from view.updates(self.pool.get(storyboard.model).render(storyboard, cancel))
+            backend = data.get(self.backend) if self.backend is not None else None
+            yield from view.updates(self.pool.get(storyboard.model, backend).render(storyboard, cancel))
         except Exception as exc:  # noqa: BLE001 - said on the page, never an error badge
             yield {out[name]: value for name, value in render_ended(f"❌ The render failed: {exc}").items()}
         finally:
@@ -190,11 +189,17 @@ class Handlers:
     def clear_cache(self) -> str:
         return f"Removed {self.pool.cache.clear()} keyframe(s) from the cache."
 
-    def model_line(self, model_id: str | None = None) -> tuple[str, gr.Timer]:
-        """The model line, and the timer that refreshes it while the model is loading."""
+    def model_line(self, model_id: str | None = None, backend: str | None = None) -> tuple[str, gr.Timer]:
+        """The model line (with the backend, and why auto chose it), and the timer that refreshes it
+        while the model is loading."""
         try:
-            facts = model_facts(self.pool.get(model_id).model)
+            model = self.pool.get(model_id, backend).model
         except StoryboardError:
-            facts = model_facts(self.pool.get().model)
+            model = self.pool.get(None, backend).model
+        if model is None:
+            return "**Model:** none configured", gr.Timer(active=False)
+        facts = model_facts(model)
+        choice = self.pool.backend_for(backend)
+        because = f" ({choice.because})" if choice.because and choice.name == "diffusers" else ""
         settling = facts.get("state") in ("loading", "not loaded")  # the background load may be on its way
-        return model_line_text(facts), gr.Timer(active=settling)
+        return f"{model_line_text(facts)} · **backend:** {choice.name}{because}", gr.Timer(active=settling)

@@ -16,7 +16,8 @@ from typing import Any, Callable
 import gradio as gr
 
 from pipeline import Limits, Settings, Storyboard
-from pipeline.contract.fields import FIELDS_BY_NAME, SCENE_FIELDS, FieldSpec
+from pipeline.contract.fields import SCENE_FIELDS, FieldSpec
+from pipeline.images.backends import BACKENDS  # torch-free
 from pipeline.images.model_names import KNOWN_MODELS  # torch-free at import: torch loads only with a model
 from pipeline.service import RendererPool
 
@@ -91,6 +92,7 @@ class Editor:
     down: gr.Button
     delete: gr.Button
     add: gr.Button
+    backend: gr.Dropdown  # where images are made: a server choice, not part of the storyboard
     model_status: gr.Markdown
     model_timer: gr.Timer
     clear_cache: gr.Button
@@ -135,6 +137,9 @@ def build_editor(first: Storyboard, settings: Settings, names: list[str], output
         with gr.Row():
             for spec in board_specs(advanced=True):
                 widgets[spec.name] = board_widget(spec, first, settings)
+        backend = gr.Dropdown(list(BACKENDS), value=settings.backend, label="Image backend",
+                              info="auto · diffusers (this machine) · openai · hf-inference (the server's own key)",
+                              interactive=settings.allow_backend_change, elem_id="backend")
         model_status = gr.Markdown(elem_id="model-line")
         model_timer = gr.Timer(2.0, active=False)
         clear_cache = gr.Button("Clear keyframe cache", size="sm")
@@ -144,8 +149,8 @@ def build_editor(first: Storyboard, settings: Settings, names: list[str], output
             load, export = gr.Button("Load example", size="sm"), gr.Button("Export JSON", size="sm")
             import_ = gr.UploadButton("Import JSON", file_types=[".json"], size="sm", elem_id="import")
         export_file = gr.File(label="Storyboard JSON", visible=False)
-    return Editor(BoardForm(widgets, settings.limits()), row_number, row_choices, up, down, delete, add, model_status,
-                  model_timer, clear_cache, generate, stop, example, load, export, import_, export_file)
+    return Editor(BoardForm(widgets, settings.limits()), row_number, row_choices, up, down, delete, add, backend,
+                  model_status, model_timer, clear_cache, generate, stop, example, load, export, import_, export_file)
 
 
 def build_results(stream: bool, outputs: dict) -> None:
@@ -189,7 +194,7 @@ def build_page(pool: RendererPool, examples_first: str | None = None) -> tuple[g
         outputs.update(generate=editor.generate, stop=editor.stop, row_number=editor.row_number,
                        export_file=editor.export_file, token=gr.State(0))
         title = gr.State("")  # the first prompt names the download until a file or example is loaded
-        handlers = Handlers(pool, stream, editor.form, outputs, title)
+        handlers = Handlers(pool, stream, editor.form, outputs, title, editor.backend)
         wire_render(editor, outputs, handlers, pool.settings, title)
         wire_tools(editor, outputs, handlers, title)
         wire_model_line(demo, editor, handlers)
@@ -200,7 +205,7 @@ def build_page(pool: RendererPool, examples_first: str | None = None) -> tuple[g
 def wire_render(editor: Editor, outputs: dict, handlers: Handlers, settings: Settings, title: gr.State) -> None:
     """Generate: check at once (a bad storyboard gets its message and no render), else queue the render
     (one GPU line) through the token's change. Stop sets the render's cancel flag (no Gradio cancel)."""
-    board = {*editor.form.inputs, title}
+    board = {*editor.form.inputs, title, editor.backend}
     result_outputs = [outputs[name] for name in OUTPUT_NAMES]
     # Queued (so the token change reaches the page) but never waits: no concurrency limit.
     editor.generate.click(handlers.start, board, [*result_outputs, outputs["token"]], concurrency_limit=None,
@@ -209,8 +214,7 @@ def wire_render(editor: Editor, outputs: dict, handlers: Handlers, settings: Set
         handlers.generate, board, result_outputs, concurrency_id="gpu",
         concurrency_limit=settings.max_concurrent_renders, show_progress="minimal",
         show_progress_on=[outputs["progress"]], **PRIVATE,
-    ).then(handlers.model_line, editor.form.widgets.get("model"), [editor.model_status, editor.model_timer],
-           **PRIVATE)
+    ).then(handlers.model_line, model_inputs(editor), [editor.model_status, editor.model_timer], **PRIVATE)
     editor.stop.click(handlers.stop, None, editor.stop, queue=False, **PRIVATE)
 
 
@@ -237,8 +241,16 @@ def wire_tools(editor: Editor, outputs: dict, handlers: Handlers, title: gr.Stat
 
 def wire_model_line(demo: gr.Blocks, editor: Editor, handlers: Handlers) -> None:
     """The model line says loading / loaded (device, dtype) / failed (reason), and follows the dropdown."""
-    model = editor.form.widgets.get("model")
     targets = [editor.model_status, editor.model_timer]
-    gr.on([demo.load, editor.model_timer.tick], handlers.model_line, model, targets, queue=False, **PRIVATE)
-    if model is not None:
-        model.change(handlers.model_line, model, targets, queue=False, **PRIVATE)
+    gr.on([demo.load, editor.model_timer.tick], handlers.model_line, model_inputs(editor), targets, queue=False,
+          **PRIVATE)
+    # A newly picked model or backend shows its own device and state, not the previous one's.
+    for picker in (editor.form.widgets.get("model"), editor.backend):
+        if picker is not None:
+            picker.change(handlers.model_line, model_inputs(editor), targets, queue=False, **PRIVATE)
+
+
+def model_inputs(editor: Editor) -> list:
+    """The model line's inputs: the model field (the server's model when the form has none) and the backend."""
+    model = editor.form.widgets.get("model")
+    return [model if model is not None else gr.State(None), editor.backend]

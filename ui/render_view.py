@@ -63,6 +63,8 @@ def report_notice(report: RenderReport) -> str:
         for scene in fallbacks:
             by_reason.setdefault(scene.reason, []).append(scene.index + 1)
         lines += [f"- {_scenes(numbers)}: {reason}" for reason, numbers in by_reason.items()]
+    lines += [f"Morph {t.index + 1}→{t.index + 2}: drawn as a crossfade — {t.reason.rstrip('.')}."
+              for t in report.transitions if t.made == "crossfade"]
     cached = sum(scene.source == "cache" for scene in report.scenes)
     if cached:
         lines.append(f"{cached} scene(s) came from the keyframe cache.")
@@ -145,7 +147,8 @@ class PageRender:
         elif isinstance(event, Preview):
             out["preview"] = gr.Image(
                 value=event.image, visible=True,
-                label=f"Now generating: scene {event.scene_index + 1}, step {event.step} of {event.total_steps}")
+                label=f"Now generating: {event.what or f'scene {event.scene_index + 1}'}, "
+                      f"step {event.step} of {event.total_steps}")
         elif isinstance(event, KeyframeReady):
             self.gallery[event.scene_index] = (str(event.path), keyframe_caption(event))
             out["gallery"] = gr.Gallery(value=[self.gallery[i] for i in sorted(self.gallery)], visible=True)

@@ -1,14 +1,22 @@
-"""The one error type a user ever sees, the internal signal for a stopped render, and
-helpers that turn other exceptions into one line a user can read."""
+"""The error a user can fix (StoryboardError), the one an operator can fix (ConfigError),
+the internal signal for a stopped render, and helpers that turn other exceptions into
+one line a user can read."""
 
 from __future__ import annotations
 
 
 class StoryboardError(ValueError):
-    """A problem the user can fix: bad input, a limit exceeded, a missing tool.
+    """A problem the user can fix in the storyboard: bad input, a limit exceeded.
 
     The message is shown as it is (in the UI, by the API and on the CLI's
     stderr), so it names the scene and field and says what is allowed.
+    """
+
+
+class ConfigError(ValueError):
+    """A bad server setting (flag or environment variable), for whoever runs the app.
+
+    The message names the setting and what is allowed; the app and the CLI print it and exit.
     """
 
 

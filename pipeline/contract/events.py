@@ -1,7 +1,7 @@
 """What a render tells its caller, as it happens. Plain dataclasses; the UI and the CLI map them.
 
 A render yields, in order: KeyframeReady (and Preview while a scene is being
-denoised) for every scene, Segment for each ~2 s of encoded video, Progress
+denoised) for every scene, MorphReady for every morph transition, Segment for each ~2 s of encoded video, Progress
 throughout, and finally exactly one of Done or Failed.
 """
 
@@ -14,15 +14,38 @@ from typing import Literal
 from PIL import Image
 
 Source = Literal["placeholder", "ai", "cache"]
+MorphSource = Literal["ai", "cache", "crossfade"]
+Made = Literal["cut", "blend", "generated", "crossfade"]
 Stage = Literal["loading", "keyframes", "composing", "encoding", "finishing"]
 
 
 @dataclass(frozen=True)
 class SceneReport:
-    """Where one scene's keyframe came from. ``reason`` says why a placeholder was used."""
+    """Where one scene's keyframe came from. ``reason`` says why a placeholder was used;
+    ``notes`` what the image model ignored (e.g. a seed or negative prompt a remote service does not take)."""
 
     index: int
     source: Source
+    reason: str = ""
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TransitionReport:
+    """How the frames of the transition from scene ``index`` to ``index + 1`` were made.
+
+    ``made``: ``cut`` (no transition frames), ``blend`` (a pixel transition of the two
+    keyframes), ``generated`` (a morph: ``generated`` in-between images from the model,
+    ``cached`` of them from the cache, blended to the frame rate) or ``crossfade`` (a
+    morph that fell back to a crossfade; ``reason`` says why).
+    """
+
+    index: int
+    kind: str
+    frames: int
+    made: Made
+    generated: int = 0
+    cached: int = 0
     reason: str = ""
 
 
@@ -39,10 +62,12 @@ class RenderReport:
     model: str = ""
     device: str = ""
     seconds_taken: float = 0.0
+    transitions: tuple[TransitionReport, ...] = ()
 
     def to_dict(self) -> dict:
         data = asdict(self)
-        data["scenes"] = [asdict(scene) for scene in self.scenes]
+        data["scenes"] = [_scene_dict(scene) for scene in self.scenes]
+        data["transitions"] = [asdict(transition) for transition in self.transitions]
         return data
 
     @property
@@ -51,14 +76,29 @@ class RenderReport:
         return [scene for scene in self.scenes if scene.source == "placeholder"]
 
 
+def _scene_dict(scene: SceneReport) -> dict:
+    """A scene's report entry; ``notes`` only when there are some (reports stay as they were otherwise)."""
+    data = asdict(scene)
+    if scene.notes:
+        data["notes"] = list(scene.notes)
+    else:
+        del data["notes"]
+    return data
+
+
 @dataclass(frozen=True)
 class Preview:
-    """A cheap look at a scene while it is being denoised (one per step)."""
+    """A cheap look at a scene while it is being denoised (one per step).
+
+    ``what`` names the image when it is not scene ``scene_index``'s keyframe (``morph 1→2``
+    for an in-between image of the morph from scene 1 to scene 2).
+    """
 
     scene_index: int
     step: int
     total_steps: int
     image: Image.Image
+    what: str = ""
 
 
 @dataclass(frozen=True)
@@ -68,6 +108,22 @@ class KeyframeReady:
     scene_index: int
     path: Path
     source: Source
+    reason: str = ""
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class MorphReady:
+    """The in-between images of the morph from scene ``boundary`` to ``boundary + 1`` are settled.
+
+    ``source`` is ``ai`` or ``cache`` (all ``frames`` images exist; ``cached`` came from the
+    cache), or ``crossfade``: the morph falls back to a crossfade and ``reason`` says why.
+    """
+
+    boundary: int
+    source: MorphSource
+    frames: int
+    cached: int = 0
     reason: str = ""
 
 
@@ -106,4 +162,4 @@ class Failed:
     cancelled: bool = False
 
 
-Event = Preview | KeyframeReady | Progress | Segment | Done | Failed
+Event = Preview | KeyframeReady | MorphReady | Progress | Segment | Done | Failed

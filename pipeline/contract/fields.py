@@ -16,8 +16,9 @@ from typing import Any, Literal
 
 Kind = Literal["text", "number", "integer", "boolean", "choice"]
 
-TRANSITIONS: tuple[str, ...] = ("cut", "crossfade", "fade", "wipe", "slide")
-"""Every transition a storyboard may ask for (the timeline draws each)."""
+TRANSITIONS: tuple[str, ...] = ("cut", "crossfade", "fade", "wipe", "slide", "morph")
+"""Every transition a storyboard may ask for (the timeline draws each). ``morph``'s in-between
+frames are made by the model; without them it is drawn as a crossfade."""
 MOTIONS: tuple[str, ...] = ("none", "zoom_in", "zoom_out", "pan_left", "pan_right")
 """Every camera motion a scene may ask for."""
 MAX_SEED = 2**32 - 1
@@ -84,6 +85,12 @@ BOARD_FIELDS: tuple[FieldSpec, ...] = (
               low=0.0, high=30.0, advanced=True),
     FieldSpec("model", "text", "Model", "Hub id, local diffusers folder or .safetensors file. Blank: the server's.",
               max_chars="max_model_chars", advanced=True),
+    # A 1 s morph at 24 fps then costs 8 generations (at most 12 wanted on a turbo model).
+    FieldSpec("morph_frames", "integer", "Morph frames",
+              "Images the model makes between two scenes in a morph; frames between them are blended.",
+              default=8, low=1, high=48, advanced=True),
+    FieldSpec("morph_ease", "boolean", "Ease the morph", "Start and end the morph slowly (ease-in-out).",
+              default=True, advanced=True),
 )
 
 FIELDS_BY_NAME: dict[str, FieldSpec] = {spec.name: spec for spec in (*SCENE_FIELDS, *BOARD_FIELDS)}

@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
-from .errors import StoryboardError
+from .errors import ConfigError
 from ..images.model_names import DEFAULT_MODEL_ID  # defined once there, torch-free
 from .presets import QUALITY_NAMES
 from .storyboard import Limits
@@ -33,6 +33,8 @@ class Settings:
 
     ``batch_size`` None means auto: each model manager sizes its batches from free GPU
     memory (``pipeline.images.batching.auto_batch_size``); a number caps every pipeline call.
+    ``max_loaded_models`` models stay loaded per device; loading another unloads the least
+    recently used one and frees its memory.
     """
 
     model: str = DEFAULT_MODEL_ID
@@ -48,8 +50,17 @@ class Settings:
     max_quality: str = "premium"
     max_concurrent_renders: int = 1
     max_queue: int = 50
+    max_loaded_models: int = 1
     allow_model_change: bool = True
     auth: str | None = None
+    # Where keyframes are made: auto | diffusers | openai | hf-inference (see pipeline.images.backends).
+    backend: str = "auto"
+    remote_model: str = ""  # "" = the backend's default (gpt-image-1; FLUX.1-schnell on hf-inference)
+    remote_provider: str = "auto"  # Hugging Face Inference Provider ("auto": Hugging Face picks)
+    remote_quality: str = "auto"  # OpenAI image quality: auto | low | medium | high (dall-e-3: standard | hd)
+    max_requests_in_flight: int = 4
+    remote_timeout: float = 120.0  # seconds per request to a remote backend
+    allow_backend_change: bool = True  # may the page pick another backend (off on a Space)
 
     def limits(self) -> Limits:
         """The storyboard limits these settings allow."""
@@ -62,14 +73,14 @@ class Settings:
             return None
         user, sep, password = self.auth.partition(":")
         if not sep or not user or not password:
-            raise StoryboardError("--auth must look like user:password")
+            raise ConfigError("--auth must look like user:password")
         return user, password
 
 
 PUBLIC_DEFAULTS = dict(
     preload=True,  # the Space downloads and loads the model while it starts, not on the first visitor's click
     max_scenes=20, max_total_seconds=120.0, max_quality="high", max_concurrent_renders=1, max_queue=20,
-    allow_model_change=False, output_max_age_hours=2.0,
+    allow_model_change=False, output_max_age_hours=2.0, allow_backend_change=False,
 )
 
 
@@ -105,21 +116,40 @@ def settings_from_env(env: dict[str, str] | None = None) -> Settings:
             try:
                 changes[item.name] = _convert(item.name, value)
             except ValueError:
-                raise StoryboardError(f"{ENV_PREFIX}{item.name.upper()}={value!r} is not a valid value.") from None
+                raise ConfigError(f"{ENV_PREFIX}{item.name.upper()}={value!r} is not a valid value.") from None
     return validate_settings(replace(base, **changes))
 
 
 def validate_settings(settings: Settings) -> Settings:
-    """``settings`` unchanged, or StoryboardError naming the first bad value."""
+    """``settings`` unchanged, or ConfigError naming the first bad value."""
     if settings.max_quality not in QUALITY_NAMES:
-        raise StoryboardError(f"max_quality must be one of {', '.join(QUALITY_NAMES)}.")
-    for name in ("max_scenes", "max_concurrent_renders", "max_queue"):
+        raise ConfigError(f"max_quality must be one of {', '.join(QUALITY_NAMES)}.")
+    for name in ("max_scenes", "max_concurrent_renders", "max_queue", "max_loaded_models"):
         if getattr(settings, name) < 1:
-            raise StoryboardError(f"{name} must be at least 1.")
+            raise ConfigError(f"{name} must be at least 1.")
+    _validate_backend(settings)
     if settings.batch_size is not None and settings.batch_size < 1:
-        raise StoryboardError("batch_size must be at least 1, or auto (0).")
+        raise ConfigError("batch_size must be at least 1, or auto (0).")
     settings.auth_pair()
     return settings
+
+
+def _validate_backend(settings: Settings) -> None:
+    from ..images.backends import BACKENDS, REMOTE_QUALITIES
+
+    if settings.backend not in BACKENDS:
+        raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}.")
+    if not 1 <= settings.max_requests_in_flight <= 64:
+        raise ConfigError("max_requests_in_flight must be between 1 and 64.")
+    if settings.remote_quality not in REMOTE_QUALITIES:
+        raise ConfigError(f"remote_quality must be one of {', '.join(REMOTE_QUALITIES)}.")
+    if not settings.remote_timeout > 0:
+        raise ConfigError("remote_timeout must be more than 0 seconds.")
+    for name in ("remote_model", "remote_provider"):
+        # A URL here would send the server's key elsewhere; base URLs come from the environment only.
+        if "://" in getattr(settings, name) or getattr(settings, name).startswith("/"):
+            raise ConfigError(f"{name} must be a name, not a URL or path "
+                                  "(set OPENAI_BASE_URL or HF_INFERENCE_ENDPOINT for another server).")
 
 
 SETTING_HELP: dict[str, str] = {
@@ -138,6 +168,14 @@ SETTING_HELP: dict[str, str] = {
     "max_queue": "renders that may wait in the queue",
     "allow_model_change": "may visitors pick another model",
     "auth": "user:password for the page and the API",
+    "max_loaded_models": "models kept loaded per GPU (a new pick evicts the oldest)",
+    "backend": "where keyframes are made: auto, diffusers, openai or hf-inference",
+    "remote_model": "the remote backend's model (default: the backend's own)",
+    "remote_provider": "Hugging Face Inference Provider (auto: Hugging Face picks)",
+    "remote_quality": "OpenAI image quality: auto, low, medium, high",
+    "max_requests_in_flight": "remote requests at once",
+    "remote_timeout": "seconds per request to a remote backend",
+    "allow_backend_change": "may visitors pick another backend",
 }
 """Each setting's flag help (every field of Settings has one; a test keeps them equal)."""
 
@@ -168,5 +206,5 @@ def settings_from_args(args: argparse.Namespace, env: dict[str, str] | None = No
         try:
             changes[item.name] = value if isinstance(value, bool) else _convert(item.name, str(value))
         except ValueError:
-            raise StoryboardError(f"--{item.name.replace('_', '-')} {value!r} is not a valid value.") from None
+            raise ConfigError(f"--{item.name.replace('_', '-')} {value!r} is not a valid value.") from None
     return validate_settings(replace(base, **changes))

@@ -83,6 +83,8 @@ class Storyboard:
     steps: int | None = None
     guidance_scale: float | None = None
     model: str | None = None
+    morph_frames: int = 8
+    morph_ease: bool = True
 
     @property
     def preset(self) -> Preset:

@@ -76,7 +76,9 @@ def auto_group_size(device_count: int = 1) -> int:
 def _batch_key(request: ImageRequest) -> tuple:
     # Only requests that share every pipeline-wide argument can run as one batch. Empty vs
     # non-empty negative prompts are kept apart because SDXL encodes "no negative" as zeros.
-    return (request.width, request.height, request.steps, request.guidance_scale, bool(request.negative_prompt))
+    # Kinds are kept apart too: a morph's in-between images are called with embeddings and latents.
+    return (request.width, request.height, request.steps, request.guidance_scale, bool(request.negative_prompt),
+            request.kind)
 
 
 def group_requests(requests: Sequence[ImageRequest]) -> list[list[int]]:

@@ -1,7 +1,7 @@
 """An on-disk keyframe cache: AI keyframes keyed by everything that decides them.
 
-Entries are PNG files named by the SHA-256 of the request (model, prompt, negative
-prompt, seed, steps, guidance, size). Each PNG carries its key and a checksum of
+Entries are PNG files named by a request's cache key (``pipeline.images.plan.cache_key``:
+model, prompt, negative prompt, seed, steps, guidance, size, and what it depends on). Each PNG carries its key and a checksum of
 its pixels in text chunks, so a truncated or corrupted file is detected, deleted
 and regenerated instead of being shown. Writes go to a temporary file that is
 renamed into place, so a killed process never leaves a half-written entry under a
@@ -11,7 +11,6 @@ valid name. Total size is capped; the least recently used entries go first.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import tempfile
@@ -21,27 +20,8 @@ from pathlib import Path
 
 from PIL import Image, PngImagePlugin
 
-from .generation import ImageRequest
-
 log = logging.getLogger(__name__)
-_FORMAT_VERSION = 1
 _STALE_WRITE_S = 3600  # a put takes milliseconds; an hour-old temporary file is an orphan
-
-
-def cache_key(model_id: str, request: ImageRequest) -> str:
-    """The hex key for one keyframe; any change to what decides the image changes it."""
-    fields = {
-        "v": _FORMAT_VERSION,
-        "model": model_id,
-        "prompt": request.prompt,
-        "negative_prompt": request.negative_prompt,
-        "seed": request.seed,
-        "steps": request.steps,
-        "guidance_scale": round(float(request.guidance_scale), 4),
-        "width": request.width,
-        "height": request.height,
-    }
-    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode("utf-8")).hexdigest()
 
 
 def _pixel_digest(image: Image.Image) -> str:

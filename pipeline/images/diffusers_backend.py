@@ -30,9 +30,10 @@ from .batching import (
     round8,
 )
 from .generation import (
-    REASON_BLANK, REASON_OUT_OF_MEMORY, REASON_STOPPED, GeneratedImage, ImageRequest, StepCallback,
+    REASON_BLANK, REASON_OUT_OF_MEMORY, REASON_STOPPED, GeneratedImage, ImageRequest, ModelInfo, StepCallback,
     failed, stop_requested,
 )
+from .morph_generation import inbetween_kwargs
 from .model_names import (
     default_model_id, is_distilled_model, looks_like_sdxl, model_source, native_size_for, single_file_config_dir,
 )
@@ -148,6 +149,8 @@ class ModelManager:
         self._loading = False
         self._load_lock = threading.Lock()
         self._gpu_lock = threading.Lock()
+        # Called just before the weights load: the registry frees the device for them.
+        self.before_load: Callable[[], None] | None = None
 
     # -- state ---------------------------------------------------------------
 
@@ -183,18 +186,21 @@ class ModelManager:
             return False
         with self._load_lock:
             if self._pipe is None and self._load_error is None:
-                # One load at a time in the process: diffusers and transformers import their
-                # classes lazily, and two threads importing them at once can see half-made modules.
-                with _LOADING:
-                    self._loading = True
-                    try:
+                self._loading = True
+                try:
+                    if self.before_load is not None:
+                        self.before_load()
+                    # One load at a time in the process: diffusers and transformers import their
+                    # classes lazily, and two threads importing them at once can see half-made modules.
+                    with _LOADING:
                         self._load_once()
-                    finally:
-                        self._loading = False
+                finally:
+                    self._loading = False
         return self._pipe is not None
 
     def reset(self) -> None:
-        """Forget the loaded pipeline and any remembered failure; the next use loads again."""
+        """Forget the loaded pipeline (freeing its memory, once a running batch ends) and any
+        remembered failure; the next use loads again."""
         with self._load_lock, self._gpu_lock:
             device = self._device
             self._pipe = None
@@ -203,22 +209,18 @@ class ModelManager:
         if device is not None:
             _empty_device_cache(device)
 
-    def describe(self) -> dict[str, str]:
-        """``model``, ``device``, ``dtype``, ``state`` ("not loaded", "loading", "loaded" or "failed: reason")
-        and ``offload`` ("yes" when the weights live on the CPU between uses)."""
+    def info(self) -> ModelInfo:
+        """Model id, device, dtype, state (not loaded, loading, loaded, failed with a reason), offload."""
         if self._load_error is not None:
-            state = f"failed: {self._load_error}"
+            state, reason = "failed", self._load_error
         else:
-            state = "loaded" if self._pipe is not None else "loading" if self._loading else "not loaded"
+            state, reason = ("loaded" if self._pipe is not None else "loading" if self._loading else "not loaded"), ""
         try:
             device = self.device
             dtype = str(self._dtype or _pick_dtype(device)).replace("torch.", "")
-        except Exception as exc:  # noqa: BLE001 - describe must work even without torch
+        except Exception as exc:  # noqa: BLE001 - info must work even without torch
             device, dtype = self._requested_device or "unknown", f"unknown ({short_error(exc)})"
-        return {
-            "model": self.model_id, "device": device, "dtype": dtype, "state": state,
-            "offload": "yes" if self._offloaded else "no",
-        }
+        return ModelInfo(self.model_id, device, state, dtype, reason, self._offloaded)
 
     def is_distilled(self) -> bool:
         """True for few-step models (turbo, LCM, lightning, hyper) that want guidance 0.
@@ -479,6 +481,8 @@ class ModelManager:
         # The pipeline runs under its own torch.no_grad(); inference_mode is avoided on purpose
         # because CPU-offload hooks move weights in place between calls.
         with self._gpu_lock:
+            if first.between is not None:  # a morph's in-between images (batched apart: kinds never mix)
+                kwargs = inbetween_kwargs(self._pipe, batch, kwargs, self._generator, self.device)
             images = np.asarray(self._pipe(**kwargs).images)
         return self._collect(requests, chunk, images, state)
 

@@ -1,14 +1,17 @@
-"""The request and answer types between the keyframe stage and an image model.
+"""The backend interface: image requests in, images (or reasons) out, and typed model info.
 
-Also the small helpers every model implementation shares: the reasons a scene
-comes back without an image, :func:`stop_requested` and :func:`failed`.
+A render plans every image its video needs as :class:`ImageRequest` objects
+(``pipeline.images.plan``); a backend (:class:`ImageModel`: the diffusers one, a
+remote service, a test stand-in) turns a batch of them into :class:`GeneratedImage`
+answers. Also the small helpers every backend shares: the reasons a scene comes
+back without an image, :func:`stop_requested` and :func:`failed`.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Callable, Protocol, Sequence
+from typing import Callable, Literal, Protocol, Sequence
 
 from PIL import Image
 
@@ -22,8 +25,30 @@ REASON_BLANK = "the model returned a blank (NaN or all-black) image"
 
 
 @dataclass(frozen=True)
+class InitImage:
+    """Start from a picture instead of pure noise (image-to-image), changing it by ``strength`` (0..1).
+
+    The picture is another request's image (``request_id``, also listed in the request's
+    ``depends_on``) or a file (``path``, with ``digest``, the SHA-256 of its bytes, for the cache key).
+    """
+
+    strength: float
+    request_id: str = ""
+    path: str = ""
+    digest: str = ""
+
+
+@dataclass(frozen=True)
 class ImageRequest:
-    """Everything that decides one keyframe (it is also the cache key)."""
+    """Everything that decides one image. Plain data: it pickles (ZeroGPU) and keys the cache.
+
+    ``id`` names the request within its render plan (``scene-3`` is scene 3's keyframe,
+    ``morph-2-5`` the fifth in-between image of the morph from scene 2 to scene 3);
+    ``kind`` says what the image is for (``keyframe``, ``inbetween``; chained scenes
+    are a further kind). ``depends_on`` lists the ids whose images must exist
+    before this one can be made. Optional inputs: ``init`` (image-to-image) and
+    ``between`` (an in-between image). A backend that cannot make a request answers with a reason.
+    """
 
     scene_index: int
     prompt: str
@@ -33,15 +58,67 @@ class ImageRequest:
     guidance_scale: float
     width: int
     height: int
+    id: str = ""
+    kind: str = "keyframe"
+    depends_on: tuple[str, ...] = ()
+    init: InitImage | None = None
+    between: Between | None = None
+
+
+@dataclass(frozen=True)
+class Between:
+    """Interpolation endpoints: the image ``t`` (0..1) of the way from request ``start`` to ``end``.
+
+    The prompt embeddings are interpolated linearly and the two seeded noises spherically.
+    """
+
+    start: ImageRequest
+    end: ImageRequest
+    t: float
+
+
+def keyframe_id(scene_index: int) -> str:
+    """The plan id of scene ``scene_index``'s keyframe."""
+    return f"scene-{scene_index + 1}"
+
+
+def inbetween_id(boundary: int, frame: int) -> str:
+    """The plan id of in-between image ``frame`` (1-based) of the morph from scene ``boundary`` (0-based)
+    to the next one: ``morph-2-5`` is the fifth image between scenes 2 and 3 (as numbered for people)."""
+    return f"morph-{boundary + 1}-{frame}"
+
+
+ModelState = Literal["not loaded", "loading", "loaded", "failed"]
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a backend says about itself, for the page's model line and the render report."""
+
+    model: str
+    device: str
+    state: ModelState
+    dtype: str = ""
+    reason: str = ""  # why it failed to load
+    offload: bool = False  # weights live on the CPU between uses
+
+    @property
+    def loaded(self) -> bool:
+        return self.state == "loaded"
 
 
 @dataclass(frozen=True)
 class GeneratedImage:
-    """One answer: an image, or ``image is None`` and a ``reason`` a user can read."""
+    """One answer: an image, or ``image is None`` and a ``reason`` a user can read.
+
+    ``notes``: what the model could not honour for this scene (e.g. a remote service that
+    takes no seed), shown in the report whether or not there is an image.
+    """
 
     scene_index: int
     image: Image.Image | None
     reason: str = ""
+    notes: tuple[str, ...] = ()
 
 
 # Called after every denoising step: (scene indices in the batch, step, total steps, preview images).
@@ -49,14 +126,18 @@ StepCallback = Callable[[list[int], int, int, list[Image.Image]], None]
 
 
 class ImageModel(Protocol):
-    """What the keyframe stage needs from a model; ``pipeline.images.diffusers_backend.ModelManager`` is the real one."""
+    """A backend: what the image stage needs from a model.
+
+    ``pipeline.images.diffusers_backend.ModelManager`` is the local one; the registry
+    (``pipeline.images.registry``) makes and shares them.
+    """
 
     model_id: str
 
     def load(self) -> bool:
         """Load the weights if needed; True when ready. Never raises (a failure is remembered)."""
 
-    def describe(self) -> dict[str, str]:
+    def info(self) -> ModelInfo:
         """Model id, device, dtype and whether it is loaded, for the UI and the report."""
 
     def is_distilled(self) -> bool:

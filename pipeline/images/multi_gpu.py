@@ -10,14 +10,15 @@ from __future__ import annotations
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Callable, Mapping
 
 from PIL import Image
 
-from .batching import plan_batches
 from ..contract.errors import short_error
+from .batching import plan_batches
 from .generation import (
-    REASON_STOPPED, GeneratedImage, ImageModel, ImageRequest, StepCallback, failed, stop_requested,
+    REASON_STOPPED, GeneratedImage, ImageModel, ImageRequest, ModelInfo, StepCallback, failed, stop_requested,
 )
 
 log = logging.getLogger(__name__)
@@ -49,14 +50,11 @@ class MultiDeviceModel:
         ready = [bool(getattr(m, "load", lambda: True)()) for m in self.managers.values()]
         return all(ready)
 
-    def describe(self) -> dict[str, str]:
-        """The first device's description, with every device listed and the worst state."""
-        described = [m.describe() for m in self.managers.values()]
-        info = dict(described[0])
-        info["device"] = ", ".join(self.managers)
-        states = [d.get("state", "") for d in described]
-        info["state"] = next((s for s in states if s != "loaded"), "loaded")
-        return info
+    def info(self) -> ModelInfo:
+        """The first device's info, with every device listed and the worst state."""
+        infos = [m.info() for m in self.managers.values()]
+        worst = next((info for info in infos if not info.loaded), infos[0])
+        return replace(infos[0], device=", ".join(self.managers), state=worst.state, reason=worst.reason)
 
     def is_distilled(self) -> bool:
         return self._first.is_distilled()

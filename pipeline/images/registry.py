@@ -1,84 +1,188 @@
-"""The process-wide registry of image models: one shared instance per model and device.
+"""The process-wide registry of image backends: one shared instance per backend, model and device.
 
-Every session asks here, so a model's weights are loaded once per process and GPU.
+Every session asks here, so a model's weights are loaded once per process and
+device. Backends are made by name from :data:`BACKENDS` (``diffusers`` here; remote
+services and test stand-ins register their own). Resident models are capped per
+device (default one): when a model is about to load its weights, the least recently
+used other models on that device are unloaded first and their memory freed, so
+picking model after model in the page never fills the GPU. Backends that hold no
+device memory (remote services) are not capped.
 """
 
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from .diffusers_backend import ModelManager
 from .generation import ImageModel
 from .model_names import default_model_id
 from .multi_gpu import MultiDeviceModel
 
-# --------------------------------------------------------------------------- shared instances
-
-_MANAGERS: dict[tuple, ModelManager] = {}
-_MULTI: dict[tuple, MultiDeviceModel] = {}
-_REGISTRY_LOCK = threading.Lock()
+DEFAULT_MAX_RESIDENT = 1
+_MAX_KNOWN = 16  # models remembered (not loaded) at most; the oldest unloaded ones are forgotten
 
 
-def _normalise_model_id(model_id: str | None) -> str:
+@dataclass(frozen=True)
+class BackendSpec:
+    """How to make one kind of backend, and whether its models occupy device memory."""
+
+    make: Callable[["ModelKey"], ImageModel]
+    resident: bool = True
+
+
+@dataclass(frozen=True)
+class ModelKey:
+    """Everything that tells two shared backends apart."""
+
+    backend: str
+    model_id: str
+    device: str | None
+    local_files_only: bool = False
+    batch_size: int | None = None
+    options: tuple[tuple[str, object], ...] = ()  # a remote backend's settings (provider, in flight, timeout)
+
+
+def _make_diffusers(key: ModelKey) -> ImageModel:
+    return ModelManager(key.model_id, key.device, local_files_only=key.local_files_only, batch_size=key.batch_size)
+
+
+def _make_remote(key: ModelKey) -> ImageModel:
+    from .backends.hf_inference import HFInferenceModel
+    from .backends.openai_images import OpenAIImageModel
+
+    kind = OpenAIImageModel if key.backend == "openai" else HFInferenceModel
+    return kind(key.model_id, **dict(key.options))
+
+
+BACKENDS: dict[str, BackendSpec] = {
+    "diffusers": BackendSpec(_make_diffusers),
+    # Remote services hold no device memory. Keys come from the environment (pipeline.images.backends).
+    "openai": BackendSpec(_make_remote, resident=False),
+    "hf-inference": BackendSpec(_make_remote, resident=False),
+}
+"""Backends by the name the ``backend`` setting uses."""
+
+
+def register_backend(name: str, spec: BackendSpec) -> None:
+    """Make backend ``name`` available to the registry (and to the ``backend`` setting)."""
+    BACKENDS[name] = spec
+
+
+class ModelRegistry:
+    """Shared backends, at most ``max_resident`` loaded per device. Thread-safe."""
+
+    def __init__(self, max_resident: int = DEFAULT_MAX_RESIDENT) -> None:
+        self.max_resident = max(1, max_resident)
+        self._models: OrderedDict[ModelKey, ImageModel] = OrderedDict()
+        self._lock = threading.RLock()
+
+    def get(self, model_id: str | None = None, device: str | None = None, *, backend: str = "diffusers",
+            local_files_only: bool = False, batch_size: int | None = None,
+            options: dict[str, object] | None = None) -> ImageModel:
+        """The shared backend to render with; nothing is loaded here.
+
+        For ``diffusers`` with no device forced and several CUDA devices, a
+        MultiDeviceModel over all of them (one shared manager per device).
+        ``options``: keyword arguments for a remote backend (its model id is used as given).
+        """
+        if backend == "diffusers" and device is None and _cuda_count() > 1:
+            return self._multi(model_id, local_files_only, batch_size)
+        if backend != "diffusers":
+            extra = tuple(sorted((options or {}).items()))
+            return self._entry(ModelKey(backend, model_id or "", device, local_files_only, batch_size, extra))
+        return self._entry(ModelKey(backend, normalise_model_id(model_id), device, local_files_only, batch_size))
+
+    def manager(self, model_id: str | None = None, device: str | None = None, *, local_files_only: bool = False,
+                batch_size: int | None = None) -> ModelManager:
+        """The shared diffusers manager for one model on one device."""
+        model = self._entry(ModelKey("diffusers", normalise_model_id(model_id), device, local_files_only, batch_size))
+        assert isinstance(model, ModelManager)
+        return model
+
+    def model_ids(self) -> list[str]:
+        """The ids of every model the registry holds (loaded or not)."""
+        with self._lock:
+            return [key.model_id for key in self._models]
+
+    def clear(self) -> None:
+        """Forget every shared instance; loaded weights are freed once unreferenced."""
+        with self._lock:
+            self._models.clear()
+
+    def _entry(self, key: ModelKey) -> ImageModel:
+        with self._lock:
+            model = self._models.get(key)
+            if model is None:
+                spec = BACKENDS[key.backend]
+                model = spec.make(key)
+                if spec.resident and isinstance(model, ModelManager):
+                    model.before_load = lambda: self._make_room(key)
+                self._models[key] = model
+                self._forget_unloaded()
+            self._models.move_to_end(key)
+            return model
+
+    def _multi(self, model_id: str | None, local_files_only: bool, batch_size: int | None) -> MultiDeviceModel:
+        key = ModelKey("diffusers-multi", normalise_model_id(model_id), "cuda", local_files_only, batch_size)
+        with self._lock:
+            multi = self._models.get(key)
+            if multi is None:
+                managers = {
+                    f"cuda:{i}": self.manager(model_id, f"cuda:{i}", local_files_only=local_files_only,
+                                              batch_size=batch_size)
+                    for i in range(_cuda_count())
+                }
+                multi = self._models[key] = MultiDeviceModel(managers, batch_size)
+            self._models.move_to_end(key)
+            assert isinstance(multi, MultiDeviceModel)
+            return multi
+
+    def _make_room(self, loading: ModelKey) -> None:
+        """Unload the least recently used loaded models on ``loading``'s device beyond the cap."""
+        with self._lock:
+            self._models.move_to_end(loading)
+            others = [model for key, model in self._models.items()
+                      if key != loading and key.device == loading.device and isinstance(model, ModelManager)
+                      and model.loaded]
+        for model in others[: max(0, len(others) - (self.max_resident - 1))]:
+            model.reset()  # waits for its running batch, then frees the weights
+
+    def _forget_unloaded(self) -> None:
+        excess = len(self._models) - _MAX_KNOWN
+        for key in [k for k, m in self._models.items() if not getattr(m, "loaded", False)][:max(0, excess)]:
+            del self._models[key]
+
+
+def normalise_model_id(model_id: str | None) -> str:
+    """The id as given (or the default), with a local path made absolute so two spellings share one model."""
     model_id = (model_id or default_model_id()).strip()
     path = Path(model_id).expanduser()
     return str(path.resolve()) if path.exists() else model_id
 
 
-def get_model_manager(
-    model_id: str | None = None,
-    device: str | None = None,
-    *,
-    local_files_only: bool = False,
-    batch_size: int | None = None,
-) -> ModelManager:
-    """The process-wide ModelManager for these arguments (same arguments, same instance).
+def _cuda_count() -> int:
+    import torch
 
-    Nothing is loaded here; the model loads on first use or on ``load()``.
-    """
-    key = (_normalise_model_id(model_id), device, local_files_only, batch_size)
-    with _REGISTRY_LOCK:
-        manager = _MANAGERS.get(key)
-        if manager is None:
-            manager = ModelManager(key[0], device, local_files_only=local_files_only, batch_size=batch_size)
-            _MANAGERS[key] = manager
-        return manager
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
-def get_image_model(
-    model_id: str | None = None,
-    device: str | None = None,
-    *,
-    local_files_only: bool = False,
-    batch_size: int | None = None,
-) -> ImageModel:
-    """The shared model to render with: a MultiDeviceModel over all GPUs when there are
-    several and no device is forced, else the ModelManager from :func:`get_model_manager`.
-    """
-    if device is None:
-        import torch
-
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count > 1:
-            key = (_normalise_model_id(model_id), count, local_files_only, batch_size)
-            with _REGISTRY_LOCK:
-                multi = _MULTI.get(key)
-            if multi is None:
-                managers = {
-                    f"cuda:{i}": get_model_manager(
-                        model_id, f"cuda:{i}", local_files_only=local_files_only, batch_size=batch_size
-                    )
-                    for i in range(count)
-                }
-                with _REGISTRY_LOCK:
-                    multi = _MULTI.setdefault(key, MultiDeviceModel(managers, batch_size))
-            return multi
-    return get_model_manager(model_id, device, local_files_only=local_files_only, batch_size=batch_size)
+REGISTRY = ModelRegistry()
+"""The process's registry; ``pipeline.service`` and the app use it."""
 
 
-def clear_model_managers() -> None:
-    """Forget every shared instance (for tests); loaded weights are freed once unreferenced."""
-    with _REGISTRY_LOCK:
-        _MANAGERS.clear()
-        _MULTI.clear()
+def get_image_model(model_id: str | None = None, device: str | None = None, *, backend: str = "diffusers",
+                    local_files_only: bool = False, batch_size: int | None = None,
+                    options: dict[str, object] | None = None) -> ImageModel:
+    """:meth:`ModelRegistry.get` on the process's registry."""
+    return REGISTRY.get(model_id, device, backend=backend, local_files_only=local_files_only, batch_size=batch_size,
+                        options=options)
+
+
+def get_model_manager(model_id: str | None = None, device: str | None = None, *, local_files_only: bool = False,
+                      batch_size: int | None = None) -> ModelManager:
+    """:meth:`ModelRegistry.manager` on the process's registry."""
+    return REGISTRY.manager(model_id, device, local_files_only=local_files_only, batch_size=batch_size)

@@ -92,6 +92,13 @@ class SegmentedEncoder:
         # once per segment's worth of frames would lag; a stat per frame costs microseconds.
         return self._collect(final=False)
 
+    def poll(self) -> list[Segment]:
+        """The segments ffmpeg completed since the last call, without writing a frame.
+
+        For a caller that waits for its next frame: ffmpeg finishes segments on its own time.
+        """
+        return self._collect(final=False) if self._proc is not None else []
+
     def finish(self, mp4_path: Path) -> list[Segment]:
         """Flush ffmpeg, join all segments into ``mp4_path`` (+faststart) and return the
         segments not handed back yet (the last ones), so they can be streamed too."""

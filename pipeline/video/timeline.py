@@ -23,16 +23,21 @@ Timing rules (all in whole frames at ``fps = storyboard.output_fps``):
   window never leaves the picture). It samples a moving window of the fitted
   keyframe with one sub-pixel ``cv2.warpAffine`` (bilinear), so slow moves do
   not judder and no pixel from outside the keyframe is ever shown.
+* A ``morph`` transition whose in-between images the model made shows them
+  instead of a blend of the two keyframes (``pipeline.video.morph``): its first
+  and last frames are the two scenes' frames, the rest walk through the images,
+  blended between neighbours to keep the frame rate; without them it is a crossfade.
 
 Memory is O(1) in the number of scenes: keyframes are loaded lazily and at
-most two (the outgoing and incoming scenes) are held at once.
+most two (the outgoing and incoming scenes) are held at once, plus at most two
+in-between images of the morph being drawn.
 """
 
 from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import cv2
 import numpy as np
@@ -41,12 +46,18 @@ from .imaging import fit_cover_array
 from ..contract.storyboard import Storyboard
 from .transitions import blend
 
+if TYPE_CHECKING:
+    from .morph import MorphImages
+
 ZOOM_AMOUNT = 0.12
 """How much ``zoom_in``/``zoom_out`` magnify over a scene (1.0 -> 1.12)."""
 PAN_FRACTION = 0.10
 """How far ``pan_left``/``pan_right`` travel, as a fraction of the frame width."""
 
 KeyframeLoader = Callable[[int], np.ndarray]
+MorphLoader = Callable[[int], "MorphImages | None"]
+"""``load_morph(boundary)``: the generated in-between images of the morph from scene ``boundary``
+to the next, or None when that morph is drawn as a crossfade."""
 
 
 @dataclass(frozen=True)
@@ -177,15 +188,18 @@ def _plan_scene(
     )
 
 
-def compose_frames(storyboard: Storyboard, plan: TimelinePlan, load_keyframe: KeyframeLoader) -> Iterator[np.ndarray]:
+def compose_frames(storyboard: Storyboard, plan: TimelinePlan, load_keyframe: KeyframeLoader,
+                   load_morph: MorphLoader | None = None) -> Iterator[np.ndarray]:
     """Yield exactly ``plan.total_frames`` frames: uint8 ``height x width x 3`` RGB, C-contiguous.
 
     ``load_keyframe(i)`` must return scene ``i``'s keyframe as a uint8 RGB array,
     ideally already fitted to the output size (other sizes are fitted here).
     It is called lazily (when the scene first becomes visible), once per scene
     that has frames, in scene order; this generator references at most two
-    keyframes at any time. Raises ValueError (on the first frame) if ``plan``
-    was made for a storyboard with another number of scenes.
+    keyframes at any time. ``load_morph`` (see :data:`MorphLoader`) is called when
+    a ``morph`` transition begins; without it morphs are crossfades. Raises
+    ValueError (on the first frame) if ``plan`` was made for a storyboard with
+    another number of scenes.
 
     A still scene yields the *same* read-only array for each of its frames;
     consumers must copy a frame before changing it (an encoder that writes
@@ -196,21 +210,29 @@ def compose_frames(storyboard: Storyboard, plan: TimelinePlan, load_keyframe: Ke
     cache = _KeyframeCache(load_keyframe, plan.width, plan.height)
     for scene in plan.scenes:
         for frame in range(scene.hold_start, scene.hold_end):
-            yield _scene_frame(cache.get(scene), scene, frame)
+            yield scene_frame(cache.get(scene), scene, frame)
         if scene.index < len(plan.transitions):
-            yield from _transition_frames(plan, plan.transitions[scene.index], cache)
+            yield from _transition_frames(plan, plan.transitions[scene.index], cache, load_morph)
         cache.release(scene.index)
 
 
-def _transition_frames(plan: TimelinePlan, span: TransitionSpan, cache: "_KeyframeCache") -> Iterator[np.ndarray]:
+def _transition_frames(plan: TimelinePlan, span: TransitionSpan, cache: "_KeyframeCache",
+                       load_morph: MorphLoader | None) -> Iterator[np.ndarray]:
     outgoing, incoming = plan.scenes[span.boundary], plan.scenes[span.boundary + 1]
+    images = load_morph(span.boundary) if span.kind == "morph" and load_morph is not None else None
+    if images is not None and images.count > 0:
+        from .morph import morph_frames  # it draws with this module's motion helpers
+
+        yield from morph_frames(span, outgoing, incoming, cache.get, images, (plan.width, plan.height))
+        return
     for i, frame in enumerate(range(span.start, span.end)):
-        a = _scene_frame(cache.get(outgoing), outgoing, frame)
-        b = _scene_frame(cache.get(incoming), incoming, frame)
+        a = scene_frame(cache.get(outgoing), outgoing, frame)
+        b = scene_frame(cache.get(incoming), incoming, frame)
         yield np.ascontiguousarray(blend(span.kind, a, b, i / (span.frames - 1)))
 
 
-def _scene_frame(keyframe: np.ndarray, scene: SceneSpan, frame: int) -> np.ndarray:
+def scene_frame(keyframe: np.ndarray, scene: SceneSpan, frame: int) -> np.ndarray:
+    """What scene ``scene`` alone shows on video frame ``frame``: its keyframe through its camera move."""
     if scene.motion == "none":
         return keyframe
     last = scene.visible_end - 1
@@ -228,7 +250,12 @@ def apply_motion(keyframe: np.ndarray, motion: str, progress: float) -> np.ndarr
     about twice as fast as three, which outweighs the conversion back to RGB.
     """
     height, width = keyframe.shape[:2]
-    zoom, left, top = _motion_window(motion, min(1.0, max(0.0, progress)), width, height)
+    return warp_window(keyframe, *_motion_window(motion, min(1.0, max(0.0, progress)), width, height))
+
+
+def warp_window(keyframe: np.ndarray, zoom: float, left: float, top: float) -> np.ndarray:
+    """``keyframe`` (RGB or RGBA) seen through the window at (``left``, ``top``) magnified ``zoom`` times, as RGB."""
+    height, width = keyframe.shape[:2]
     if zoom == 1.0 and left == 0.0 and top == 0.0:
         return keyframe if keyframe.shape[2] == 3 else cv2.cvtColor(keyframe, cv2.COLOR_RGBA2RGB)
     # Inverse map, pixel centres aligned: output pixel x samples source
@@ -243,6 +270,13 @@ def apply_motion(keyframe: np.ndarray, motion: str, progress: float) -> np.ndarr
         flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE,
     )
     return warped if warped.shape[2] == 3 else cv2.cvtColor(warped, cv2.COLOR_RGBA2RGB)
+
+
+def motion_window(scene: SceneSpan, frame: int, width: int, height: int) -> tuple[float, float, float]:
+    """Scene ``scene``'s camera window (zoom, left, top) on video frame ``frame``."""
+    last = scene.visible_end - 1
+    progress = (frame - scene.visible_start) / (last - scene.visible_start) if last > scene.visible_start else 0.0
+    return _motion_window(scene.motion, min(1.0, max(0.0, progress)), width, height)
 
 
 def _motion_window(motion: str, progress: float, width: int, height: int) -> tuple[float, float, float]:

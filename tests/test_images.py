@@ -1,4 +1,4 @@
-"""The keyframe stage with a counting stand-in model: cache hits, re-rendering only what changed, fallbacks."""
+"""The image stage with a counting stand-in model: cache hits, re-rendering only what changed, fallbacks."""
 
 import threading
 

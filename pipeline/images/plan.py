@@ -1,0 +1,159 @@
+"""The render plan: every image a video needs, as requests, before any is made.
+
+:func:`plan_images` turns a storyboard into a :class:`RenderPlan` for one model:
+one keyframe request per scene and, for a ``morph`` transition, the in-between
+images of each boundary (kind ``inbetween``, see :func:`morph_frame_counts`), each
+depending on the two keyframes it walks between. New request kinds (scenes chained
+to the previous one) are added here as further requests
+with ``depends_on`` naming the requests whose images they need; the image stage
+runs a request once its dependencies exist, and the timeline asks for images by
+request id, so neither changes for a new kind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, replace
+
+from ..contract.storyboard import Storyboard
+from .generation import Between, ImageModel, ImageRequest, inbetween_id, keyframe_id
+
+_CACHE_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """Steps, guidance and model-side size for a storyboard on a given model."""
+
+    steps: int
+    guidance_scale: float
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
+class RenderPlan:
+    """The requests of one render, each after those it depends on."""
+
+    requests: tuple[ImageRequest, ...]
+
+    def keyframe(self, scene_index: int) -> ImageRequest:
+        """Scene ``scene_index``'s keyframe request."""
+        return self.by_id()[keyframe_id(scene_index)]
+
+    def by_id(self) -> dict[str, ImageRequest]:
+        return {request.id: request for request in self.requests}
+
+    def cache_keys(self, model_id: str) -> dict[str, str]:
+        """Each request's cache key: the request, the model, and the keys of what it depends on."""
+        keys: dict[str, str] = {}
+        for request in self.requests:
+            keys[request.id] = cache_key(model_id, request, [keys[d] for d in request.depends_on])
+        return keys
+
+
+def generation_settings(storyboard: Storyboard, model: ImageModel) -> GenerationSettings:
+    """Preset defaults that suit the model (turbo: few steps, guidance 0), overridden by the storyboard."""
+    preset = storyboard.preset
+    distilled = model.is_distilled()
+    steps = storyboard.steps or (preset.steps_distilled if distilled else preset.steps_full)
+    if storyboard.guidance_scale is not None:
+        guidance = storyboard.guidance_scale
+    else:
+        guidance = 0.0 if distilled else preset.guidance_full
+    width, height = model.generation_size(preset.width, preset.height)
+    return GenerationSettings(steps, guidance, width, height)
+
+
+def plan_images(storyboard: Storyboard, model: ImageModel) -> RenderPlan:
+    """Every image ``storyboard`` needs from ``model`` (load the model first: its size and steps count).
+
+    In the order the video needs them: scene 1's keyframe, scene 2's, the morph between
+    them (if any), scene 3's, and so on.
+    """
+    settings = generation_settings(storyboard, model)
+    morphs = morph_frame_counts(storyboard)
+    keyframes = [
+        ImageRequest(
+            scene_index=index, prompt=scene.prompt, negative_prompt=scene.negative_prompt,
+            seed=scene.resolved_seed, steps=settings.steps, guidance_scale=settings.guidance_scale,
+            width=settings.width, height=settings.height, id=keyframe_id(index),
+        )
+        for index, scene in enumerate(storyboard.scenes)
+    ]
+    requests: list[ImageRequest] = []
+    for index, keyframe in enumerate(keyframes):
+        requests.append(keyframe)
+        if index - 1 in morphs:
+            requests += _inbetweens(keyframes[index - 1], keyframe, morphs[index - 1], storyboard.morph_ease)
+    return RenderPlan(tuple(requests))
+
+
+def _inbetweens(start: ImageRequest, end: ImageRequest, count: int, ease: bool) -> list[ImageRequest]:
+    """The ``count`` in-between requests of the morph from ``start``'s keyframe to ``end``'s."""
+    boundary = start.scene_index
+    return [
+        replace(start, id=inbetween_id(boundary, j), kind="inbetween", depends_on=(start.id, end.id),
+                between=Between(start, end, morph_position(j, count, ease)))
+        for j in range(1, count + 1)
+    ]
+
+
+def morph_frame_counts(storyboard: Storyboard) -> dict[int, int]:
+    """For a ``morph`` storyboard: boundary -> how many in-between images the model makes there.
+
+    ``morph_frames``, but never more than the transition has frames between its two
+    keyframes (nominally ``round(min(transition, both durations) * fps) - 2``); boundaries
+    without any are left out. Depends only on the two scenes of each boundary and the
+    board's settings, so editing another scene never changes a morph's images.
+    """
+    if storyboard.transition != "morph":
+        return {}
+    scenes, counts = storyboard.scenes, {}
+    for k in range(len(scenes) - 1):
+        length = min(storyboard.transition_duration, scenes[k].duration, scenes[k + 1].duration)
+        count = min(storyboard.morph_frames, round(length * storyboard.output_fps) - 2)
+        if count > 0:
+            counts[k] = count
+    return counts
+
+
+def morph_position(frame: int, count: int, ease: bool) -> float:
+    """Where in-between image ``frame`` (1..count) sits on the walk from one keyframe (0) to the next (1).
+
+    Evenly spaced, or with ``ease`` on a smoothstep (3t² - 2t³): images crowd near both
+    keyframes, so the walk starts and stops gently. The timeline shows the images at
+    even intervals either way.
+    """
+    t = frame / (count + 1)
+    return t * t * (3.0 - 2.0 * t) if ease else t
+
+
+def cache_key(model_id: str, request: ImageRequest, depends_on: list[str] | tuple[str, ...] = ()) -> str:
+    """The hex key for one image: any change to what decides it (or to what it depends on) changes it.
+
+    The request's id and scene position do not count: the same picture at another place
+    in the storyboard is the same image.
+    """
+    fields: dict[str, object] = {
+        "v": _CACHE_FORMAT,
+        "model": model_id,
+        "prompt": request.prompt,
+        "negative_prompt": request.negative_prompt,
+        "seed": request.seed,
+        "steps": request.steps,
+        "guidance_scale": round(float(request.guidance_scale), 4),
+        "width": request.width,
+        "height": request.height,
+    }
+    if request.kind != "keyframe":
+        fields["kind"] = request.kind
+    if depends_on:
+        fields["after"] = list(depends_on)
+    if request.init is not None:
+        fields["init"] = [round(request.init.strength, 4), request.init.digest]
+    if request.between is not None:
+        ends = request.between
+        fields["between"] = [cache_key(model_id, ends.start), cache_key(model_id, ends.end), round(ends.t, 6)]
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode("utf-8")).hexdigest()
