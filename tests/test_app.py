@@ -45,19 +45,23 @@ def test_render_endpoint_returns_mp4_and_report(client):
     assert [scene["source"] for scene in report["scenes"]] in (["ai", "ai"], ["cache", "cache"], ["ai", "cache"])
 
 
-def test_render_endpoint_and_page_make_a_morph(client):
+def test_render_endpoint_and_page_make_a_morph(client, app):
     morph = dict(STORYBOARD, transition="morph", transition_duration=1.0, morph_frames=3, morph_ease=False)
     video, report = client.predict(json.dumps(morph), api_name="/render")
     assert probe(video).frames == 24
     (transition,) = report["transitions"]
     assert (transition["kind"], transition["made"], transition["generated"]) == ("morph", "generated", 3)
-    # The page's transition dropdown offers it too (its other morph fields keep their defaults).
-    rows = [["a storm at sea", 1.0, 7, "", "none"], ["a calm harbour", 1.0, 8, "", "zoom_in"]]
-    job = client.submit(**dict(generate_args(rows, steps=1), transition="morph", transition_duration=1.0),
-                        api_name="/generate")
-    job.result(timeout=300)
-    page_report = next(out[REPORT] for out in job.outputs() if isinstance(out[VIDEO], str))
-    assert [(t["made"], t["generated"]) for t in page_report["transitions"]] == [("generated", 8)]
+    # The page offers it too: the transition dropdown and a widget for each morph field, by name.
+    import ui.layout
+
+    _, handlers = ui.layout.build_page(app[1])
+    widgets = handlers.form.widgets
+    assert "morph" in [choice for choice, _ in widgets["transition"].choices]
+    board = parse_storyboard(morph)
+    assert handlers.storyboard(handlers.show(board)) == board.with_changes(model=app[1].settings.model)
+    updates = list(page_outputs().updates(app[1].get().render(board)))
+    page_report = next(value(out["report"]) for out in updates if "report" in out and value(out["report"]))
+    assert [(t["made"], t["generated"]) for t in page_report["transitions"]] == [("generated", 3)]
 
 
 def test_render_endpoint_rejects_bad_storyboard_with_the_field(client):

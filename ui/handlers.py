@@ -161,7 +161,8 @@ class Handlers:
             self.pool.check(storyboard)
         except StoryboardError as exc:
             raise gr.Error(str(exc)) from None
-        yield from api_updates(self.pool.get(storyboard.model).render(storyboard))
+        renderer = self.pool.get(storyboard.model)
+        yield from api_updates(lambda cancel: renderer.render(storyboard, cancel))
 
     # -- tools ----------------------------------------------------------------------------------
 

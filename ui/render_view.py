@@ -13,13 +13,15 @@ from __future__ import annotations
 import html
 import os
 import re
+import queue
 import shutil
 import tempfile
 import threading
 import time
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import gradio as gr
 from gradio.data_classes import FileData
@@ -184,21 +186,38 @@ def file_stem(text: str, fallback: str = "scene2video", words: int = 6) -> str:
     return stem or fallback
 
 
-def api_updates(events: Iterator[Event]) -> Iterator[tuple]:
+def api_updates(start: Callable[[threading.Event], Iterator[Event]]) -> Iterator[tuple]:
     """For ``/render``: (the MP4 as a FileData, the report dict) at the end; errors as gr.Error.
 
-    Until then it yields ``(None, None)`` every 0.2 s, so a cancelled job is closed within that time.
+    ``start(cancel)`` begins the render; its events are read in a worker thread, so this yields
+    ``(None, None)`` at least every 0.2 s even while the render is quiet: Gradio closes a cancelled
+    job at a yield, and closing sets ``cancel`` (the render stops within a step or a frame).
     """
-    last = time.monotonic()
+    cancel, events = threading.Event(), queue.Queue()
+
+    def pump() -> None:
+        try:
+            with closing(start(cancel)) as render:
+                for event in render:
+                    if isinstance(event, (Done, Failed)):
+                        events.put(event)
+                        return  # closing a finished render keeps its MP4
+        finally:
+            events.put(None)
+
+    worker = threading.Thread(target=pump, name="scene2video-api-render", daemon=True)
+    worker.start()
     try:
-        for event in events:
+        while True:
+            try:
+                event = events.get(timeout=_PROGRESS_EVERY_S)
+            except queue.Empty:
+                yield None, None
+                continue
             if isinstance(event, Done):
                 yield FileData(path=str(event.video_path), orig_name=event.video_path.name), event.report.to_dict()
                 return
-            if isinstance(event, Failed):
-                raise gr.Error(event.message)
-            if time.monotonic() - last >= _PROGRESS_EVERY_S:
-                last = time.monotonic()
-                yield None, None
+            raise gr.Error(event.message if isinstance(event, Failed) else "The render ended without a video.")
     finally:
-        events.close()
+        cancel.set()
+        worker.join(timeout=30)
