@@ -233,7 +233,8 @@ def test_the_default_hub_model_fails_fast_offline():
     result = offline.generate([request(0)])[0]
     assert time.monotonic() - started < 10
     assert result.image is None
-    assert result.reason.startswith(f"Model '{DEFAULT_MODEL_ID}' could not be loaded (offline or not found): ")
+    assert result.reason.startswith(f"Model '{DEFAULT_MODEL_ID}' could not be loaded: ")
+    assert "the model hub cannot be reached (offline)" in result.reason  # pipeline.images.hub_access
 
 
 # --------------------------------------------------------------------------- loading once
