@@ -22,7 +22,10 @@ from .contract.errors import ConfigError, StoryboardError
 from .contract.events import Done, Failed, KeyframeReady, MorphReady, Progress
 from .service import build_renderer
 from .contract.settings import add_settings_arguments, settings_from_args
+from .contract.json_input import MAX_JSON_CHARS
 from .contract.storyboard import parse_storyboard
+
+MAX_FILE_BYTES = 4 * MAX_JSON_CHARS  # UTF-8 takes at most 4 bytes a character
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,11 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         settings = settings_from_args(args)
-        try:
-            text = args.storyboard.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise StoryboardError(f"Cannot read {args.storyboard}: {exc.strerror}.") from None
-        storyboard = parse_storyboard(text, settings.limits())
+        storyboard = parse_storyboard(_read_storyboard(args.storyboard), settings.limits())
         if args.no_ai:
             storyboard = storyboard.with_changes(use_ai=False)
         elif storyboard.model and args.model is None:  # the storyboard's model, unless --model says otherwise
@@ -79,6 +78,18 @@ def _log_above_the_bar() -> Iterator[None]:
             yield
     finally:
         logging.captureWarnings(False)
+
+
+def _read_storyboard(path: Path) -> bytes:
+    """The file's bytes (decoded and checked by parse_storyboard); too big or unreadable: StoryboardError."""
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise StoryboardError(f"Cannot read {path}: {exc.strerror or exc}.") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise StoryboardError(f"{path} is larger than {MAX_FILE_BYTES // 1_000_000} MB; that is not a storyboard.")
+    return data
 
 
 def _run(renderer, storyboard, args) -> int:
@@ -117,10 +128,16 @@ def _run(renderer, storyboard, args) -> int:
 
 
 def _deliver(done: Done, args) -> int:
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    shutil.move(str(done.video_path), args.output)
-    if args.report:
-        args.report.write_text(json.dumps(done.report.to_dict(), indent=2), encoding="utf-8")
+    try:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(done.video_path), args.output)
+        if args.report:
+            args.report.write_text(json.dumps(done.report.to_dict(), indent=2), encoding="utf-8")
+    except OSError as exc:  # a full disk, a read-only folder: one line, and no half-written MP4 left
+        if done.video_path.exists():  # the move did not finish: what reached the output is partial
+            args.output.unlink(missing_ok=True)
+        print(f"error: could not write the result: {exc.strerror or exc}.", file=sys.stderr)
+        return 1
     report = done.report
     print(f"{args.output}: {report.width}x{report.height}, {report.fps} fps, {report.frames} frames, "
           f"{report.duration:.2f} s, {len(report.fallbacks)} placeholder scene(s)")

@@ -28,7 +28,7 @@ from typing import Callable, Iterator
 import numpy as np
 from PIL import Image
 
-from .contract.errors import RenderCancelled, StoryboardError
+from .contract.errors import RenderCancelled, StoryboardError, public_message
 from .contract.events import Done, Event, Failed, KeyframeReady, MorphReady, Progress, RenderReport, SceneReport
 from .contract.storyboard import Storyboard
 from .event_stream import EventStream
@@ -37,7 +37,7 @@ from .images.generation import ImageModel, inbetween_id, keyframe_id
 from .images.plan import morph_frame_counts
 from .images.slots import ImageSlots
 from .images.stage import ImageStage
-from .outputs import remove_old_outputs
+from .outputs import mark_finished, mark_unfinished, remove_old_outputs, remove_unfinished_outputs
 from .progress import RenderProgress
 from .video.encoder import EncodeSettings, SegmentedEncoder
 from .video.imaging import fit_cover
@@ -65,8 +65,10 @@ class Renderer:
         """A fresh folder with an unguessable name for one render's files (old ones are swept first)."""
         if self.output_max_age_hours is not None:
             remove_old_outputs(self.output_root, self.output_max_age_hours)
+        remove_unfinished_outputs(self.output_root)  # those of a process that died (kill -9, a crash)
         folder = self.output_root / secrets.token_urlsafe(16)
         folder.mkdir(parents=True)
+        mark_unfinished(folder)  # until Done: a restart after a crash knows it was never finished
         return folder
 
     def render(self, storyboard: Storyboard, cancel: threading.Event | None = None) -> Iterator[Event]:
@@ -86,7 +88,7 @@ class Renderer:
             yield Failed(str(exc))
         except Exception as exc:  # shown to the user as a message; the traceback goes to the log
             log.exception("Render failed")
-            yield Failed(f"The render failed: {type(exc).__name__}: {exc}")
+            yield Failed(f"The render failed: {public_message(exc)}")  # one line, no server path
         finally:
             if not finished:
                 cancel.set()  # stops a model still running in its worker thread, and the encoder
@@ -133,6 +135,7 @@ class Renderer:
         )
         report_path = folder / REPORT_NAME
         report_path.write_text(json.dumps(report.to_dict(), indent=2), encoding="utf-8")
+        mark_finished(folder)
         yield progress.finished()
         yield Done(video, report, report_path)
 

@@ -13,6 +13,8 @@ from .contract.settings import Settings
 from .contract.storyboard import Storyboard
 from .images.backends import BACKENDS, REMOTE_BACKENDS, BackendChoice, choose_backend, remote_default
 from .images.cache import KeyframeCache
+from .images.model_names import check_model_id
+from .outputs import remove_unfinished_outputs
 from .renderer import Renderer
 
 _SHOWN_CHARS = 60  # of a refused model id an error message repeats
@@ -44,6 +46,8 @@ class RendererPool:
         from .images.registry import REGISTRY
 
         self.settings = settings
+        # A restart after kill -9 removes that process's unfinished render folders now, not in 24 hours.
+        remove_unfinished_outputs(settings.output_dir)
         self.cache = KeyframeCache(settings.cache_dir, max_bytes=settings.cache_max_mb * 1024 * 1024)
         REGISTRY.max_resident = settings.max_loaded_models
         self._renderers: OrderedDict[tuple[str, str], Renderer] = OrderedDict()
@@ -52,7 +56,13 @@ class RendererPool:
 
     def check(self, storyboard: Storyboard) -> None:
         """Raise StoryboardError if this server may not render ``storyboard`` (see :meth:`get`)."""
-        self.model_id_for(storyboard.model)
+        self._checked_model_id(storyboard.model)
+
+    def _checked_model_id(self, model_id: str | None) -> str:
+        model_id = self.model_id_for(model_id)
+        if model_id != self.settings.model:  # a visitor's choice: a hub id or a model under the model roots
+            model_id = check_model_id(model_id, self.settings.model_root_paths(), default=self.settings.model)
+        return model_id
 
     def model_id_for(self, model_id: str | None) -> str:
         """The model a storyboard naming ``model_id`` renders with: the server's when None or the same;
@@ -68,12 +78,15 @@ class RendererPool:
         return wanted
 
     def get(self, model_id: str | None = None, backend: str | None = None) -> Renderer:
-        """The renderer for ``backend`` and ``model_id`` (a diffusers model; None: the configured one).
-        Another model than the configured one needs ``allow_model_change``: without it this raises
-        StoryboardError instead of ignoring it. A remote backend always uses the configured remote
-        model: a visitor never names what the server's key is spent on."""
+        """The renderer for ``backend`` and ``model_id`` (a diffusers model; the configured one when None;
+        another one only with ``allow_model_change``, else StoryboardError instead of ignoring it). A remote
+        backend always uses the configured remote model: a visitor never names what the server's key is spent on.
+
+        Raises StoryboardError (one message for every refusal) for a model a visitor may not load:
+        see :func:`pipeline.images.model_names.check_model_id`.
+        """
         backend = self._allowed_backend(backend)
-        model_id = self.model_id_for(model_id)
+        model_id = self._checked_model_id(model_id)
         with self._lock:  # a background warm-up and a first request may both get here
             choice = self._choice(backend)
             if choice.name in REMOTE_BACKENDS:
@@ -113,7 +126,8 @@ class RendererPool:
             else:
                 # batch_size None (the default) is auto: the stage hands the model large groups and
                 # each manager sizes its batches from free GPU memory; a number caps both.
-                model = get_image_model(model_id, device=self.settings.device, batch_size=self.settings.batch_size)
+                model = get_image_model(model_id, device=self.settings.device, batch_size=self.settings.batch_size,
+                                        allow_pickle=self.settings.allow_pickle_weights)
             self._renderers[key] = Renderer(
                 self.settings.output_dir, model=model, cache=self.cache, batch_size=self.settings.batch_size,
                 output_max_age_hours=self.settings.output_max_age_hours,

@@ -86,7 +86,7 @@ def test_a_bad_import_says_what_is_wrong_in_the_notice_and_changes_nothing(page,
     assert "Scene 2: prompt is empty" in handlers.import_file(str(bad))[notice]
     binary = tmp_path / "picture.json"
     binary.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe")
-    assert "not a text JSON file" in handlers.import_file(str(binary))[notice]
+    assert "not UTF-8 text" in handlers.import_file(str(binary))[notice]
 
 
 def test_without_model_change_a_storyboard_naming_another_model_gets_one_clear_message(tmp_path):

@@ -84,7 +84,7 @@ class Handlers:
         if not file:
             return {}
         try:
-            storyboard = parse_storyboard(Path(file).read_text(encoding="utf-8"), self.pool.settings.limits())
+            storyboard = parse_storyboard(Path(file).read_bytes(), self.pool.settings.limits())  # checks UTF-8, size
             self.pool.check(storyboard)
         except UnicodeDecodeError:
             return {self.outputs["notice"]: "❌ **Cannot import:** that file is not a text JSON file."}
@@ -161,8 +161,13 @@ class Handlers:
             self.pool.check(storyboard)
         except StoryboardError as exc:
             raise gr.Error(str(exc)) from None
-        renderer = self.pool.get(storyboard.model)
-        yield from api_updates(lambda cancel: renderer.render(storyboard, cancel))
+        event_id = sessions.current_event_id()
+        cancel = sessions.watch_event(event_id)  # set by the request guard when the client cancels
+        try:
+            if not cancel.is_set():
+                yield from api_updates(self.pool.get(storyboard.model).render(storyboard, cancel), cancel)
+        finally:
+            sessions.forget_event(event_id, cancel)
 
     # -- tools ----------------------------------------------------------------------------------
 

@@ -10,18 +10,18 @@ button also sets the render's cancel flag, which the renderer checks every frame
 
 from __future__ import annotations
 
+import contextvars
 import html
 import os
-import re
 import queue
+import re
 import shutil
 import tempfile
 import threading
 import time
-from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 import gradio as gr
 from gradio.data_classes import FileData
@@ -186,38 +186,70 @@ def file_stem(text: str, fallback: str = "scene2video", words: int = 6) -> str:
     return stem or fallback
 
 
-def api_updates(start: Callable[[threading.Event], Iterator[Event]]) -> Iterator[tuple]:
+def api_updates(events: Iterator[Event], cancel: threading.Event | None = None) -> Iterator[tuple]:
     """For ``/render``: (the MP4 as a FileData, the report dict) at the end; errors as gr.Error.
 
-    ``start(cancel)`` begins the render; its events are read in a worker thread, so this yields
-    ``(None, None)`` at least every 0.2 s even while the render is quiet: Gradio closes a cancelled
-    job at a yield, and closing sets ``cancel`` (the render stops within a step or a frame).
+    The render is driven by its own thread (:class:`_Driven`), so it always finishes its
+    clean-up (ffmpeg killed, partial files removed) even if Gradio drops this generator
+    without closing it; ``cancel`` (set by a client's cancel, see ui.sessions) stops it within
+    a frame or step. Until the end this yields ``(None, None)`` every 0.2 s (``/render`` is a
+    typed API function: no component updates), so a cancelled job can be closed.
     """
-    cancel, events = threading.Event(), queue.Queue()
-
-    def pump() -> None:
-        try:
-            with closing(start(cancel)) as render:
-                for event in render:
-                    if isinstance(event, (Done, Failed)):
-                        events.put(event)
-                        return  # closing a finished render keeps its MP4
-        finally:
-            events.put(None)
-
-    worker = threading.Thread(target=pump, name="scene2video-api-render", daemon=True)
-    worker.start()
+    driven = _Driven(events, cancel or threading.Event())
     try:
-        while True:
-            try:
-                event = events.get(timeout=_PROGRESS_EVERY_S)
-            except queue.Empty:
-                yield None, None
-                continue
+        while not driven.ended:
+            event = driven.next_within(_PROGRESS_EVERY_S)
             if isinstance(event, Done):
                 yield FileData(path=str(event.video_path), orig_name=event.video_path.name), event.report.to_dict()
                 return
-            raise gr.Error(event.message if isinstance(event, Failed) else "The render ended without a video.")
+            if isinstance(event, Failed):
+                if event.cancelled:  # the client cancelled: nobody is waiting for an answer
+                    return
+                raise gr.Error(event.message)
+            if event is None:
+                yield None, None
     finally:
-        cancel.set()
-        worker.join(timeout=30)
+        driven.close()  # a render still running is cancelled, and waited for
+
+
+class _Driven:
+    """Iterates a render's events in a thread of its own (in a copy of this thread's context)."""
+
+    _END = object()
+
+    def __init__(self, events: Iterator[Event], cancel: threading.Event) -> None:
+        self._events = events
+        self._cancel = cancel
+        self.ended = False  # True once the render's generator has ended and every event was taken
+        self._queue: queue.Queue = queue.Queue()
+        self._thread = threading.Thread(target=contextvars.copy_context().run, args=(self._run,),
+                                        name="scene2video-api", daemon=True)
+        self._thread.start()
+
+    def next_within(self, timeout: float) -> Event | None:
+        """The next event, or None if none came within ``timeout`` (or the render has ended)."""
+        try:
+            item = self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        if isinstance(item, BaseException):
+            raise item
+        if item is self._END:
+            self.ended = True
+            return None
+        return item
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._cancel.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        try:
+            for event in self._events:
+                self._queue.put(event)
+        except BaseException as exc:  # handed to the caller's thread
+            self._queue.put(exc)
+        finally:
+            self._events.close()
+            self._queue.put(self._END)

@@ -4,13 +4,34 @@ one line a user can read."""
 
 from __future__ import annotations
 
+import errno
+import re
+
+
+MAX_MESSAGE_CHARS = 300
+
 
 class StoryboardError(ValueError):
     """A problem the user can fix in the storyboard: bad input, a limit exceeded.
 
     The message is shown as it is (in the UI, by the API and on the CLI's
-    stderr), so it names the scene and field and says what is allowed.
+    stderr), so it names the scene and field and says what is allowed. It is
+    always one printable line of at most :data:`MAX_MESSAGE_CHARS` characters
+    (whatever the caller passed in is folded and cut to that).
     """
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(one_line(str(message), MAX_MESSAGE_CHARS))
+
+
+def one_line(text: str, limit: int) -> str:
+    """``text`` as one printable line of at most ``limit`` characters."""
+    text = " ".join("".join(ch if ch.isprintable() else " " for ch in text[: limit * 4]).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class PublicError(RuntimeError):
+    """A failure (not the user's fault) whose message is already one line safe to show anyone."""
 
 
 class ConfigError(ValueError):
@@ -38,3 +59,25 @@ def is_out_of_memory(exc: BaseException) -> bool:
     if type(exc).__name__ == "OutOfMemoryError":
         return True
     return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+
+
+_PATH = re.compile(r"""(?:[A-Za-z]:)?(?:[\\/][^\s'"\\/:,;()\[\]]+){2,}[\\/]?""")
+
+
+def without_paths(text: str) -> str:
+    """``text`` with every file-system path (two or more parts) replaced by ``<path>``."""
+    return _PATH.sub("<path>", text)
+
+
+def public_message(exc: BaseException, limit: int = 200) -> str:
+    """One line about ``exc`` that is safe to show anyone: no server path, no traceback.
+
+    A full disk says so plainly, whatever raised it.
+    """
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC or "No space left on device" in str(exc):
+        return "the server ran out of disk space."
+    if isinstance(exc, (StoryboardError, PublicError)):
+        return one_line(str(exc), limit)
+    if isinstance(exc, OSError) and exc.strerror:
+        return one_line(f"{type(exc).__name__}: {exc.strerror}", limit)
+    return one_line(without_paths(short_error(exc, limit * 2, with_type=True)), limit)

@@ -61,11 +61,18 @@ class Settings:
     max_requests_in_flight: int = 4
     remote_timeout: float = 120.0  # seconds per request to a remote backend
     allow_backend_change: bool = True  # may the page pick another backend (off on a Space)
+    model_roots: str = ""  # folders (os.pathsep between them) whose models visitors may pick
+    allow_pickle_weights: bool = False  # load .bin/.ckpt pickles when a model has no safetensors
+    max_upload_mb: int = 20
 
     def limits(self) -> Limits:
         """The storyboard limits these settings allow."""
         allowed = QUALITY_NAMES[: QUALITY_NAMES.index(self.max_quality) + 1]
         return Limits(max_scenes=self.max_scenes, max_total_seconds=self.max_total_seconds, allowed_qualities=allowed)
+
+    def model_root_paths(self) -> tuple[Path, ...]:
+        """The configured model roots as folders."""
+        return tuple(Path(part).expanduser() for part in self.model_roots.split(os.pathsep) if part.strip())
 
     def auth_pair(self) -> tuple[str, str] | None:
         """``user:password`` as a tuple for Gradio's ``launch(auth=...)``."""
@@ -128,6 +135,8 @@ def validate_settings(settings: Settings) -> Settings:
         if getattr(settings, name) < 1:
             raise ConfigError(f"{name} must be at least 1.")
     _validate_backend(settings)
+    if settings.max_upload_mb < 1:
+        raise ConfigError("max_upload_mb must be at least 1.")
     if settings.batch_size is not None and settings.batch_size < 1:
         raise ConfigError("batch_size must be at least 1, or auto (0).")
     settings.auth_pair()

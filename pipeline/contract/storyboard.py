@@ -11,6 +11,14 @@ A storyboard is a JSON document (every field is described once, in
 Only ``scenes`` is required. It is validated once, here, at the door: any bad
 field raises one :class:`StoryboardError` whose message names the scene and the
 field and says what is allowed. Everything downstream trusts a Storyboard.
+
+What a number is: a JSON number (an int or float in Python, never a bool), or a
+string in the strict decimal form the page's table may send (``"2"``, ``"-1.5"``:
+optional minus, digits, optional fraction; no spaces, ``_``, exponent, ``inf`` or
+``nan``). Integers of any size are compared exactly (never through a float), so
+``1`` followed by 400 zeros is out of range, not an OverflowError. Text must be
+valid Unicode (a lone surrogate such as ``"\\ud800"`` is refused). Every scene
+must last at least one frame at the output frame rate.
 """
 
 from __future__ import annotations
@@ -18,16 +26,21 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from .errors import StoryboardError
 from .fields import BOARD_FIELDS, MOTIONS, SCENE_FIELDS, TRANSITIONS, FieldSpec
+from .json_input import HugeNumber, load_json
 from .presets import PRESETS, QUALITY_NAMES, Preset
 
 _SCENE_KEYS = {spec.name for spec in SCENE_FIELDS}
 _BOARD_KEYS = {"scenes"} | {spec.name for spec in BOARD_FIELDS}
 _LONG_VALUE = 40  # characters of a bad value a message repeats
+# A number written as text: what the page's table sends, and nothing looser (see the module doc).
+_NUMERIC_TEXT = re.compile(r"-?[0-9]{1,15}(\.[0-9]{1,15})?")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -119,11 +132,8 @@ def parse_storyboard(data: Any, limits: Limits | None = None) -> Storyboard:
     Every field is checked against its :class:`~pipeline.contract.fields.FieldSpec`.
     """
     limits = limits or Limits()
-    if isinstance(data, (str, bytes)):
-        try:
-            data = json.loads(data)
-        except json.JSONDecodeError as exc:
-            raise StoryboardError(f"The storyboard is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno}).") from None
+    if isinstance(data, (str, bytes, bytearray)):
+        data = load_json(data)  # size, depth, UTF-8 and huge numbers checked: only StoryboardError escapes
     if not isinstance(data, dict):
         raise StoryboardError("The storyboard must be a JSON object with a 'scenes' list.")
     _reject_unknown(data, _BOARD_KEYS, "Storyboard")
@@ -135,7 +145,32 @@ def parse_storyboard(data: Any, limits: Limits | None = None) -> Storyboard:
             f"Storyboard: the scenes add up to {board.total_seconds:g} seconds; "
             f"the most allowed is {limits.max_total_seconds:g} seconds."
         )
+    _check_frames(board)
     return board
+
+
+def scene_frame_bounds(durations: list[float], fps: int) -> list[int]:
+    """Each scene's first frame, then the total: cumulative times rounded, so errors never add up.
+
+    ``pipeline.video.timeline`` lays scenes out with exactly these bounds.
+    """
+    bounds, elapsed = [0], 0.0
+    for duration in durations:
+        elapsed += duration
+        bounds.append(round(elapsed * fps))
+    bounds[-1] = round(sum(durations) * fps)
+    return bounds
+
+
+def _check_frames(board: Storyboard) -> None:
+    """Every scene must be on screen for at least one frame at the output frame rate."""
+    fps = board.output_fps
+    bounds = scene_frame_bounds([scene.duration for scene in board.scenes], fps)
+    for number, (start, end) in enumerate(zip(bounds, bounds[1:]), start=1):
+        if end <= start:
+            raise StoryboardError(
+                f"Scene {number}: duration {board.scenes[number - 1].duration:g} seconds gives no frame at {fps} fps; "
+                f"make the scene longer or raise fps.")
 
 
 def _parse_scenes(raw: Any, limits: Limits) -> tuple[Scene, ...]:
@@ -178,7 +213,9 @@ def _text(value: Any, spec: FieldSpec, where: str, limits: Limits) -> str | None
     if value is None:
         value = ""
     if not isinstance(value, str):
-        raise StoryboardError(f"{where}: {spec.name} must be text.")
+        raise StoryboardError(f"{where}: {spec.name} must be text (got {_kind(value)}).")
+    if _SURROGATE.search(value):
+        raise StoryboardError(f"{where}: {spec.name} is not valid Unicode text (it holds a lone surrogate).")
     value = value.strip()
     if spec.required and not value:
         raise StoryboardError(f"{where}: {spec.name} is empty; describe what the scene shows.")
@@ -189,10 +226,11 @@ def _text(value: Any, spec: FieldSpec, where: str, limits: Limits) -> str | None
 
 
 def _reject_unknown(raw: dict, allowed: set[str], where: str) -> None:
-    unknown = sorted(set(raw) - allowed)
+    # Keys of a dict given to the library may be of any type: sorted by their text, shown cut short.
+    unknown = sorted((key for key in raw if not (isinstance(key, str) and key in allowed)), key=_shown)
     if unknown:
         raise StoryboardError(
-            f"{where}: unknown field '{unknown[0]}'; allowed fields are {', '.join(sorted(allowed))}."
+            f"{where}: unknown field '{_shown(unknown[0])}'; allowed fields are {', '.join(sorted(allowed))}."
         )
 
 
@@ -202,42 +240,73 @@ def _choice(value: Any, allowed: tuple[str, ...], where: str, name: str) -> str:
     raise StoryboardError(f"{where}: {name} '{_shown(value)}' is not allowed; choose one of {', '.join(allowed)}.")
 
 
-def _to_float(value: Any, where: str, name: str) -> float:
+def _to_number(value: Any, where: str, name: str) -> int | float:
+    """A JSON number, or text in the strict decimal form; ints stay ints (exact, any size)."""
     if isinstance(value, bool):
-        raise StoryboardError(f"{where}: {name} must be a number, not {str(value).lower()}.")
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise StoryboardError(f"{where}: {name} must be a number (got '{value}').") from None
-    if not math.isfinite(number):
-        raise StoryboardError(f"{where}: {name} must be a finite number (got '{value}').")
-    return number
+        raise StoryboardError(f"{where}: {name} must be a number, not {_shown(value)}.")
+    if isinstance(value, HugeNumber):
+        raise StoryboardError(f"{where}: {name} is far too large (got {value}).")
+    if isinstance(value, str) and _NUMERIC_TEXT.fullmatch(value):
+        value = float(value) if "." in value else int(value)
+    if isinstance(value, int):
+        return value
+    if not isinstance(value, float):
+        raise StoryboardError(f"{where}: {name} must be a number (got {_kind(value)}).")
+    if not math.isfinite(value):
+        raise StoryboardError(f"{where}: {name} must be a finite number (got {_shown(value)}).")
+    return value
 
 
 def _number(value: Any, where: str, name: str, low: float, high: float, unit: str = "") -> float:
-    number = _to_float(value, where, name)
-    if not low <= number <= high:
+    number = _to_number(value, where, name)
+    if not low <= number <= high:  # exact for ints of any size: Python compares int and float exactly
         suffix = f" {unit}" if unit else ""
-        raise StoryboardError(f"{where}: {name} must be between {low:g} and {high:g}{suffix} (got {number:g}).")
-    return number
+        raise StoryboardError(f"{where}: {name} must be between {low:g} and {high:g}{suffix} (got {_shown(number)}).")
+    return float(number)
 
 
 def _integer(value: Any, where: str, name: str, low: int, high: int) -> int:
-    number = _to_float(value, where, name)
-    if number != int(number):
-        raise StoryboardError(f"{where}: {name} must be a whole number (got {value}).")
+    number = _to_number(value, where, name)
+    if isinstance(number, float) and not number.is_integer():
+        raise StoryboardError(f"{where}: {name} must be a whole number (got {_shown(number)}).")
     if not low <= number <= high:
-        raise StoryboardError(f"{where}: {name} must be between {low} and {high} (got {int(number)}).")
+        raise StoryboardError(f"{where}: {name} must be between {low} and {high} (got {_shown(number)}).")
     return int(number)
 
 
 def _boolean(value: Any, where: str, name: str) -> bool:
     if isinstance(value, bool):
         return value
-    raise StoryboardError(f"{where}: {name} must be true or false (got '{value}').")
+    raise StoryboardError(f"{where}: {name} must be true or false (got {_shown(value)}).")
+
+
+def _kind(value: Any) -> str:
+    """What a value is, for a message: the value itself when it is short and simple."""
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return f"'{_shown(value)}'" if isinstance(value, str) else _shown(value)
 
 
 def _shown(value: Any) -> str:
-    """A bad value as a message may repeat it: one line, cut short."""
-    text = " ".join(str(value).split())
+    """A bad value as a message may repeat it: one printable line, cut short, never recursing.
+
+    Lists and objects are named, not printed (they may nest thousands deep); huge integers
+    say their length (``str()`` of one over 4,300 digits raises); JSON spelling for
+    null/true/false; anything unprintable (control characters, lone surrogates) becomes a space.
+    """
+    if value is None or isinstance(value, bool):
+        return json.dumps(value)
+    if isinstance(value, int) and abs(value) >= 10**_LONG_VALUE:
+        return f"a number with more than {_LONG_VALUE} digits"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (list, tuple, dict, set)):
+        return _kind(value) if not isinstance(value, set) else "a set"
+    if not isinstance(value, (str, int)):
+        return type(value).__name__
+    text = value if isinstance(value, str) else str(value)
+    text = text[: _LONG_VALUE * 4]
+    text = re.sub(r"\s+", " ", "".join(ch if ch.isprintable() else " " for ch in text))
     return text if len(text) <= _LONG_VALUE else text[: _LONG_VALUE - 1] + "…"

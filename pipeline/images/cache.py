@@ -72,8 +72,21 @@ class KeyframeCache:
         os.utime(path)  # mark as recently used for LRU eviction
         return image
 
-    def put(self, key: str, image: Image.Image) -> None:
-        """Store an AI keyframe atomically, then evict old entries over the cap."""
+    def put(self, key: str, image: Image.Image) -> bool:
+        """Store an AI keyframe atomically, then evict old entries over the cap.
+
+        Never raises for a disk problem (full, read-only, gone): the cache is an optimisation,
+        so the entry is skipped with a warning and False is returned.
+        """
+        try:
+            self._put(key, image)
+        except OSError as exc:
+            log.warning("Keyframe cache skipped (%s): the render goes on without caching this keyframe",
+                        exc.strerror or type(exc).__name__)
+            return False
+        return True
+
+    def _put(self, key: str, image: Image.Image) -> None:
         image = image.convert("RGB")
         info = PngImagePlugin.PngInfo()
         info.add_text("scene2video-key", key)

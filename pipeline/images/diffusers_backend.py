@@ -136,9 +136,12 @@ class ModelManager:
         *,
         local_files_only: bool = False,
         batch_size: int | None = None,
+        allow_pickle: bool = False,
     ) -> None:
         self.model_id = model_id or default_model_id()
         self.local_files_only = local_files_only
+        # Pickled weights (.bin, .ckpt) can run code when loaded: safetensors only unless the owner opts in.
+        self.allow_pickle = allow_pickle
         self.batch_size = batch_size if batch_size and batch_size > 0 else None
         self._requested_device = device
         self._device: str | None = None
@@ -303,6 +306,8 @@ class ModelManager:
 
         model = str(Path(self.model_id).expanduser()) if source == "folder" else self.model_id
         kwargs: dict[str, Any] = {"dtype": self._dtype, "local_files_only": hub_access.local_only(self.local_files_only)}
+        if not self.allow_pickle:
+            kwargs["use_safetensors"] = True  # diffusers then refuses .bin weights instead of unpickling them
         if self._wants_safety_kwargs(source):
             kwargs.update(safety_checker=None, requires_safety_checker=False)
         if source == "hub" and self._dtype != torch.float32:
@@ -317,6 +322,8 @@ class ModelManager:
         from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 
         path = str(Path(self.model_id).expanduser())
+        if not self.allow_pickle and Path(path).suffix.lower() != ".safetensors":
+            raise ValueError(f"{Path(path).suffix} weights are pickles; this server loads only .safetensors")
         kwargs: dict[str, Any] = {"dtype": self._dtype, "local_files_only": hub_access.local_only(self.local_files_only)}
         config = single_file_config_dir(self.model_id)
         if config is not None:
@@ -422,9 +429,16 @@ class ModelManager:
                 continue
             except Exception as exc:  # noqa: BLE001 - every failure becomes a per-scene reason
                 if not is_out_of_memory(exc):
-                    reason = f"generation failed: {short_error(exc, with_type=True)}"
-                    log.warning("Scenes %s failed: %s", [requests[p].scene_index + 1 for p in chunk], reason)
-                    results.update(failed(chunk, requests, reason))
+                    if len(chunk) > 1:
+                        # One bad scene must not cost its batch-mates their images: retry each alone,
+                        # so every scene ends with its own image or its own reason.
+                        log.warning("A batch of %d failed (%s); retrying its scenes one by one",
+                                    len(chunk), short_error(exc, with_type=True))
+                        results.update(self._run_alone(requests, chunk, on_step, should_stop))
+                    else:
+                        reason = f"generation failed: {short_error(exc, with_type=True)}"
+                        log.warning("Scene %d failed: %s", requests[chunk[0]].scene_index + 1, reason)
+                        results.update(failed(chunk, requests, reason))
                     pending = pending[len(chunk):]
                     continue
             # Out of memory. Handled outside the except block so the traceback's tensors are freed.
@@ -436,6 +450,19 @@ class ModelManager:
             log.warning("Scene %d: out of GPU memory even alone", requests[chunk[0]].scene_index + 1)
             results.update(failed(chunk, requests, REASON_OUT_OF_MEMORY))
             pending = pending[1:]
+        return results
+
+    def _run_alone(
+        self,
+        requests: list[ImageRequest],
+        chunk: list[int],
+        on_step: StepCallback | None,
+        should_stop: Callable[[], bool] | None,
+    ) -> dict[int, GeneratedImage]:
+        """Each of ``chunk`` as a batch of one (after its batch failed); each keeps its own result."""
+        results: dict[int, GeneratedImage] = {}
+        for position in chunk:
+            results.update(self._run_group(requests, [position], on_step, should_stop))
         return results
 
     def _generator(self, seed: int) -> Any:

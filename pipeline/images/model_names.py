@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 DEFAULT_MODEL_ID = "stabilityai/sd-turbo"
@@ -25,7 +26,47 @@ _DISTILLED_MARKERS = ("turbo", "lcm", "lightning", "hyper")
 _DISTILLED_SCHEDULERS = ("LCMScheduler", "TCDScheduler")
 
 
+# A Hugging Face hub id: "org/name", each part letters, digits, "-", "_" or ".", not starting with "." or "-".
+_HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}")
+NOT_ALLOWED = ("Model '{shown}' is not allowed on this server: use a hub id (org/name) or a model "
+               "under the server's model folders.")
+
+
 # --------------------------------------------------------------------------- model ids and files
+
+
+def check_model_id(model_id: str, roots: tuple[Path, ...] = (), default: str | None = None) -> str:
+    """``model_id`` if a visitor may load it, else StoryboardError with one message for every refusal.
+
+    Allowed: the server's own ``default`` model; a hub id (``org/name``) that is not also a local
+    path; a folder or ``.safetensors``/``.ckpt`` file whose real path (symlinks followed) is inside
+    one of ``roots``. Refused with the same words whether the path exists or not, or is a file
+    or a folder, so the answer reveals nothing about the server's files.
+    """
+    from ..contract.errors import StoryboardError
+
+    model_id = (model_id or "").strip()
+    if default is not None and model_id == default:
+        return model_id
+    if _HUB_ID.fullmatch(model_id) and ".." not in model_id and not _exists(Path(model_id)):
+        return model_id
+    try:
+        real = Path(model_id).expanduser().resolve()
+        allowed = model_id and any(real.is_relative_to(root.expanduser().resolve()) for root in roots)
+    except (OSError, RuntimeError, ValueError):
+        allowed = False
+    if allowed:
+        return str(real)
+    shown = " ".join(model_id.split())[:40]
+    raise StoryboardError(NOT_ALLOWED.format(shown=shown.encode("utf-8", "replace").decode("utf-8")))
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except (OSError, ValueError):
+        return False
+
 
 
 def default_model_id() -> str:

@@ -44,10 +44,12 @@ class ModelKey:
     local_files_only: bool = False
     batch_size: int | None = None
     options: tuple[tuple[str, object], ...] = ()  # a remote backend's settings (provider, in flight, timeout)
+    allow_pickle: bool = False  # load pickled (.bin/.ckpt) weights: only when the server's owner opts in
 
 
 def _make_diffusers(key: ModelKey) -> ImageModel:
-    return ModelManager(key.model_id, key.device, local_files_only=key.local_files_only, batch_size=key.batch_size)
+    return ModelManager(key.model_id, key.device, local_files_only=key.local_files_only, batch_size=key.batch_size,
+                        allow_pickle=key.allow_pickle)
 
 
 def _make_remote(key: ModelKey) -> ImageModel:
@@ -82,7 +84,7 @@ class ModelRegistry:
 
     def get(self, model_id: str | None = None, device: str | None = None, *, backend: str = "diffusers",
             local_files_only: bool = False, batch_size: int | None = None,
-            options: dict[str, object] | None = None) -> ImageModel:
+            options: dict[str, object] | None = None, allow_pickle: bool = False) -> ImageModel:
         """The shared backend to render with; nothing is loaded here.
 
         For ``diffusers`` with no device forced and several CUDA devices, a
@@ -90,16 +92,18 @@ class ModelRegistry:
         ``options``: keyword arguments for a remote backend (its model id is used as given).
         """
         if backend == "diffusers" and device is None and _cuda_count() > 1:
-            return self._multi(model_id, local_files_only, batch_size)
+            return self._multi(model_id, local_files_only, batch_size, allow_pickle)
         if backend != "diffusers":
             extra = tuple(sorted((options or {}).items()))
             return self._entry(ModelKey(backend, model_id or "", device, local_files_only, batch_size, extra))
-        return self._entry(ModelKey(backend, normalise_model_id(model_id), device, local_files_only, batch_size))
+        return self._entry(ModelKey(backend, normalise_model_id(model_id), device, local_files_only, batch_size,
+                                    allow_pickle=allow_pickle))
 
     def manager(self, model_id: str | None = None, device: str | None = None, *, local_files_only: bool = False,
-                batch_size: int | None = None) -> ModelManager:
+                batch_size: int | None = None, allow_pickle: bool = False) -> ModelManager:
         """The shared diffusers manager for one model on one device."""
-        model = self._entry(ModelKey("diffusers", normalise_model_id(model_id), device, local_files_only, batch_size))
+        model = self._entry(ModelKey("diffusers", normalise_model_id(model_id), device, local_files_only, batch_size,
+                                     allow_pickle=allow_pickle))
         assert isinstance(model, ModelManager)
         return model
 
@@ -126,14 +130,16 @@ class ModelRegistry:
             self._models.move_to_end(key)
             return model
 
-    def _multi(self, model_id: str | None, local_files_only: bool, batch_size: int | None) -> MultiDeviceModel:
-        key = ModelKey("diffusers-multi", normalise_model_id(model_id), "cuda", local_files_only, batch_size)
+    def _multi(self, model_id: str | None, local_files_only: bool, batch_size: int | None,
+               allow_pickle: bool = False) -> MultiDeviceModel:
+        key = ModelKey("diffusers-multi", normalise_model_id(model_id), "cuda", local_files_only, batch_size,
+                       allow_pickle=allow_pickle)
         with self._lock:
             multi = self._models.get(key)
             if multi is None:
                 managers = {
                     f"cuda:{i}": self.manager(model_id, f"cuda:{i}", local_files_only=local_files_only,
-                                              batch_size=batch_size)
+                                              batch_size=batch_size, allow_pickle=allow_pickle)
                     for i in range(_cuda_count())
                 }
                 multi = self._models[key] = MultiDeviceModel(managers, batch_size)
@@ -176,13 +182,14 @@ REGISTRY = ModelRegistry()
 
 def get_image_model(model_id: str | None = None, device: str | None = None, *, backend: str = "diffusers",
                     local_files_only: bool = False, batch_size: int | None = None,
-                    options: dict[str, object] | None = None) -> ImageModel:
+                    options: dict[str, object] | None = None, allow_pickle: bool = False) -> ImageModel:
     """:meth:`ModelRegistry.get` on the process's registry."""
     return REGISTRY.get(model_id, device, backend=backend, local_files_only=local_files_only, batch_size=batch_size,
-                        options=options)
+                        options=options, allow_pickle=allow_pickle)
 
 
 def get_model_manager(model_id: str | None = None, device: str | None = None, *, local_files_only: bool = False,
-                      batch_size: int | None = None) -> ModelManager:
+                      batch_size: int | None = None, allow_pickle: bool = False) -> ModelManager:
     """:meth:`ModelRegistry.manager` on the process's registry."""
-    return REGISTRY.manager(model_id, device, local_files_only=local_files_only, batch_size=batch_size)
+    return REGISTRY.manager(model_id, device, local_files_only=local_files_only, batch_size=batch_size,
+                            allow_pickle=allow_pickle)

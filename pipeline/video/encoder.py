@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..contract.errors import StoryboardError
+from ..contract.errors import PublicError, StoryboardError, one_line, without_paths
 from ..contract.events import Segment
 
 SEGMENT_PATTERN = "segment_%05d.ts"  # ffmpeg's name for segment n
@@ -34,6 +34,21 @@ def ffmpeg_exe() -> str:
     import imageio_ffmpeg
 
     return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+class EncodeError(PublicError):
+    """ffmpeg failed or was killed; the message is one line without server paths."""
+
+
+def ffmpeg_failure(code: int | None, stderr: str) -> EncodeError:
+    """What to tell the user when ffmpeg ended with ``code`` and wrote ``stderr``."""
+    if "No space left on device" in stderr:
+        return EncodeError("the server ran out of disk space while writing the video.")
+    if code is not None and code < 0:
+        return EncodeError(f"the video encoder (ffmpeg) was stopped by signal {-code} before it finished.")
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    detail = one_line(without_paths(lines[-1]), 120) if lines else ""
+    return EncodeError(f"the video encoder (ffmpeg) failed with exit code {code}" + (f": {detail}" if detail else "."))
 
 
 @dataclass(frozen=True)
@@ -85,8 +100,8 @@ class SegmentedEncoder:
         proc = self._proc or self._start()
         try:
             proc.stdin.write(data)
-        except BrokenPipeError:
-            raise RuntimeError(f"ffmpeg stopped early: {self._stderr()}") from None
+        except OSError:  # a broken pipe: ffmpeg ended (killed, disk full, bad arguments)
+            raise self._failure() from None
         self.frames_written += 1
         # A segment is listed once ffmpeg has the first packet of the next one, so checking
         # once per segment's worth of frames would lag; a stat per frame costs microseconds.
@@ -104,12 +119,16 @@ class SegmentedEncoder:
         segments not handed back yet (the last ones), so they can be streamed too."""
         if self._proc is None:
             raise StoryboardError("Nothing to encode: the storyboard produced no frames.")
-        proc, self._proc = self._proc, None
-        proc.stdin.close()
+        proc = self._proc
+        try:
+            proc.stdin.close()
+        except OSError:  # the last frames' flush hit a dead ffmpeg
+            raise self._failure() from None
+        self._proc = None
         code = proc.wait()
         error = self._read_stderr(proc)
         if code != 0:
-            raise RuntimeError(f"ffmpeg failed with exit code {code}: {error}")
+            raise ffmpeg_failure(code, error)
         last = self._collect(final=True)
         done = sum(segment.frames for segment in self.segments)
         if done != self.frames_written:
@@ -171,8 +190,16 @@ class SegmentedEncoder:
         self.segments += new
         return new
 
-    def _stderr(self) -> str:
-        return self._read_stderr(self._proc) if self._proc is not None else ""
+    def _failure(self) -> EncodeError:
+        """The error for an ffmpeg that stopped taking frames (waits for it to exit; abort() cleans up)."""
+        proc = self._proc
+        if proc is None:
+            return ffmpeg_failure(None, "")
+        try:
+            code = proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            code = None
+        return ffmpeg_failure(code, self._read_stderr(proc))
 
     @staticmethod
     def _read_stderr(proc: subprocess.Popen) -> str:
@@ -198,5 +225,5 @@ def concat_segments(paths: list[Path], mp4_path: Path, work_dir: Path) -> None:
     listing.unlink(missing_ok=True)
     if result.returncode != 0:
         partial.unlink(missing_ok=True)
-        raise RuntimeError(f"ffmpeg could not join the segments: {result.stderr.decode('utf-8', 'replace')[-500:]}")
+        raise ffmpeg_failure(result.returncode, result.stderr.decode("utf-8", "replace")[-2000:])
     partial.replace(mp4_path)  # atomic: a reader never sees a half-written MP4
