@@ -185,6 +185,9 @@ SETTING_HELP: dict[str, str] = {
     "max_requests_in_flight": "remote requests at once",
     "remote_timeout": "seconds per request to a remote backend",
     "allow_backend_change": "may visitors pick another backend",
+    "model_roots": "folders (separated by the OS path separator) whose models visitors may pick",
+    "allow_pickle_weights": "also load .bin/.ckpt pickle weights when a model has no safetensors (trusted files only)",
+    "max_upload_mb": "largest request or upload accepted, in MB",
 }
 """Each setting's flag help (every field of Settings has one; a test keeps them equal)."""
 
