@@ -354,7 +354,7 @@ def test_twenty_stops_at_random_moments_show_no_error(page, tmp_path):
         if outcomes[-1] == "stopped":
             assert page.locator("#progress").inner_text().strip() == "" and not page.locator("#preview").is_visible()
             assert not page.locator("#live").is_visible()
-    assert set(outcomes) <= {"stopped", "done"} and outcomes.count("stopped") >= 8, outcomes
+    assert set(outcomes) <= {"stopped", "done"} and outcomes.count("stopped") >= 5, outcomes
 
 
 def test_a_second_visitor_waits_in_the_queue_and_sees_their_place(browser, app_url):

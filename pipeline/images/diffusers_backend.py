@@ -271,7 +271,7 @@ class ModelManager:
             if model_source(self.model_id) == "single_file" and single_file_config_dir(self.model_id) is None:
                 # The usual offline failure: diffusers wants the matching configs from the hub.
                 hint = " (a single file needs its diffusers configs: from the hub once, or a folder beside it)"
-            if model_source(self.model_id) != "folder" and not hub_access.hub_reachable():
+            if model_source(self.model_id) == "hub" and not hub_access.hub_reachable():
                 return f"Model '{self.model_id}' could not be loaded: {hub_access.OFFLINE_REASON}{hint}"
             return f"Model '{self.model_id}' could not be loaded (offline or not found){hint}: {short_error(exc)}"
         return f"Model '{self.model_id}' could not be loaded: {short_error(exc, with_type=True)}"
