@@ -16,13 +16,14 @@ import threading
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 from .contract.errors import ConfigError, StoryboardError
 from .contract.events import Done, Failed, KeyframeReady, MorphReady, Progress
 from .service import build_renderer
 from .contract.settings import add_settings_arguments, settings_from_args
-from .contract.json_input import MAX_JSON_CHARS
+from .contract.reference import resolve_reference
+from .contract.json_input import MAX_JSON_CHARS, load_json
 from .contract.storyboard import parse_storyboard
 
 MAX_FILE_BYTES = 4 * MAX_JSON_CHARS  # UTF-8 takes at most 4 bytes a character
@@ -54,7 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         settings = settings_from_args(args)
-        storyboard = parse_storyboard(_read_storyboard(args.storyboard), settings.limits())
+        # Relative paths in the file (audio, reference image) are relative to the file's folder.
+        storyboard = parse_storyboard(_with_audio_path(_read_storyboard(args.storyboard), args.storyboard.parent),
+                                      settings.limits())
+        storyboard = resolve_reference(storyboard, args.storyboard.parent)
         if args.no_ai:
             storyboard = storyboard.with_changes(use_ai=False)
         elif storyboard.model and args.model is None:  # the storyboard's model, unless --model says otherwise
@@ -90,6 +94,16 @@ def _read_storyboard(path: Path) -> bytes:
         raise StoryboardError(f"Cannot read {path}: {exc.strerror or exc}.") from None
     if len(data) > MAX_FILE_BYTES:
         raise StoryboardError(f"{path} is larger than {MAX_FILE_BYTES // 1_000_000} MB; that is not a storyboard.")
+    return data
+
+
+def _with_audio_path(raw: bytes, folder: Path) -> Any:
+    """The storyboard document with a relative ``audio`` path resolved against the storyboard file's folder."""
+    data = load_json(raw)  # size, depth and UTF-8 checked: only StoryboardError escapes
+    audio = data.get("audio") if isinstance(data, dict) else None
+    if isinstance(audio, str) and audio.strip():
+        path = Path(audio.strip()).expanduser()
+        data["audio"] = str(path if path.is_absolute() else folder / path)
     return data
 
 
@@ -141,7 +155,8 @@ def _deliver(done: Done, args) -> int:
         return 1
     report = done.report
     print(f"{args.output}: {report.width}x{report.height}, {report.fps} fps, {report.frames} frames, "
-          f"{report.duration:.2f} s, {len(report.fallbacks)} placeholder scene(s)")
+          f"{report.duration:.2f} s, {len(report.fallbacks)} placeholder scene(s)"
+          + (f", cut on {len(report.beats)} beat(s)" if report.beats else ""))
     for note, scenes in _notes(report).items():  # what a remote backend did not send
         print(f"note: scene(s) {', '.join(scenes)}: {note}")
     return 0

@@ -97,8 +97,11 @@ class EventStream:
         return [] if self.cancel.is_set() else kept
 
     def close(self) -> None:
-        """Stop every producer (they see ``cancel`` within one step or frame) and wait for them."""
-        if any(thread.is_alive() for thread in self._threads):
+        """Stop every producer still producing (they see ``cancel`` within one step or frame) and wait for them.
+
+        Producers that have ended are not cancelled, even if their thread is still finishing.
+        """
+        if self._running:
             self.cancel.set()
         for thread in self._threads:
             thread.join()

@@ -4,7 +4,9 @@ The two stages overlap, each in its own thread feeding the render's one event
 stream (``pipeline.event_stream``): the image stage makes the images of the render
 plan, and composing + encoding starts at once and waits for an image only when
 the timeline reaches it, so the first segments stream while later scenes are
-still being made. The caller gets every event as soon as it exists.
+still being made. The caller gets every event as soon as it exists. A storyboard
+with a soundtrack is first fitted to it (``pipeline.audio.soundtrack``: scaled to
+its length, cuts moved onto its beats); both stages then use the fitted durations.
 
 ``Renderer.render`` is a generator. Each render gets its own unguessable folder
 under the output root; the finished MP4 and report.json stay there, everything
@@ -21,6 +23,7 @@ import secrets
 import shutil
 import threading
 import time
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Callable, Iterator
@@ -28,6 +31,7 @@ from typing import Callable, Iterator
 import numpy as np
 from PIL import Image
 
+from .audio.soundtrack import prepare_soundtrack
 from .contract.errors import RenderCancelled, StoryboardError, public_message
 from .contract.events import Done, Event, Failed, KeyframeReady, MorphReady, Progress, RenderReport, SceneReport
 from .contract.storyboard import Storyboard
@@ -54,11 +58,12 @@ class Renderer:
     """Renders storyboards into ``output_root``; safe to share between sessions."""
 
     def __init__(self, output_root: Path, model: ImageModel | None = None, cache: KeyframeCache | None = None,
-                 batch_size: int | None = None, segment_seconds: float = 2.0, output_max_age_hours: float | None = None):
+                 batch_size: int | None = None, segment_seconds: float = 2.0, output_max_age_hours: float | None = None,
+                 controlnet: str = ""):
         self.output_root = Path(output_root)
         self.output_max_age_hours = output_max_age_hours
         self.model = model
-        self.images = ImageStage(model, cache, batch_size)
+        self.images = ImageStage(model, cache, batch_size, controlnet)
         self.segment_seconds = segment_seconds
 
     def new_render_dir(self) -> Path:
@@ -101,10 +106,16 @@ class Renderer:
         started = time.monotonic()
         reports: dict[int, SceneReport] = {}
         morphs: dict[int, MorphReady] = {}
+        if storyboard.audio:
+            yield Progress("loading", 0.0, "Fitting the scenes to the audio" +
+                           (" (finding the beats)" if storyboard.cut_on_beats else ""))
+        soundtrack = prepare_soundtrack(storyboard, check=partial(_raise_if_set, cancel))
+        storyboard = soundtrack.storyboard  # durations fitted to the audio, if any: both stages use these
         plan = plan_timeline(storyboard)
         progress = RenderProgress(storyboard, plan.total_frames, ai=storyboard.use_ai and self.model is not None)
         slots = ImageSlots(cancel)
-        encoder = SegmentedEncoder(_encode_settings(storyboard), folder, self.segment_seconds)
+        encoder = SegmentedEncoder(_encode_settings(storyboard), folder, self.segment_seconds,
+                                   audio=soundtrack.track(plan.duration))
         stream = EventStream(cancel)
         try:
             stream.run("images", self.images.run(storyboard, folder, slots, cancel,
@@ -113,7 +124,7 @@ class Renderer:
             for event in stream.drain():
                 if isinstance(event, KeyframeReady):
                     reports[event.scene_index] = SceneReport(event.scene_index, event.source, event.reason,
-                                                             event.notes)
+                                                             event.notes, made_from=event.made_from)
                 elif isinstance(event, MorphReady):
                     morphs[event.boundary] = event
                 yield progress.update(event)
@@ -129,9 +140,10 @@ class Renderer:
         report = RenderReport(
             width=storyboard.preset.width, height=storyboard.preset.height, fps=storyboard.output_fps,
             frames=plan.total_frames, duration=plan.total_frames / storyboard.output_fps,
-            scenes=tuple(reports[i] for i in range(len(storyboard.scenes))),
+            scenes=_placed(reports, plan),
             model=info.model if info else "", device=info.device if info else "",
             seconds_taken=round(time.monotonic() - started, 3), transitions=transition_reports(plan, morphs),
+            audio=bool(storyboard.audio), beats=soundtrack.beats_used,
         )
         report_path = folder / REPORT_NAME
         report_path.write_text(json.dumps(report.to_dict(), indent=2), encoding="utf-8")
@@ -166,6 +178,20 @@ class Renderer:
         except BaseException:
             encoder.abort()
             raise
+
+
+def _raise_if_set(cancel: threading.Event) -> None:
+    if cancel.is_set():
+        raise RenderCancelled()
+
+
+def _placed(reports: dict[int, SceneReport], plan: TimelinePlan) -> tuple[SceneReport, ...]:
+    """Each scene's report with its final start and length in the video (whole frames, in seconds)."""
+    return tuple(
+        replace(reports[span.index], start=round(span.start / plan.fps, 4),
+                length=round((span.end - span.start) / plan.fps, 4))
+        for span in plan.scenes
+    )
 
 
 def image_loaders(storyboard: Storyboard, slots: ImageSlots,

@@ -130,7 +130,7 @@ class RendererPool:
                                         allow_pickle=self.settings.allow_pickle_weights)
             self._renderers[key] = Renderer(
                 self.settings.output_dir, model=model, cache=self.cache, batch_size=self.settings.batch_size,
-                output_max_age_hours=self.settings.output_max_age_hours,
+                output_max_age_hours=self.settings.output_max_age_hours, controlnet=self.settings.controlnet_model,
             )
             while len(self._renderers) > _MAX_RENDERERS:
                 self._renderers.popitem(last=False)

@@ -75,7 +75,8 @@ def test_the_api_is_render_alone_typed_and_documented(client):
     endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
     assert list(endpoints) == ["/render"], "the page's own events are not a public API"
     render = endpoints["/render"]
-    assert [p["parameter_name"] for p in render["parameters"]] == ["storyboard_json"]
+    assert [p["parameter_name"] for p in render["parameters"]] == ["storyboard_json", "audio",
+                                                                            "reference_image"]
     assert render["parameters"][0]["type"]["type"] == "string"
     assert render["returns"][0]["python_type"]["type"] == "filepath" and "storyboard" in render["description"]
 

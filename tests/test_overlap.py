@@ -133,3 +133,30 @@ def test_a_full_queue_keeps_the_newest_preview_and_progress_for_when_the_caller_
     late = events[2:]
     assert [e.step for e in late if isinstance(e, Preview)] == [3]
     assert [e.fraction for e in late if isinstance(e, Progress)] == [0.3]
+
+
+class SlowToClose:
+    """One event, then a close() that takes a while: the producer's thread outlives its last event."""
+
+    def __init__(self) -> None:
+        self.events = iter([Progress("keyframes", 1.0, "done")])
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return next(self.events)
+
+    def close(self) -> None:
+        time.sleep(0.3)
+
+
+def test_closing_after_every_producer_ended_is_not_a_cancel():
+    from pipeline.event_stream import EventStream
+
+    cancel = threading.Event()
+    stream = EventStream(cancel)
+    stream.run("quick", SlowToClose())
+    assert len(list(stream.drain())) == 1
+    stream.close()
+    assert not cancel.is_set()

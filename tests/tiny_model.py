@@ -163,6 +163,37 @@ def build_tiny_pipeline(folder: Path, sample_size: int = 8) -> Path:
     return folder
 
 
+def build_tiny_controlnet(folder: Path) -> Path:
+    """Build a tiny random ControlNetModel matching :func:`build_tiny_pipeline`'s UNet, save it into ``folder``.
+
+    A real ControlNet starts with zero convolutions (it changes nothing until trained); here
+    they get random weights so the control image visibly steers the tiny model's output.
+    """
+    import torch
+    from diffusers import ControlNetModel
+
+    folder = Path(folder)
+    torch.manual_seed(1)
+    controlnet = ControlNetModel(
+        in_channels=4,
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        cross_attention_dim=32,
+        attention_head_dim=8,
+        norm_num_groups=8,
+        conditioning_embedding_out_channels=(4, 8, 8, 16),
+    )
+    with torch.no_grad():
+        zero_convs = [*controlnet.controlnet_down_blocks, controlnet.controlnet_mid_block,
+                      controlnet.controlnet_cond_embedding.conv_out]
+        for conv in zero_convs:
+            conv.weight.normal_(0.0, 0.3)
+            conv.bias.normal_(0.0, 0.3)
+    controlnet.save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
 def build_tiny_sdxl_pipeline(folder: Path, sample_size: int = 8) -> Path:
     """Build a tiny random StableDiffusionXLPipeline (two text encoders, pooled embeddings), save it, return it.
 

@@ -17,7 +17,7 @@ from typing import Any, Callable
 import gradio as gr
 
 from pipeline import Limits, Storyboard
-from pipeline.contract.fields import BOARD_FIELDS, FieldSpec
+from pipeline.contract.fields import BOARD_FIELDS, FIELDS_BY_NAME, FieldSpec
 
 from .table import rows_to_storyboard, storyboard_to_rows
 
@@ -104,6 +104,9 @@ class BoardForm:
         for name, widget in self.widgets.items():
             if name == SCENES:
                 updates[widget] = storyboard_to_rows(storyboard)
+                continue
+            if FIELDS_BY_NAME[name].kind == "file":
+                updates[widget] = gr.skip()  # an uploaded file stays as it is (a path here means nothing)
                 continue
             value = getattr(storyboard, name)
             value = fallback.get(name) if value is None else value

@@ -9,6 +9,7 @@ beside Generate, never an error badge over the widgets.
 from __future__ import annotations
 
 import dataclasses
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -20,6 +21,8 @@ from gradio.data_classes import FileData
 from pipeline import Storyboard, StoryboardError, parse_storyboard
 from pipeline.contract.fields import FIELDS_BY_NAME
 from pipeline.images.plan import generation_settings
+from pipeline.contract.json_input import load_json
+from pipeline.contract.reference import with_uploaded_reference
 from pipeline.service import RendererPool
 
 from . import sessions
@@ -84,7 +87,8 @@ class Handlers:
         if not file:
             return {}
         try:
-            storyboard = parse_storyboard(Path(file).read_bytes(), self.pool.settings.limits())  # checks UTF-8, size
+            # UTF-8 and size checked; a visitor's audio path is not a file here (they upload it)
+            storyboard = parse_storyboard(without_audio_path(Path(file).read_bytes()), self.pool.settings.limits())
             self.pool.check(storyboard)
         except UnicodeDecodeError:
             return {self.outputs["notice"]: "❌ **Cannot import:** that file is not a text JSON file."}
@@ -98,7 +102,9 @@ class Handlers:
         except StoryboardError as exc:
             return {self.outputs["notice"]: f"❌ **Cannot export yet:** {exc}"}
         path = Path(tempfile.mkdtemp(prefix="scene2video-export-")) / f"{self.name(data, storyboard)}.json"
-        path.write_text(storyboard.to_json(), encoding="utf-8")
+        data = storyboard.to_dict()
+        data.pop("audio", None)  # the upload's server path means nothing elsewhere
+        path.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
         return {self.outputs["export_file"]: gr.File(value=str(path), visible=True), self.outputs["notice"]: ""}
 
     def name(self, data: dict, storyboard: Storyboard) -> str:
@@ -154,10 +160,18 @@ class Handlers:
         sessions.cancel(request.session_hash)
         return {self.outputs["stop"]: gr.Button(interactive=False)}
 
-    def render_api(self, storyboard_json: str) -> Iterator[tuple[FileData | None, dict | None]]:
-        """Render a storyboard to an MP4 (see ``ui.layout.add_render_api`` for the documented function)."""
+    def render_api(self, storyboard_json: str, audio: str | None = None,
+                   reference_image: str | None = None) -> Iterator[tuple[FileData | None, dict | None]]:
+        """Render a storyboard (a JSON string, see the README) to an MP4; returns the MP4 and the report
+        (``ui.api.add_render_api`` holds the documented function).
+
+        ``audio`` is the soundtrack as an uploaded file; a path inside the JSON is refused (it would
+        name a file on the server). ``reference_image``: an uploaded picture the scenes start from
+        (see the ``reference_image`` and ``reference_scenes`` fields); likewise never a path.
+        """
         try:
-            storyboard = parse_storyboard(storyboard_json, self.pool.settings.limits())
+            storyboard = parse_storyboard(with_uploaded_audio(storyboard_json, audio), self.pool.settings.limits())
+            storyboard = with_uploaded_reference(storyboard, reference_image)
             self.pool.check(storyboard)
         except StoryboardError as exc:
             raise gr.Error(str(exc)) from None
@@ -209,3 +223,24 @@ class Handlers:
         because = f" ({choice.because})" if choice.because and choice.name == "diffusers" else ""
         settling = facts.get("state") in ("loading", "not loaded")  # the background load may be on its way
         return f"{model_line_text(facts)} · **backend:** {choice.name}{because}", gr.Timer(active=settling)
+
+
+def without_audio_path(raw: str | bytes) -> Any:
+    """An imported storyboard without its ``audio`` path (a visitor's path is not a file here; upload it)."""
+    data = load_json(raw)  # size, depth and UTF-8 checked: only StoryboardError escapes
+    if isinstance(data, dict):
+        data.pop("audio", None)
+    return data
+
+
+def with_uploaded_audio(storyboard_json: str, audio: str | None) -> Any:
+    """The API's storyboard with its soundtrack taken from the uploaded file, never from a path in the JSON."""
+    data = load_json(storyboard_json)  # size, depth and UTF-8 checked: only StoryboardError escapes
+    if isinstance(data, dict):
+        if data.get("audio"):
+            raise StoryboardError("Storyboard: audio must be sent as a file (the audio input of /render), "
+                                  "not as a path in the storyboard.")
+        data.pop("audio", None)
+        if audio:
+            data["audio"] = audio
+    return data

@@ -26,6 +26,7 @@ from .form import SCENES, BoardForm, board_specs, field_widget
 from .api import add_render_api
 from .handlers import Handlers
 from .render_view import OUTPUT_NAMES
+from .soundtrack import SOUNDTRACK_FIELDS, build_soundtrack, wire_soundtrack
 from .table import DATATYPES, HEADERS, add_row, delete_row, storyboard_to_rows
 
 log = logging.getLogger(__name__)
@@ -105,6 +106,12 @@ class Editor:
     export_file: gr.File
 
 
+def page_specs(advanced: bool) -> list:
+    """The fields given a widget made from their description (the soundtrack builds its own; file fields
+    other than the soundtrack are for storyboard files and the API)."""
+    return [spec for spec in board_specs(advanced) if spec.name not in SOUNDTRACK_FIELDS and spec.kind != "file"]
+
+
 def build_row_tools(first: Storyboard) -> tuple[gr.Number, dict[str, gr.Dropdown], list[gr.Button]]:
     with gr.Row(elem_id="row-tools"):
         row_number = gr.Number(label="Scene #", value=1, precision=0, minimum=1, min_width=80, scale=1,
@@ -123,8 +130,9 @@ def build_editor(first: Storyboard, settings: Settings, names: list[str], output
     widgets: dict[str, Any] = {SCENES: scene_table(first)}
     row_number, row_choices, (up, down, delete, add) = build_row_tools(first)
     with gr.Row():
-        for spec in board_specs(advanced=False):
+        for spec in page_specs(advanced=False):
             widgets[spec.name] = board_widget(spec, first, settings)
+    widgets.update(zip(SOUNDTRACK_FIELDS, build_soundtrack()))  # the soundtrack's own widgets, by field name
     with gr.Row(equal_height=True, elem_id="actions"):
         with gr.Column(scale=1, min_width=200):
             with gr.Row():
@@ -135,7 +143,7 @@ def build_editor(first: Storyboard, settings: Settings, names: list[str], output
             outputs["progress"] = gr.HTML(elem_id="progress")
     with gr.Accordion("Advanced", open=False):
         with gr.Row():
-            for spec in board_specs(advanced=True):
+            for spec in page_specs(advanced=True):
                 widgets[spec.name] = board_widget(spec, first, settings)
         backend = gr.Dropdown(list(BACKENDS), value=settings.backend, label="Image backend",
                               info="auto · diffusers (this machine) · openai · hf-inference (the server's own key)",
@@ -198,6 +206,7 @@ def build_page(pool: RendererPool, examples_first: str | None = None) -> tuple[g
         wire_render(editor, outputs, handlers, pool.settings, title)
         wire_tools(editor, outputs, handlers, title)
         wire_model_line(demo, editor, handlers)
+        wire_soundtrack([editor.form.widgets[name] for name in SOUNDTRACK_FIELDS])
         add_render_api(handlers, pool.settings)
     return demo, handlers
 

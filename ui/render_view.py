@@ -28,6 +28,8 @@ from gradio.data_classes import FileData
 
 from pipeline import Done, Event, Failed, KeyframeReady, Preview, Progress, RenderReport, Segment
 
+from .soundtrack import timing_lines
+
 # The page's render outputs, by name (ui.layout builds one component per name).
 OUTPUT_NAMES = ("notice", "progress", "live_video", "video", "preview", "gallery", "report", "generate", "stop")
 _PROGRESS_EVERY_S = 0.2
@@ -67,6 +69,7 @@ def report_notice(report: RenderReport) -> str:
         lines += [f"- {_scenes(numbers)}: {reason}" for reason, numbers in by_reason.items()]
     lines += [f"Morph {t.index + 1}→{t.index + 2}: drawn as a crossfade — {t.reason.rstrip('.')}."
               for t in report.transitions if t.made == "crossfade"]
+    lines += timing_lines(report)
     cached = sum(scene.source == "cache" for scene in report.scenes)
     if cached:
         lines.append(f"{cached} scene(s) came from the keyframe cache.")

@@ -22,12 +22,20 @@ Stage = Literal["loading", "keyframes", "composing", "encoding", "finishing"]
 @dataclass(frozen=True)
 class SceneReport:
     """Where one scene's keyframe came from. ``reason`` says why a placeholder was used;
-    ``notes`` what the image model ignored (e.g. a seed or negative prompt a remote service does not take)."""
+    ``notes`` what the image model ignored (e.g. a seed or negative prompt a remote service does not take);
+    ``start`` and ``length`` where the scene is in the video, in seconds, after any fitting to the audio.
+
+    ``made_from`` lists what the picture was made from: "text", "previous scene" (a chained
+    look), "reference image", "control image" (ControlNet edges); empty for a placeholder.
+    """
 
     index: int
     source: Source
     reason: str = ""
     notes: tuple[str, ...] = ()
+    start: float = 0.0
+    length: float = 0.0
+    made_from: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -63,11 +71,14 @@ class RenderReport:
     device: str = ""
     seconds_taken: float = 0.0
     transitions: tuple[TransitionReport, ...] = ()
+    audio: bool = False  # the video has a soundtrack
+    beats: tuple[float, ...] = ()  # beat times (s) the cuts were moved onto, with cut_on_beats
 
     def to_dict(self) -> dict:
         data = asdict(self)
         data["scenes"] = [_scene_dict(scene) for scene in self.scenes]
         data["transitions"] = [asdict(transition) for transition in self.transitions]
+        data["beats"] = list(self.beats)
         return data
 
     @property
@@ -79,6 +90,7 @@ class RenderReport:
 def _scene_dict(scene: SceneReport) -> dict:
     """A scene's report entry; ``notes`` only when there are some (reports stay as they were otherwise)."""
     data = asdict(scene)
+    data["made_from"] = list(scene.made_from)
     if scene.notes:
         data["notes"] = list(scene.notes)
     else:
@@ -110,6 +122,7 @@ class KeyframeReady:
     source: Source
     reason: str = ""
     notes: tuple[str, ...] = ()
+    made_from: tuple[str, ...] = ()  # see SceneReport.made_from
 
 
 @dataclass(frozen=True)

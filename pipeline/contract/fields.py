@@ -14,13 +14,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-Kind = Literal["text", "number", "integer", "boolean", "choice"]
+Kind = Literal["text", "number", "integer", "boolean", "choice", "file"]
 
 TRANSITIONS: tuple[str, ...] = ("cut", "crossfade", "fade", "wipe", "slide", "morph")
 """Every transition a storyboard may ask for (the timeline draws each). ``morph``'s in-between
 frames are made by the model; without them it is drawn as a crossfade."""
 MOTIONS: tuple[str, ...] = ("none", "zoom_in", "zoom_out", "pan_left", "pan_right")
 """Every camera motion a scene may ask for."""
+FITS: tuple[str, ...] = ("scenes", "audio")
+"""How a soundtrack and the scenes agree on the video's length (see the ``fit`` field)."""
+LOOKS: tuple[str, ...] = ("independent", "chained")
+"""How scenes relate: each made from its text alone, or each from the previous scene's picture."""
+REFERENCE_SCENES: tuple[str, ...] = ("first", "every")
+"""Which scenes start from the reference image."""
 MAX_SEED = 2**32 - 1
 
 
@@ -91,6 +97,32 @@ BOARD_FIELDS: tuple[FieldSpec, ...] = (
               default=8, low=1, high=48, advanced=True),
     FieldSpec("morph_ease", "boolean", "Ease the morph", "Start and end the morph slowly (ease-in-out).",
               default=True, advanced=True),
+    FieldSpec("audio", "file", "Soundtrack", "An audio file (a path in a storyboard file, relative to it). "
+              "Blank: a silent video.", max_chars="max_path_chars"),
+    FieldSpec("audio_start", "number", "Audio start (s)", "Seconds into the audio file where the video starts.",
+              default=0.0, low=0.0, high="max_audio_seconds", unit="seconds"),
+    FieldSpec("audio_volume", "number", "Audio volume", "1 is the file's own level; 0 is silent.", default=1.0,
+              low=0.0, high=4.0),
+    FieldSpec("fit", "choice", "Fit", "scenes: the video lasts the sum of the scenes (the audio fades out or "
+              "is padded with silence) · audio: scenes are scaled to last as long as the audio.",
+              default="scenes", choices=FITS),
+    FieldSpec("cut_on_beats", "boolean", "Cut on the beats", "Move each cut between scenes to the nearest beat "
+              "of the audio (scenes stay within their limits).", default=False),
+    FieldSpec("style", "text", "Style", "Added to every scene's prompt, e.g. 'watercolor, soft light'.", default="",
+              max_chars="max_prompt_chars"),
+    FieldSpec("style_negative", "text", "Style: avoid", "Added to every scene's negative prompt.", default="",
+              max_chars="max_prompt_chars", advanced=True),
+    FieldSpec("look", "choice", "Look", "independent: each scene from its text · chained: each scene starts "
+              "from the previous scene's picture (image-to-image), colours matched to scene 1.",
+              default="independent", choices=LOOKS),
+    FieldSpec("look_strength", "number", "Look strength", "How far a scene may move from the picture it starts "
+              "from (previous scene or reference image): 0 keeps it, 1 ignores it.", default=0.6, low=0.0, high=1.0),
+    FieldSpec("reference_image", "file", "Reference image", "A picture scenes start from: a path next to the "
+              "storyboard file (CLI), an upload (page) or a file (API). Its edges guide the layout when the server "
+              "has a ControlNet model.", max_chars="max_path_chars"),
+    FieldSpec("reference_scenes", "choice", "Reference for", "first: scene 1 starts from the reference image · "
+              "every: each scene does (in a chained look only scene 1; the rest follow the chain).",
+              default="first", choices=REFERENCE_SCENES, advanced=True),
 )
 
 FIELDS_BY_NAME: dict[str, FieldSpec] = {spec.name: spec for spec in (*SCENE_FIELDS, *BOARD_FIELDS)}

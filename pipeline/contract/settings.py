@@ -34,7 +34,8 @@ class Settings:
     ``batch_size`` None means auto: each model manager sizes its batches from free GPU
     memory (``pipeline.images.batching.auto_batch_size``); a number caps every pipeline call.
     ``max_loaded_models`` models stay loaded per device; loading another unloads the least
-    recently used one and frees its memory.
+    recently used one and frees its memory. ``controlnet_model`` (a hub id or diffusers folder of
+    a Canny ControlNet for the model) makes a storyboard's reference image guide every scene's layout.
     """
 
     model: str = DEFAULT_MODEL_ID
@@ -52,6 +53,7 @@ class Settings:
     max_queue: int = 50
     max_loaded_models: int = 1
     allow_model_change: bool = True
+    controlnet_model: str = ""
     auth: str | None = None
     # Where keyframes are made: auto | diffusers | openai | hf-inference (see pipeline.images.backends).
     backend: str = "auto"

@@ -8,6 +8,10 @@ A storyboard is a JSON document (every field is described once, in
      "quality": "standard", "transition": "crossfade", "transition_duration": 0.5,
      "fps": 24, "use_ai": true, "steps": 2, "guidance_scale": 0.0}
 
+A soundtrack adds ``"audio": "song.mp3"`` (a path; relative to the storyboard
+file on the CLI), ``audio_start``, ``audio_volume``, ``fit`` (``scenes`` or
+``audio``) and ``cut_on_beats``; the file is probed here, at the door.
+
 Only ``scenes`` is required. It is validated once, here, at the door: any bad
 field raises one :class:`StoryboardError` whose message names the scene and the
 field and says what is allowed. Everything downstream trusts a Storyboard.
@@ -61,6 +65,8 @@ class Limits:
     max_fps: int = 60
     max_steps: int = 100
     max_model_chars: int = 300
+    max_path_chars: int = 1000
+    max_audio_seconds: float = 3600.0  # longest audio file accepted (only what the video needs is decoded)
     allowed_qualities: tuple[str, ...] = QUALITY_NAMES
 
 
@@ -98,6 +104,17 @@ class Storyboard:
     model: str | None = None
     morph_frames: int = 8
     morph_ease: bool = True
+    audio: str | None = None
+    audio_start: float = 0.0
+    audio_volume: float = 1.0
+    fit: str = "scenes"
+    cut_on_beats: bool = False
+    style: str = ""
+    style_negative: str = ""
+    look: str = "independent"
+    look_strength: float = 0.6
+    reference_image: str | None = None
+    reference_scenes: str = "first"
 
     @property
     def preset(self) -> Preset:
@@ -140,7 +157,8 @@ def parse_storyboard(data: Any, limits: Limits | None = None) -> Storyboard:
     scenes = _parse_scenes(data.get("scenes"), limits)
     values = {spec.name: _parse_field(spec, data, "Storyboard", limits) for spec in BOARD_FIELDS}
     board = Storyboard(scenes=scenes, **values)
-    if board.total_seconds > limits.max_total_seconds + 1e-9:
+    _check_audio(board, limits)
+    if board.total_seconds > limits.max_total_seconds + 1e-9 and not (board.audio and board.fit == "audio"):
         raise StoryboardError(
             f"Storyboard: the scenes add up to {board.total_seconds:g} seconds; "
             f"the most allowed is {limits.max_total_seconds:g} seconds."
@@ -197,8 +215,8 @@ def _parse_field(spec: FieldSpec, raw: dict, where: str, limits: Limits) -> Any:
             raise StoryboardError(f"{where}: {spec.name} is missing. {spec.help}")
         if not spec.required:
             return spec.default
-    if spec.kind == "text":
-        return _text(value, spec, where, limits)
+    if spec.kind in ("text", "file"):
+        return _text(value, spec, where, limits) or spec.default
     if spec.kind == "choice":
         return _choice(value if value not in (None, "") else spec.default, spec.allowed(limits), where, spec.name)
     if spec.kind == "boolean":
@@ -223,6 +241,35 @@ def _text(value: Any, spec: FieldSpec, where: str, limits: Limits) -> str | None
     if cap is not None and len(value) > cap:
         raise StoryboardError(f"{where}: {spec.name} is {len(value)} characters; the most allowed is {cap}.")
     return value if value or spec.default is not None else spec.default
+
+
+def _check_audio(board: Storyboard, limits: Limits) -> None:
+    """The soundtrack at the door: a readable audio file, and long enough for what is asked of it."""
+    if not board.audio:
+        if board.fit == "audio" or board.cut_on_beats:
+            option = "fit 'audio'" if board.fit == "audio" else "cut_on_beats"
+            raise StoryboardError(f"Storyboard: {option} needs an audio file; add one or turn it off.")
+        return
+    from ..audio.probe import probe_audio  # runs the bundled ffmpeg; imported only when there is audio
+
+    info = probe_audio(board.audio)
+    if info.duration > limits.max_audio_seconds + 1e-9:
+        raise StoryboardError(f"Storyboard: audio lasts {info.duration:.0f} seconds; the longest file allowed "
+                              f"lasts {limits.max_audio_seconds:g} seconds.")
+    left = info.duration - board.audio_start
+    if left <= 0:
+        raise StoryboardError(f"Storyboard: audio_start is {board.audio_start:g} seconds, but the audio lasts "
+                              f"only {info.duration:.2f} seconds.")
+    if board.fit != "audio":
+        return
+    if left > limits.max_total_seconds + 1e-9:
+        raise StoryboardError(f"Storyboard: with fit 'audio' the video would last {left:.1f} seconds (the audio "
+                              f"from audio_start); the most allowed is {limits.max_total_seconds:g} seconds.")
+    count, low, high = len(board.scenes), limits.min_scene_seconds, limits.max_scene_seconds
+    if not count * low <= left <= count * high:
+        raise StoryboardError(f"Storyboard: with fit 'audio' the video would last {left:.1f} seconds, but "
+                              f"{count} scene(s) of {low:g} to {high:g} seconds can fill only "
+                              f"{count * low:g} to {count * high:g} seconds.")
 
 
 def _reject_unknown(raw: dict, allowed: set[str], where: str) -> None:

@@ -77,8 +77,11 @@ def _batch_key(request: ImageRequest) -> tuple:
     # Only requests that share every pipeline-wide argument can run as one batch. Empty vs
     # non-empty negative prompts are kept apart because SDXL encodes "no negative" as zeros.
     # Kinds are kept apart too: a morph's in-between images are called with embeddings and latents.
+    # Image-to-image and ControlNet requests run on their own pipelines, one strength per call.
+    guide = (request.init.strength if request.init is not None else None,
+             request.control.model if request.control is not None else None)
     return (request.width, request.height, request.steps, request.guidance_scale, bool(request.negative_prompt),
-            request.kind)
+            request.kind, guide)
 
 
 def group_requests(requests: Sequence[ImageRequest]) -> list[list[int]]:

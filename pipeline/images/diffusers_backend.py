@@ -480,6 +480,10 @@ class ModelManager:
         on_step: StepCallback | None,
         should_stop: Callable[[], bool] | None,
     ) -> dict[int, GeneratedImage]:
+        if requests[chunk[0]].guided:  # image-to-image / ControlNet (a batch is all guided or none)
+            from .img2img_generation import run_guided_batch
+
+            return run_guided_batch(self, requests, chunk, on_step, should_stop)
         batch = [requests[p] for p in chunk]
         first = batch[0]
         state = _BatchState(

@@ -10,7 +10,7 @@ back without an image, :func:`stop_requested` and :func:`failed`.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Literal, Protocol, Sequence
 
 from PIL import Image
@@ -39,6 +39,33 @@ class InitImage:
 
 
 @dataclass(frozen=True)
+class ControlImage:
+    """Layout guidance: ControlNet ``model`` conditioned on the Canny edges of the picture at ``path``.
+
+    ``digest`` is the SHA-256 of the picture's bytes (for the cache key); ``scale`` is how strongly
+    the edges steer the composition.
+    """
+
+    model: str
+    path: str
+    digest: str
+    scale: float = 1.0
+
+
+@dataclass(frozen=True)
+class Pictures:
+    """A request's input pictures themselves, filled in by the image stage just before the backend runs it.
+
+    ``init`` is the picture image-to-image starts from (at the request's size), ``control`` the
+    ControlNet's control image (Canny edges, same size). They pickle (ZeroGPU) and are never part
+    of the cache key: the request's ``init``/``control`` digests and dependencies are.
+    """
+
+    init: Image.Image | None = None
+    control: Image.Image | None = None
+
+
+@dataclass(frozen=True)
 class ImageRequest:
     """Everything that decides one image. Plain data: it pickles (ZeroGPU) and keys the cache.
 
@@ -47,7 +74,8 @@ class ImageRequest:
     ``kind`` says what the image is for (``keyframe``, ``inbetween``; chained scenes
     are a further kind). ``depends_on`` lists the ids whose images must exist
     before this one can be made. Optional inputs: ``init`` (image-to-image) and
-    ``between`` (an in-between image). A backend that cannot make a request answers with a reason.
+    ``between`` (an in-between image), ``control`` (ControlNet layout guidance); ``pictures`` carries
+    the resolved input pictures to the backend. A backend that cannot make a request answers with a reason.
     """
 
     scene_index: int
@@ -63,6 +91,22 @@ class ImageRequest:
     depends_on: tuple[str, ...] = ()
     init: InitImage | None = None
     between: Between | None = None
+    control: ControlImage | None = None
+    pictures: Pictures | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def guided(self) -> bool:
+        """True when the request starts from a picture or is steered by a control image."""
+        return self.init is not None or self.control is not None
+
+    def made_from(self) -> tuple[str, ...]:
+        """What the image is made from, for the report: text, previous scene, reference image, control image."""
+        parts = ["text"]
+        if self.init is not None:
+            parts.append("previous scene" if self.init.request_id else "reference image")
+        if self.control is not None:
+            parts.append("control image")
+        return tuple(parts)
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,12 @@
 :func:`plan_images` turns a storyboard into a :class:`RenderPlan` for one model:
 one keyframe request per scene and, for a ``morph`` transition, the in-between
 images of each boundary (kind ``inbetween``, see :func:`morph_frame_counts`), each
-depending on the two keyframes it walks between. New request kinds (scenes chained
-to the previous one) are added here as further requests
-with ``depends_on`` naming the requests whose images they need; the image stage
+depending on the two keyframes it walks between. The storyboard's ``style`` is added
+to every prompt (``style_negative`` to every negative prompt). In a ``chained`` look each
+scene's keyframe starts from the previous scene's (image-to-image, ``look_strength``) and
+depends on it; a reference image is where scene 1 (or every scene) starts; with a
+ControlNet model the reference image's edges guide every scene. New request kinds are
+added here as further requests with ``depends_on`` naming the requests whose images they need; the image stage
 runs a request once its dependencies exist, and the timeline asks for images by
 request id, so neither changes for a new kind.
 """
@@ -16,8 +19,9 @@ import hashlib
 import json
 from dataclasses import dataclass, replace
 
+from ..contract.reference import checked_reference
 from ..contract.storyboard import Storyboard
-from .generation import Between, ImageModel, ImageRequest, inbetween_id, keyframe_id
+from .generation import Between, ControlImage, ImageModel, ImageRequest, InitImage, inbetween_id, keyframe_id
 
 _CACHE_FORMAT = 1
 
@@ -66,19 +70,25 @@ def generation_settings(storyboard: Storyboard, model: ImageModel) -> Generation
     return GenerationSettings(steps, guidance, width, height)
 
 
-def plan_images(storyboard: Storyboard, model: ImageModel) -> RenderPlan:
+def plan_images(storyboard: Storyboard, model: ImageModel, controlnet: str = "") -> RenderPlan:
     """Every image ``storyboard`` needs from ``model`` (load the model first: its size and steps count).
 
     In the order the video needs them: scene 1's keyframe, scene 2's, the morph between
-    them (if any), scene 3's, and so on.
+    them (if any), scene 3's, and so on. ``controlnet`` is the server's ControlNet model id
+    ("" for none); it guides the layout only when the storyboard has a reference image.
+    Raises StoryboardError when the reference image cannot be read.
     """
     settings = generation_settings(storyboard, model)
     morphs = morph_frame_counts(storyboard)
+    digest = checked_reference(storyboard.reference_image)[1] if storyboard.reference_image else ""
+    control = ControlImage(controlnet, storyboard.reference_image, digest) if digest and controlnet else None
     keyframes = [
         ImageRequest(
-            scene_index=index, prompt=scene.prompt, negative_prompt=scene.negative_prompt,
+            scene_index=index, prompt=_joined(scene.prompt, storyboard.style),
+            negative_prompt=_joined(scene.negative_prompt, storyboard.style_negative),
             seed=scene.resolved_seed, steps=settings.steps, guidance_scale=settings.guidance_scale,
             width=settings.width, height=settings.height, id=keyframe_id(index),
+            depends_on=_chained_to(storyboard, index), init=_init(storyboard, index, digest), control=control,
         )
         for index, scene in enumerate(storyboard.scenes)
     ]
@@ -90,12 +100,31 @@ def plan_images(storyboard: Storyboard, model: ImageModel) -> RenderPlan:
     return RenderPlan(tuple(requests))
 
 
+def _joined(text: str, style: str) -> str:
+    """A scene's prompt with the storyboard's style text after it."""
+    return ", ".join(part for part in (text, style) if part)
+
+
+def _chained_to(storyboard: Storyboard, index: int) -> tuple[str, ...]:
+    return (keyframe_id(index - 1),) if storyboard.look == "chained" and index > 0 else ()
+
+
+def _init(storyboard: Storyboard, index: int, digest: str) -> InitImage | None:
+    """Where scene ``index`` starts: the previous scene (chained), the reference image, or noise."""
+    if _chained_to(storyboard, index):
+        return InitImage(storyboard.look_strength, request_id=keyframe_id(index - 1))
+    if digest and (index == 0 or storyboard.reference_scenes == "every"):
+        return InitImage(storyboard.look_strength, path=storyboard.reference_image, digest=digest)
+    return None
+
+
 def _inbetweens(start: ImageRequest, end: ImageRequest, count: int, ease: bool) -> list[ImageRequest]:
-    """The ``count`` in-between requests of the morph from ``start``'s keyframe to ``end``'s."""
+    """The ``count`` in-between requests of the morph from ``start``'s keyframe to ``end``'s
+    (walks between the two prompts and noises: no start picture or control image of their own)."""
     boundary = start.scene_index
     return [
         replace(start, id=inbetween_id(boundary, j), kind="inbetween", depends_on=(start.id, end.id),
-                between=Between(start, end, morph_position(j, count, ease)))
+                init=None, control=None, between=Between(start, end, morph_position(j, count, ease)))
         for j in range(1, count + 1)
     ]
 
@@ -153,6 +182,9 @@ def cache_key(model_id: str, request: ImageRequest, depends_on: list[str] | tupl
         fields["after"] = list(depends_on)
     if request.init is not None:
         fields["init"] = [round(request.init.strength, 4), request.init.digest]
+    if request.control is not None:
+        control = request.control
+        fields["control"] = [control.model, control.digest, round(control.scale, 4)]
     if request.between is not None:
         ends = request.between
         fields["between"] = [cache_key(model_id, ends.start), cache_key(model_id, ends.end), round(ends.t, 6)]

@@ -10,13 +10,19 @@ the reason. Each finished image is saved in the render folder and left in its sl
 where the timeline picks it up; a morph's in-between images go into their slots together,
 once the morph is settled (``pipeline.images.morphs``), and are made only while both of
 its keyframes are the model's.
+
+Requests that start from a picture (a chained scene: the previous scene's image; or the
+reference image) or are guided by a control image get those pictures here, just before
+the backend runs them (``ImageRequest.pictures``). A chained scene's image is colour-matched
+to the first scene's, so a long chain keeps its colours. A chained scene whose previous
+scene fell back to a placeholder is made from its text alone and not cached.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Callable, Generator, Iterator
@@ -25,11 +31,13 @@ from PIL import Image
 
 from ..contract.errors import RenderCancelled
 from ..contract.events import Event, KeyframeReady, Preview, Progress
+from ..contract.reference import checked_reference
 from ..contract.storyboard import Storyboard
 from ..event_stream import EventStream
 from .batching import auto_group_size
 from .cache import KeyframeCache
-from .generation import GeneratedImage, ImageModel, ImageRequest, keyframe_id
+from .generation import GeneratedImage, ImageModel, ImageRequest, Pictures, keyframe_id
+from .look import canny_edges, fit_picture, match_colors
 from .morphs import MorphBook
 from .placeholder import render_placeholder
 from .plan import RenderPlan, plan_images
@@ -56,16 +64,25 @@ class _Run:
     total: int
     morphs: MorphBook
     done: int = 0
+    plan: RenderPlan | None = None
+    ai_images: dict[str, Path] = field(default_factory=dict)  # keyframe id -> saved AI (or cached) image
+    uncached: set[str] = field(default_factory=set)  # made from other inputs than their cache key says
+    reference: Image.Image | None = None
 
 
 class ImageStage:
     """Produces the images of a render plan, yielding KeyframeReady, MorphReady and Progress as they exist."""
 
-    def __init__(self, model: ImageModel | None, cache: KeyframeCache | None = None, batch_size: int | None = None):
+    def __init__(self, model: ImageModel | None, cache: KeyframeCache | None = None, batch_size: int | None = None,
+                 controlnet: str = "", color_match: bool = True):
         """``batch_size``: requests per backend call after the first; None (or 0) is auto: groups of
-        :func:`pipeline.images.batching.auto_group_size`, which the backend splits by its free memory."""
+        :func:`pipeline.images.batching.auto_group_size`, which the backend splits by its free memory.
+        ``controlnet``: the server's ControlNet model id ("" for none). ``color_match``: match chained
+        scenes' colours to the first scene's (off only to measure what it does)."""
         self.model = model
         self.cache = cache
+        self.controlnet = controlnet
+        self.color_match = color_match
         # A MultiDeviceModel lists its per-GPU managers; every GPU should get a full batch.
         devices = len(getattr(model, "managers", None) or ()) or 1
         self.batch_size = batch_size if batch_size and batch_size > 0 else auto_group_size(devices)
@@ -100,7 +117,8 @@ class ImageStage:
         # config, so the first render of a process asks for (and caches) what every later one does.
         # A failed load is remembered; every scene then gets a placeholder with the reason.
         self.model.load()
-        plan = plan_images(storyboard, self.model)
+        plan = plan_images(storyboard, self.model, self.controlnet)
+        run.plan = plan
         run.total = len(plan.requests)
         keys = plan.cache_keys(self.model.model_id)
         pending = yield from self._from_cache(run, plan, keys)
@@ -135,15 +153,55 @@ class ImageStage:
             ready = [r for r in ready if r.kind == ready[0].kind]
             batch = ready[:self.first_batch] if first else ready[:self.batch_size]
             first = False
+            batch = [self._with_pictures(run, request) for request in batch]
             results = self._generate(run, batch)
             # The step progress already counted the whole batch, so its scenes report the batch's end:
             # counting them one at a time here would move the bar backwards.
             run.done += len(batch)
             for request, result in zip(batch, results):
                 made.discard(request.id)
+                result = self._matched(run, request, result)
                 yield from self._finish(run, request, result, keys[request.id])
                 yield _progress(run, run.done, request.kind, request.scene_index)
             pending = [r for r in pending if r.id in made]
+
+    def _with_pictures(self, run: _Run, request: ImageRequest) -> ImageRequest:
+        """``request`` with its input pictures (start image, control image) filled in."""
+        if any(d in run.uncached for d in request.depends_on):
+            run.uncached.add(request.id)
+        if not request.guided:
+            return request
+        size = (request.width, request.height)
+        init = control = None
+        if request.init is not None and request.init.request_id:
+            previous = run.ai_images.get(request.init.request_id)
+            if previous is None:  # it fell back to a placeholder: start from noise, do not cache
+                run.uncached.add(request.id)
+                request = replace(request, init=None)
+            else:
+                with Image.open(previous) as image:
+                    init = fit_picture(image, *size)
+        elif request.init is not None:
+            init = fit_picture(self._reference(run, request.init.path), *size)
+        if request.control is not None:
+            control = canny_edges(self._reference(run, request.control.path), *size)
+        return replace(request, pictures=Pictures(init, control))
+
+    @staticmethod
+    def _reference(run: _Run, path: str) -> Image.Image:
+        if run.reference is None:
+            run.reference = checked_reference(path)[0]
+        return run.reference
+
+    def _matched(self, run: _Run, request: ImageRequest, result: GeneratedImage) -> GeneratedImage:
+        """A chained scene's image with its colours matched to the first scene's image of the chain."""
+        if result.image is None or not self.color_match or request.init is None or not request.init.request_id:
+            return result
+        first = _chain_start(run.plan, request)
+        if first.id not in run.ai_images:
+            return result
+        with Image.open(run.ai_images[first.id]) as target:
+            return replace(result, image=match_colors(result.image, target))
 
     @staticmethod
     def _drop_unneeded(run: _Run, pending: list[ImageRequest], made: set[str]) -> Iterator[Event]:
@@ -190,7 +248,7 @@ class ImageStage:
             log.info("Scene %d: placeholder (%s)", request.scene_index + 1, result.reason)
             yield from self._placeholder(run, request.scene_index, result.reason, result.notes)
             return
-        if self.cache is not None:
+        if self.cache is not None and request.id not in run.uncached:
             self.cache.put(key, result.image)
         log.info("%s: AI image from %s", request.id, self.model.model_id)
         yield from self._deliver(run, request, result.image, "ai", result.notes)
@@ -212,7 +270,8 @@ class ImageStage:
             yield from run.morphs.inbetween(request, path, source)
             return
         run.slots.put(request.id, path)
-        yield KeyframeReady(request.scene_index, path, source, notes=notes)
+        run.ai_images[request.id] = path
+        yield KeyframeReady(request.scene_index, path, source, notes=notes, made_from=request.made_from())
         yield from run.morphs.keyframe(request.scene_index, source)
 
 
@@ -268,6 +327,14 @@ def _notes_for(model: ImageModel | None, request: ImageRequest) -> tuple[str, ..
 def _failed(batch: list[ImageRequest], exc: BaseException) -> list[GeneratedImage]:
     reason = f"generation failed: {type(exc).__name__}: {exc}"
     return [GeneratedImage(r.scene_index, None, reason) for r in batch]
+
+
+def _chain_start(plan: RenderPlan, request: ImageRequest) -> ImageRequest:
+    """The first request of the chain ``request`` is in (following each one's start image back)."""
+    by_id = plan.by_id()
+    while request.init is not None and request.init.request_id in by_id:
+        request = by_id[request.init.request_id]
+    return request
 
 
 def _gpu_seconds(batch: list[ImageRequest], *args, **kwargs) -> int:

@@ -11,6 +11,11 @@ ffmpeg lists it as complete, and the final MP4 is the segments concatenated
 without re-encoding, so the download is exactly what was streamed. (One process
 per segment would cost ~20 % more CPU: x264 starts, fills its lookahead and
 drains it again every two seconds; measured in bench/RESULTS.md.)
+
+A soundtrack (``pipeline.audio.track.AudioTrack``) is a second input of that same
+process: each segment carries its stretch of one continuous audio stream (as PCM,
+which decodes exactly segment by segment), and a second output of the process
+encodes it to AAC for the MP4 as it goes; the join copies both streams.
 """
 
 from __future__ import annotations
@@ -21,12 +26,14 @@ from pathlib import Path
 
 import numpy as np
 
+from ..audio.track import AudioTrack
 from ..contract.errors import PublicError, StoryboardError, one_line, without_paths
 from ..contract.events import Segment
 
 SEGMENT_PATTERN = "segment_%05d.ts"  # ffmpeg's name for segment n
 _SEGMENT_GLOB = SEGMENT_PATTERN.replace("%05d", "*")
 _SEGMENT_LIST = "segments.csv"
+_AUDIO_NAME = "soundtrack.m4a"  # the AAC track for the MP4, written beside the segments
 
 
 def ffmpeg_exe() -> str:
@@ -66,11 +73,16 @@ def raw_input_arguments(settings: EncodeSettings) -> list[str]:
     return ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{s.width}x{s.height}", "-r", str(s.fps), "-i", "pipe:0"]
 
 
-def x264_arguments(settings: EncodeSettings) -> list[str]:
-    """ffmpeg output arguments for browser-ready H.264 (libx264, yuv420p, High profile) at ``settings``."""
+def x264_arguments(settings: EncodeSettings, audio: bool = False) -> list[str]:
+    """ffmpeg output arguments for browser-ready H.264 (libx264, yuv420p, High profile) at ``settings``.
+
+    ``audio`` False drops every audio stream; True leaves the audio to the caller's own options.
+    """
     s = settings
-    return ["-an", "-c:v", "libx264", "-preset", s.x264_preset, "-crf", str(s.crf),
-            "-pix_fmt", "yuv420p", "-profile:v", "high"]
+    return [*([] if audio else ["-an"]), "-c:v", "libx264", "-preset", s.x264_preset, "-crf", str(s.crf),
+            "-pix_fmt", "yuv420p", "-profile:v", "high",
+            # With audio, no B-frames: see pipeline.audio.track (segments are cut at decode times).
+            *(["-bf", "0"] if audio else [])]
 
 
 class SegmentedEncoder:
@@ -78,16 +90,20 @@ class SegmentedEncoder:
 
     Use ``write`` for each frame, then ``finish(mp4_path)``; call ``abort()`` on any
     error or cancellation (it kills ffmpeg and deletes every file it made). Every
-    segment but the last has exactly ``segment_frames`` frames.
+    segment but the last has exactly ``segment_frames`` frames. With ``audio`` the
+    segments (PCM) and the MP4 (AAC) also carry that soundtrack, exactly as long as the video.
     """
 
-    def __init__(self, settings: EncodeSettings, work_dir: Path, segment_seconds: float = 2.0):
+    def __init__(self, settings: EncodeSettings, work_dir: Path, segment_seconds: float = 2.0,
+                 audio: AudioTrack | None = None):
         self.settings = settings
+        self.audio = audio
         self.work_dir = work_dir
         self.segment_frames = max(1, round(segment_seconds * settings.fps))
         self.segments: list[Segment] = []
         self.frames_written = 0
         self._list_path = work_dir / _SEGMENT_LIST
+        self._audio_path = work_dir / _AUDIO_NAME
         self._frame_bytes = settings.width * settings.height * 3
         self._list_size = 0  # bytes of the segment list already read
         self._proc: subprocess.Popen | None = None
@@ -133,8 +149,10 @@ class SegmentedEncoder:
         done = sum(segment.frames for segment in self.segments)
         if done != self.frames_written:
             raise RuntimeError(f"ffmpeg wrote {done} of {self.frames_written} frames into its segments")
-        concat_segments([segment.path for segment in self.segments], mp4_path, self.work_dir)
+        concat_segments([segment.path for segment in self.segments], mp4_path, self.work_dir,
+                        self._audio_path if self.audio else None)
         self._list_path.unlink(missing_ok=True)
+        self._audio_path.unlink(missing_ok=True)
         return last
 
     def abort(self) -> None:
@@ -152,12 +170,14 @@ class SegmentedEncoder:
         for path in self.work_dir.glob(_SEGMENT_GLOB):
             path.unlink(missing_ok=True)
         self._list_path.unlink(missing_ok=True)
+        self._audio_path.unlink(missing_ok=True)
 
     def _start(self) -> subprocess.Popen:
         seconds = self.segment_frames / self.settings.fps
         args = [
             ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y",
-            *raw_input_arguments(self.settings), *x264_arguments(self.settings),
+            *raw_input_arguments(self.settings), *self._audio_inputs(),
+            *x264_arguments(self.settings, audio=self.audio is not None), *self._audio_outputs(),
             # An IDR frame exactly every segment_frames frames, and a cut at each of them:
             # the half-frame tolerance makes the cut land on it despite float rounding.
             "-force_key_frames", f"expr:eq(mod(n,{self.segment_frames}),0)", "-forced-idr", "1",
@@ -165,9 +185,16 @@ class SegmentedEncoder:
             "-segment_time", f"{seconds:.6f}", "-segment_time_delta", f"{0.5 / self.settings.fps:.6f}",
             "-segment_list", str(self._list_path), "-segment_list_type", "csv",
             str(self.work_dir / SEGMENT_PATTERN),
+            *(self.audio.aac_output_arguments(self._audio_path) if self.audio else []),
         ]
         self._proc = subprocess.Popen(args, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
         return self._proc
+
+    def _audio_inputs(self) -> list[str]:
+        return self.audio.input_arguments() if self.audio else []
+
+    def _audio_outputs(self) -> list[str]:
+        return self.audio.output_arguments(input_index=1) if self.audio else []
 
     def _collect(self, final: bool) -> list[Segment]:
         """Segments that ffmpeg has listed as complete and we have not handed back yet."""
@@ -211,18 +238,24 @@ class SegmentedEncoder:
             return ""
 
 
-def concat_segments(paths: list[Path], mp4_path: Path, work_dir: Path) -> None:
-    """Join MPEG-TS segments into one MP4 without re-encoding, moov atom first."""
-    listing = work_dir / "segments.txt"
-    listing.write_text("".join(f"file '{p.resolve()}'\n" for p in paths), encoding="utf-8")
+def concat_segments(paths: list[Path], mp4_path: Path, work_dir: Path, audio: Path | None = None) -> None:
+    """Join MPEG-TS segments into one MP4 without re-encoding, moov atom first.
+
+    The segments are cuts of one continuous MPEG-TS stream, so they are read back as
+    that stream (ffmpeg's ``concat:`` protocol, bytes end to end) and keep their own
+    timestamps; the concat demuxer would re-time each file from its guessed
+    duration, which leaves gaps once an audio track makes a file's end ragged.
+    With ``audio`` (an .m4a), the MP4 takes its sound from there instead (both start at 0).
+    """
+    names = [path.resolve().relative_to(work_dir.resolve()).as_posix() for path in paths]
     partial = mp4_path.with_name(mp4_path.name + ".part.mp4")
     args = [
         ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y",
-        "-f", "concat", "-safe", "0", "-i", str(listing),
-        "-c", "copy", "-movflags", "+faststart", str(partial),
+        "-i", "concat:" + "|".join(names), *(["-i", str(audio.resolve())] if audio else []),
+        *(["-map", "0:v", "-map", "1:a"] if audio else ["-map", "0"]), "-c", "copy", "-movflags", "+faststart",
+        str(partial.resolve()),
     ]
-    result = subprocess.run(args, capture_output=True, check=False)
-    listing.unlink(missing_ok=True)
+    result = subprocess.run(args, capture_output=True, check=False, cwd=work_dir)
     if result.returncode != 0:
         partial.unlink(missing_ok=True)
         raise ffmpeg_failure(result.returncode, result.stderr.decode("utf-8", "replace")[-2000:])

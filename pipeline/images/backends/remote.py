@@ -124,7 +124,7 @@ class RemoteImageModel:
             self.load()
         if self._error:
             return [self._answer(r, None, self._error) for r in requests]
-        if any(r.init is not None or r.between is not None for r in requests):
+        if any(r.guided or r.between is not None for r in requests):
             return self._keyframes_only(requests, on_step, should_stop)
         try:
             return self._loop_thread().run(self._generate_all(list(requests), on_step, should_stop))
@@ -136,9 +136,9 @@ class RemoteImageModel:
     def _keyframes_only(self, requests: list[ImageRequest], on_step: StepCallback | None,
                         should_stop: Callable[[], bool] | None) -> list[GeneratedImage]:
         """Text-to-image requests go to the service; image-to-image and in-between ones get a reason."""
-        plain = [r for r in requests if r.init is None and r.between is None]
+        plain = [r for r in requests if not r.guided and r.between is None]
         made = {id(r): a for r, a in zip(plain, self.generate(plain, on_step, should_stop))} if plain else {}
-        reason = f"the {self.backend} backend makes text-to-image keyframes only (no image-to-image or in-between)"
+        reason = f"the {self.backend} backend makes text-to-image keyframes only (no image-to-image, ControlNet or in-between)"
         return [made.get(id(r)) or self._answer(r, None, reason) for r in requests]
 
     # -- for subclasses ---------------------------------------------------------
