@@ -62,6 +62,11 @@ def blank(value: Any) -> bool:
     return isinstance(value, str) and not value.strip()
 
 
+def _no_change(value: Any) -> bool:
+    """Gradio's "no change" marker (what :meth:`BoardForm.show` gives an uploaded file)."""
+    return isinstance(value, dict) and value.get("__type__") == "update"
+
+
 @dataclass
 class BoardForm:
     """The components that make up a storyboard, by field name (``scenes`` is the table).
@@ -91,7 +96,8 @@ class BoardForm:
         ``check`` may refuse what the server does not allow (e.g. another model).
         """
         values = self.values(data)
-        board = {name: value for name, value in values.items() if name != SCENES and not blank(value)}
+        board = {name: value for name, value in values.items()
+                 if name != SCENES and not blank(value) and not _no_change(value)}
         storyboard = rows_to_storyboard(values.get(SCENES) or [], board, self.limits)
         if check is not None:
             check(storyboard)
