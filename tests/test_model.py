@@ -352,6 +352,10 @@ def test_half_precision_hub_loads_try_the_fp16_variant_first(monkeypatch, model_
         return "pipe"
 
     monkeypatch.setattr(AutoPipelineForText2Image, "from_pretrained", classmethod(fake_from_pretrained))
+    # The hub answers (tests run with HF_HUB_OFFLINE=1, which would make every load local-only).
+    from pipeline.images import hub_access
+
+    monkeypatch.setattr(hub_access, "hub_reachable", lambda: True)
     hub = ModelManager(model_id, device="cuda")
     hub._dtype = torch.float16
     assert hub._load_pretrained("hub") == "pipe"
