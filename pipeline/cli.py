@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # The settings that matter to one render (the rest configure the web app).
 RENDER_SETTINGS = ("model", "device", "batch_size", "cache_dir", "cache_max_mb", "allow_pickle_weights", "backend",
-                   "remote_model",
+                   "max_scenes", "max_total_seconds", "max_quality", "controlnet_model", "remote_model",
                    "remote_provider", "remote_quality", "max_requests_in_flight", "remote_timeout")
 STAGE_WIDTH = 10  # the bar's stage name is padded, so the bar does not jump when it changes
 
