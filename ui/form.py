@@ -18,6 +18,7 @@ import gradio as gr
 
 from pipeline import Limits, Storyboard
 from pipeline.contract.fields import BOARD_FIELDS, FIELDS_BY_NAME, FieldSpec
+from pipeline.contract.reference import with_uploaded_reference
 
 from .table import rows_to_storyboard, storyboard_to_rows
 
@@ -50,6 +51,9 @@ def field_widget(spec: FieldSpec, limits: Limits, value: Any = None, with_help: 
         # A text box, not gr.Number: a number box shows (and sends) 0 for "not given".
         return gr.Textbox(value="" if value is None else str(value), max_lines=1, placeholder="blank: default",
                           **common)
+    if spec.kind == "file":  # an upload: a path on the server means nothing to a visitor
+        common.pop("info")
+        return gr.File(value=None, type="filepath", height=90, **common)
     return gr.Textbox(value=value or "", max_lines=1, **common)
 
 
@@ -98,7 +102,9 @@ class BoardForm:
         values = self.values(data)
         board = {name: value for name, value in values.items()
                  if name != SCENES and not blank(value) and not _no_change(value)}
-        storyboard = rows_to_storyboard(values.get(SCENES) or [], board, self.limits)
+        reference = board.pop("reference_image", None)  # an upload, checked like the API's
+        storyboard = with_uploaded_reference(rows_to_storyboard(values.get(SCENES) or [], board, self.limits),
+                                             reference)
         if check is not None:
             check(storyboard)
         return storyboard

@@ -53,7 +53,8 @@ def model_line_text(facts: dict[str, str]) -> str:
         said = "loading…"
     else:
         said = "not loaded yet (loads when needed)"
-    return f"**Model:** `{facts.get('model', '?')}` · {said}"
+    where = f" · {facts['device']}" if state != "loaded" and str(facts.get("device", "")).startswith("remote") else ""
+    return f"**Model:** `{facts.get('model', '?')}` · {said}{where}"
 
 
 class Handlers:
@@ -103,7 +104,8 @@ class Handlers:
             return {self.outputs["notice"]: f"❌ **Cannot export yet:** {exc}"}
         path = Path(tempfile.mkdtemp(prefix="scene2video-export-")) / f"{self.name(data, storyboard)}.json"
         data = storyboard.to_dict()
-        data.pop("audio", None)  # the upload's server path means nothing elsewhere
+        data.pop("audio", None)  # the uploads' server paths mean nothing elsewhere
+        data.pop("reference_image", None)
         path.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
         return {self.outputs["export_file"]: gr.File(value=str(path), visible=True), self.outputs["notice"]: ""}
 

@@ -107,9 +107,8 @@ class Editor:
 
 
 def page_specs(advanced: bool) -> list:
-    """The fields given a widget made from their description (the soundtrack builds its own; file fields
-    other than the soundtrack are for storyboard files and the API)."""
-    return [spec for spec in board_specs(advanced) if spec.name not in SOUNDTRACK_FIELDS and spec.kind != "file"]
+    """The fields given a widget made from their description (the soundtrack builds its own)."""
+    return [spec for spec in board_specs(advanced) if spec.name not in SOUNDTRACK_FIELDS]
 
 
 def build_row_tools(first: Storyboard) -> tuple[gr.Number, dict[str, gr.Dropdown], list[gr.Button]]:
