@@ -216,8 +216,8 @@ class Handlers:
         while the model is loading."""
         try:
             model = self.pool.get(model_id, backend).model
-        except StoryboardError:
-            model = self.pool.get(None, backend).model
+        except StoryboardError as exc:  # a model this server does not allow: say so, the same for every id
+            return f"❌ {exc}", gr.Timer(active=False)
         if model is None:
             return "**Model:** none configured", gr.Timer(active=False)
         facts = model_facts(model)
