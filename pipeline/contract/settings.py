@@ -190,6 +190,7 @@ SETTING_HELP: dict[str, str] = {
     "model_roots": "folders (separated by the OS path separator) whose models visitors may pick",
     "allow_pickle_weights": "also load .bin/.ckpt pickle weights when a model has no safetensors (trusted files only)",
     "max_upload_mb": "largest request or upload accepted, in MB",
+    "controlnet_model": "a Canny ControlNet (hub id or folder) for the model: a reference image guides each layout",
 }
 """Each setting's flag help (every field of Settings has one; a test keeps them equal)."""
 
