@@ -1,4 +1,4 @@
-"""Scene2Video web app: ``python app.py [--host H] [--port P] [--share] [--auth user:pass] [--model ID]``.
+"""Scene2Video web app: ``python app.py [--host H] [--port P] [--share] [--mcp] [--auth user:pass] [--model ID]``.
 
 Every setting also has an environment variable (SCENE2VIDEO_<NAME>); see README.
 Without --host/--port, Gradio's defaults and GRADIO_SERVER_NAME/GRADIO_SERVER_PORT apply (Spaces uses them).
@@ -23,6 +23,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--host", default=None, help="address to listen on (default: Gradio's, 127.0.0.1)")
     parser.add_argument("--port", type=int, default=None, help="port (default: Gradio's, 7860)")
     parser.add_argument("--share", action="store_true", help="ask Gradio for a public share link")
+    parser.add_argument("--mcp", action="store_true",
+                        help="also serve the render API as an MCP server (tool 'render', at /gradio_api/mcp/)")
     add_settings_arguments(parser)
     return parser.parse_args(argv)
 
@@ -40,7 +42,8 @@ def main(argv: list[str] | None = None) -> None:
     if preload:
         pool.preload()
     demo = ui.build_demo(pool)
-    ui.launch(demo, settings, host=args.host, port=args.port, share=args.share, prevent_thread_lock=True)
+    ui.launch(demo, settings, host=args.host, port=args.port, share=args.share, mcp_server=args.mcp,
+              prevent_thread_lock=True)
     if not preload:
         pool.warm_up()  # loads the model once the page is served, so start-up does not wait for torch
     demo.block_thread()

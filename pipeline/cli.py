@@ -1,6 +1,7 @@
-"""Command line: ``python -m pipeline render STORYBOARD.json -o OUT.mp4 [--report REPORT.json]``.
+"""Command line: ``python -m pipeline render STORYBOARD.json -o OUT.mp4 [--report REPORT.json] [--no-ai]``.
 
 Exit codes: 0 done, 1 the render failed, 2 bad input (message on stderr), 130 interrupted.
+One tqdm bar; log messages and warnings are written above it, never into it.
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ import shutil
 import sys
 import tempfile
 import threading
+from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from .contract.errors import ConfigError, StoryboardError
 from .contract.events import Done, Failed, KeyframeReady, MorphReady, Progress
@@ -33,9 +36,18 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("storyboard", type=Path, help="storyboard JSON file (see README)")
     render.add_argument("-o", "--output", type=Path, required=True, help="where to write the MP4")
     render.add_argument("--report", type=Path, help="also write the render report (JSON) here")
+    render.add_argument("--no-ai", action="store_true",
+                        help="labelled placeholder frames instead of the model (fast)")
     render.add_argument("--quiet", action="store_true", help="no progress bar")
-    add_settings_arguments(render)
+    add_settings_arguments(render, only=RENDER_SETTINGS)
     return parser
+
+
+# The settings that matter to one render (the rest configure the web app).
+RENDER_SETTINGS = ("model", "device", "batch_size", "cache_dir", "cache_max_mb", "allow_pickle_weights", "backend",
+                   "max_scenes", "max_total_seconds", "max_quality", "controlnet_model", "remote_model",
+                   "remote_provider", "remote_quality", "max_requests_in_flight", "remote_timeout")
+STAGE_WIDTH = 10  # the bar's stage name is padded, so the bar does not jump when it changes
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,12 +59,30 @@ def main(argv: list[str] | None = None) -> int:
         storyboard = parse_storyboard(_with_audio_path(_read_storyboard(args.storyboard), args.storyboard.parent),
                                       settings.limits())
         storyboard = resolve_reference(storyboard, args.storyboard.parent)
+        if args.no_ai:
+            storyboard = storyboard.with_changes(use_ai=False)
+        elif storyboard.model and args.model is None:  # the storyboard's model, unless --model says otherwise
+            settings = replace(settings, model=storyboard.model)
     except (ConfigError, StoryboardError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    with tempfile.TemporaryDirectory(prefix="scene2video-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="scene2video-") as tmp, _log_above_the_bar():
         renderer = build_renderer(settings, output_dir=Path(tmp))
         return _run(renderer, storyboard, args)
+
+
+@contextmanager
+def _log_above_the_bar() -> Iterator[None]:
+    """Log records and Python warnings (ours, diffusers', transformers') go through tqdm.write."""
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    logging.captureWarnings(True)
+    loggers = [logging.getLogger(), *(logging.getLogger(name) for name in ("transformers", "diffusers"))]
+    try:
+        with logging_redirect_tqdm(loggers=loggers):
+            yield
+    finally:
+        logging.captureWarnings(False)
 
 
 def _read_storyboard(path: Path) -> bytes:
@@ -81,14 +111,15 @@ def _run(renderer, storyboard, args) -> int:
     from tqdm import tqdm
 
     cancel = threading.Event()
-    bar = tqdm(total=1000, disable=args.quiet, unit="‰", bar_format="{l_bar}{bar}| {elapsed}<{remaining} {postfix}")
+    bar = tqdm(total=1000, disable=args.quiet, unit="‰", bar_format="{desc} {percentage:3.0f}%|{bar}| {postfix}")
     events = renderer.render(storyboard, cancel)
     try:
         for event in events:
             if isinstance(event, Progress):
                 bar.n = round(event.fraction * 1000)
-                bar.set_description(event.stage)
-                bar.set_postfix_str(event.message)
+                bar.set_description_str(f"{event.stage:<{STAGE_WIDTH}}", refresh=False)
+                left = f" · about {round(event.eta_seconds)} s left" if event.eta_seconds is not None else ""
+                bar.set_postfix_str(event.message + left)
             elif isinstance(event, KeyframeReady) and event.source == "placeholder":
                 bar.write(f"Scene {event.scene_index + 1}: placeholder — {event.reason}")
             elif isinstance(event, MorphReady) and event.source == "crossfade":

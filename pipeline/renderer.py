@@ -42,6 +42,7 @@ from .images.plan import morph_frame_counts
 from .images.slots import ImageSlots
 from .images.stage import ImageStage
 from .outputs import mark_finished, mark_unfinished, remove_old_outputs, remove_unfinished_outputs
+from .progress import RenderProgress
 from .video.encoder import EncodeSettings, SegmentedEncoder
 from .video.imaging import fit_cover
 from .video.morph import MorphImages, transition_reports
@@ -51,9 +52,6 @@ log = logging.getLogger(__name__)
 
 VIDEO_NAME = "scene2video.mp4"
 REPORT_NAME = "report.json"
-# Share of the progress bar given to keyframes; the rest is composing and encoding.
-_KEYFRAME_SHARE_AI = 0.5
-_KEYFRAME_SHARE_PLACEHOLDER = 0.05
 
 
 class Renderer:
@@ -106,8 +104,6 @@ class Renderer:
     def _render(self, storyboard: Storyboard, folder: Path, cancel: threading.Event) -> Iterator[Event]:
         """Both stages feed one event stream; this thread drains it, then writes the report."""
         started = time.monotonic()
-        share = _KEYFRAME_SHARE_AI if storyboard.use_ai and self.model is not None else _KEYFRAME_SHARE_PLACEHOLDER
-        progress = _Progress(started, share)
         reports: dict[int, SceneReport] = {}
         morphs: dict[int, MorphReady] = {}
         if storyboard.audio:
@@ -116,6 +112,7 @@ class Renderer:
         soundtrack = prepare_soundtrack(storyboard, check=partial(_raise_if_set, cancel))
         storyboard = soundtrack.storyboard  # durations fitted to the audio, if any: both stages use these
         plan = plan_timeline(storyboard)
+        progress = RenderProgress(storyboard, plan.total_frames, ai=storyboard.use_ai and self.model is not None)
         slots = ImageSlots(cancel)
         encoder = SegmentedEncoder(_encode_settings(storyboard), folder, self.segment_seconds,
                                    audio=soundtrack.track(plan.duration))
@@ -158,7 +155,7 @@ class Renderer:
     @staticmethod
     def _encode(storyboard: Storyboard, plan: TimelinePlan, slots: ImageSlots, encoder: SegmentedEncoder,
                 stream: EventStream) -> Iterator[Event]:
-        """Compose and encode every frame (runs in the encode thread); Progress fractions are of this stage."""
+        """Compose and encode every frame (runs in the encode thread); Progress fractions are of frames composed."""
         cancel = stream.cancel
 
         def hand_on_segments() -> None:
@@ -174,10 +171,10 @@ class Renderer:
                     raise RenderCancelled()
                 yield from encoder.write(frame)
                 scene = plan.stage_at(number - 1).scene + 1
-                stream.put(Progress("composing", 0.98 * number / total,
+                stream.put(Progress("composing", number / total,
                                     f"scene {scene} of {len(storyboard.scenes)} · frame {number} of {total}"),
                            droppable=True)  # the next frame's progress replaces it
-            yield Progress("encoding", 0.98, "Writing the MP4")
+            yield Progress("encoding", 1.0, "Writing the MP4")
             yield from encoder.finish(encoder.work_dir / VIDEO_NAME)
         except BaseException:
             encoder.abort()
@@ -222,40 +219,3 @@ def image_loaders(storyboard: Storyboard, slots: ImageSlots,
 def _encode_settings(storyboard: Storyboard) -> EncodeSettings:
     preset = storyboard.preset
     return EncodeSettings(preset.width, preset.height, storyboard.output_fps, preset.crf, preset.x264_preset)
-
-
-class _Progress:
-    """Merges the two stages' Progress into one bar: keyframes fill ``share`` of it, the video the rest.
-
-    Other events pass through unchanged. The time-left estimate extrapolates the
-    time taken so far.
-    """
-
-    def __init__(self, started: float, share: float):
-        self.started = started
-        self.share = share
-        self.keyframes = 0.0
-        self.video = 0.0
-        self.stage, self.message = "keyframes", "Starting"
-
-    def update(self, event: Event) -> Event:
-        if not isinstance(event, Progress):
-            return event
-        if event.stage in ("composing", "encoding"):
-            self.video = event.fraction
-            if self.keyframes < 1.0:  # keep saying which scene is being made; the bar still moves
-                return self._event(self.stage, self.message)
-        else:
-            self.keyframes = event.fraction
-        self.stage, self.message = event.stage, event.message
-        return self._event(event.stage, event.message)
-
-    def finished(self) -> Progress:
-        self.keyframes = self.video = 1.0
-        return self._event("encoding", "Done")
-
-    def _event(self, stage: str, message: str) -> Progress:
-        fraction = min(max(self.share * self.keyframes + (1 - self.share) * self.video, 0.0), 1.0)
-        elapsed = time.monotonic() - self.started
-        eta = elapsed * (1 - fraction) / fraction if fraction > 0.02 else None
-        return Progress(stage, fraction, message, eta)

@@ -8,14 +8,21 @@ from collections import OrderedDict
 from dataclasses import replace
 from pathlib import Path
 
+from .contract.errors import StoryboardError
 from .contract.settings import Settings
+from .contract.storyboard import Storyboard
 from .images.backends import BACKENDS, REMOTE_BACKENDS, BackendChoice, choose_backend, remote_default
 from .images.cache import KeyframeCache
 from .images.model_names import check_model_id
 from .outputs import remove_unfinished_outputs
 from .renderer import Renderer
 
+_SHOWN_CHARS = 60  # of a refused model id an error message repeats
 _MAX_RENDERERS = 8  # renderers kept for recently picked models (the registry caps loaded weights)
+
+
+def _shown(text: str) -> str:
+    return text if len(text) <= _SHOWN_CHARS else text[: _SHOWN_CHARS - 1] + "…"
 
 
 def build_renderer(settings: Settings, output_dir: Path | None = None) -> Renderer:
@@ -47,19 +54,39 @@ class RendererPool:
         self._choices: dict[str, BackendChoice] = {}
         self._lock = threading.Lock()
 
+    def check(self, storyboard: Storyboard) -> None:
+        """Raise StoryboardError if this server may not render ``storyboard`` (see :meth:`get`)."""
+        self._checked_model_id(storyboard.model)
+
+    def _checked_model_id(self, model_id: str | None) -> str:
+        model_id = self.model_id_for(model_id)
+        if model_id != self.settings.model:  # a visitor's choice: a hub id or a model under the model roots
+            model_id = check_model_id(model_id, self.settings.model_root_paths(), default=self.settings.model)
+        return model_id
+
+    def model_id_for(self, model_id: str | None) -> str:
+        """The model a storyboard naming ``model_id`` renders with: the server's when None or the same;
+        another one only with ``allow_model_change`` (else StoryboardError, said once, plainly)."""
+        wanted = (model_id or "").strip()
+        if not wanted or wanted == self.settings.model:
+            return self.settings.model
+        if not self.settings.allow_model_change:
+            raise StoryboardError(
+                f"Storyboard: model '{_shown(wanted)}' cannot be used on this server; it renders with "
+                f"'{self.settings.model}' only (leave model out of the storyboard to use it)."
+            )
+        return wanted
+
     def get(self, model_id: str | None = None, backend: str | None = None) -> Renderer:
-        """The renderer for ``backend`` and ``model_id`` (a diffusers model; the configured ones when
-        None or when the settings do not let the page change them). A remote backend always uses
-        the configured remote model: a visitor never names what the server's key is spent on.
+        """The renderer for ``backend`` and ``model_id`` (a diffusers model; the configured one when None;
+        another one only with ``allow_model_change``, else StoryboardError instead of ignoring it). A remote
+        backend always uses the configured remote model: a visitor never names what the server's key is spent on.
 
         Raises StoryboardError (one message for every refusal) for a model a visitor may not load:
         see :func:`pipeline.images.model_names.check_model_id`.
         """
         backend = self._allowed_backend(backend)
-        if not model_id or not self.settings.allow_model_change:
-            model_id = self.settings.model
-        else:  # a visitor's choice: a hub id or a model under the model roots, else StoryboardError
-            model_id = check_model_id(model_id, self.settings.model_root_paths(), default=self.settings.model)
+        model_id = self._checked_model_id(model_id)
         with self._lock:  # a background warm-up and a first request may both get here
             choice = self._choice(backend)
             if choice.name in REMOTE_BACKENDS:

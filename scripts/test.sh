@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the tests need on a fresh Debian/Ubuntu machine, then runs every test.
 # System packages: ffmpeg/ffprobe (Gradio's streaming video), Chromium (browser tests) and
-# Noto CJK (placeholder frames for CJK prompts; the paths are pipeline/placeholder.py's _CJK_FONTS).
+# Noto CJK (placeholder frames for CJK prompts; the paths are pipeline/images/placeholder.py's _CJK_FONTS)
+# and Noto Color Emoji (emoji in the page, e.g. in prompts, in Chromium; placeholder frames leave them out).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +17,7 @@ has_cjk_font() {
   return 1
 }
 has_cjk_font || need_apt+=(fonts-noto-cjk)
+[ -e /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ] || need_apt+=(fonts-noto-color-emoji)
 if ((${#need_apt[@]})); then
   if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
     # Quiet unless it fails (debconf chatters on stderr on a bare image).

@@ -18,7 +18,7 @@ import pytest
 from gradio_client import Client
 
 from media import probe
-from pipeline import StoryboardError
+from pipeline import StoryboardError, parse_storyboard
 from pipeline.images.diffusers_backend import ModelManager
 from pipeline.images.model_names import check_model_id
 from pipeline.service import RendererPool
@@ -193,18 +193,24 @@ def test_hub_ids_models_under_the_roots_and_the_configured_model_are_allowed(mod
         check_model_id(str(link), roots)  # a link out of the root is judged by where it points
 
 
-def test_the_page_cannot_load_a_server_path_and_refused_ids_are_not_kept(app, client):
+def test_the_page_cannot_load_a_server_path_and_refused_ids_are_not_kept(app):
+    import types
+
+    import ui.layout
+
     _, pool = app
     kept = set(pool._renderers)
-    from test_app import generate_args  # the page's own argument layout
-
+    _, handlers = ui.layout.build_page(pool)  # the page's own handlers, fed by field name
+    board = parse_storyboard({"scenes": [{"prompt": "a fox", "duration": 1, "seed": 1}], "quality": "draft"})
+    request = types.SimpleNamespace(session_hash="visitor")
     messages = set()
     for model_id in ["/etc", "/etc/passwd", "/root", "/no/such/thing"]:
-        args = generate_args([["a fox", 1, 1, "", "none"]], use_ai=True)
-        args["model"] = model_id
-        with pytest.raises(Exception) as info:
-            client.predict(**args, api_name="/generate")
-        messages.add(str(info.value).replace(model_id, "<id>"))
+        data = {**handlers.show(board), handlers.form.widgets["model"]: model_id}
+        updates = [handlers.start(data, request), *handlers.generate(data, request)]
+        notices = [str(out[handlers.outputs["notice"]]) for out in updates if handlers.outputs["notice"] in out]
+        assert len(notices) == 2 and handlers.outputs["token"] not in updates[0], "a refused model queues no render"
+        assert not any(handlers.outputs["video"] in out for out in updates)
+        messages.add(" ".join(notices).replace(model_id, "<id>"))
     assert len(messages) == 1 and NOT_ALLOWED_END in messages.pop()
     assert set(pool._renderers) == kept
 
@@ -229,9 +235,9 @@ def test_pickled_weights_load_only_when_the_owner_allows_them(tmp_path, tiny_mod
 
 
 def test_the_model_status_line_says_the_same_for_every_refused_path(tmp_path, models):
-    from ui.handlers import Handlers
+    import ui.layout
 
-    handlers = Handlers(RendererPool(app_settings(tmp_path, model_roots=str(models))), stream=False)
-    lines = {handlers.model_line(path).replace(path, "<id>") for path in ["/etc", "/etc/passwd", "/root", "/nope"]}
+    _, handlers = ui.layout.build_page(RendererPool(app_settings(tmp_path, model_roots=str(models))))
+    lines = {handlers.model_line(path)[0].replace(path, "<id>") for path in ["/etc", "/etc/passwd", "/root", "/nope"]}
     assert len(lines) == 1 and NOT_ALLOWED_END in lines.pop()
-    assert "not loaded" in handlers.model_line(str(models / "tiny"))
+    assert "not loaded" in handlers.model_line(str(models / "tiny"))[0]

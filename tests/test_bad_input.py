@@ -181,10 +181,10 @@ def test_cli_subprocess_invalid_utf8_exits_2_without_a_traceback(tmp_path):
 
 
 def test_table_controls_that_are_not_numbers_get_a_message():
-    from ui.table import Controls, rows_to_storyboard
+    from ui.table import rows_to_storyboard
 
     with pytest.raises(StoryboardError, match="Storyboard: fps must be a number"):
-        rows_to_storyboard([["a fox", 1, None, "", "none"]], Controls(fps="fast"))
+        rows_to_storyboard([["a fox", 1, None, "", "none"]], {"fps": "fast"})
 
 
 def test_nesting_depth_skips_strings_and_their_escapes():

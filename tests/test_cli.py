@@ -88,4 +88,43 @@ def test_model_env_reaches_the_model_manager(tmp_path, monkeypatch):
     monkeypatch.setenv("SCENE2VIDEO_MODEL", "org/env-model")
     code, report = render_in_process(tmp_path)
     assert code == 0 and report["model"] == "org/env-model"
-    assert report["scenes"][0]["reason"].startswith("Model 'org/env-model' could not be loaded (offline or not found)")
+    assert report["scenes"][0]["reason"].startswith("Model 'org/env-model' could not be loaded")
+    assert "offline" in report["scenes"][0]["reason"]
+
+
+def test_render_help_lists_only_render_flags_each_with_help():
+    result = cli("render", "--help")
+    assert result.returncode == 0
+    flags = re.findall(r"^  (-\w|--[a-z-]+)", result.stdout, re.M)
+    assert set(flags) == {"-h", "-o", "--report", "--no-ai", "--quiet", "--model", "--device",
+                          "--batch-size", "--cache-dir", "--cache-max-mb", "--backend", "--remote-model", "--remote-provider",
+                          "--remote-quality", "--max-requests-in-flight", "--remote-timeout",
+                          "--allow-pickle-weights", "--max-scenes", "--max-total-seconds", "--max-quality",
+                          "--controlnet-model"}, flags
+    for flag in flags:  # every flag says what it does, on its own line or the next
+        line = next(line for line in result.stdout.splitlines() if line.strip().startswith(flag))
+        following = result.stdout.splitlines()[result.stdout.splitlines().index(line) + 1]
+        assert len(line.split(None, 2)) > 2 or following.startswith(" " * 10), f"{flag} has no help"
+    assert "--max-queue" not in result.stdout and "--auth" not in result.stdout
+    from dataclasses import fields
+
+    from pipeline.contract.settings import SETTING_HELP, Settings
+
+    assert set(SETTING_HELP) == {item.name for item in fields(Settings)}  # app.py's flags have help too
+
+
+def test_no_ai_bar_keeps_its_stage_order_and_warnings_sit_above_it(tmp_path):
+    sb = tmp_path / "sb.json"
+    sb.write_text(json.dumps({"scenes": [{"prompt": "a", "duration": 1.5}, {"prompt": "b", "duration": 1.5}],
+                              "quality": "draft", "use_ai": True}))
+    result = cli("render", sb, "-o", tmp_path / "out.mp4", "--report", tmp_path / "r.json", "--no-ai",
+                 "--cache-dir", tmp_path / "cache")
+    assert result.returncode == 0, result.stderr
+    assert [s["source"] for s in json.loads((tmp_path / "r.json").read_text())["scenes"]] == ["placeholder"] * 2
+    order = ["loading", "keyframes", "composing", "encoding"]
+    stages = [m for m in re.findall(r"(?:^|\r)(\w+)\s+\d+%\|", result.stderr, re.M)]
+    ranks = [order.index(stage) for stage in stages]
+    assert ranks and ranks == sorted(ranks), stages  # the bar never flips back to an earlier stage
+    for line in result.stderr.split("\n"):  # a message is a line of its own, never inside a bar update
+        text = line.split("\r")[-1]
+        assert not re.search(r"\d+%\|.*(WARNING|Scene \d+:)", text), line

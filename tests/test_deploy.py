@@ -31,8 +31,11 @@ def front_matter() -> dict:
 
 def test_readme_front_matter_agrees_with_requirements_and_installed_gradio():
     meta = front_matter()
-    pins = dict(line.split("==") for line in (ROOT / "requirements.txt").read_text().splitlines()
-                if "==" in line and not line.startswith("#"))
+    pins = {}
+    for line in (ROOT / "requirements.txt").read_text().splitlines():
+        if "==" in line and not line.startswith("#"):
+            name, version = line.split("==")
+            pins[name.split("[")[0]] = version  # gradio[mcp] pins gradio
     assert meta["sdk"] == "gradio" and meta["app_file"] == "app.py" and meta["python_version"] == "3.11"
     assert meta["sdk_version"] == gr.__version__ == pins["gradio"]
     assert pins["torch"] == "2.13.0"
@@ -55,7 +58,7 @@ def test_share_auth_host_and_port_reach_launch(monkeypatch, tmp_path):
     calls = record_launch(monkeypatch)
     app_module.main(["--share", "--auth", "ann:secret", "--host", "0.0.0.0", "--port", "7999",
                      "--output-dir", str(tmp_path)])
-    assert calls["share"] is True and calls["auth"] == ("ann", "secret")
+    assert calls["share"] is True and calls["auth"] == ("ann", "secret") and calls["mcp_server"] is False
     assert calls["server_name"] == "0.0.0.0" and calls["server_port"] == 7999
 
 
@@ -63,6 +66,8 @@ def test_without_host_and_port_gradio_defaults_apply(monkeypatch, tmp_path):
     calls = record_launch(monkeypatch)
     app_module.main(["--output-dir", str(tmp_path)])
     assert calls["server_name"] is None and calls["server_port"] is None and calls["share"] is False
+    app_module.main(["--output-dir", str(tmp_path), "--mcp"])
+    assert calls["mcp_server"] is True
 
 
 def test_zerogpu_loads_the_model_at_start(monkeypatch, tmp_path):
@@ -121,18 +126,17 @@ def test_model_flag_and_env_reach_the_app_s_model_manager(monkeypatch, tmp_path)
 def test_the_model_status_line_follows_the_model_dropdown(tmp_path):
     import ui
     from pipeline.service import RendererPool
-    from ui.handlers import Handlers
 
-    demo = ui.build_demo(RendererPool(app_settings(tmp_path)))
+    demo, handlers = ui.layout.build_page(RendererPool(app_settings(tmp_path)))
     config = demo.config
-    kinds = {c["id"]: (c["type"], c.get("props", {}).get("label") or "") for c in config["components"]}
-    dropdown = next(i for i, (kind, label) in kinds.items() if kind == "dropdown" and label.startswith("Model"))
+    dropdown = next(c["id"] for c in config["components"] if c.get("props", {}).get("elem_id") == "field-model")
+    line = next(c["id"] for c in config["components"] if c.get("props", {}).get("elem_id") == "model-line")
     refreshes = [d for d in config["dependencies"] if [dropdown, "change"] in [list(t) for t in d["targets"]]]
-    on_load = next(d for d in config["dependencies"] if [event for _, event in d["targets"]] == ["load"])
-    assert len(refreshes) == 1 and refreshes[0]["inputs"][0] == dropdown  # then the backend dropdown
-    assert refreshes[0]["outputs"] == on_load["outputs"] and kinds[on_load["outputs"][0]][0] == "markdown"
-    line = Handlers(RendererPool(app_settings(tmp_path)), stream=False).model_line("org/picked")
-    assert "`org/picked`" in line and "not loaded" in line
+    on_load = [d for d in config["dependencies"] if "load" in [event for _, event in d["targets"]]]
+    assert len(refreshes) == 1 and refreshes[0]["inputs"][0] == dropdown and line in refreshes[0]["outputs"]
+    assert any(line in d["outputs"] for d in on_load)
+    text, _timer = handlers.model_line("org/picked")
+    assert "`org/picked`" in text and "not loaded" in text
 
 
 def test_limits_from_env_and_safe_public_defaults():
@@ -189,12 +193,11 @@ def test_visitors_cannot_make_the_server_load_another_model(public_app):
 
     url, pool = public_app
     client = Client(url, verbose=False)
-    scenes = {"headers": ["Prompt", "Duration (s)", "Seed", "Negative prompt", "Motion"],
-              "data": [["a pier at night", 0.5, 1, "", "none"]]}
-    job = client.submit(scenes=scenes, quality="draft", transition="cut", transition_duration=0, fps=0, use_ai=True,
-                        steps=0, guidance_scale=None, model="evil/weights", api_name="/generate")
-    report = job.result(timeout=120)[5]
-    assert report["model"] == pool.settings.model != "evil/weights"
+    board = {"scenes": [{"prompt": "a pier at night", "duration": 0.5}], "quality": "draft", "model": "evil/weights"}
+    with pytest.raises(Exception, match="model 'evil/weights' cannot be used on this server"):
+        client.predict(json.dumps(board), api_name="/render")
+    _, report = client.predict(json.dumps(dict(board, model=pool.settings.model)), api_name="/render")
+    assert report["model"] == pool.settings.model  # naming the server's own model is fine
     assert not [model_id for model_id in model_module.REGISTRY.model_ids() if "evil/weights" in model_id]
 
 

@@ -233,7 +233,8 @@ def test_the_default_hub_model_fails_fast_offline():
     result = offline.generate([request(0)])[0]
     assert time.monotonic() - started < 10
     assert result.image is None
-    assert result.reason.startswith(f"Model '{DEFAULT_MODEL_ID}' could not be loaded (offline or not found): ")
+    assert result.reason.startswith(f"Model '{DEFAULT_MODEL_ID}' could not be loaded: ")
+    assert "the model hub cannot be reached (offline)" in result.reason  # pipeline.images.hub_access
 
 
 # --------------------------------------------------------------------------- loading once
@@ -351,6 +352,10 @@ def test_half_precision_hub_loads_try_the_fp16_variant_first(monkeypatch, model_
         return "pipe"
 
     monkeypatch.setattr(AutoPipelineForText2Image, "from_pretrained", classmethod(fake_from_pretrained))
+    # The hub answers (tests run with HF_HUB_OFFLINE=1, which would make every load local-only).
+    from pipeline.images import hub_access
+
+    monkeypatch.setattr(hub_access, "hub_reachable", lambda: True)
     hub = ModelManager(model_id, device="cuda")
     hub._dtype = torch.float16
     assert hub._load_pretrained("hub") == "pipe"

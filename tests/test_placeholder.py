@@ -147,3 +147,27 @@ def test_cjk_prompt_uses_a_cjk_font_when_the_system_has_one():
         pytest.skip("no Noto CJK font installed (Debian: fonts-noto-cjk)")
     assert placeholder._text_font_name("東京の夜景 at night").endswith(".ttc")
     assert placeholder._text_font_name("café at night") == placeholder._REGULAR
+
+
+def _ink(prompt: str, width: int = 854, height: int = 480, number: int = 1) -> np.ndarray:
+    """Where anything is drawn over the plain gradient (True per pixel)."""
+    start, end = prompt_colours(prompt)
+    plain = _array(Image.fromarray(placeholder._gradient(start, end, placeholder._angle(prompt), width, height)))
+    return np.abs(_array(render_placeholder(prompt, number, width, height)) - plain).max(axis=2) > 0
+
+
+def test_everything_drawn_stays_where_camera_motion_never_crops() -> None:
+    from pipeline.video.timeline import PAN_FRACTION, ZOOM_AMOUNT
+
+    zoom_crop = (1 - 1 / (1 + ZOOM_AMOUNT)) / 2
+    assert placeholder.SAFE_X >= max(PAN_FRACTION, zoom_crop) and placeholder.SAFE_Y >= zoom_crop
+    for prompt in ("w" * 300, "a lighthouse in a storm " * 20, "Ünïcödé wörds " * 30):
+        ink = _ink(prompt, number=100)
+        ys, xs = np.nonzero(ink)
+        assert xs.min() >= 854 * placeholder.SAFE_X - 1 and xs.max() <= 854 * (1 - placeholder.SAFE_X) + 1
+        assert ys.min() >= 480 * placeholder.SAFE_Y - 1 and ys.max() <= 480 * (1 - placeholder.SAFE_Y) + 1
+
+
+def test_emoji_are_left_out_never_drawn_as_boxes() -> None:
+    assert not _ink("🦊🌌👩‍👩‍👧🏳️‍🌈")[480 // 4: 3 * 480 // 4].any(), "emoji drew something (a box?)"
+    assert placeholder._clean("a fox 🦊 under the 🌌 sky") == "a fox under the sky"

@@ -391,7 +391,7 @@ def test_exception_text_never_carries_the_key_into_a_reason(service):
 @pytest.mark.slow
 def test_the_keys_appear_in_no_log_report_video_folder_page_or_export(service, tmp_path, caplog):
     import ui
-    from ui.handlers import Handlers
+    import ui.layout
 
     url, state = service
     caplog.set_level(logging.DEBUG)  # every logger, the client libraries' own included
@@ -403,9 +403,9 @@ def test_the_keys_appear_in_no_log_report_video_folder_page_or_export(service, t
         pool.get().model.retry = FAST_RETRY
         done = render(pool, board)[-1]
         assert isinstance(done, Done)
-        handlers = Handlers(pool, stream=False)
-        texts = [json.dumps(done.report.to_dict()), handlers.model_line(None, backend), board.to_json(),
-                 repr(pool.get().model.info()), ui.build_demo(pool).get_config_file().__repr__()]
+        demo, handlers = ui.layout.build_page(pool)
+        texts = [json.dumps(done.report.to_dict()), handlers.model_line(None, backend)[0], board.to_json(),
+                 repr(pool.get().model.info()), demo.get_config_file().__repr__()]
         blobs = [path.read_bytes() for path in (tmp_path / backend).rglob("*") if path.is_file()]
         found += [t for t in texts if OPENAI_KEY in t or HF_KEY in t or url in t]
         found += [b[:40] for b in blobs if OPENAI_KEY.encode() in b or HF_KEY.encode() in b]
@@ -459,13 +459,13 @@ def test_auto_prefers_a_gpu_then_openai_then_hf_then_the_cpu(monkeypatch):
 
 def test_the_model_line_says_which_backend_and_why(service, monkeypatch, tmp_path):
     import pipeline.images.backends as backends
-    from ui.handlers import Handlers
+    import ui.layout
 
     monkeypatch.setattr(backends, "gpu_present", lambda: False)
-    line = Handlers(pool_for(tmp_path), stream=False).model_line(None)
+    line = ui.layout.build_page(pool_for(tmp_path))[1].model_line(None)[0]
     assert "`openai:gpt-image-1`" in line and "remote: OpenAI Images API (auto: no GPU, OPENAI_API_KEY is set)" in line
     assert "**backend:** openai" in line
-    local = Handlers(RendererPool(app_settings(tmp_path)), stream=False).model_line(None)
+    local = ui.layout.build_page(RendererPool(app_settings(tmp_path)))[1].model_line(None)[0]
     assert "**backend:** diffusers (auto: --device cpu was given)" in local
 
 
@@ -522,11 +522,17 @@ def test_the_served_app_renders_through_openai_and_its_api_never_shows_the_key(s
         video, report = client.predict(json.dumps(STORYBOARD), api_name="/render")
         assert report["model"] == "openai:gpt-image-1" and [s["source"] for s in report["scenes"]] == ["ai"] * 3
         assert report["scenes"][1]["notes"] == [NOTE_NEGATIVE, NOTE_SEED] and len(state.records) == 3
-        headers = ["Prompt", "Duration (s)", "Seed", "Negative prompt", "Motion"]
-        job = client.submit(scenes={"headers": headers, "data": [["a new scene", 0.5, 5, "", "none"]]},
-                            quality="draft", transition="cut", transition_duration=0, fps=8, use_ai=True, steps=0,
-                            guidance_scale=None, model=None, backend="hf-inference", api_name="/generate")
-        job.result(timeout=120)
+        # A visitor's page picks another backend: the render still uses the owner's.
+        import types
+
+        import ui.layout
+
+        _, handlers = ui.layout.build_page(pool)
+        board = parse_storyboard({"scenes": [{"prompt": "a new scene", "duration": 0.5, "seed": 5}], "quality": "draft",
+                                  "transition": "cut", "fps": 8})
+        data = {**handlers.show(board), handlers.backend: "hf-inference"}
+        updates = list(handlers.generate(data, types.SimpleNamespace(session_hash="visitor")))
+        assert any("video" in {name for name, c in handlers.outputs.items() if c in out} for out in updates)
         assert [r.path for r in state.records] == ["/v1/images/generations"] * 4  # still the owner's backend
         page = urllib.request.urlopen(app_url, timeout=30).read().decode("utf-8")
         config = urllib.request.urlopen(app_url + "config", timeout=30).read().decode("utf-8")

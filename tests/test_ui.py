@@ -1,46 +1,123 @@
-"""The page without a browser: table <-> storyboard, row editing, no system ffmpeg, and what each room imports."""
+"""The page without a browser: table and widgets <-> storyboard by field name, row editing, imports and
+exports, the model rule, no system ffmpeg, and what each room imports."""
 
 import json
 import os
 import subprocess
 import sys
+from dataclasses import fields, replace
 from pathlib import Path
 
 import pytest
 
 import ui.layout
-from pipeline import StoryboardError
+from pipeline import Scene, Storyboard, StoryboardError
+from pipeline.contract.fields import BOARD_FIELDS, SCENE_FIELDS
 from pipeline.service import RendererPool
 from server import app_settings
-from ui.table import Controls, add_row, delete_row, move_row, rows_to_storyboard, storyboard_to_rows
+from ui.table import HEADERS, add_row, delete_row, move_row, rows_to_storyboard, set_cell, storyboard_to_rows
 
 ROWS = [["a fox", 2, "", "", "zoom_in"], ["a bear", "1.5", 7, "blurry", None], ["", None, "", "", ""]]
 
 
 def test_table_becomes_a_storyboard_and_back():
-    sb = rows_to_storyboard(ROWS, Controls(quality="draft", transition="wipe", fps=0, steps=0))
+    sb = rows_to_storyboard(ROWS, {"quality": "draft", "transition": "wipe"})
     assert [(s.prompt, s.duration, s.seed, s.motion) for s in sb.scenes] == [
         ("a fox", 2.0, None, "zoom_in"), ("a bear", 1.5, 7, "none")]
     assert sb.fps is None and sb.steps is None and sb.transition == "wipe"
     assert storyboard_to_rows(sb) == [["a fox", 2.0, "", "", "zoom_in"], ["a bear", 1.5, 7, "blurry", "none"]]
+    assert HEADERS == [spec.label for spec in SCENE_FIELDS]  # the columns are the scene fields, in order
 
 
 def test_bad_row_names_the_row_the_user_sees():
     with pytest.raises(StoryboardError, match="Scene 2: duration must be a number"):
-        rows_to_storyboard([["a", 1, "", "", ""], ["b", "soon", "", "", ""]], Controls())
+        rows_to_storyboard([["a", 1, "", "", ""], ["b", "soon", "", "", ""]])
     with pytest.raises(StoryboardError, match="Scene 1: duration is missing"):
-        rows_to_storyboard([["a", None, "", "", ""]], Controls())
+        rows_to_storyboard([["a", None, "", "", ""]])
+    with pytest.raises(StoryboardError, match="Scene 1: seed must be a number"):
+        rows_to_storyboard([["a", 1, "abc", "", ""]])
     with pytest.raises(StoryboardError, match="table is empty"):
-        rows_to_storyboard([["", None, "", "", ""]], Controls())
+        rows_to_storyboard([["", None, "", "", ""]])
+    with pytest.raises(StoryboardError, match="table is empty"):  # every row deleted: one untouched new row
+        rows_to_storyboard(delete_row([["a", 1, "", "", "none"]], 1))
 
 
-def test_row_moves_and_deletes():
+def test_row_moves_keep_the_moved_row_selected_and_deletes_keep_one_row():
     rows = [["a"], ["b"], ["c"]]
-    assert move_row(rows, 2, -1) == [["b"], ["a"], ["c"]]
-    assert move_row(rows, 3, 1) == rows  # out of range: nothing changes
+    assert move_row(rows, 2, -1) == ([["b"], ["a"], ["c"]], 1)
+    assert move_row(rows, 3, 1) == (rows, 3)  # out of range: nothing changes
     assert delete_row(rows, 2) == [["a"], ["c"]]
     assert len(delete_row([["a"]], 1)) == 1  # never an empty table
     assert add_row(rows)[-1][0] == ""
+    assert set_cell([["a", 1, "", "", "none"]], 1, "motion", "pan_left")[0][4] == "pan_left"
+
+
+@pytest.fixture
+def page(tmp_path):
+    demo, handlers = ui.layout.build_page(RendererPool(app_settings(tmp_path)))
+    return demo, handlers
+
+
+def test_every_storyboard_field_has_a_widget_by_name_and_the_page_round_trips_examples(page, tmp_path):
+    from ui.examples import example_names, load_example
+
+    demo, handlers = page
+    assert set(handlers.form.widgets) == {"scenes"} | {spec.name for spec in BOARD_FIELDS}
+    assert {f.name for f in fields(Storyboard)} == set(handlers.form.widgets)  # a new field shows up by itself
+    assert {f.name for f in fields(Scene)} == {spec.name for spec in SCENE_FIELDS}
+    server_model = handlers.pool.settings.model
+    for name in example_names():
+        shown = handlers.load_example(name)  # {component: value}: the table rows and every control
+        expected = load_example(name).with_changes(model=server_model)  # the page names its model
+        assert handlers.storyboard(shown) == expected
+        exported = Path(handlers.export({**shown, handlers.title: name})[handlers.outputs["export_file"]].value["path"])
+        assert exported.name == f"{name.replace('_', '-')}.json"  # named after the storyboard
+        assert json.loads(exported.read_text(encoding="utf-8")) == expected.to_dict()
+        imported = handlers.import_file(str(exported))
+        assert handlers.storyboard(imported) == expected and imported[handlers.title] == exported.stem
+
+
+def test_a_bad_import_says_what_is_wrong_in_the_notice_and_changes_nothing(page, tmp_path):
+    _, handlers = page
+    notice = handlers.outputs["notice"]
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"scenes": [{"prompt": "ok", "duration": 1}, {"prompt": "", "duration": 1}]}))
+    assert list(handlers.import_file(str(bad))) == [notice]  # nothing but the message changes
+    assert "Scene 2: prompt is empty" in handlers.import_file(str(bad))[notice]
+    binary = tmp_path / "picture.json"
+    binary.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe")
+    assert "not UTF-8 text" in handlers.import_file(str(binary))[notice]
+
+
+def test_without_model_change_a_storyboard_naming_another_model_gets_one_clear_message(tmp_path):
+    pool = RendererPool(replace(app_settings(tmp_path), allow_model_change=False))
+    board = rows_to_storyboard([["a", 1, "", "", ""]], {"model": "evil/weights"})
+    with pytest.raises(StoryboardError, match="model 'evil/weights' cannot be used on this server"):
+        pool.check(board)
+    with pytest.raises(StoryboardError, match="cannot be used on this server"):
+        pool.get("evil/weights")
+    assert pool.get(pool.settings.model) is pool.get(None)  # naming the server's own model is fine
+    _, handlers = ui.layout.build_page(pool)
+    bad = tmp_path / "other-model.json"
+    bad.write_text(board.to_json())
+    assert "cannot be used on this server" in handlers.import_file(str(bad))[handlers.outputs["notice"]]
+
+
+def test_a_turbo_model_at_guidance_0_says_negative_prompts_have_no_effect(page):
+    _, handlers = page  # the default model, sd-turbo: guidance 0 unless the storyboard says otherwise
+    with_negative = rows_to_storyboard([["a", 1, "", "blurry", ""]])
+    assert "Negative prompts have no effect" in handlers.note(with_negative)
+    assert handlers.note(with_negative.with_changes(guidance_scale=5.0)) == ""
+    assert handlers.note(rows_to_storyboard([["a", 1, "", "", ""]])) == ""
+
+
+def test_the_model_line_says_loaded_loading_or_failed():
+    from ui.handlers import model_line_text
+
+    assert model_line_text({"model": "m", "state": "loaded", "device": "cuda", "dtype": "float16"}) == (
+        "**Model:** `m` · loaded (cuda, float16)")
+    assert "loading" in model_line_text({"model": "m", "state": "loading"})
+    assert "failed (offline)" in model_line_text({"model": "m", "state": "failed: offline"})
 
 
 def test_without_system_ffmpeg_the_page_says_so_and_shows_only_the_final_video(monkeypatch, tmp_path):
@@ -57,9 +134,9 @@ ROOT = Path(__file__).resolve().parent.parent
 # Every module of the package, not only what its __init__ exposes.
 IMPORT_EVERY_MODULE = """
 import importlib, pkgutil, {package}
-for module in pkgutil.iter_modules({package}.__path__):
-    if module.name != "__main__":  # running the CLI is not importing it
-        importlib.import_module("{package}." + module.name)
+for module in pkgutil.walk_packages({package}.__path__, "{package}."):
+    if not module.name.endswith("__main__"):  # running the CLI is not importing it
+        importlib.import_module(module.name)
 """
 
 
@@ -86,36 +163,6 @@ def test_ui_imports_no_torch():
     assert not loaded & {"torch", "diffusers", "transformers"}, "ui/ must never import torch"
 
 
-def test_examples_load_and_survive_export_then_import(tmp_path):
-    from ui.examples import example_names, load_example
-    from ui.handlers import Handlers
-
-    handlers = Handlers(RendererPool(app_settings(tmp_path)), stream=False)
-    assert len(example_names()) >= 3
-    for name in example_names():
-        shown = handlers.load_example(name)  # table rows, then quality, transition, length, fps, use_ai, steps, cfg
-        assert handlers.storyboard(*shown) == load_example(name)
-        exported = Path(handlers.export(*shown).value["path"])  # what the download button offers
-        assert json.loads(exported.read_text(encoding="utf-8")) == load_example(name).to_dict()
-        assert handlers.import_file(str(exported)) == shown
-
-
-def test_a_bad_import_says_what_is_wrong_and_changes_nothing(tmp_path):
-    import gradio as gr
-
-    from ui.handlers import Handlers
-
-    handlers = Handlers(RendererPool(app_settings(tmp_path)), stream=False)
-    bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps({"scenes": [{"prompt": "ok", "duration": 1}, {"prompt": "", "duration": 1}]}))
-    with pytest.raises(gr.Error, match="Scene 2: prompt is empty"):
-        handlers.import_file(str(bad))
-    binary = tmp_path / "picture.json"
-    binary.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe")
-    with pytest.raises(gr.Error, match="not UTF-8 text"):
-        handlers.import_file(str(binary))
-
-
 def test_the_notice_says_each_placeholder_reason_once_with_its_scenes():
     from pipeline import RenderReport, SceneReport
     from ui.render_view import report_notice
@@ -127,6 +174,14 @@ def test_the_notice_says_each_placeholder_reason_once_with_its_scenes():
     assert "3 of 4 scenes use a **placeholder** frame" in notice
     assert notice.count(offline) == 1 and f"- Scenes 1, 3: {offline}" in notice
     assert "- Scene 4: the model returned a blank (NaN or all-black) image" in notice
+
+
+def test_download_names_come_from_the_storyboard():
+    from ui.render_view import file_stem
+
+    assert file_stem("A lighthouse in a storm, dramatic clouds at dusk!") == "a-lighthouse-in-a-storm-dramatic"  # six words
+    assert file_stem("../../etc/passwd") == "etc-passwd"
+    assert file_stem("🎬🎬") == "scene2video" and file_stem("城市 夜景") == "城市-夜景"
 
 
 def test_the_notice_says_why_a_morph_became_a_crossfade():

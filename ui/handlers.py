@@ -1,154 +1,231 @@
-"""What the page's buttons do. Each method is a Gradio event function; none touches torch."""
+"""What the page's buttons do. Each method is a Gradio event function; none touches torch.
+
+Event functions take the storyboard widgets as one ``{component: value}`` dict (the form's
+``inputs``) and return ``{component: update}`` dicts, so nothing depends on positions.
+No page event raises: a bad storyboard or a failed render is a message in the notice
+beside Generate, never an error badge over the widgets.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import tempfile
-from dataclasses import fields
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
 import gradio as gr
+from gradio.data_classes import FileData
 
 from pipeline import Storyboard, StoryboardError, parse_storyboard
-from pipeline.contract.reference import with_uploaded_reference
+from pipeline.contract.fields import FIELDS_BY_NAME
+from pipeline.images.plan import generation_settings
 from pipeline.contract.json_input import load_json
+from pipeline.contract.reference import with_uploaded_reference
 from pipeline.service import RendererPool
 
 from . import sessions
 from .examples import load_example
-from .render_view import PageRender, api_updates
-from .soundtrack import soundtrack_fields
-from .table import Controls, rows_to_storyboard, storyboard_to_controls, storyboard_to_rows
+from .form import SCENES, BoardForm
+from .render_view import PageRender, api_updates, file_stem, render_ended, render_started
+from .table import cell, move_row, set_cell
 
-STOPPED = "**Render stopped.** Press Generate to start again."
+FIX = "❌ **Please fix the storyboard:**"
+NEGATIVE_IGNORED = ("ℹ️ Negative prompts have no effect at guidance {guidance:g} (few-step models such as "
+                    "sd-turbo ignore them); set Guidance above 1 in Advanced to use them.")
+
+
+def model_facts(model: Any) -> dict[str, str]:
+    """A model's description (model, device, dtype, state, reason …) as a plain dict."""
+    return dataclasses.asdict(model.info()) if model is not None else {}
+
+
+def model_line_text(facts: dict[str, str]) -> str:
+    """``Model: `id` · loaded (cpu, float32)`` / loading / failed (reason) / not loaded yet."""
+    state = str(facts.get("state", "?"))
+    if state == "loaded":
+        said = f"loaded ({facts.get('device', '?')}, {facts.get('dtype', '?')})"
+    elif state.startswith("failed"):
+        reason = facts.get("reason") or state.partition(":")[2].strip()
+        said = f"failed ({reason})" if reason else "failed"
+    elif state == "loading":
+        said = "loading…"
+    else:
+        said = "not loaded yet (loads when needed)"
+    where = f" · {facts['device']}" if state != "loaded" and str(facts.get("device", "")).startswith("remote") else ""
+    return f"**Model:** `{facts.get('model', '?')}` · {said}{where}"
 
 
 class Handlers:
-    """Event functions bound to one renderer pool and its storyboard limits."""
+    """Event functions bound to one renderer pool, its storyboard form and the render outputs."""
 
-    def __init__(self, pool: RendererPool, stream: bool):
+    def __init__(self, pool: RendererPool, stream: bool, form: BoardForm, outputs: dict[str, Any],
+                 title: Any = None, backend: Any = None):
         self.pool = pool
-        self.limits = pool.settings.limits()
         self.stream = stream
+        self.form = form
+        self.outputs = outputs  # by render_view.OUTPUT_NAMES, plus "row_number" and "export_file"
+        self.title = title  # a gr.State: the storyboard's name for downloads ("" = from the first prompt)
+        self.backend = backend  # the page's backend dropdown (not part of the storyboard), if any
 
-    def storyboard(self, rows: list, *controls: Any) -> Storyboard:
-        """The validated storyboard for the table and the controls (Controls' field order, then the soundtrack's)."""
-        count = len(fields(Controls))
-        return rows_to_storyboard(rows, Controls(*controls[:count]), self.limits, soundtrack_fields(controls[count:]))
+    # -- the storyboard -------------------------------------------------------------------------
 
-    def start(self, rows: list, *controls: Any) -> tuple:
-        """Instant check before queueing: a bad row gets its message and nothing else changes."""
+    def storyboard(self, data: dict) -> Storyboard:
+        """The validated storyboard the page shows; StoryboardError names the scene and field."""
+        return self.form.storyboard(data, self.pool.check)
+
+    def show(self, storyboard: Storyboard) -> dict:
+        """Updates that show ``storyboard`` in the table and controls (a blank model: the server's)."""
+        return {**self.form.show(storyboard, fallback={"model": self.pool.settings.model}),
+                self.outputs["notice"]: ""}
+
+    def load_example(self, name: str) -> dict:
+        return {**self.show(load_example(name)), self.title: name}
+
+    def import_file(self, file: str | None) -> dict:
+        """A storyboard file in the table; a bad one gets one message and changes nothing else."""
+        if not file:
+            return {}
         try:
-            self.storyboard(rows, *controls)
+            # UTF-8 and size checked; a visitor's audio path is not a file here (they upload it)
+            storyboard = parse_storyboard(without_audio_path(Path(file).read_bytes()), self.pool.settings.limits())
+            self.pool.check(storyboard)
+        except UnicodeDecodeError:
+            return {self.outputs["notice"]: "❌ **Cannot import:** that file is not a text JSON file."}
         except StoryboardError as exc:
-            gr.Warning(str(exc), title="Please fix the storyboard")
-            return gr.skip(), gr.skip(), f"❌ **Please fix the storyboard:** {exc}", "", False
-        return gr.Button(interactive=False), gr.Button(interactive=True), "", "", True
+            return {self.outputs["notice"]: f"❌ **Cannot import:** {exc}"}
+        return {**self.show(storyboard), self.title: Path(file).stem}
 
-    def generate(self, scenes: list, quality: str, transition: str, transition_duration: float, fps: float,
-                 use_ai: bool, steps: float, guidance_scale: float | None, audio: str | None = None,
-                 audio_start: float = 0.0, audio_volume: float = 1.0, fit: str = "scenes", cut_on_beats: bool = False,
-                 model: str | None = None, backend: str | None = None, board_ok: bool = True,
-                 request: gr.Request = None) -> Iterator[tuple]:
-        """Render the scene table; streams keyframes, step previews, video segments, then the MP4.
+    def export(self, data: dict) -> dict:
+        try:
+            storyboard = self.storyboard(data)
+        except StoryboardError as exc:
+            return {self.outputs["notice"]: f"❌ **Cannot export yet:** {exc}"}
+        path = Path(tempfile.mkdtemp(prefix="scene2video-export-")) / f"{self.name(data, storyboard)}.json"
+        data = storyboard.to_dict()
+        data.pop("audio", None)  # the uploads' server paths mean nothing elsewhere
+        data.pop("reference_image", None)
+        path.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
+        return {self.outputs["export_file"]: gr.File(value=str(path), visible=True), self.outputs["notice"]: ""}
 
-        The soundtrack's parameters have defaults, so API callers that send no audio need not name them.
-        """
-        if not board_ok:  # start() already showed what to fix
+    def name(self, data: dict, storyboard: Storyboard) -> str:
+        """The file name stem for this storyboard's downloads: its imported name, else its first prompt."""
+        title = data.get(self.title) if self.title is not None else None
+        return file_stem(title or storyboard.scenes[0].prompt)
+
+    # -- rendering ------------------------------------------------------------------------------
+
+    def start(self, data: dict, request: gr.Request) -> dict:
+        """Instant check at the click (not queued): a bad storyboard gets its message and nothing
+        else changes; a good one clears the last results, locks Generate and queues the render."""
+        try:
+            storyboard = self.storyboard(data)
+        except StoryboardError as exc:
+            return {self.outputs["notice"]: f"{FIX} {exc}"}
+        sessions.queued(request.session_hash)
+        updates = {self.outputs[name]: value for name, value in render_started(self.stream).items()}
+        updates[self.outputs["notice"]] = self.note(storyboard)
+        updates[self.outputs["token"]] = time.time_ns()  # its change queues the render
+        return updates
+
+    def note(self, storyboard: Storyboard) -> str:
+        """What the user should know before the render starts (negative prompts a model ignores)."""
+        if not storyboard.use_ai or not any(scene.negative_prompt for scene in storyboard.scenes):
+            return ""
+        try:
+            guidance = generation_settings(storyboard, self.pool.get(storyboard.model).model).guidance_scale
+        except Exception:  # noqa: BLE001 - a note must never block a render
+            return ""
+        return NEGATIVE_IGNORED.format(guidance=guidance) if guidance <= 1 else ""
+
+    def generate(self, data: dict, request: gr.Request) -> Iterator[dict]:
+        """Render the page's storyboard; streams keyframes, step previews, video segments, then the MP4."""
+        out = self.outputs
+        try:
+            storyboard = self.storyboard(data)
+        except StoryboardError as exc:  # changed between the click and the start: say so, unlock
+            yield {out[name]: value for name, value in render_ended(f"{FIX} {exc}").items()}
             return
-        try:
-            storyboard = self.storyboard(scenes, quality, transition, transition_duration, fps, use_ai, steps,
-                                         guidance_scale, audio, audio_start, audio_volume, fit, cut_on_beats)
-        except StoryboardError as exc:
-            raise gr.Error(str(exc), title="Please fix the storyboard") from None
-        try:
-            renderer = self.pool.get(model, backend)
-        except StoryboardError as exc:  # a model this server does not allow
-            raise gr.Error(str(exc), title="Please pick another model") from None
         cancel = sessions.begin(request.session_hash)
+        view = PageRender(out, self.stream, f"{self.name(data, storyboard)}.mp4", note=self.note(storyboard))
         try:
-            yield from PageRender(self.stream).updates(renderer.render(storyboard, cancel))
+            backend = data.get(self.backend) if self.backend is not None else None
+            yield from view.updates(self.pool.get(storyboard.model, backend).render(storyboard, cancel))
+        except Exception as exc:  # noqa: BLE001 - said on the page, never an error badge
+            yield {out[name]: value for name, value in render_ended(f"❌ The render failed: {exc}").items()}
         finally:
             sessions.end(request.session_hash, cancel)
 
-    @staticmethod
-    def stop(request: gr.Request) -> tuple:
-        sessions.cancel(request.session_hash)  # the renderer sees it within one frame or step
-        return STOPPED, "", gr.Button(interactive=True), gr.Button(interactive=False)
-
-    @staticmethod
-    def unlock() -> tuple:
-        return gr.Button(interactive=True), gr.Button(interactive=False)
+    def stop(self, request: gr.Request) -> dict:
+        """Ask the session's render to stop; it ends within one frame or step and says "Render stopped."."""
+        sessions.cancel(request.session_hash)
+        return {self.outputs["stop"]: gr.Button(interactive=False)}
 
     def render_api(self, storyboard_json: str, audio: str | None = None,
-                   reference_image: str | None = None) -> Iterator[tuple]:
-        """Render a storyboard (a JSON string, see the README) to an MP4; returns the MP4 and the report.
+                   reference_image: str | None = None) -> Iterator[tuple[FileData | None, dict | None]]:
+        """Render a storyboard (a JSON string, see the README) to an MP4; returns the MP4 and the report
+        (``ui.api.add_render_api`` holds the documented function).
 
         ``audio`` is the soundtrack as an uploaded file; a path inside the JSON is refused (it would
         name a file on the server). ``reference_image``: an uploaded picture the scenes start from
         (see the ``reference_image`` and ``reference_scenes`` fields); likewise never a path.
         """
         try:
-            storyboard = parse_storyboard(with_uploaded_audio(storyboard_json, audio), self.limits)
+            storyboard = parse_storyboard(with_uploaded_audio(storyboard_json, audio), self.pool.settings.limits())
             storyboard = with_uploaded_reference(storyboard, reference_image)
+            self.pool.check(storyboard)
         except StoryboardError as exc:
             raise gr.Error(str(exc)) from None
         event_id = sessions.current_event_id()
         cancel = sessions.watch_event(event_id)  # set by the request guard when the client cancels
         try:
             if not cancel.is_set():
-                yield from api_updates(self.pool.get().render(storyboard, cancel), cancel)
+                yield from api_updates(self.pool.get(storyboard.model).render(storyboard, cancel), cancel)
         finally:
             sessions.forget_event(event_id, cancel)
 
+    # -- tools ----------------------------------------------------------------------------------
+
+    def move(self, rows: list, number: float | None, offset: int) -> dict:
+        """Move a scene up or down; the moved scene stays the selected one."""
+        rows, number = move_row(rows, number or 0, offset)
+        return {self.form.widgets[SCENES]: rows, self.outputs["row_number"]: number}
+
     @staticmethod
-    def show(storyboard: Storyboard) -> tuple:
-        """Table rows and control values for a storyboard."""
-        c = storyboard_to_controls(storyboard)
-        return (storyboard_to_rows(storyboard), c.quality, c.transition, c.transition_duration, c.fps, c.use_ai,
-                c.steps, c.guidance_scale, gr.skip(),  # the uploaded audio stays as it is
-                storyboard.audio_start, storyboard.audio_volume, storyboard.fit, storyboard.cut_on_beats)
+    def selected(event: gr.SelectData) -> int:
+        """The scene number of a clicked table cell."""
+        index = event.index
+        return int(index[0] if isinstance(index, (list, tuple)) else index) + 1
 
-    def load_example(self, name: str) -> tuple:
-        return self.show(load_example(name))
+    @staticmethod
+    def scene_value(rows: list, number: float | None, name: str) -> Any:
+        """The selected scene's value of a choice column (unchanged if it is not one of the choices)."""
+        value = cell(rows, number or 0, name)
+        return value if value in FIELDS_BY_NAME[name].choices else gr.skip()
 
-    def export(self, rows: list, *controls: Any) -> gr.File:
-        try:
-            data = self.storyboard(rows, *controls).to_dict()
-            data.pop("audio", None)  # the upload's server path means nothing elsewhere
-            text = json.dumps(data, indent=2, ensure_ascii=False)
-        except StoryboardError as exc:
-            raise gr.Error(str(exc), title="Cannot export yet") from None
-        path = Path(tempfile.mkdtemp(prefix="scene2video-export-")) / "storyboard.json"
-        path.write_text(text, encoding="utf-8")
-        return gr.File(value=str(path), visible=True)
-
-    def import_file(self, file: str) -> tuple:
-        try:
-            storyboard = parse_storyboard(without_audio_path(Path(file).read_bytes()), self.limits)  # UTF-8, size
-        except StoryboardError as exc:
-            raise gr.Error(str(exc), title="Cannot import") from None
-        return self.show(storyboard)
+    @staticmethod
+    def set_scene_value(rows: list, number: float | None, name: str, value: Any) -> list:
+        return set_cell(rows, number or 0, name, value)
 
     def clear_cache(self) -> str:
         return f"Removed {self.pool.cache.clear()} keyframe(s) from the cache."
 
-    def model_line(self, model_id: str | None, backend: str | None = None) -> str:
-        """Which model, on which device (or remote service, and why auto chose it), whether it is loaded,
-        and which backend."""
+    def model_line(self, model_id: str | None = None, backend: str | None = None) -> tuple[str, gr.Timer]:
+        """The model line (with the backend, and why auto chose it), and the timer that refreshes it
+        while the model is loading."""
         try:
             model = self.pool.get(model_id, backend).model
-        except StoryboardError as exc:  # a model this server does not allow
-            return f"❌ {exc}"
+        except StoryboardError as exc:  # a model this server does not allow: say so, the same for every id
+            return f"❌ {exc}", gr.Timer(active=False)
         if model is None:
-            return "**Model:** none configured"
-        info = model.info()
-        state = f"failed: {info.reason}" if info.state == "failed" else info.state
+            return "**Model:** none configured", gr.Timer(active=False)
+        facts = model_facts(model)
         choice = self.pool.backend_for(backend)
         because = f" ({choice.because})" if choice.because and choice.name == "diffusers" else ""
-        return (f"**Model:** `{info.model}` · **device:** {info.device} · **state:** {state} · "
-                f"**backend:** {choice.name}{because}" + (f" · **decoder:** {info.decoder}" if info.decoder else ""))
+        settling = facts.get("state") in ("loading", "not loaded")  # the background load may be on its way
+        decoder = f" · **decoder:** {facts['decoder']}" if facts.get("decoder") else ""
+        return f"{model_line_text(facts)} · **backend:** {choice.name}{because}{decoder}", gr.Timer(active=settling)
 
 
 def without_audio_path(raw: str | bytes) -> Any:

@@ -1,38 +1,50 @@
-"""The Scene2Video page: scene table and controls on the left, what is being made on the right."""
+"""The Scene2Video page: the storyboard (scene table and controls) and Generate on the left, with the
+status beside Generate; one result area on the right (the player, the step preview, the keyframes).
+
+Every storyboard widget is made from its field description (``pipeline.contract.fields``) by
+``ui.form.field_widget`` and kept by field name in a ``BoardForm``; a new Storyboard field shows up
+here without code, in the main row or under Advanced (its ``advanced`` flag).
+"""
 
 from __future__ import annotations
 
 import logging
 import shutil
 from dataclasses import dataclass
+from typing import Any, Callable
 
 import gradio as gr
 
-from pipeline import TRANSITIONS, Settings, Storyboard
+from pipeline import Limits, Settings, Storyboard
+from pipeline.contract.fields import SCENE_FIELDS, FieldSpec
 from pipeline.images.backends import BACKENDS  # torch-free
 from pipeline.images.model_names import KNOWN_MODELS  # torch-free at import: torch loads only with a model
 from pipeline.service import RendererPool
 
 from .examples import example_names, load_example
+from .form import SCENES, BoardForm, board_specs, field_widget
+from .api import add_render_api
 from .handlers import Handlers
 from .render_view import OUTPUT_NAMES
-from .soundtrack import build_soundtrack, wire_soundtrack
-from .table import DATATYPES, HEADERS, add_row, delete_row, move_row, storyboard_to_rows
+from .soundtrack import SOUNDTRACK_FIELDS, build_soundtrack, wire_soundtrack
+from .table import DATATYPES, HEADERS, add_row, delete_row, storyboard_to_rows
 
 log = logging.getLogger(__name__)
 
 CSS = """
-.s2v-progress {padding: 4px 0}
+.s2v-progress {padding: 2px 0}
 .s2v-bar {height: 10px; border-radius: 5px; background: var(--neutral-200); overflow: hidden}
 .s2v-fill {height: 100%; background: var(--color-accent); transition: width .2s}
 .s2v-text {font-size: 0.9em; margin-top: 4px}
+#intro h1 {font-size: 1.5em; margin: 0 0 2px 0}
+#intro p {margin: 0}
+#row-tools button {align-self: end; max-height: 2.6em}
 """
-INTRO = (
-    "# Scene2Video\n"
-    "Write one scene per row (prompt and seconds on screen), pick a quality and a transition, "
-    "then press **Generate**. Keyframes appear as they are made and the video plays below."
-)
+INTRO = ("# 🎬 Scene2Video\nOne scene per row: a prompt and its seconds on screen. Pick a quality and a "
+         "transition, press **Generate**: keyframes appear as they are made and the video plays on the right.")
 PRIVATE = dict(api_visibility="private")
+# Fixed widths (px) that fit the left column at 1280 px; narrower screens scroll the table, not the page.
+SCENE_COLUMN_WIDTHS = {"prompt": 250, "duration": 88, "seed": 96, "negative_prompt": 130, "motion": 100}
 
 
 def streaming_available() -> bool:
@@ -40,21 +52,50 @@ def streaming_available() -> bool:
     return bool(shutil.which("ffmpeg") and shutil.which("ffprobe"))
 
 
+def model_widget(spec: FieldSpec, limits: Limits, value: Any, settings: Settings) -> gr.Dropdown:
+    """The model field: the server's model first, a short list of known ones, any id typed in
+    (only where visitors may change the model)."""
+    known = list(KNOWN_MODELS)
+    choices = known if settings.model in known else [settings.model, *known]
+    return gr.Dropdown(choices, value=value or settings.model, label=spec.label, info=spec.help,
+                       allow_custom_value=True, interactive=settings.allow_model_change, elem_id="field-model")
+
+
+# Fields that want a widget of their own: name -> (spec, limits, value, settings) -> component.
+WIDGET_OVERRIDES: dict[str, Callable[..., gr.components.Component]] = {"model": model_widget}
+
+
+def board_widget(spec: FieldSpec, first: Storyboard, settings: Settings) -> gr.components.Component:
+    limits = settings.limits()
+    value = getattr(first, spec.name)
+    if spec.name in WIDGET_OVERRIDES:
+        return WIDGET_OVERRIDES[spec.name](spec, limits, value, settings)
+    return field_widget(spec, limits, value, with_help=spec.advanced, min_width=150)
+
+
+def scene_table(first: Storyboard) -> gr.Dataframe:
+    widths = [SCENE_COLUMN_WIDTHS.get(spec.name, 100) for spec in SCENE_FIELDS]
+    return gr.Dataframe(
+        value=storyboard_to_rows(first), headers=HEADERS, datatype=DATATYPES, type="array",
+        column_count=len(HEADERS), label="Scenes (double-click a cell to edit)", interactive=True,
+        show_row_numbers=True, wrap=True, elem_id="scenes", column_widths=widths, max_height=230,
+    )
+
+
 @dataclass
 class Editor:
-    """The left column: the scene table, its tools and the render controls."""
+    """The left column: the storyboard form, the row tools, Generate/Stop and the file tools."""
 
-    table: gr.Dataframe
+    form: BoardForm
     row_number: gr.Number
+    row_choices: dict[str, gr.Dropdown]  # a dropdown per choice column, for the selected scene
     up: gr.Button
     down: gr.Button
     delete: gr.Button
     add: gr.Button
-    controls: list  # in Controls' field order: quality, transition, length, fps, use_ai, steps, guidance
-    soundtrack: list  # in ui.soundtrack.SOUNDTRACK_FIELDS order
-    model_id: gr.Dropdown
-    backend: gr.Dropdown
+    backend: gr.Dropdown  # where images are made: a server choice, not part of the storyboard
     model_status: gr.Markdown
+    model_timer: gr.Timer
     clear_cache: gr.Button
     generate: gr.Button
     stop: gr.Button
@@ -64,138 +105,160 @@ class Editor:
     import_: gr.UploadButton
     export_file: gr.File
 
-    @property
-    def board_inputs(self) -> list:
-        return [self.table, *self.controls, *self.soundtrack]
+
+def page_specs(advanced: bool) -> list:
+    """The fields given a widget made from their description (the soundtrack builds its own)."""
+    return [spec for spec in board_specs(advanced) if spec.name not in SOUNDTRACK_FIELDS]
 
 
-def build_editor(first: Storyboard, settings: Settings, names: list[str]) -> Editor:
-    table = gr.Dataframe(
-        value=storyboard_to_rows(first), headers=HEADERS, datatype=DATATYPES, type="array",
-        column_count=len(HEADERS), row_count=len(first.scenes), label="Scenes", interactive=True,
-        show_row_numbers=True, wrap=True, elem_id="scenes", column_widths=["46%", "12%", "10%", "20%", "12%"],
-    )
+def build_row_tools(first: Storyboard) -> tuple[gr.Number, dict[str, gr.Dropdown], list[gr.Button]]:
+    with gr.Row(elem_id="row-tools"):
+        row_number = gr.Number(label="Scene #", value=1, precision=0, minimum=1, min_width=80, scale=1,
+                               elem_id="row-number")
+        choices = {spec.name: gr.Dropdown(list(spec.choices), value=getattr(first.scenes[0], spec.name),
+                                          label=f"{spec.label} of scene #", min_width=120, scale=2,
+                                          elem_id=f"row-{spec.name}")
+                   for spec in SCENE_FIELDS if spec.kind == "choice"}
+        buttons = [gr.Button(text, size="sm", min_width=70, scale=1)
+                   for text in ("↑ Up", "↓ Down", "✕ Delete", "+ Add scene")]
+    return row_number, choices, buttons
+
+
+def build_editor(first: Storyboard, settings: Settings, names: list[str], outputs: dict) -> Editor:
+    """The storyboard form and tools; ``outputs`` receives the notice and progress (beside Generate)."""
+    widgets: dict[str, Any] = {SCENES: scene_table(first)}
+    row_number, row_choices, (up, down, delete, add) = build_row_tools(first)
     with gr.Row():
-        row_number = gr.Number(label="Scene #", value=1, precision=0, minimum=1, scale=1)
-        up, down = gr.Button("↑ Move up", size="sm"), gr.Button("↓ Move down", size="sm")
-        delete, add = gr.Button("✕ Delete", size="sm"), gr.Button("+ Add scene", size="sm")
-    with gr.Row():
-        allowed = list(settings.limits().allowed_qualities)
-        quality = gr.Radio(allowed, value=first.quality if first.quality in allowed else allowed[0], label="Quality",
-                           info="draft 480p · standard 720p · high 1080p · premium 1080p30")
-        transition = gr.Dropdown(list(TRANSITIONS), value=first.transition, label="Transition")
-        length = gr.Slider(0, 2, value=first.transition_duration, step=0.1, label="Transition length (s)")
-    soundtrack = build_soundtrack()
+        for spec in page_specs(advanced=False):
+            widgets[spec.name] = board_widget(spec, first, settings)
+    widgets.update(zip(SOUNDTRACK_FIELDS, build_soundtrack()))  # the soundtrack's own widgets, by field name
+    with gr.Row(equal_height=True, elem_id="actions"):
+        with gr.Column(scale=1, min_width=200):
+            with gr.Row():
+                generate = gr.Button("Generate", variant="primary", elem_id="generate", min_width=90)
+                stop = gr.Button("Stop", variant="stop", interactive=False, elem_id="stop", min_width=70)
+        with gr.Column(scale=2, min_width=240, elem_id="status"):
+            outputs["notice"] = gr.Markdown(elem_id="notice")
+            outputs["progress"] = gr.HTML(elem_id="progress")
     with gr.Accordion("Advanced", open=False):
         with gr.Row():
-            use_ai = gr.Checkbox(value=True, label="Use the AI model (off: placeholder frames)")
-            fps = gr.Number(value=0, precision=0, label="FPS (0 = preset)")
-            steps = gr.Number(value=0, precision=0, label="Steps (0 = preset)")
-            guidance = gr.Number(value=None, label="Guidance (blank = model default)")
-        known = list(KNOWN_MODELS)
-        choices = known if settings.model in known else [settings.model, *known]
-        model_id = gr.Dropdown(choices, value=settings.model, label="Model (hub id, local folder or .safetensors file)",
-                               allow_custom_value=True, interactive=settings.allow_model_change)
+            for spec in page_specs(advanced=True):
+                widgets[spec.name] = board_widget(spec, first, settings)
         backend = gr.Dropdown(list(BACKENDS), value=settings.backend, label="Image backend",
                               info="auto · diffusers (this machine) · openai · hf-inference (the server's own key)",
-                              interactive=settings.allow_backend_change)
-        model_status = gr.Markdown()
+                              interactive=settings.allow_backend_change, elem_id="backend")
+        model_status = gr.Markdown(elem_id="model-line")
+        model_timer = gr.Timer(2.0, active=False)
         clear_cache = gr.Button("Clear keyframe cache", size="sm")
-    with gr.Row():
-        generate = gr.Button("Generate", variant="primary", elem_id="generate")
-        stop = gr.Button("Stop", variant="stop", interactive=False, elem_id="stop")
-    with gr.Row():
-        example = gr.Dropdown(names, value=names[0], label="Example storyboards", scale=2)
-        load, export = gr.Button("Load example", size="sm"), gr.Button("Export JSON", size="sm")
-        import_ = gr.UploadButton("Import JSON", file_types=[".json"], size="sm")
-    export_file = gr.File(label="Storyboard JSON", visible=False)
-    return Editor(table, row_number, up, down, delete, add, [quality, transition, length, fps, use_ai, steps, guidance],
-                  soundtrack, model_id, backend, model_status, clear_cache, generate, stop, example, load, export,
-                  import_, export_file)
+    with gr.Accordion("Storyboard files and examples", open=False, elem_id="files"):
+        with gr.Row(equal_height=True):
+            example = gr.Dropdown(names, value=names[0], label="Example storyboards", scale=2, min_width=160)
+            load, export = gr.Button("Load example", size="sm"), gr.Button("Export JSON", size="sm")
+            import_ = gr.UploadButton("Import JSON", file_types=[".json"], size="sm", elem_id="import")
+        export_file = gr.File(label="Storyboard JSON", visible=False)
+    return Editor(BoardForm(widgets, settings.limits()), row_number, row_choices, up, down, delete, add, backend,
+                  model_status, model_timer, clear_cache, generate, stop, example, load, export, import_, export_file)
 
 
-def build_outputs(stream: bool) -> dict:
-    """The right column, keyed by render_view.OUTPUT_NAMES (the buttons are added by the caller)."""
-    return dict(
-        notice=gr.Markdown(elem_id="notice"),
-        progress=gr.HTML(elem_id="progress"),
-        preview=gr.Image(label="Now generating", height=200, interactive=False, elem_id="preview"),
-        gallery=gr.Gallery(label="Keyframes", columns=4, height=220, elem_id="gallery"),
-        live_video=gr.Video(label="Live preview (plays while rendering)", streaming=True, autoplay=True,
-                            interactive=False, visible=stream, elem_id="live"),
-        video=gr.Video(label="Video", interactive=False, elem_id="video"),
-        report=gr.JSON(label="Render report", open=False),
-    )
+def build_results(stream: bool, outputs: dict) -> None:
+    """The right column: one player (the live stream while rendering, then the MP4 in its place),
+    the step preview and the keyframes. Each is hidden until it has something to show."""
+    outputs["live_video"] = gr.Video(label="Live preview (plays while rendering)", streaming=True, autoplay=True,
+                                     interactive=False, visible=False, elem_id="live")
+    outputs["video"] = gr.Video(label="Video", interactive=False, visible=False, elem_id="video")
+    outputs["preview"] = gr.Image(label="Now generating", height=200, interactive=False, visible=False,
+                                  elem_id="preview")
+    outputs["gallery"] = gr.Gallery(label="Keyframes", columns=4, height="auto", visible=False, elem_id="gallery",
+                                    object_fit="contain")
+    outputs["report"] = gr.JSON(label="Render report", open=False, visible=False, elem_id="report")
+    gr.Markdown("The video appears here. Keyframes and a live preview show while it renders.",
+                elem_id="results-hint")
 
 
 def build_demo(pool: RendererPool, examples_first: str | None = None) -> gr.Blocks:
     """The whole page, wired to ``pool``'s renderers. The table opens with an example loaded."""
+    return build_page(pool, examples_first)[0]
+
+
+def build_page(pool: RendererPool, examples_first: str | None = None) -> tuple[gr.Blocks, Handlers]:
+    """The page and the event functions bound to its widgets (tests call them directly)."""
     stream = streaming_available()
     if not stream:
         log.warning("ffmpeg/ffprobe not found on PATH: the video is shown when finished, not streamed.")
     names = example_names()
-    handlers = Handlers(pool, stream)
+    first = load_example(examples_first or names[0])
+    outputs: dict[str, Any] = {}
     with gr.Blocks(title="Scene2Video", fill_width=True) as demo:
-        gr.Markdown(INTRO)
+        gr.Markdown(INTRO, elem_id="intro")
         if not stream:
             gr.Markdown("ℹ️ This server has no system ffmpeg/ffprobe, so the video appears when it is finished "
                         "instead of playing while it renders.")
         with gr.Row():
-            with gr.Column(scale=3):
-                editor = build_editor(load_example(examples_first or names[0]), pool.settings, names)
-            with gr.Column(scale=2):
-                outputs = build_outputs(stream)
-        outputs.update(generate=editor.generate, stop=editor.stop)
-        wire_render(editor, outputs, handlers, pool.settings)
-        wire_tools(editor, outputs, handlers)
-        wire_soundtrack(editor.soundtrack)
-        model_inputs = [editor.model_id, editor.backend]
-        demo.load(handlers.model_line, model_inputs, editor.model_status, **PRIVATE)
-        # A newly picked model or backend shows its own device and state, not the previous one's.
-        editor.model_id.change(handlers.model_line, model_inputs, editor.model_status, queue=False, **PRIVATE)
-        editor.backend.change(handlers.model_line, model_inputs, editor.model_status, queue=False, **PRIVATE)
+            with gr.Column(scale=3, min_width=320):
+                editor = build_editor(first, pool.settings, names, outputs)
+            with gr.Column(scale=2, min_width=320):
+                build_results(stream, outputs)
+        outputs.update(generate=editor.generate, stop=editor.stop, row_number=editor.row_number,
+                       export_file=editor.export_file, token=gr.State(0))
+        title = gr.State("")  # the first prompt names the download until a file or example is loaded
+        handlers = Handlers(pool, stream, editor.form, outputs, title, editor.backend)
+        wire_render(editor, outputs, handlers, pool.settings, title)
+        wire_tools(editor, outputs, handlers, title)
+        wire_model_line(demo, editor, handlers)
+        wire_soundtrack([editor.form.widgets[name] for name in SOUNDTRACK_FIELDS])
         add_render_api(handlers, pool.settings)
-    return demo
+    return demo, handlers
 
 
-def wire_render(editor: Editor, outputs: dict, handlers: Handlers, settings: Settings) -> None:
-    """Generate: check at once, lock the buttons, queue the render (one GPU line), unlock. Stop cancels it."""
-    board_ok = gr.State(True)
-    started = editor.generate.click(
-        handlers.start, editor.board_inputs,
-        [editor.generate, editor.stop, outputs["notice"], outputs["progress"], board_ok], queue=False, **PRIVATE)
-    render_event = started.then(
-        handlers.generate, [*editor.board_inputs, editor.model_id, editor.backend, board_ok],
-        [outputs[n] for n in OUTPUT_NAMES],
-        api_name="generate", concurrency_id="gpu", concurrency_limit=settings.max_concurrent_renders,
-        show_progress="minimal", show_progress_on=[outputs["progress"]],
-    )
-    render_event.then(handlers.unlock, None, [editor.generate, editor.stop], **PRIVATE).then(
-        handlers.model_line, [editor.model_id, editor.backend], editor.model_status, **PRIVATE)
-    editor.stop.click(handlers.stop, None, [outputs["notice"], outputs["progress"], editor.generate, editor.stop],
-                      cancels=[render_event], queue=False, **PRIVATE)
+def wire_render(editor: Editor, outputs: dict, handlers: Handlers, settings: Settings, title: gr.State) -> None:
+    """Generate: check at once (a bad storyboard gets its message and no render), else queue the render
+    (one GPU line) through the token's change. Stop sets the render's cancel flag (no Gradio cancel)."""
+    board = {*editor.form.inputs, title, editor.backend}
+    result_outputs = [outputs[name] for name in OUTPUT_NAMES]
+    # Queued (so the token change reaches the page) but never waits: no concurrency limit.
+    editor.generate.click(handlers.start, board, [*result_outputs, outputs["token"]], concurrency_limit=None,
+                          show_progress="hidden", **PRIVATE)
+    outputs["token"].change(
+        handlers.generate, board, result_outputs, concurrency_id="gpu",
+        concurrency_limit=settings.max_concurrent_renders, show_progress="minimal",
+        show_progress_on=[outputs["progress"]], **PRIVATE,
+    ).then(handlers.model_line, model_inputs(editor), [editor.model_status, editor.model_timer], **PRIVATE)
+    editor.stop.click(handlers.stop, None, editor.stop, queue=False, **PRIVATE)
 
 
-def wire_tools(editor: Editor, outputs: dict, handlers: Handlers) -> None:
+def wire_tools(editor: Editor, outputs: dict, handlers: Handlers, title: gr.State) -> None:
     """Row editing, examples, export/import and the cache button."""
-    table, number = editor.table, editor.row_number
-    editor.up.click(lambda rows, n: move_row(rows, n, -1), [table, number], table, **PRIVATE)
-    editor.down.click(lambda rows, n: move_row(rows, n, 1), [table, number], table, **PRIVATE)
-    editor.delete.click(delete_row, [table, number], table, **PRIVATE)
-    editor.add.click(add_row, table, table, **PRIVATE)
-    editor.load.click(handlers.load_example, editor.example, editor.board_inputs, **PRIVATE)
-    editor.export.click(handlers.export, editor.board_inputs, editor.export_file, **PRIVATE)
-    editor.import_.upload(handlers.import_file, editor.import_, editor.board_inputs, **PRIVATE)
-    editor.clear_cache.click(handlers.clear_cache, None, outputs["notice"], **PRIVATE)
+    table, number, notice = editor.form.widgets[SCENES], editor.row_number, outputs["notice"]
+    board = editor.form.components
+    editor.up.click(lambda rows, n: handlers.move(rows, n, -1), [table, number], [table, number], queue=False, **PRIVATE)
+    editor.down.click(lambda rows, n: handlers.move(rows, n, 1), [table, number], [table, number], queue=False, **PRIVATE)
+    editor.delete.click(delete_row, [table, number], table, queue=False, **PRIVATE)
+    editor.add.click(lambda rows: {table: add_row(rows), number: len(rows or []) + 1}, table, [table, number],
+                     queue=False, **PRIVATE)
+    table.select(handlers.selected, None, number, queue=False, **PRIVATE)
+    for name, dropdown in editor.row_choices.items():
+        number.change(lambda rows, n, name=name: handlers.scene_value(rows, n, name), [table, number], dropdown,
+                      queue=False, **PRIVATE)
+        dropdown.input(lambda rows, n, value, name=name: handlers.set_scene_value(rows, n, name, value),
+                       [table, number, dropdown], table, queue=False, **PRIVATE)
+    editor.load.click(handlers.load_example, editor.example, [*board, notice, title], **PRIVATE)
+    editor.export.click(handlers.export, {*editor.form.inputs, title}, [editor.export_file, notice], **PRIVATE)
+    editor.import_.upload(handlers.import_file, editor.import_, [*board, notice, title], **PRIVATE)
+    editor.clear_cache.click(handlers.clear_cache, None, notice, **PRIVATE)
 
 
-def add_render_api(handlers: Handlers, settings: Settings) -> None:
-    """The named endpoint /render: a storyboard JSON string (and its audio file, if any) in, the MP4 and the report out."""
-    with gr.Row(visible=False):
-        storyboard_json = gr.Textbox(label="storyboard_json")
-        audio = gr.File(label="audio", file_types=["audio"])
-        reference_image = gr.File(label="reference_image", type="filepath", file_types=["image"])
-        video, report = gr.File(label="video"), gr.JSON(label="report")
-        trigger = gr.Button("render")
-    trigger.click(handlers.render_api, [storyboard_json, audio, reference_image], [video, report], api_name="render",
-                  concurrency_id="gpu", concurrency_limit=settings.max_concurrent_renders)
+def wire_model_line(demo: gr.Blocks, editor: Editor, handlers: Handlers) -> None:
+    """The model line says loading / loaded (device, dtype) / failed (reason), and follows the dropdown."""
+    targets = [editor.model_status, editor.model_timer]
+    gr.on([demo.load, editor.model_timer.tick], handlers.model_line, model_inputs(editor), targets, queue=False,
+          **PRIVATE)
+    # A newly picked model or backend shows its own device and state, not the previous one's.
+    for picker in (editor.form.widgets.get("model"), editor.backend):
+        if picker is not None:
+            picker.change(handlers.model_line, model_inputs(editor), targets, queue=False, **PRIVATE)
+
+
+def model_inputs(editor: Editor) -> list:
+    """The model line's inputs: the model field (the server's model when the form has none) and the backend."""
+    model = editor.form.widgets.get("model")
+    return [model if model is not None else gr.State(None), editor.backend]

@@ -12,21 +12,28 @@ from __future__ import annotations
 
 import contextvars
 import html
+import os
 import queue
+import re
+import shutil
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Iterator
 
 import gradio as gr
+from gradio.data_classes import FileData
 
 from pipeline import Done, Event, Failed, KeyframeReady, Preview, Progress, RenderReport, Segment
 
 from .soundtrack import timing_lines
 
-# Outputs of the page's generate event, in this order.
-OUTPUT_NAMES = ("gallery", "preview", "progress", "live_video", "video", "report", "notice", "generate", "stop")
+# The page's render outputs, by name (ui.layout builds one component per name).
+OUTPUT_NAMES = ("notice", "progress", "live_video", "video", "preview", "gallery", "report", "generate", "stop")
 _PROGRESS_EVERY_S = 0.2
+STREAM_LINKS_KEPT_S = 600  # a render's streamed segments are linked elsewhere for this long
 
 
 def progress_html(stage: str, fraction: float, message: str, eta: float | None) -> str:
@@ -74,29 +81,67 @@ def _scenes(numbers: list[int]) -> str:
 
 
 def keyframe_caption(event: KeyframeReady) -> str:
-    label = {"ai": "AI", "cache": "AI (cached)", "placeholder": "placeholder"}[event.source]
-    return f"Scene {event.scene_index + 1} · {label}"
+    label = {"ai": "AI", "cache": "cached", "placeholder": "placeholder"}[event.source]
+    return f"{event.scene_index + 1} · {label}"
+
+
+def render_started(stream: bool) -> dict[str, object]:
+    """What the outputs show once a render is queued: last render's results gone, buttons locked."""
+    return dict(notice="", progress=progress_html("loading", 0.0, "Waiting for the renderer", None),
+                live_video=gr.Video(value=None, visible=stream), video=gr.Video(value=None, visible=False),
+                preview=gr.Image(value=None, visible=False), gallery=gr.Gallery(value=[], visible=False),
+                report=gr.JSON(value=None, visible=False), generate=gr.Button(interactive=False),
+                stop=gr.Button(interactive=True))
+
+
+def render_ended(notice: str) -> dict[str, object]:
+    """Stopped or failed: the message, no stale progress, previews or live stream; Generate ready."""
+    return dict(notice=notice, progress="", live_video=gr.Video(value=None, visible=False),
+                preview=gr.Image(value=None, visible=False), generate=gr.Button(interactive=True),
+                stop=gr.Button(interactive=False))
+
+
+STOPPED = "**Render stopped.** Press Generate to start again."
 
 
 @dataclass
 class PageRender:
-    """Accumulated state of one render on the page."""
+    """Accumulated state of one render on the page. ``outputs`` maps OUTPUT_NAMES to components;
+    ``video_name`` is the file name the finished MP4 is offered under."""
 
+    outputs: dict
     stream: bool
-    gallery: list[tuple[str, str]] = field(default_factory=list)
+    video_name: str = "scene2video.mp4"
+    note: str = ""  # said above the finished render's notice (e.g. negative prompts a model ignores)
+    gallery: dict[int, tuple[str, str]] = field(default_factory=dict)
     last_progress: float = 0.0
+    stream_dir: Path | None = None
 
-    def updates(self, events: Iterator[Event]) -> Iterator[tuple]:
-        """One tuple of outputs (see OUTPUT_NAMES) per event; ``gr.skip()`` where nothing changed."""
-        skip = gr.skip()
+    def updates(self, events: Iterator[Event]) -> Iterator[dict]:
+        """One ``{component: value}`` dict per event that changed something on the page."""
         try:
             for event in events:
-                out = dict.fromkeys(OUTPUT_NAMES, skip)
+                out: dict[str, object] = {}
                 self._apply(event, out)
-                if any(value is not skip for value in out.values()):
-                    yield tuple(out[name] for name in OUTPUT_NAMES)
+                if out:
+                    yield {self.outputs[name]: value for name, value in out.items()}
         finally:
-            events.close()  # on Stop: kills ffmpeg, removes partial files, stops the model
+            events.close()  # kills ffmpeg, removes partial files, stops the model
+
+    def streamed(self, segment: Path) -> str:
+        """A link to ``segment`` that outlives the render folder: Gradio reads a streamed chunk after the
+        update is sent, and a stopped render deletes its folder at once. Links go after a minute."""
+        if self.stream_dir is None:
+            self.stream_dir = Path(tempfile.mkdtemp(prefix="scene2video-stream-"))
+            timer = threading.Timer(STREAM_LINKS_KEPT_S, shutil.rmtree, args=(self.stream_dir, True))
+            timer.daemon = True
+            timer.start()
+        link = self.stream_dir / segment.name
+        try:
+            os.link(segment, link)
+        except OSError:
+            shutil.copyfile(segment, link)
+        return str(link)
 
     def _apply(self, event: Event, out: dict) -> None:
         if isinstance(event, Progress):
@@ -106,48 +151,66 @@ class PageRender:
                 out["progress"] = progress_html(event.stage, event.fraction, event.message, event.eta_seconds)
         elif isinstance(event, Preview):
             out["preview"] = gr.Image(
-                value=event.image, label=f"Now generating: {event.what or f'scene {event.scene_index + 1}'}, "
-                                         f"step {event.step} of {event.total_steps}")
+                value=event.image, visible=True,
+                label=f"Now generating: {event.what or f'scene {event.scene_index + 1}'}, "
+                      f"step {event.step} of {event.total_steps}")
         elif isinstance(event, KeyframeReady):
-            self.gallery.append((str(event.path), keyframe_caption(event)))
-            out["gallery"] = list(self.gallery)
+            self.gallery[event.scene_index] = (str(event.path), keyframe_caption(event))
+            out["gallery"] = gr.Gallery(value=[self.gallery[i] for i in sorted(self.gallery)], visible=True)
         elif isinstance(event, Segment) and self.stream:
-            out["live_video"] = str(event.path)
+            out["live_video"] = self.streamed(event.path)
         elif isinstance(event, Done):
-            # The step preview has done its job; the keyframes are in the gallery.
-            out.update(preview=gr.Image(value=None, label="Now generating"),
-                       video=str(event.video_path), report=event.report.to_dict(),
-                       notice=report_notice(event.report), progress=progress_html("done", 1.0, "Video ready", None),
-                       generate=gr.Button(interactive=True), stop=gr.Button(interactive=False))
+            notice = "\n\n".join(text for text in (self.note, report_notice(event.report)) if text)
+            out.update(render_ended(notice),
+                       progress=progress_html("done", 1.0, "Video ready", None),
+                       video=gr.Video(value=named_copy(event.video_path, self.video_name), visible=True),
+                       report=gr.JSON(value=event.report.to_dict(), visible=True))
         elif isinstance(event, Failed):
-            notice = "**Render stopped.** Press Generate to start again." if event.cancelled else f"❌ {event.message}"
-            out.update(notice=notice, progress="", generate=gr.Button(interactive=True),
-                       stop=gr.Button(interactive=False))
+            out.update(render_ended(STOPPED if event.cancelled else f"❌ {event.message}"))
+
+
+def named_copy(video: Path, name: str) -> str:
+    """``video`` under the file name a download should have (a hard link beside it when possible)."""
+    target = video.with_name(name)
+    if target == video:
+        return str(video)
+    try:
+        target.unlink(missing_ok=True)
+        os.link(video, target)
+    except OSError:
+        shutil.copyfile(video, target)
+    return str(target)
+
+
+def file_stem(text: str, fallback: str = "scene2video", words: int = 6) -> str:
+    """A short, safe file name stem from a title or a prompt: lower-case words joined by '-'."""
+    found = re.findall(r"[^\W_]+", text.lower())[:words]
+    stem = "-".join(found)[:60].strip("-")
+    return stem or fallback
 
 
 def api_updates(events: Iterator[Event], cancel: threading.Event | None = None) -> Iterator[tuple]:
-    """For ``/render``: (MP4 path, report dict) at the end; errors as gr.Error.
+    """For ``/render``: (the MP4 as a FileData, the report dict) at the end; errors as gr.Error.
 
     The render is driven by its own thread (:class:`_Driven`), so it always finishes its
     clean-up (ffmpeg killed, partial files removed) even if Gradio drops this generator
     without closing it; ``cancel`` (set by a client's cancel, see ui.sessions) stops it within
-    a frame or step. Until the end this yields "no change" every 0.2 s, so a cancelled job
-    can be closed.
+    a frame or step. Until the end this yields ``(None, None)`` every 0.2 s (``/render`` is a
+    typed API function: no component updates), so a cancelled job can be closed.
     """
-    skip = gr.skip()
     driven = _Driven(events, cancel or threading.Event())
     try:
         while not driven.ended:
             event = driven.next_within(_PROGRESS_EVERY_S)
             if isinstance(event, Done):
-                yield str(event.video_path), event.report.to_dict()
+                yield FileData(path=str(event.video_path), orig_name=event.video_path.name), event.report.to_dict()
                 return
             if isinstance(event, Failed):
                 if event.cancelled:  # the client cancelled: nobody is waiting for an answer
                     return
                 raise gr.Error(event.message)
             if event is None:
-                yield skip, skip
+                yield None, None
     finally:
         driven.close()  # a render still running is cancelled, and waited for
 

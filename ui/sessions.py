@@ -6,6 +6,11 @@ handler is starting, or while it is busy between two updates, leaves the handler
 running. The guard sees every ``/cancel`` and ``/reset`` call and sets the flag of that event id,
 which the renderer checks every frame and step; a cancel that arrives before its render has
 started is remembered for a minute, so the render never starts.
+
+For the page, Stop never cancels the Gradio event itself (a cancelled event can leave error badges
+and stale outputs): it sets the session's flag, the renderer sees it within one frame or denoising
+step and ends with a "stopped" event that the page shows like any other. A Stop pressed while the
+render is still waiting in the queue is remembered, and that render stops as soon as it begins.
 """
 
 from __future__ import annotations
@@ -14,21 +19,34 @@ import threading
 import time
 
 _flags: dict[str, threading.Event] = {}
+_pending: set[str] = set()
 _lock = threading.Lock()
 
 
+def queued(session: str) -> None:
+    """A new render was asked for in ``session``: forget any earlier, unused Stop."""
+    with _lock:
+        _pending.discard(session)
+
+
 def begin(session: str) -> threading.Event:
-    """A fresh cancel flag for a new render in ``session``."""
+    """A fresh cancel flag for a render starting in ``session`` (already set if Stop came first)."""
     with _lock:
         flag = _flags[session] = threading.Event()
+        if session in _pending:
+            _pending.discard(session)
+            flag.set()
     return flag
 
 
 def cancel(session: str) -> bool:
-    """Set the session's flag; returns whether a render was running."""
+    """Stop the session's render; returns whether one was running (else the next one to begin stops)."""
     with _lock:
         flag = _flags.get(session)
-    if flag is None or flag.is_set():
+        if flag is None:
+            _pending.add(session)
+            return False
+    if flag.is_set():
         return False
     flag.set()
     return True
@@ -39,6 +57,7 @@ def end(session: str, flag: threading.Event) -> None:
     with _lock:
         if _flags.get(session) is flag:
             del _flags[session]
+        _pending.discard(session)
 
 
 _EARLY_CANCEL_S = 60.0

@@ -1,33 +1,29 @@
-"""The scene table and the render controls <-> the Storyboard contract.
+"""The scene table <-> the Storyboard contract.
 
-The table has one row per scene: prompt, duration, seed (blank: derived from the
-prompt), negative prompt, motion. Fully blank rows are ignored, so a user can leave
-an empty row at the end. Row numbers in error messages match what the user sees.
+One column per scene field of ``pipeline.contract.fields.SCENE_FIELDS``, in that order,
+with its label as the header. Fully blank rows are ignored, so a user can leave an
+empty row at the end (or one added and left untouched). Row numbers in error messages match what the user sees.
+Optional numbers (the seed) are text columns, so a blank cell stays blank.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
-from pipeline import Storyboard, StoryboardError, Limits, parse_storyboard
+from pipeline import Limits, Storyboard, StoryboardError, parse_storyboard
+from pipeline.contract.fields import SCENE_FIELDS, FieldSpec
 
-HEADERS = ["Prompt", "Duration (s)", "Seed", "Negative prompt", "Motion"]
-DATATYPES = ["str", "number", "number", "str", "str"]
+COLUMNS: tuple[str, ...] = tuple(spec.name for spec in SCENE_FIELDS)
+HEADERS: list[str] = [spec.label for spec in SCENE_FIELDS]
 
 
-@dataclass(frozen=True)
-class Controls:
-    """Everything beside the table that goes into a storyboard."""
+def _datatype(spec: FieldSpec) -> str:
+    return "number" if spec.kind in ("number", "integer") and spec.required else "str"
 
-    quality: str = "standard"
-    transition: str = "crossfade"
-    transition_duration: float = 0.5
-    fps: float | None = None
-    use_ai: bool = True
-    steps: float | None = None
-    guidance_scale: float | None = None
+
+DATATYPES: list[str] = [_datatype(spec) for spec in SCENE_FIELDS]
+EMPTY_TABLE = "The scene table is empty: add at least one scene with a prompt and a duration."
 
 
 def _blank(value: Any) -> bool:
@@ -38,89 +34,83 @@ def _blank(value: Any) -> bool:
     return isinstance(value, str) and not value.strip()
 
 
-def _cell(row: list, index: int) -> Any:
-    value = row[index] if index < len(row) else None
-    return None if _blank(value) else value
-
-
-def rows_to_dict(rows: list[list[Any]], controls: Controls) -> dict[str, Any]:
-    """The storyboard document for a table and its controls (not yet validated)."""
-    scenes = []
-    for row in rows or []:
-        row = list(row)
-        if all(_blank(value) for value in row):
-            continue
-        scene: dict[str, Any] = {"prompt": _cell(row, 0) or "", "duration": _cell(row, 1)}
-        if scene["duration"] is None:
-            del scene["duration"]  # the validator names the missing field
-        for key, index in (("seed", 2), ("negative_prompt", 3), ("motion", 4)):
-            if _cell(row, index) is not None:
-                scene[key] = _cell(row, index)
-        scenes.append(scene)
-    board: dict[str, Any] = {
-        "scenes": scenes,
-        "quality": controls.quality,
-        "transition": controls.transition,
-        "transition_duration": controls.transition_duration,
-        "use_ai": bool(controls.use_ai),
-    }
-    # 0 or blank in the advanced fields means "the preset's default".
-    for key in ("fps", "steps", "guidance_scale"):
-        value = getattr(controls, key)
-        if not _blank(value) and not (key != "guidance_scale" and _is_zero(value)):
-            board[key] = value
-    return board
-
-
-def _is_zero(value: Any) -> bool:
-    """True for 0 (or "0"); anything that is not a number goes on to the validator, which names it."""
+def _same(value: Any, default: Any) -> bool:
     try:
-        return float(value) == 0
-    except (TypeError, ValueError, OverflowError):
+        return value == default or float(value) == float(default)
+    except (TypeError, ValueError):
         return False
 
 
-def rows_to_storyboard(rows: list[list[Any]], controls: Controls, limits: Limits | None = None,
-                       extra: dict[str, Any] | None = None) -> Storyboard:
-    """Validate the table (plus ``extra`` Storyboard fields); raises StoryboardError naming the scene and field."""
-    board = rows_to_dict(rows, controls) | (extra or {})
-    if not board["scenes"]:
-        raise StoryboardError("The scene table is empty: add at least one scene with a prompt and a duration.")
-    return parse_storyboard(board, limits)
+def new_row() -> list[Any]:
+    """A blank scene: each column's default, blank where there is none."""
+    return ["" if spec.default is None or spec.name == "prompt" else spec.default for spec in SCENE_FIELDS]
+
+
+def rows_to_scenes(rows: list[list[Any]]) -> list[dict[str, Any]]:
+    """The scenes of a table as storyboard dicts (not yet validated); blank cells are left out."""
+    scenes, untouched = [], new_row()
+    for row in rows or []:
+        row = list(row)
+        if all(_blank(value) or _same(value, untouched[i]) for i, value in enumerate(row[:len(untouched)])):
+            continue  # blank, or a new row left as it was added
+        scene = {name: row[i] for i, name in enumerate(COLUMNS) if i < len(row) and not _blank(row[i])}
+        scene.setdefault("prompt", "")  # the validator says "prompt is empty"
+        scenes.append(scene)
+    return scenes
+
+
+def rows_to_storyboard(rows: list[list[Any]], board: dict[str, Any] | None = None,
+                       limits: Limits | None = None) -> Storyboard:
+    """Validate the table plus the storyboard-level ``board`` values; raises StoryboardError naming
+    the scene (row) and the field."""
+    scenes = rows_to_scenes(rows)
+    if not scenes:
+        raise StoryboardError(EMPTY_TABLE)
+    return parse_storyboard({**(board or {}), "scenes": scenes}, limits)
 
 
 def storyboard_to_rows(storyboard: Storyboard) -> list[list[Any]]:
-    """Table rows for a storyboard (seed blank when it is derived from the prompt)."""
-    return [
-        [scene.prompt, scene.duration, "" if scene.seed is None else scene.seed, scene.negative_prompt, scene.motion]
-        for scene in storyboard.scenes
-    ]
+    """Table rows for a storyboard (blank where a field is None, e.g. a seed derived from the prompt)."""
+    return [["" if getattr(scene, name) is None else getattr(scene, name) for name in COLUMNS]
+            for scene in storyboard.scenes]
 
 
-def storyboard_to_controls(storyboard: Storyboard) -> Controls:
-    return Controls(
-        quality=storyboard.quality, transition=storyboard.transition,
-        transition_duration=storyboard.transition_duration, fps=storyboard.fps or 0,
-        use_ai=storyboard.use_ai, steps=storyboard.steps or 0, guidance_scale=storyboard.guidance_scale,
-    )
-
-
-def move_row(rows: list[list[Any]], number: int, offset: int) -> list[list[Any]]:
-    """Move scene ``number`` (1-based) up (offset -1) or down (+1); out-of-range moves change nothing."""
+def move_row(rows: list[list[Any]], number: int, offset: int) -> tuple[list[list[Any]], int]:
+    """Move scene ``number`` (1-based) up (offset -1) or down (+1); returns the rows and the moved
+    scene's new number. Out-of-range moves change nothing."""
     rows = [list(row) for row in rows or []]
-    index, target = int(number) - 1, int(number) - 1 + offset
+    index, target = int(number or 0) - 1, int(number or 0) - 1 + offset
     if 0 <= index < len(rows) and 0 <= target < len(rows):
         rows[index], rows[target] = rows[target], rows[index]
-    return rows
+        return rows, target + 1
+    return rows, int(number or 1)
 
 
 def delete_row(rows: list[list[Any]], number: int) -> list[list[Any]]:
     """Remove scene ``number`` (1-based); the table keeps at least one (blank) row."""
     rows = [list(row) for row in rows or []]
-    if 1 <= int(number) <= len(rows):
+    if 1 <= int(number or 0) <= len(rows):
         del rows[int(number) - 1]
-    return rows or [["", 3, "", "", "none"]]
+    return rows or [new_row()]
 
 
 def add_row(rows: list[list[Any]]) -> list[list[Any]]:
-    return [list(row) for row in rows or []] + [["", 3, "", "", "none"]]
+    return [list(row) for row in rows or []] + [new_row()]
+
+
+def cell(rows: list[list[Any]], number: int, name: str) -> Any:
+    """The value of field ``name`` in scene ``number`` (1-based), or None."""
+    index, column = int(number or 0) - 1, COLUMNS.index(name)
+    if 0 <= index < len(rows or []) and column < len(rows[index]):
+        return rows[index][column]
+    return None
+
+
+def set_cell(rows: list[list[Any]], number: int, name: str, value: Any) -> list[list[Any]]:
+    """A copy of ``rows`` with field ``name`` of scene ``number`` set to ``value`` (out of range: unchanged)."""
+    rows = [list(row) for row in rows or []]
+    index, column = int(number or 0) - 1, COLUMNS.index(name)
+    if 0 <= index < len(rows):
+        rows[index] += [""] * (column + 1 - len(rows[index]))
+        rows[index][column] = value
+    return rows

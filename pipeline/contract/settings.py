@@ -169,14 +169,51 @@ def _validate_backend(settings: Settings) -> None:
                                   "(set OPENAI_BASE_URL or HF_INFERENCE_ENDPOINT for another server).")
 
 
-def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add a flag for every setting (``--max-scenes``, ``--model`` …); unset flags keep env/defaults."""
+SETTING_HELP: dict[str, str] = {
+    "model": "hub id, local diffusers folder or .safetensors file (default: stabilityai/sd-turbo)",
+    "device": "where the model runs: cuda, cuda:1, mps or cpu (default: the best there is)",
+    "preload": "load the model before serving the page",
+    "batch_size": "images per model call (default: auto, from free GPU memory)",
+    "output_dir": "folder for render outputs (one unguessable folder per render)",
+    "cache_dir": "keyframe cache folder (default: ~/.cache/scene2video/keyframes)",
+    "cache_max_mb": "keyframe cache size limit in MB (default: 2048)",
+    "output_max_age_hours": "render folders older than this are removed",
+    "max_scenes": "most scenes per storyboard",
+    "max_total_seconds": "longest video, in seconds",
+    "max_quality": "best quality preset allowed (draft, standard, high, premium)",
+    "max_concurrent_renders": "renders at once",
+    "max_queue": "renders that may wait in the queue",
+    "allow_model_change": "may visitors pick another model",
+    "auth": "user:password for the page and the API",
+    "max_loaded_models": "models kept loaded per GPU (a new pick evicts the oldest)",
+    "backend": "where keyframes are made: auto, diffusers, openai or hf-inference",
+    "remote_model": "the remote backend's model (default: the backend's own)",
+    "remote_provider": "Hugging Face Inference Provider (auto: Hugging Face picks)",
+    "remote_quality": "OpenAI image quality: auto, low, medium, high",
+    "max_requests_in_flight": "remote requests at once",
+    "remote_timeout": "seconds per request to a remote backend",
+    "allow_backend_change": "may visitors pick another backend",
+    "model_roots": "folders (separated by the OS path separator) whose models visitors may pick",
+    "allow_pickle_weights": "also load .bin/.ckpt pickle weights when a model has no safetensors (trusted files only)",
+    "max_upload_mb": "largest request or upload accepted, in MB",
+    "controlnet_model": "a Canny ControlNet (hub id or folder) for the model: a reference image guides each layout",
+}
+"""Each setting's flag help (every field of Settings has one; a test keeps them equal)."""
+
+
+def add_settings_arguments(parser: argparse.ArgumentParser, only: tuple[str, ...] | None = None) -> None:
+    """Add a flag for every setting (``--max-scenes``, ``--model`` …), or for those named in ``only``;
+    unset flags keep env/defaults."""
     for item in fields(Settings):
+        if only is not None and item.name not in only:
+            continue
         flag = "--" + item.name.replace("_", "-")
+        help_text = SETTING_HELP.get(item.name, "")
         if "bool" in str(item.type):
-            parser.add_argument(flag, dest=item.name, action=argparse.BooleanOptionalAction, default=None)
+            parser.add_argument(flag, dest=item.name, action=argparse.BooleanOptionalAction, default=None,
+                                help=help_text)
         else:
-            parser.add_argument(flag, dest=item.name, default=None, metavar=item.name.upper())
+            parser.add_argument(flag, dest=item.name, default=None, metavar=item.name.upper(), help=help_text)
 
 
 def settings_from_args(args: argparse.Namespace, env: dict[str, str] | None = None) -> Settings:

@@ -24,6 +24,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..contract.errors import RenderCancelled, is_out_of_memory, short_error
+from . import hub_access
 from .batching import (
     CPU_BATCH_SIZE, GIB, MPS_BATCH_SIZE, auto_batch_size, fit_generation_size, group_requests, needs_cpu_offload,
     round8,
@@ -317,6 +318,8 @@ class ModelManager:
             if model_source(self.model_id) == "single_file" and single_file_config_dir(self.model_id) is None:
                 # The usual offline failure: diffusers wants the matching configs from the hub.
                 hint = " (a single file needs its diffusers configs: from the hub once, or a folder beside it)"
+            if model_source(self.model_id) == "hub" and not hub_access.hub_reachable():
+                return f"Model '{self.model_id}' could not be loaded: {hub_access.OFFLINE_REASON}{hint}"
             return f"Model '{self.model_id}' could not be loaded (offline or not found){hint}: {short_error(exc)}"
         return f"Model '{self.model_id}' could not be loaded: {short_error(exc, with_type=True)}"
 
@@ -351,7 +354,7 @@ class ModelManager:
         from diffusers import AutoPipelineForText2Image
 
         model = str(Path(self.model_id).expanduser()) if source == "folder" else self.model_id
-        kwargs: dict[str, Any] = {"dtype": self._dtype, "local_files_only": self.local_files_only}
+        kwargs: dict[str, Any] = {"dtype": self._dtype, "local_files_only": hub_access.local_only(self.local_files_only)}
         if not self.allow_pickle:
             kwargs["use_safetensors"] = True  # diffusers then refuses .bin weights instead of unpickling them
         if self._wants_safety_kwargs(source):
@@ -370,7 +373,7 @@ class ModelManager:
         path = str(Path(self.model_id).expanduser())
         if not self.allow_pickle and Path(path).suffix.lower() != ".safetensors":
             raise ValueError(f"{Path(path).suffix} weights are pickles; this server loads only .safetensors")
-        kwargs: dict[str, Any] = {"dtype": self._dtype, "local_files_only": self.local_files_only}
+        kwargs: dict[str, Any] = {"dtype": self._dtype, "local_files_only": hub_access.local_only(self.local_files_only)}
         config = single_file_config_dir(self.model_id)
         if config is not None:
             # Local configs: works offline. Without them from_single_file fetches the configs

@@ -3,8 +3,9 @@
 It should look intended, not broken: a smooth two-colour gradient derived from
 the prompt (same prompt, same colours), the prompt itself word-wrapped in the
 middle, "Scene N" in the top-left corner and a "PLACEHOLDER" badge in the
-top-right. Any text is accepted: glyphs the bundled DejaVu Sans lacks (CJK,
-most emoji) draw as boxes, and text that does not fit is ellipsised.
+top-right. Any text is accepted: CJK is drawn with Noto Sans CJK when the system has
+it, emoji are left out (never drawn as boxes), and text that does not fit is ellipsised.
+Everything drawn stays inside a safe area that camera motion never crops.
 """
 
 from __future__ import annotations
@@ -25,6 +26,10 @@ _BOLD = "DejaVuSans-Bold.ttf"
 _MIN_FONT_PX = 6
 _BADGE_COLOUR = (255, 196, 0)  # amber, readable over any gradient with black text
 _Colour = tuple[int, int, int]
+# Camera motion crops the frame's edges (pipeline.video.timeline): a pan sees 90% of the width and
+# travels the other 10%, a zoom to 1.12x hides 5.4% per side. Text and marks stay inside these margins.
+SAFE_X = 0.11
+SAFE_Y = 0.07
 
 
 def render_placeholder(prompt: str, scene_number: int, width: int, height: int) -> Image.Image:
@@ -40,7 +45,7 @@ def render_placeholder(prompt: str, scene_number: int, width: int, height: int) 
     draw = ImageDraw.Draw(image)
     ink = _contrasting_ink(start, end)
     _draw_prompt(draw, _clean(prompt), ink, width, height)
-    _draw_scene_label(draw, scene_number, ink, height)
+    _draw_scene_label(draw, scene_number, ink, width, height)
     _draw_badge(draw, width, height)
     return image
 
@@ -103,8 +108,15 @@ def _clean(prompt: str) -> str:
     # Drop control characters and lone surrogates (either can make FreeType or
     # the encoder choke); keep newlines, which the user meant as line breaks.
     text = prompt.encode("utf-8", "replace").decode("utf-8")
-    kept = (ch for ch in text if ch == "\n" or unicodedata.category(ch) not in ("Cc", "Cs"))
-    return "".join(kept).strip()
+    kept = "".join(ch for ch in text if ch == "\n" or (unicodedata.category(ch) not in ("Cc", "Cs")
+                                                       and not _is_emoji(ch)))
+    return "\n".join(" ".join(line.split()) for line in kept.split("\n")).strip()
+
+
+def _is_emoji(ch: str) -> bool:
+    """Emoji and their joiners and modifiers: no font here draws them in a frame, so they are left out."""
+    code = ord(ch)
+    return code >= 0x1F000 or code in (0x200D, 0xFE0E, 0xFE0F, 0x20E3) or 0xE0020 <= code <= 0xE007F
 
 
 # DejaVu has no CJK glyphs; Noto Sans CJK (Debian's fonts-noto-cjk, listed in packages.txt)
@@ -140,7 +152,7 @@ def _text_font_name(text: str) -> str:
 
 def _draw_prompt(draw: ImageDraw.ImageDraw, text: str, ink: _Colour, width: int, height: int) -> None:
     """Draw ``text`` centred, shrinking the font down to a floor, then ellipsising."""
-    box_w, box_h = width * 0.84, height * 0.56
+    box_w, box_h = width * (1 - 2 * SAFE_X), height * 0.56
     font, lines = _fit_text(text, box_w, box_h, height)
     line_h = _line_height(font)
     top = (height - line_h * len(lines)) / 2
@@ -215,18 +227,21 @@ def _ellipsise(line: str, font: ImageFont.FreeTypeFont, max_width: float) -> str
     return body + "…"
 
 
-def _draw_scene_label(draw: ImageDraw.ImageDraw, scene_number: int, ink: _Colour, height: int) -> None:
+def _draw_scene_label(draw: ImageDraw.ImageDraw, scene_number: int, ink: _Colour, width: int, height: int) -> None:
     font = _font(_BOLD, round(height * 0.055))
-    margin = max(2, round(height * 0.04))
-    draw.text((margin, margin), f"Scene {scene_number}", font=font, fill=ink)
+    draw.text((_margin(width, SAFE_X), _margin(height, SAFE_Y)), f"Scene {scene_number}", font=font, fill=ink)
+
+
+def _margin(size: int, share: float) -> int:
+    return max(2, round(size * share))
 
 
 def _draw_badge(draw: ImageDraw.ImageDraw, width: int, height: int) -> None:
     """An amber "PLACEHOLDER" pill in the top-right corner, visible on any background."""
     font = _font(_BOLD, round(height * 0.04))
-    margin, pad = max(2, round(height * 0.04)), max(1, round(height * 0.015))
+    pad = max(1, round(height * 0.015))
     left, top, right, bottom = draw.textbbox((0, 0), "PLACEHOLDER", font=font)
     box_w, box_h = right - left + 2 * pad, bottom - top + 2 * pad
-    x0, y0 = width - margin - box_w, margin
+    x0, y0 = width - _margin(width, SAFE_X) - box_w, _margin(height, SAFE_Y)
     draw.rounded_rectangle((x0, y0, x0 + box_w, y0 + box_h), radius=box_h // 3, fill=_BADGE_COLOUR)
     draw.text((x0 + pad - left, y0 + pad - top), "PLACEHOLDER", font=font, fill=(20, 20, 20))
