@@ -194,12 +194,14 @@ def test_the_report_and_the_cache_key_say_which_decoder_made_each_scene(manager,
 def test_the_page_model_line_names_the_decoder_and_why_it_is_the_full_vae(tiny_model_dir, tmp_path):
     from pipeline.contract.settings import Settings
     from pipeline.service import RendererPool
-    from ui.handlers import Handlers
 
     settings = Settings(model=str(tiny_model_dir), device="cpu", output_dir=tmp_path / "out",
                         cache_dir=tmp_path / "cache", tiny_decoder=str(tmp_path / "no-such-taesd"))
     pool = RendererPool(settings)
     pool.preload()
-    line = Handlers(pool, stream=False).model_line(None)
-    assert "**state:** loaded · " in line and " · **decoder:** auto: full VAE only: tiny decoder" in line
+    import ui.layout
+
+    _, handlers = ui.layout.build_page(pool)
+    line, _timer = handlers.model_line(None)
+    assert "loaded (cpu, float32)" in line and " · **decoder:** auto: full VAE only: tiny decoder" in line
     assert "could not be loaded (offline or not found)" in line
