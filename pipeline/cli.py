@@ -46,7 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
 # The settings that matter to one render (the rest configure the web app).
 RENDER_SETTINGS = ("model", "device", "batch_size", "cache_dir", "cache_max_mb", "allow_pickle_weights", "backend",
                    "max_scenes", "max_total_seconds", "max_quality", "controlnet_model", "remote_model",
-                   "remote_provider", "remote_quality", "max_requests_in_flight", "remote_timeout")
+                   "remote_provider", "remote_quality", "max_requests_in_flight", "remote_timeout", "decoder",
+                   "tiny_decoder")
 STAGE_WIDTH = 10  # the bar's stage name is padded, so the bar does not jump when it changes
 
 

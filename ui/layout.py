@@ -131,7 +131,6 @@ def build_editor(first: Storyboard, settings: Settings, names: list[str], output
     with gr.Row():
         for spec in page_specs(advanced=False):
             widgets[spec.name] = board_widget(spec, first, settings)
-    widgets.update(zip(SOUNDTRACK_FIELDS, build_soundtrack()))  # the soundtrack's own widgets, by field name
     with gr.Row(equal_height=True, elem_id="actions"):
         with gr.Column(scale=1, min_width=200):
             with gr.Row():
@@ -140,6 +139,7 @@ def build_editor(first: Storyboard, settings: Settings, names: list[str], output
         with gr.Column(scale=2, min_width=240, elem_id="status"):
             outputs["notice"] = gr.Markdown(elem_id="notice")
             outputs["progress"] = gr.HTML(elem_id="progress")
+    widgets.update(zip(SOUNDTRACK_FIELDS, build_soundtrack()))  # the soundtrack's own widgets, by field name
     with gr.Accordion("Advanced", open=False):
         with gr.Row():
             for spec in page_specs(advanced=True):

@@ -122,10 +122,11 @@ BOARD_FIELDS: tuple[FieldSpec, ...] = (
               "from the previous scene's picture (image-to-image), colours matched to scene 1.",
               default="independent", choices=LOOKS),
     FieldSpec("look_strength", "number", "Look strength", "How far a scene may move from the picture it starts "
-              "from (previous scene or reference image): 0 keeps it, 1 ignores it.", default=0.6, low=0.0, high=1.0),
+              "from (previous scene or reference image): 0 keeps it, 1 ignores it.", default=0.6, low=0.0, high=1.0,
+              advanced=True),
     FieldSpec("reference_image", "file", "Reference image", "A picture scenes start from: a path next to the "
               "storyboard file (CLI), an upload (page) or a file (API). Its edges guide the layout when the server "
-              "has a ControlNet model.", max_chars="max_path_chars"),
+              "has a ControlNet model.", max_chars="max_path_chars", advanced=True),
     FieldSpec("reference_scenes", "choice", "Reference for", "first: scene 1 starts from the reference image · "
               "every: each scene does (in a chained look only scene 1; the rest follow the chain).",
               default="first", choices=REFERENCE_SCENES, advanced=True),

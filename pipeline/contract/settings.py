@@ -197,6 +197,8 @@ SETTING_HELP: dict[str, str] = {
     "allow_pickle_weights": "also load .bin/.ckpt pickle weights when a model has no safetensors (trusted files only)",
     "max_upload_mb": "largest request or upload accepted, in MB",
     "controlnet_model": "a Canny ControlNet (hub id or folder) for the model: a reference image guides each layout",
+    "decoder": "what turns latents into pixels: full (the model's VAE), tiny (TAESD) or auto",
+    "tiny_decoder": "the tiny decoder's hub id or folder (default: the known one for the model's family)",
 }
 """Each setting's flag help (every field of Settings has one; a test keeps them equal)."""
 
