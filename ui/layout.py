@@ -120,10 +120,10 @@ def build_row_tools(first: Storyboard) -> tuple[gr.Number, dict[str, gr.Dropdown
                                           label=f"{spec.label} of scene #", min_width=120, scale=2,
                                           elem_id=f"row-{spec.name}")
                    for spec in SCENE_FIELDS if spec.kind == "choice"}
-        shown = gr.Textbox(shown_values(1, {name: dropdown.value for name, dropdown in choices.items()}),
-                           visible=False)  # kept in the browser with the dropdowns' values
         buttons = [gr.Button(text, size="sm", min_width=70, scale=1)
                    for text in ("↑ Up", "↓ Down", "✕ Delete", "+ Add scene")]
+    shown = gr.Textbox(shown_values(1, {name: dropdown.value for name, dropdown in choices.items()}),
+                       visible=False)  # kept in the browser with the dropdowns' values (outside the row's layout)
     return row_number, choices, shown, buttons
 
 
