@@ -134,8 +134,8 @@ class RenderProgress:
         """Seconds from now until each missing keyframe exists (the model makes them in scene order),
         or None while the model's pace is unknown."""
         waiting = [index for index in range(self.scenes) if index not in self.ready]
-        if not waiting:
-            return {}
+        if not waiting or not self.denoising:  # no model at work: the rest come from the cache or are drawn
+            return {index: 0.0 for index in waiting}
         done = self._ai_units_done()
         if done <= 0:
             return None
@@ -149,7 +149,7 @@ class RenderProgress:
         Frames are composed in scene order, each scene's once its keyframe exists, at composing's
         measured pace; ffmpeg keeps up with composing and finishes within a few frames of it."""
         due, pace = self._keyframes_due(now), self._pace()
-        if due is None or (pace is None and not due):
+        if due is None or (pace is None and not any(due.values())):
             return None
         pace = pace or 0.0  # composing not measured yet: the model's time is most of what is left
         scale = self.total_frames / max(sum(self.scene_frames), 1)

@@ -86,3 +86,27 @@ def test_ai_then_cached_render_time_left(tmp_path, fixed_frame_time):
     seen, total = estimates(renderer, storyboard)  # every keyframe from the cache now: frames only
     assert total < 4.0
     assert_time_left_is_honest(seen, total)
+
+
+def test_no_time_left_is_claimed_before_any_rate_is_measured():
+    """Offline with the default model, placeholders arrive while the keyframe stage already says it
+    is done: the page once said "about 0 s left" there, with the whole video still to make."""
+    from pathlib import Path
+
+    from pipeline import KeyframeReady
+    from pipeline.progress import RenderProgress
+
+    now = [100.0]
+    progress = RenderProgress(board(4, 3), total_frames=288, ai=True, clock=lambda: now[0])
+    said = []
+    for index in range(4):
+        now[0] += 0.3
+        progress.update(KeyframeReady(index, Path(f"scene-{index}.png"), "placeholder"))
+        said.append(progress.update(Progress("keyframes", 1.0, f"scene {index + 1} of 4 ready")).eta_seconds)
+    now[0] += 0.05
+    said.append(progress.update(Progress("composing", 1 / 288, "frame 1")).eta_seconds)
+    assert said == [None] * 5
+    for frame in range(2, 30):  # 10 ms a frame: the rest follows at that pace
+        now[0] += 0.01
+        eta = progress.update(Progress("composing", frame / 288, f"frame {frame}")).eta_seconds
+    assert eta == pytest.approx((288 - 29) * 0.01, rel=0.01)
