@@ -30,6 +30,7 @@ from .contract.storyboard import Storyboard
 _KEYFRAME_SHARE_AI = 0.5
 _KEYFRAME_SHARE_PLACEHOLDER = 0.05
 _MIN_FRACTION_FOR_ESTIMATE = 0.02
+_FRAME_STAGES = ("composing", "encoding")
 
 
 class RenderProgress:
@@ -91,6 +92,8 @@ class RenderProgress:
                 self.generating_since = now
             else:
                 self.keyframes = event.fraction
+            if self.stage in _FRAME_STAGES:  # a late keyframe does not take the bar back a stage
+                return self._event(self.stage, self.message, now)
         self.stage, self.message = event.stage, event.message
         return self._event(event.stage, event.message, now)
 

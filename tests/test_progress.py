@@ -110,3 +110,21 @@ def test_no_time_left_is_claimed_before_any_rate_is_measured():
         now[0] += 0.01
         eta = progress.update(Progress("composing", frame / 288, f"frame {frame}")).eta_seconds
     assert eta == pytest.approx((288 - 29) * 0.01, rel=0.01)
+
+
+def test_the_shown_stage_never_goes_back_from_composing():
+    """Placeholders arrive while the first frames are composed: the bar said keyframes, composing,
+    keyframes, composing (seen in the CLI offline); once composing it stays composing."""
+    from pathlib import Path
+
+    from pipeline import KeyframeReady
+    from pipeline.progress import RenderProgress
+
+    progress = RenderProgress(board(3, 1), total_frames=72, ai=True)
+    events = [KeyframeReady(0, Path("0.png"), "placeholder"), Progress("keyframes", 1.0, "scene 1 of 3 ready"),
+              Progress("composing", 0.1, "frame 7"), KeyframeReady(1, Path("1.png"), "placeholder"),
+              Progress("keyframes", 1.0, "scene 2 of 3 ready"), Progress("composing", 0.2, "frame 14"),
+              KeyframeReady(2, Path("2.png"), "placeholder"), Progress("keyframes", 1.0, "scene 3 of 3 ready"),
+              Progress("composing", 0.5, "frame 36"), Progress("encoding", 1.0, "Writing the MP4")]
+    shown = [out.stage for out in map(progress.update, events) if isinstance(out, Progress)]
+    assert shown == ["keyframes", "composing", "composing", "composing", "composing", "composing", "encoding"]
