@@ -5,9 +5,9 @@ Two rates are measured as the render runs:
 - the model's: seconds per AI scene (a scene is one unit, split by its steps as previews arrive),
   counted from when the model started (after loading, cache hits and placeholders, which cost
   almost nothing and count as done when they arrive);
-- composing's: seconds per frame over the stretches when composing did not wait for a keyframe
-  (ffmpeg encodes alongside it; what it still owes after the last frame is the shortest delay
-  seen so far between a frame composed and its segment finished).
+- composing's: seconds per frame over the stretches when composing did not wait for a keyframe,
+  recent frames weighing most (ffmpeg encodes alongside and finishes a few hundredths of a second
+  after the last frame).
 
 Composing overlaps the keyframes: a scene's frames are made once its keyframe exists, while later
 scenes are denoised in scene order. The time left plays that out: each missing keyframe is due at
@@ -20,10 +20,9 @@ in tests/test_progress.py and bench/time_left.py.
 from __future__ import annotations
 
 import time
-from collections import deque
 from typing import Callable
 
-from .contract.events import Event, KeyframeReady, Preview, Progress, Segment
+from .contract.events import Event, KeyframeReady, Preview, Progress
 from .contract.storyboard import Storyboard
 
 # Before both rates are known, the bar is split between the stages by these shares.
@@ -31,6 +30,7 @@ _KEYFRAME_SHARE_AI = 0.5
 _KEYFRAME_SHARE_PLACEHOLDER = 0.05
 _MIN_FRACTION_FOR_ESTIMATE = 0.02
 _FRAME_STAGES = ("composing", "encoding")
+_PACE_HALF_LIFE_FRAMES = 1000000.0
 
 
 class RenderProgress:
@@ -59,8 +59,6 @@ class RenderProgress:
         self.compose_frames = 0.0
         self.last_compose: float | None = None
         self.keyframe_since_compose = True
-        self.composed_at: deque[tuple[float, float]] = deque()  # (frames composed, when), not yet encoded
-        self.encode_lag: float | None = None  # from a frame composed to its segment: what follows the last frame
         self.fraction = 0.0
         self.stage, self.message = "keyframes", "Starting"
 
@@ -69,9 +67,6 @@ class RenderProgress:
     def update(self, event: Event) -> Event:
         """The render-wide Progress for a stage's Progress; any other event, unchanged (after noting it)."""
         now = self.clock()
-        if isinstance(event, Segment):
-            self._encoded(event.first_frame + event.frames, now)
-            return event
         if isinstance(event, KeyframeReady):
             self.ready[event.scene_index] = event.source
             self.keyframe_since_compose = True
@@ -107,19 +102,14 @@ class RenderProgress:
         # Composing's own pace: only stretches with no keyframe arriving in them count, so the
         # time spent waiting for the model is not taken for the cost of a frame.
         if self.last_compose is not None and not self.keyframe_since_compose and frames > self.frames_done:
-            self.compose_seconds += now - self.last_compose
-            self.compose_frames += frames - self.frames_done
+            # Recent frames weigh most: composing slows down once ffmpeg's encoding is in full swing.
+            made = frames - self.frames_done
+            keep = 0.5 ** (made / _PACE_HALF_LIFE_FRAMES)
+            self.compose_seconds = self.compose_seconds * keep + (now - self.last_compose)
+            self.compose_frames = self.compose_frames * keep + made
         self.frames_done = max(self.frames_done, frames)
         self.last_compose = now
         self.keyframe_since_compose = False
-        self.composed_at.append((frames, now))
-
-    def _encoded(self, frames: int, now: float) -> None:
-        while len(self.composed_at) > 1 and self.composed_at[0][0] < frames:
-            self.composed_at.popleft()
-        if self.composed_at and self.composed_at[0][0] >= frames:  # the shortest: waits for keyframes left out
-            lag = now - self.composed_at[0][1]
-            self.encode_lag = lag if self.encode_lag is None else min(self.encode_lag, lag)
 
     def _pace(self) -> float | None:
         """Seconds to compose and encode one frame when no keyframe is awaited (None: not measured yet)."""
@@ -150,7 +140,7 @@ class RenderProgress:
         """The estimated seconds until the render is done, or None while a needed rate is unknown.
 
         Frames are composed in scene order, each scene's once its keyframe exists, at composing's
-        measured pace; ffmpeg keeps up with composing and finishes within a few frames of it."""
+        measured pace; ffmpeg keeps up with composing."""
         due, pace = self._keyframes_due(now), self._pace()
         if due is None or (pace is None and not any(due.values())):
             return None
@@ -165,7 +155,7 @@ class RenderProgress:
             start = end
         if due:
             left = max(left, max(due.values()))
-        return left + (self.encode_lag or 0.0)
+        return left
 
     def _event(self, stage: str, message: str, now: float) -> Progress:
         left = self.seconds_left(now)
