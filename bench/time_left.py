@@ -70,8 +70,11 @@ def row(name: str, runs: list[tuple[list[float | None], float]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="one run of each")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.runs = 1
 
     from pipeline import Renderer
     from pipeline.images.cache import KeyframeCache
