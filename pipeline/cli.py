@@ -74,13 +74,13 @@ def main(argv: list[str] | None = None) -> int:
 
 @contextmanager
 def _log_above_the_bar() -> Iterator[None]:
-    """Log records and Python warnings (ours, diffusers', transformers') go through tqdm.write."""
+    """Log records and Python warnings (ours, and diffusers' and transformers', which the diffusers
+    backend hands to the root logger) go through tqdm.write."""
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     logging.captureWarnings(True)
-    loggers = [logging.getLogger(), *(logging.getLogger(name) for name in ("transformers", "diffusers"))]
     try:
-        with logging_redirect_tqdm(loggers=loggers):
+        with logging_redirect_tqdm(loggers=[logging.getLogger()]):
             yield
     finally:
         logging.captureWarnings(False)

@@ -1,17 +1,20 @@
 """One progress bar and time-left estimate for a render, from the work it has left at measured rates.
 
-The work of a render is counted in units whose cost is measured as it runs:
+Two rates are measured as the render runs:
 
-- denoising: every AI scene's steps (a scene is one unit, split by its steps as previews arrive);
-  the rate is the seconds of generation per scene unit so far;
-- frames composed and encoded: the rate is the seconds per frame while composing was not waiting
-  for a keyframe;
-- cached and placeholder scenes cost (almost) nothing and are counted as done when they arrive.
+- the model's: seconds per AI scene (a scene is one unit, split by its steps as previews arrive),
+  counted from when the model started (after loading, cache hits and placeholders, which cost
+  almost nothing and count as done when they arrive);
+- composing's: seconds per frame over the stretches when composing did not wait for a keyframe,
+  recent frames weighing most (ffmpeg encodes alongside and finishes a few hundredths of a second
+  after the last frame).
 
-Composing overlaps the keyframes: frames of scenes whose keyframe exists are made while later
-scenes are denoised. So the time left is the longer of (keyframes left, then the frames that wait
-for them) and (every frame left). Before any rate is measured there is no estimate (``None``).
-The bar shows the stages' own fractions (keyframes weighted by ``share``) and never goes back.
+Composing overlaps the keyframes: a scene's frames are made once its keyframe exists, while later
+scenes are denoised in scene order. The time left plays that out: each missing keyframe is due at
+the model's rate, each scene's frames start when both its keyframe and the previous frames are
+done. Before a needed rate is measured there is no estimate (``None``). The bar shows the stages'
+own fractions (keyframes weighted by ``share``) and never goes back. Measured against real renders
+in tests/test_progress.py and bench/time_left.py.
 """
 
 from __future__ import annotations
@@ -19,13 +22,15 @@ from __future__ import annotations
 import time
 from typing import Callable
 
-from .contract.events import Event, KeyframeReady, Preview, Progress, Segment
+from .contract.events import Event, KeyframeReady, Preview, Progress
 from .contract.storyboard import Storyboard
 
 # Before both rates are known, the bar is split between the stages by these shares.
 _KEYFRAME_SHARE_AI = 0.5
 _KEYFRAME_SHARE_PLACEHOLDER = 0.05
 _MIN_FRACTION_FOR_ESTIMATE = 0.02
+_FRAME_STAGES = ("composing", "encoding")
+_PACE_HALF_LIFE_FRAMES = 1000000.0
 
 
 class RenderProgress:
@@ -50,18 +55,10 @@ class RenderProgress:
         self.generating_since = self.started  # when the model started (after loading and cache hits)
         self.denoising = False
         self.frames_done = 0.0
-        self.frame_seconds = 0.0  # measured composing time, and the frames it made
-        self.frames_measured = 0.0
+        self.compose_seconds = 0.0  # composing time with no keyframe awaited, and the frames it made
+        self.compose_frames = 0.0
         self.last_compose: float | None = None
         self.keyframe_since_compose = True
-        self.frames_encoded = 0  # frames in the segments ffmpeg has finished
-        self.first_compose: float | None = None
-        self.throughput: float | None = None  # seconds per encoded frame since composing started
-        self.first_segment: tuple[float, int] | None = None  # when the first segment came, and its last frame
-        self.encode_seconds = 0.0  # measured time between recent segments, and the frames they held
-        self.encode_frames = 0
-        self.last_segment: float | None = None
-        self.keyframe_since_segment = True
         self.fraction = 0.0
         self.stage, self.message = "keyframes", "Starting"
 
@@ -70,12 +67,9 @@ class RenderProgress:
     def update(self, event: Event) -> Event:
         """The render-wide Progress for a stage's Progress; any other event, unchanged (after noting it)."""
         now = self.clock()
-        if isinstance(event, Segment):
-            self._encoded(event, now)
-            return event
         if isinstance(event, KeyframeReady):
             self.ready[event.scene_index] = event.source
-            self.keyframe_since_compose = self.keyframe_since_segment = True
+            self.keyframe_since_compose = True
             self.denoising = self.denoising or event.source == "ai"
             if not self.denoising:
                 self.generating_since = now  # cached scenes and placeholders come before the model works
@@ -93,6 +87,8 @@ class RenderProgress:
                 self.generating_since = now
             else:
                 self.keyframes = event.fraction
+            if self.stage in _FRAME_STAGES:  # a late keyframe does not take the bar back a stage
+                return self._event(self.stage, self.message, now)
         self.stage, self.message = event.stage, event.message
         return self._event(event.stage, event.message, now)
 
@@ -103,38 +99,21 @@ class RenderProgress:
 
     def _composed(self, fraction: float, now: float) -> None:
         frames = fraction * self.total_frames
-        if self.first_compose is None:
-            self.first_compose = now
-        else:  # composing's pace since its first frame (it arrives in bursts: only the sum means something)
-            self.frame_seconds = now - self.first_compose
-            self.frames_measured = frames
+        # Composing's own pace: only stretches with no keyframe arriving in them count, so the
+        # time spent waiting for the model is not taken for the cost of a frame.
+        if self.last_compose is not None and not self.keyframe_since_compose and frames > self.frames_done:
+            # Recent frames weigh most: composing slows down once ffmpeg's encoding is in full swing.
+            made = frames - self.frames_done
+            keep = 0.5 ** (made / _PACE_HALF_LIFE_FRAMES)
+            self.compose_seconds = self.compose_seconds * keep + (now - self.last_compose)
+            self.compose_frames = self.compose_frames * keep + made
         self.frames_done = max(self.frames_done, frames)
         self.last_compose = now
         self.keyframe_since_compose = False
 
-    def _encoded(self, segment: Segment, now: float) -> None:
-        if self.first_segment is None:
-            self.first_segment = (now, segment.first_frame + segment.frames)
-        else:  # ffmpeg's pace from its first segment to its latest (start-up and look-ahead left out)
-            self.encode_seconds = now - self.first_segment[0]
-            self.encode_frames = segment.first_frame + segment.frames - self.first_segment[1]
-        self.frames_encoded = max(self.frames_encoded, segment.first_frame + segment.frames)
-        self.last_segment = now
-        if self.first_compose is not None and self.frames_encoded:
-            # Whole frames-stage throughput: start-up, waits and ffmpeg's look-ahead included.
-            self.throughput = (now - self.first_compose) / self.frames_encoded
-        self.keyframe_since_segment = False
-
-    def _per_frame(self) -> float | None:
-        """Seconds per frame: ffmpeg's pace between segments once measured, else composing's."""
-        if self.encode_frames >= 1:
-            return self.encode_seconds / self.encode_frames
-        return self.frame_seconds / self.frames_measured if self.frames_measured >= 1 else None
-
-    def _unblocked_share(self) -> float:
-        """The share of composing's measured time that was work, not waiting for keyframes (rough)."""
-        waited = sum(1 for source in self.ready.values() if source == "ai")
-        return 1.0 / (1 + waited) if waited else 1.0
+    def _pace(self) -> float | None:
+        """Seconds to compose and encode one frame when no keyframe is awaited (None: not measured yet)."""
+        return self.compose_seconds / self.compose_frames if self.compose_frames >= 2 else None
 
     # -- the estimate ---------------------------------------------------------------------------
 
@@ -144,25 +123,39 @@ class RenderProgress:
     def _ai_units_done(self) -> float:
         return max(self.keyframes * self.scenes - self._cheap_scenes(), 0.0)
 
-    def seconds_left(self, now: float) -> float | None:
-        """The estimated seconds until the render is done, or None while a needed rate is unknown."""
-        # Frames are done when ffmpeg has encoded them (it lags composing by its look-ahead).
-        frames_left = max(self.total_frames - self.frames_encoded, 0.0)
-        per_frame = self._per_frame()
-        overall = per_frame
-        # Counted from the last segment: the frames since then are under way.
-        since_segment = now - self.last_segment if self.last_segment is not None else 0.0
-        if self.keyframes >= 1.0 or len(self.ready) == self.scenes:
-            return max(frames_left * overall - since_segment, 0.0) if overall is not None else None
-        ai_done = self._ai_units_done()
-        ai_left = max(self.scenes - self._cheap_scenes() - ai_done, 0.0)
-        if ai_done <= 0:
+    def _keyframes_due(self, now: float) -> dict[int, float] | None:
+        """Seconds from now until each missing keyframe exists (the model makes them in scene order),
+        or None while the model's pace is unknown."""
+        waiting = [index for index in range(self.scenes) if index not in self.ready]
+        if not waiting or not self.denoising:  # no model at work: the rest come from the cache or are drawn
+            return {index: 0.0 for index in waiting}
+        done = self._ai_units_done()
+        if done <= 0:
             return None
-        per_scene = (now - self.generating_since) / ai_done
-        # While the model works, composing mostly waits for it: its measured pace includes those waits,
-        # so only the frames of scenes still to come are added, at that pace (none measured yet: none).
-        waiting = sum(frames for index, frames in enumerate(self.scene_frames) if index not in self.ready)
-        return ai_left * per_scene + min(waiting, frames_left) * (per_frame or 0.0) * self._unblocked_share()
+        per_scene = (now - self.generating_since) / done
+        under_way = min(max(done - (len(self.ready) - self._cheap_scenes()), 0.0), 1.0)
+        return {index: (number + 1 - under_way) * per_scene for number, index in enumerate(waiting)}
+
+    def seconds_left(self, now: float) -> float | None:
+        """The estimated seconds until the render is done, or None while a needed rate is unknown.
+
+        Frames are composed in scene order, each scene's once its keyframe exists, at composing's
+        measured pace; ffmpeg keeps up with composing."""
+        due, pace = self._keyframes_due(now), self._pace()
+        if due is None or (pace is None and not any(due.values())):
+            return None
+        pace = pace or 0.0  # composing not measured yet: the model's time is most of what is left
+        scale = self.total_frames / max(sum(self.scene_frames), 1)
+        left, start = 0.0, 0.0
+        for index, frames in enumerate(self.scene_frames):
+            end = start + frames * scale
+            remaining = end - max(start, self.frames_done)
+            if remaining > 0:
+                left = max(left, due.get(index, 0.0)) + remaining * pace
+            start = end
+        if due:
+            left = max(left, max(due.values()))
+        return left
 
     def _event(self, stage: str, message: str, now: float) -> Progress:
         left = self.seconds_left(now)

@@ -146,6 +146,18 @@ def assert_steady(page, notice_has, table_before=None):
         assert table_text(page) == table_before
 
 
+def assert_captions_fit(page):
+    """At 1280 px and on a phone, no keyframe caption is cut short."""
+    before = page.viewport_size
+    for width, height in ((1280, 720), (390, 844)):
+        page.set_viewport_size({"width": width, "height": height})
+        page.wait_for_timeout(300)
+        cut = page.evaluate("() => [...document.querySelectorAll('#gallery .caption-label')]"
+                            ".filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.innerText)")
+        assert cut == [], f"captions cut short at {width} px: {cut}"
+    page.set_viewport_size(before)
+
+
 def wait_for_video(page, timeout=180_000):
     page.wait_for_function("() => { const v = document.querySelector('#video video'); return v && v.readyState >= 2 }",
                            timeout=timeout)
@@ -320,6 +332,7 @@ def test_generate_shows_keyframes_in_order_then_the_video_in_the_player(page, tm
     captions = page.locator("#gallery .caption-label, #gallery figcaption, #gallery .caption").all_inner_texts()
     numbers = [int(text.split("·")[0]) for text in captions if "·" in text]
     assert numbers == sorted(numbers) and len(numbers) >= 3, captions
+    assert_captions_fit(page)
     assert not page.locator("#live").is_visible(), "one player: the live stream gives its place to the MP4"
     source = page.evaluate("document.querySelector('#video video').src")
     assert "short.mp4" in source, source  # the download is named after the storyboard (its file here)
@@ -359,6 +372,7 @@ def test_live_video_plays_while_the_render_is_still_running(page):
         raise AssertionError(f"playback never started: {seen[-5:]}")
     wait_for_video(page)
     assert abs(page.evaluate("document.querySelector('#video video').duration") - 20) <= 1 / 24 + 0.01
+    assert_captions_fit(page)  # "4 · placeholder" under a quarter-width thumbnail
 
 
 def test_stop_ends_the_render_on_the_server_and_the_next_generate_works(page, app):

@@ -39,6 +39,7 @@ CSS = """
 #intro h1 {font-size: 1.5em; margin: 0 0 2px 0}
 #intro p {margin: 0}
 #row-tools button {align-self: end; max-height: 2.6em}
+#gallery .caption-label {font-size: 11px; padding-left: 6px; padding-right: 6px; white-space: normal; text-align: center}  /* captions fit their thumbnail */
 """
 INTRO = ("# 🎬 Scene2Video\nOne scene per row: a prompt and its seconds on screen. Pick a quality and a "
          "transition, press **Generate**: keyframes appear as they are made and the video plays on the right.")

@@ -33,6 +33,7 @@ from .generation import (
     REASON_BLANK, REASON_OUT_OF_MEMORY, REASON_STOPPED, GeneratedImage, ImageRequest, ModelInfo, StepCallback,
     failed, stop_requested,
 )
+from .library_logs import route_library_logs
 from .morph_generation import inbetween_kwargs
 from .model_names import (
     default_model_id, is_distilled_model, looks_like_sdxl, model_source, native_size_for, single_file_config_dir,
@@ -324,6 +325,7 @@ class ModelManager:
         return f"Model '{self.model_id}' could not be loaded: {short_error(exc, with_type=True)}"
 
     def _load_pipeline(self, source: str) -> Any:
+        route_library_logs()
         device = self.device
         self._dtype = _pick_dtype(device)
         if source == "single_file":
