@@ -108,9 +108,6 @@ def delete_scene(page, number):
     if rows > 1:
         page.wait_for_function(f"() => document.querySelector('#scenes [aria-rowcount]')"
                                f".getAttribute('aria-rowcount') == {rows}", timeout=5_000)
-    # Gradio's table sends its new value only about a second after showing it: a user clicking
-    # again sooner acts on the old rows (a known limit of gr.Dataframe).
-    page.wait_for_timeout(1500)
 
 
 def rows_shown(page):
@@ -176,9 +173,9 @@ def import_storyboard(page, path, board):
     chooser.value.set_files(str(path))
     first = board["scenes"][0]["prompt"]
     page.wait_for_function(f"() => document.querySelector('#scenes [aria-rowcount]').getAttribute('aria-rowcount')"
-                           f" == {len(board['scenes']) + 1}", timeout=10_000)
+                           f" == {len(board['scenes']) + 1} && document.querySelector('#scenes [data-row=\"0\"]"
+                           f"[data-col=\"0\"]').innerText.includes({json.dumps(first)})", timeout=10_000)
     assert cell_text(page, 0, 0) == first
-    page.wait_for_timeout(1500)  # Gradio's table sends its new value about a second after showing it
 
 
 def shorten(page, tmp_path, scenes=2, seconds=1, **extra):
@@ -186,6 +183,67 @@ def shorten(page, tmp_path, scenes=2, seconds=1, **extra):
     board = {"scenes": [{"prompt": f"short scene {i + 1}", "duration": seconds, "seed": i} for i in range(scenes)],
              "quality": "draft", **extra}
     import_storyboard(page, tmp_path / "short.json", board)
+
+
+FAST_ACTIONS = ("delete", "edit", "move", "motion", "move", "edit", "move", "delete", "edit", "move", "delete")
+
+
+def prompts_and_motions(page):
+    return [(cell_text(page, row, 0), cell_text(page, row, 4)) for row in range(rows_shown(page))]
+
+
+def fast_row_tool(page, tool, number, expected):
+    """Pick scene ``number`` the way a keyboard user does (type it, Tab on to the motion dropdown), click
+    ``tool`` at once, and wait until the table shows ``expected`` (prompt, motion) rows."""
+    set_number(page, "Scene #", number)
+    page.click(f"button:has-text('{tool}')")
+    try:
+        page.wait_for_function(f"() => document.querySelector('#scenes [aria-rowcount]').getAttribute('aria-rowcount')"
+                               f" == {len(expected) + 1} && document.querySelector('#scenes [data-row=\"0\"]"
+                               f"[data-col=\"0\"]').innerText.includes({json.dumps(expected[0][0])})", timeout=5_000)
+    except Exception:
+        raise AssertionError(f"{tool} on scene {number}: {prompts_and_motions(page)}, not {expected}") from None
+
+
+def test_row_tools_right_after_an_edit_or_an_import_act_on_what_the_user_sees(page, tmp_path):
+    """A fast user never waits for the table: import, edit a cell, and at once delete or move a row.
+    (Gradio's dropdown sends "input" whenever it loses focus: its rows raced the tool's, or put back
+    the motion it showed before the user typed another into the table.)"""
+    motions = ["zoom_in", "pan_left", "zoom_out", "pan_right", "none"]
+    board = {"scenes": [{"prompt": f"scene {i + 1}", "duration": 1, "motion": motions[i]} for i in range(5)]}
+    rng = random.Random(10)
+    for round_ in range(3):
+        import_storyboard(page, tmp_path / f"board{round_}.json", board)  # then at once a row tool
+        rows = [(scene["prompt"], scene["motion"]) for scene in board["scenes"]]
+        for action in FAST_ACTIONS:
+            number = rng.randrange(len(rows)) + 1
+            if action == "edit":
+                text = f"edited {round_} {number}"
+                edit(page, number - 1, 0, text)  # Enter, and at once the next row tool
+                rows[number - 1] = (text, rows[number - 1][1])
+            elif action == "motion":  # typed into the table, then the motion dropdown opened and left
+                motion = next(motion for motion in motions if motion != rows[number - 1][1])
+                edit(page, number - 1, 4, motion)
+                page.click("#row-motion input")
+                page.click("#intro")
+                rows[number - 1] = (rows[number - 1][0], motion)
+            elif action == "delete":
+                del rows[number - 1]
+                fast_row_tool(page, "✕ Delete", number, rows)
+            else:
+                offset = -1 if number > 1 else 1
+                rows[number - 1], rows[number - 1 + offset] = rows[number - 1 + offset], rows[number - 1]
+                fast_row_tool(page, "↑ Up" if offset < 0 else "↓ Down", number, rows)
+        page.wait_for_timeout(STEADY_S * 1000)
+        shown = prompts_and_motions(page)
+        assert shown == rows, f"round {round_ + 1}: the table shows {shown}, not {rows}"
+    edit(page, 0, 0, "exported at once")  # and Export saves what is shown, at once too
+    page.click("button:has-text('Export JSON')")
+    link = page.locator("a[download]").last
+    link.wait_for(timeout=10_000)
+    exported = json.loads(page.request.get(link.get_attribute("href")).text())
+    rows[0] = ("exported at once", rows[0][1])
+    assert [(scene["prompt"], scene["motion"]) for scene in exported["scenes"]] == rows
 
 
 def test_first_screen_desktop_and_mobile(browser, app_url):

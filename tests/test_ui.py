@@ -52,6 +52,29 @@ def test_row_moves_keep_the_moved_row_selected_and_deletes_keep_one_row():
     assert set_cell([["a", 1, "", "", "none"]], 1, "motion", "pan_left")[0][4] == "pan_left"
 
 
+def test_the_motion_dropdown_writes_the_table_only_when_the_user_changed_it(page):
+    """Gradio's dropdown sends "input" whenever it loses focus; unchanged, it must write nothing (its
+    rows would race a row tool's), nor copy a value it showed for another scene or before an edit."""
+    from ui.handlers import Handlers
+    from ui.table import read_shown, shown_values
+
+    _, handlers = page
+    rows = [["a", 1, "", "", "zoom_in"], ["b", 1, "", "", "spin"]]
+    choices, shown = {"motion": "dropdown"}, "shown"
+    updates = handlers.scene_values(rows, 1, choices, shown)
+    assert updates == {"dropdown": "zoom_in", "shown": shown_values(1, {"motion": "zoom_in"})}
+    assert handlers.scene_values(rows, 2, choices, shown)["dropdown"] is None  # "spin" is no choice: blank
+    assert read_shown(updates["shown"]) == (1, {"motion": "zoom_in"}) and read_shown("?") == (0, {})
+    was = updates["shown"]
+    skip = Handlers.set_scene_value(rows, 1, was, "motion", "zoom_in")  # focus lost, nothing changed
+    assert isinstance(skip, dict) and skip.get("__type__") == "update" and len(skip) == 1
+    assert Handlers.set_scene_value(rows, 1, was, "motion", "pan_left")[0][4] == "pan_left"  # the user's pick
+    typed = [["a", 1, "", "", "zoom_out"], rows[1]]  # typed into the table; the dropdown still says zoom_in
+    assert Handlers.set_scene_value(typed, 1, was, "motion", "zoom_in") == skip
+    assert Handlers.set_scene_value(rows, 2, was, "motion", "zoom_in") == skip  # it still shows scene 1
+    assert Handlers.set_scene_value(rows, 3, shown_values(3, {"motion": None}), "motion", "none") == skip
+
+
 @pytest.fixture
 def page(tmp_path):
     demo, handlers = ui.layout.build_page(RendererPool(app_settings(tmp_path)))

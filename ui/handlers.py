@@ -29,7 +29,7 @@ from . import sessions
 from .examples import load_example
 from .form import SCENES, BoardForm
 from .render_view import PageRender, api_updates, file_stem, render_ended, render_started
-from .table import cell, move_row, set_cell
+from .table import cell, move_row, read_shown, scene_choice, set_cell, shown_values
 
 FIX = "❌ **Please fix the storyboard:**"
 NEGATIVE_IGNORED = ("ℹ️ Negative prompts have no effect at guidance {guidance:g} (few-step models such as "
@@ -199,14 +199,27 @@ class Handlers:
         return int(index[0] if isinstance(index, (list, tuple)) else index) + 1
 
     @staticmethod
-    def scene_value(rows: list, number: float | None, name: str) -> Any:
-        """The selected scene's value of a choice column (unchanged if it is not one of the choices)."""
-        value = cell(rows, number or 0, name)
-        return value if value in FIELDS_BY_NAME[name].choices else gr.skip()
+    def scene_values(rows: list, number: float | None, choices: dict[str, Any], shown: Any) -> dict:
+        """Each row dropdown (``choices``, by field name) set to the selected scene's value (blank if its
+        cell holds anything else), and ``shown``, which keeps in the browser what the dropdowns show."""
+        values = {name: scene_choice(rows, number or 0, name) for name in choices}
+        return {**{choices[name]: value for name, value in values.items()}, shown: shown_values(number, values)}
 
     @staticmethod
-    def set_scene_value(rows: list, number: float | None, name: str, value: Any) -> list:
-        return set_cell(rows, number or 0, name, value)
+    def set_scene_value(rows: list, number: float | None, shown: str | None, name: str, value: Any) -> Any:
+        """The rows with scene ``number``'s ``name`` set to the dropdown's ``value``, or no change at all
+        (``gr.skip()``) unless the user changed the dropdown from what it shows for this scene (``shown``).
+
+        Gradio's dropdown also sends "input" each time it loses focus, e.g. when the user clicks a row
+        tool: those rows, returned, would race the tool's and could undo it. And the dropdown may still
+        show an older value (of another scene, or before an edit in the table) that must not be copied.
+        """
+        scene, values = read_shown(shown)
+        if number is None or scene != int(number) or value == values.get(name):
+            return gr.skip()
+        if value not in FIELDS_BY_NAME[name].choices or cell(rows, number, name) in (None, value):
+            return gr.skip()  # not a choice, no such scene, or nothing to change
+        return set_cell(rows, number, name, value)
 
     def clear_cache(self) -> str:
         return f"Removed {self.pool.cache.clear()} keyframe(s) from the cache."

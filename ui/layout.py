@@ -27,7 +27,7 @@ from .api import add_render_api
 from .handlers import Handlers
 from .render_view import OUTPUT_NAMES
 from .soundtrack import SOUNDTRACK_FIELDS, build_soundtrack, wire_soundtrack
-from .table import DATATYPES, HEADERS, add_row, delete_row, storyboard_to_rows
+from .table import DATATYPES, HEADERS, add_row, delete_row, shown_values, storyboard_to_rows
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +90,7 @@ class Editor:
     form: BoardForm
     row_number: gr.Number
     row_choices: dict[str, gr.Dropdown]  # a dropdown per choice column, for the selected scene
+    row_shown: gr.Textbox  # hidden: the scene and values those dropdowns show (see Handlers.set_scene_value)
     up: gr.Button
     down: gr.Button
     delete: gr.Button
@@ -112,7 +113,7 @@ def page_specs(advanced: bool) -> list:
     return [spec for spec in board_specs(advanced) if spec.name not in SOUNDTRACK_FIELDS]
 
 
-def build_row_tools(first: Storyboard) -> tuple[gr.Number, dict[str, gr.Dropdown], list[gr.Button]]:
+def build_row_tools(first: Storyboard) -> tuple[gr.Number, dict[str, gr.Dropdown], gr.Textbox, list[gr.Button]]:
     with gr.Row(elem_id="row-tools"):
         row_number = gr.Number(label="Scene #", value=1, precision=0, minimum=1, min_width=80, scale=1,
                                elem_id="row-number")
@@ -122,13 +123,15 @@ def build_row_tools(first: Storyboard) -> tuple[gr.Number, dict[str, gr.Dropdown
                    for spec in SCENE_FIELDS if spec.kind == "choice"}
         buttons = [gr.Button(text, size="sm", min_width=70, scale=1)
                    for text in ("↑ Up", "↓ Down", "✕ Delete", "+ Add scene")]
-    return row_number, choices, buttons
+    shown = gr.Textbox(shown_values(1, {name: dropdown.value for name, dropdown in choices.items()}),
+                       visible=False)  # kept in the browser with the dropdowns' values (outside the row's layout)
+    return row_number, choices, shown, buttons
 
 
 def build_editor(first: Storyboard, settings: Settings, names: list[str], outputs: dict) -> Editor:
     """The storyboard form and tools; ``outputs`` receives the notice and progress (beside Generate)."""
     widgets: dict[str, Any] = {SCENES: scene_table(first)}
-    row_number, row_choices, (up, down, delete, add) = build_row_tools(first)
+    row_number, row_choices, row_shown, (up, down, delete, add) = build_row_tools(first)
     with gr.Row():
         for spec in page_specs(advanced=False):
             widgets[spec.name] = board_widget(spec, first, settings)
@@ -157,8 +160,9 @@ def build_editor(first: Storyboard, settings: Settings, names: list[str], output
             load, export = gr.Button("Load example", size="sm"), gr.Button("Export JSON", size="sm")
             import_ = gr.UploadButton("Import JSON", file_types=[".json"], size="sm", elem_id="import")
         export_file = gr.File(label="Storyboard JSON", visible=False)
-    return Editor(BoardForm(widgets, settings.limits()), row_number, row_choices, up, down, delete, add, backend,
-                  model_status, model_timer, clear_cache, generate, stop, example, load, export, import_, export_file)
+    return Editor(BoardForm(widgets, settings.limits()), row_number, row_choices, row_shown, up, down, delete, add,
+                  backend, model_status, model_timer, clear_cache, generate, stop, example, load, export, import_,
+                  export_file)
 
 
 def build_results(stream: bool, outputs: dict) -> None:
@@ -237,11 +241,14 @@ def wire_tools(editor: Editor, outputs: dict, handlers: Handlers, title: gr.Stat
     editor.add.click(lambda rows: {table: add_row(rows), number: len(rows or []) + 1}, table, [table, number],
                      queue=False, **PRIVATE)
     table.select(handlers.selected, None, number, queue=False, **PRIVATE)
+    # The dropdowns follow the selected scene and the table (an edit, a row tool, an import), and the
+    # page keeps what they show; a dropdown writes its scene's cell only when the user changed it.
+    choices, shown = editor.row_choices, editor.row_shown
+    gr.on([number.change, table.change], lambda rows, n: handlers.scene_values(rows, n, choices, shown),
+          [table, number], [*choices.values(), shown], queue=False, show_progress="hidden", **PRIVATE)
     for name, dropdown in editor.row_choices.items():
-        number.change(lambda rows, n, name=name: handlers.scene_value(rows, n, name), [table, number], dropdown,
-                      queue=False, **PRIVATE)
-        dropdown.input(lambda rows, n, value, name=name: handlers.set_scene_value(rows, n, name, value),
-                       [table, number, dropdown], table, queue=False, **PRIVATE)
+        dropdown.input(lambda rows, n, was, value, name=name: handlers.set_scene_value(rows, n, was, name, value),
+                       [table, number, shown, dropdown], table, queue=False, **PRIVATE)
     editor.load.click(handlers.load_example, editor.example, [*board, notice, title], **PRIVATE)
     editor.export.click(handlers.export, {*editor.form.inputs, title}, [editor.export_file, notice], **PRIVATE)
     editor.import_.upload(handlers.import_file, editor.import_, [*board, notice, title], **PRIVATE)

@@ -8,6 +8,7 @@ Optional numbers (the seed) are text columns, so a blank cell stays blank.
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -114,3 +115,24 @@ def set_cell(rows: list[list[Any]], number: int, name: str, value: Any) -> list[
         rows[index] += [""] * (column + 1 - len(rows[index]))
         rows[index][column] = value
     return rows
+
+
+def scene_choice(rows: list[list[Any]], number: int, name: str) -> Any:
+    """Scene ``number``'s value of choice field ``name``, or None when the cell holds anything else."""
+    value = cell(rows, number, name)
+    spec = next(spec for spec in SCENE_FIELDS if spec.name == name)
+    return value if value in spec.choices else None
+
+
+def shown_values(number: int | float | None, values: dict[str, Any]) -> str:
+    """What the row dropdowns show: scene ``number`` and its choice ``values`` (text kept in the browser)."""
+    return json.dumps({"scene": int(number or 0), "values": values})
+
+
+def read_shown(text: str | None) -> tuple[int, dict[str, Any]]:
+    """The scene number and values written by :func:`shown_values` (0 and none for anything else)."""
+    try:
+        data = json.loads(text or "")
+        return int(data["scene"]), dict(data["values"])
+    except (ValueError, TypeError, KeyError):
+        return 0, {}
