@@ -9,13 +9,17 @@ from dataclasses import fields, replace
 from pathlib import Path
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 import ui.layout
 from pipeline import Scene, Storyboard, StoryboardError
 from pipeline.contract.fields import BOARD_FIELDS, SCENE_FIELDS
 from pipeline.service import RendererPool
 from server import app_settings
-from ui.table import HEADERS, add_row, delete_row, move_row, rows_to_storyboard, set_cell, storyboard_to_rows
+from ui.table import (
+    HEADERS, add_row, delete_row, move_row, read_shown, rows_to_storyboard, set_cell, shown_values, storyboard_to_rows,
+)
 
 ROWS = [["a fox", 2, "", "", "zoom_in"], ["a bear", "1.5", 7, "blurry", None], ["", None, "", "", ""]]
 
@@ -217,3 +221,21 @@ def test_the_notice_says_why_a_morph_became_a_crossfade():
     notice = report_notice(RenderReport(854, 480, 24, 96, 4.0, scenes, seconds_taken=1.0, transitions=transitions))
     assert "Morph 2→3: drawn as a crossfade — scene 3 is a placeholder (out of GPU memory)." in notice
     assert "Morph 1→2" not in notice
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.floats() | st.integers() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12)
+
+
+@given(st.one_of(st.none(), st.text(max_size=200), JSON_VALUES.map(json.dumps),
+                 st.fixed_dictionaries({"scene": JSON_VALUES, "values": JSON_VALUES}).map(json.dumps)))
+@example('{"scene": Infinity, "values": {}}')
+@settings(max_examples=300, deadline=None)
+def test_what_the_row_dropdowns_show_is_read_back_or_ignored_never_raises(text):
+    """The hidden text comes back from the browser: anything there is read as (scene, values) or as
+    nothing, and what shown_values wrote reads back the same."""
+    scene, values = read_shown(text)
+    assert isinstance(scene, int) and isinstance(values, dict)
+    assert read_shown(shown_values(3, {"motion": "pan_left"})) == (3, {"motion": "pan_left"})

@@ -134,5 +134,5 @@ def read_shown(text: str | None) -> tuple[int, dict[str, Any]]:
     try:
         data = json.loads(text or "")
         return int(data["scene"]), dict(data["values"])
-    except (ValueError, TypeError, KeyError):
+    except (ValueError, TypeError, KeyError, OverflowError):  # the browser sent something else
         return 0, {}
