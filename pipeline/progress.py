@@ -22,7 +22,7 @@ from __future__ import annotations
 import time
 from typing import Callable
 
-from .contract.events import Event, KeyframeReady, Preview, Progress
+from .contract.events import Event, KeyframeReady, Preview, Progress, Segment
 from .contract.storyboard import Storyboard
 
 # Before both rates are known, the bar is split between the stages by these shares.
@@ -59,6 +59,10 @@ class RenderProgress:
         self.compose_frames = 0.0
         self.last_compose: float | None = None
         self.keyframe_since_compose = True
+        self.encode_seconds = 0.0  # ffmpeg's pace between segments with no keyframe awaited
+        self.encode_frames = 0.0
+        self.last_segment: tuple[float, int] | None = None  # when, and the frames encoded by then
+        self.keyframe_since_segment = True
         self.fraction = 0.0
         self.stage, self.message = "keyframes", "Starting"
 
@@ -67,9 +71,12 @@ class RenderProgress:
     def update(self, event: Event) -> Event:
         """The render-wide Progress for a stage's Progress; any other event, unchanged (after noting it)."""
         now = self.clock()
+        if isinstance(event, Segment):
+            self._encoded(event.first_frame + event.frames, now)
+            return event
         if isinstance(event, KeyframeReady):
             self.ready[event.scene_index] = event.source
-            self.keyframe_since_compose = True
+            self.keyframe_since_compose = self.keyframe_since_segment = True
             self.denoising = self.denoising or event.source == "ai"
             if not self.denoising:
                 self.generating_since = now  # cached scenes and placeholders come before the model works
@@ -111,9 +118,22 @@ class RenderProgress:
         self.last_compose = now
         self.keyframe_since_compose = False
 
+    def _encoded(self, frames: int, now: float) -> None:
+        if self.last_segment is not None and not self.keyframe_since_segment:
+            self.encode_seconds += now - self.last_segment[0]
+            self.encode_frames += frames - self.last_segment[1]
+        self.last_segment = (now, frames)
+        self.keyframe_since_segment = False
+
     def _pace(self) -> float | None:
-        """Seconds to compose and encode one frame when no keyframe is awaited (None: not measured yet)."""
-        return self.compose_seconds / self.compose_frames if self.compose_frames >= 2 else None
+        """Seconds to compose and encode one frame when no keyframe is awaited (None: not measured yet).
+
+        Composing runs ahead of ffmpeg at first (into its pipe and look-ahead); once ffmpeg has handed
+        on segments steadily, the slower of the two paces is the one the rest will go at."""
+        if self.compose_frames < 2:
+            return None
+        composing = self.compose_seconds / self.compose_frames
+        return max(composing, self.encode_seconds / self.encode_frames) if self.encode_frames >= 24 else composing
 
     # -- the estimate ---------------------------------------------------------------------------
 
