@@ -30,7 +30,7 @@ _KEYFRAME_SHARE_AI = 0.5
 _KEYFRAME_SHARE_PLACEHOLDER = 0.05
 _MIN_FRACTION_FOR_ESTIMATE = 0.02
 _FRAME_STAGES = ("composing", "encoding")
-_PACE_HALF_LIFE_FRAMES = 1000000.0
+_PACE_HALF_LIFE_FRAMES = 48.0  # recent frames weigh most (see _composed); tried on bench/time_left.py
 
 
 class RenderProgress:
@@ -152,9 +152,13 @@ class RenderProgress:
         done = self._ai_units_done()
         if done <= 0:
             return None
+        # Since the model started, not recent steps only: the first keyframe runs alone (for a fast
+        # first preview) and later ones in batches, whose last is often a short one of the same cost.
         per_scene = (now - self.generating_since) / done
-        under_way = min(max(done - (len(self.ready) - self._cheap_scenes()), 0.0), 1.0)
-        return {index: (number + 1 - under_way) * per_scene for number, index in enumerate(waiting)}
+        # Scenes' worth of steps already made for keyframes not yet out: under one in a batch of one,
+        # up to the batch's size when a batch denoises several at once (they then come out together).
+        under_way = max(done - (len(self.ready) - self._cheap_scenes()), 0.0)
+        return {index: max(number + 1 - under_way, 0.0) * per_scene for number, index in enumerate(waiting)}
 
     def seconds_left(self, now: float) -> float | None:
         """The estimated seconds until the render is done, or None while a needed rate is unknown.
