@@ -61,6 +61,24 @@ def page(browser, app_url):
     page.close()
 
 
+def save_screenshot(page, name: str, changed_share: float = 0.002) -> None:
+    """The page into docs/``name``, unless it looks the same as the one there: a blinking cursor or a
+    hover shadow changes a few pixels on every run and would leave the working tree dirty."""
+    import io
+
+    from PIL import Image, ImageChops
+
+    shot, path = page.screenshot(), DOCS / name
+    if path.exists():
+        new, old = Image.open(io.BytesIO(shot)).convert("RGB"), Image.open(path).convert("RGB")
+        if new.size == old.size:
+            differing = sum(ImageChops.difference(new, old).convert("L").point(lambda v: v > 16).histogram()[1:])
+            if differing <= changed_share * new.width * new.height:
+                return
+    DOCS.mkdir(exist_ok=True)
+    path.write_bytes(shot)
+
+
 def cell(page, row, col):
     return page.locator(f'#scenes [data-row="{row}"][data-col="{col}"]')
 
@@ -258,8 +276,7 @@ def test_first_screen_desktop_and_mobile(browser, app_url):
     widths = page.evaluate("() => [...document.querySelectorAll('#scenes thead th')].map(th => th.offsetWidth)")
     table = page.locator("#scenes").bounding_box()
     assert sum(widths[:6]) <= table["width"] + 1, f"columns overflow at 1280 px: {widths} in {table['width']}"
-    DOCS.mkdir(exist_ok=True)
-    page.screenshot(path=str(DOCS / "desktop.png"))
+    save_screenshot(page, "desktop.png")
     first, second = cell_text(page, 0, 0), cell_text(page, 1, 0)
     set_number(page, "Scene #", 2)
     page.click("button:has-text('↑ Up')")
@@ -279,7 +296,7 @@ def test_first_screen_desktop_and_mobile(browser, app_url):
     page.locator("#generate").scroll_into_view_if_needed()
     assert page.locator("#generate").is_visible() and page.locator("#generate").is_enabled()
     page.evaluate("window.scrollTo(0, 0)")
-    page.screenshot(path=str(DOCS / "mobile.png"))
+    save_screenshot(page, "mobile.png")
     page.close()
 
 
@@ -341,7 +358,7 @@ def test_generate_shows_keyframes_in_order_then_the_video_in_the_player(page, tm
     assert page.locator("#generate").is_enabled()
     if os.environ.get("SCENE2VIDEO_SCREENSHOT"):
         page.set_viewport_size({"width": 1280, "height": 900})
-        page.screenshot(path=str(DOCS / "screenshot.png"))
+        save_screenshot(page, "screenshot.png")
 
 
 LIVE_AND_PROGRESS = """() => {
