@@ -5,9 +5,9 @@ Two rates are measured as the render runs:
 - the model's: seconds per AI scene (a scene is one unit, split by its steps as previews arrive),
   counted from when the model started (after loading, cache hits and placeholders, which cost
   almost nothing and count as done when they arrive);
-- composing's: seconds per frame over the stretches when composing did not wait for a keyframe,
-  recent frames weighing most (ffmpeg encodes alongside and finishes a few hundredths of a second
-  after the last frame).
+- the frames': seconds per frame over the stretches when composing did not wait for a keyframe,
+  recent frames weighing most; once ffmpeg hands on segments steadily, its own pace between them
+  if that is slower (it finishes a few hundredths of a second after the last frame).
 
 Composing overlaps the keyframes: a scene's frames are made once its keyframe exists, while later
 scenes are denoised in scene order. The time left plays that out: each missing keyframe is due at
@@ -163,8 +163,8 @@ class RenderProgress:
     def seconds_left(self, now: float) -> float | None:
         """The estimated seconds until the render is done, or None while a needed rate is unknown.
 
-        Frames are composed in scene order, each scene's once its keyframe exists, at composing's
-        measured pace; ffmpeg keeps up with composing."""
+        Frames are made in scene order, each scene's once its keyframe exists, at the frames'
+        measured pace (see ``_pace``)."""
         due, pace = self._keyframes_due(now), self._pace()
         if due is None or (pace is None and not any(due.values())):
             return None

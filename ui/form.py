@@ -10,7 +10,6 @@ widget of its own (see ``WIDGET_OVERRIDES`` in ``ui.layout``).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -20,7 +19,7 @@ from pipeline import Limits, Storyboard
 from pipeline.contract.fields import BOARD_FIELDS, FIELDS_BY_NAME, FieldSpec
 from pipeline.contract.reference import with_uploaded_reference
 
-from .table import rows_to_storyboard, storyboard_to_rows
+from .table import blank, rows_to_storyboard, storyboard_to_rows
 
 SCENES = "scenes"
 """The form's name for the scene table (the Storyboard's ``scenes`` field)."""
@@ -55,15 +54,6 @@ def field_widget(spec: FieldSpec, limits: Limits, value: Any = None, with_help: 
         common.pop("info")
         return gr.File(value=None, type="filepath", height=90, **common)
     return gr.Textbox(value=value or "", max_lines=1, **common)
-
-
-def blank(value: Any) -> bool:
-    """None, NaN or whitespace-only text: "not given"."""
-    if value is None:
-        return True
-    if isinstance(value, float) and math.isnan(value):
-        return True
-    return isinstance(value, str) and not value.strip()
 
 
 def _no_change(value: Any) -> bool:

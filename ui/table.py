@@ -13,7 +13,7 @@ import math
 from typing import Any
 
 from pipeline import Limits, Storyboard, StoryboardError, parse_storyboard
-from pipeline.contract.fields import SCENE_FIELDS, FieldSpec
+from pipeline.contract.fields import FIELDS_BY_NAME, SCENE_FIELDS, FieldSpec
 
 COLUMNS: tuple[str, ...] = tuple(spec.name for spec in SCENE_FIELDS)
 HEADERS: list[str] = [spec.label for spec in SCENE_FIELDS]
@@ -27,7 +27,8 @@ DATATYPES: list[str] = [_datatype(spec) for spec in SCENE_FIELDS]
 EMPTY_TABLE = "The scene table is empty: add at least one scene with a prompt and a duration."
 
 
-def _blank(value: Any) -> bool:
+def blank(value: Any) -> bool:
+    """None, NaN or whitespace-only text: "not given"."""
     if value is None:
         return True
     if isinstance(value, float) and math.isnan(value):
@@ -52,9 +53,9 @@ def rows_to_scenes(rows: list[list[Any]]) -> list[dict[str, Any]]:
     scenes, untouched = [], new_row()
     for row in rows or []:
         row = list(row)
-        if all(_blank(value) or _same(value, untouched[i]) for i, value in enumerate(row[:len(untouched)])):
+        if all(blank(value) or _same(value, untouched[i]) for i, value in enumerate(row[:len(untouched)])):
             continue  # blank, or a new row left as it was added
-        scene = {name: row[i] for i, name in enumerate(COLUMNS) if i < len(row) and not _blank(row[i])}
+        scene = {name: row[i] for i, name in enumerate(COLUMNS) if i < len(row) and not blank(row[i])}
         scene.setdefault("prompt", "")  # the validator says "prompt is empty"
         scenes.append(scene)
     return scenes
@@ -120,8 +121,7 @@ def set_cell(rows: list[list[Any]], number: int, name: str, value: Any) -> list[
 def scene_choice(rows: list[list[Any]], number: int, name: str) -> Any:
     """Scene ``number``'s value of choice field ``name``, or None when the cell holds anything else."""
     value = cell(rows, number, name)
-    spec = next(spec for spec in SCENE_FIELDS if spec.name == name)
-    return value if value in spec.choices else None
+    return value if value in FIELDS_BY_NAME[name].choices else None
 
 
 def shown_values(number: int | float | None, values: dict[str, Any]) -> str:

@@ -11,6 +11,7 @@ diffusers itself passes.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import threading
 import warnings
@@ -38,7 +39,7 @@ def route_library_logs() -> None:
                                 category=UserWarning)
         for name in ("transformers", "diffusers"):
             try:
-                library = __import__(f"{name}.utils.logging", fromlist=["logging"])
+                library = importlib.import_module(f"{name}.utils.logging")
             except ImportError:
                 continue
             library.disable_default_handler()
