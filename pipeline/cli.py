@@ -18,6 +18,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterator
 
+from tqdm import tqdm
+
 from .contract.errors import ConfigError, StoryboardError
 from .contract.events import Done, Failed, KeyframeReady, MorphReady, Progress
 from .service import build_renderer
@@ -53,6 +55,10 @@ STAGE_WIDTH = 10  # the bar's stage name is padded, so the bar does not jump whe
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.output.suffix.lower() != ".mp4":  # the file is an MP4 whatever it is called: say so, not a .txt
+        print(f"error: -o/--output must name an .mp4 file (got '{args.output.name}'), e.g. "
+              f"{args.output.with_suffix('.mp4').name}.", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         settings = settings_from_args(args)
@@ -67,6 +73,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, StoryboardError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if storyboard.cut_on_beats:
+        from .audio.beats import warm_up
+
+        warm_up()  # the beat tracker loads (or compiles) while the renderer is set up and the song is read
     with tempfile.TemporaryDirectory(prefix="scene2video-") as tmp, _log_above_the_bar():
         renderer = build_renderer(settings, output_dir=Path(tmp))
         return _run(renderer, storyboard, args)
@@ -109,10 +119,8 @@ def _with_audio_path(raw: bytes, folder: Path) -> Any:
 
 
 def _run(renderer, storyboard, args) -> int:
-    from tqdm import tqdm
-
     cancel = threading.Event()
-    bar = tqdm(total=1000, disable=args.quiet, unit="‰", bar_format="{desc} {percentage:3.0f}%|{bar}| {postfix}")
+    bar = _Bar(total=1000, disable=args.quiet, unit="‰", bar_format="{desc} {percentage:3.0f}%|{bar}| {message}")
     events = renderer.render(storyboard, cancel)
     try:
         for event in events:
@@ -120,7 +128,8 @@ def _run(renderer, storyboard, args) -> int:
                 bar.n = round(event.fraction * 1000)
                 bar.set_description_str(f"{event.stage:<{STAGE_WIDTH}}", refresh=False)
                 left = f" · about {round(event.eta_seconds)} s left" if event.eta_seconds is not None else ""
-                bar.set_postfix_str(event.message + left)
+                bar.message = event.message + left
+                bar.refresh()
             elif isinstance(event, KeyframeReady) and event.source == "placeholder":
                 bar.write(f"Scene {event.scene_index + 1}: placeholder — {event.reason}")
             elif isinstance(event, MorphReady) and event.source == "crossfade":
@@ -141,6 +150,16 @@ def _run(renderer, storyboard, args) -> int:
         print("stopped", file=sys.stderr)
         return 130
     return 1
+
+
+class _Bar(tqdm):
+    """tqdm's bar with a ``message`` after it (its own postfix would start with a comma)."""
+
+    message = ""
+
+    @property
+    def format_dict(self) -> dict[str, Any]:
+        return {**super().format_dict, "message": self.message}
 
 
 def _deliver(done: Done, args) -> int:

@@ -7,6 +7,7 @@ check reads the files back with ffprobe/ffmpeg as a user's tools would.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from media import probe
-from pipeline import Done, Limits, Renderer, StoryboardError, parse_storyboard
+from pipeline import Done, Limits, Progress, Renderer, StoryboardError, parse_storyboard
 from pipeline.audio.fit import scale_to_total, snap_to_beats
 from pipeline.audio.track import AudioTrack
 from pipeline.video.encoder import EncodeSettings, SegmentedEncoder, ffmpeg_exe
@@ -285,6 +286,24 @@ def test_cuts_land_on_the_clicks_of_a_click_track(tmp_path):
         assert abs(beat - cut / FPS) <= 0.5 / FPS + 1e-9
     audio = probe_audio_stream(done.video_path)
     assert audio.codec == "aac" and abs(audio.duration - report.duration) <= 1 / FPS
+
+
+def test_fitting_says_how_long_it_has_taken_while_it_runs(tmp_path, monkeypatch):
+    """Issue 26: the first fit (the beat tracker's compile) showed an unchanging line for half a minute.
+    The tick is made short here so that a fit of a fraction of a second shows several."""
+    from pipeline import renderer as renderer_module
+
+    monkeypatch.setattr(renderer_module, "FIT_TICK_S", 0.005)
+    song = write_wav(tmp_path / "clicks.wav", click_track(10.0, 0.5 * np.arange(20)))
+    sb = parse_storyboard(board(song, durations=(3.0, 3.0, 3.0), transition="cut", cut_on_beats=True, fps=4))
+    events = list(Renderer(tmp_path / "out").render(sb))
+    assert isinstance(events[-1], Done), events[-1]
+    fitting = [e.message for e in events if isinstance(e, Progress) and e.message.startswith("Fitting")]
+    assert fitting[0] == "Fitting the scenes to the audio (finding the beats)"
+    ticks = [re.fullmatch(r"Fitting the scenes to the audio \(finding the beats\) · (\d+) s", m) for m in fitting[1:]]
+    assert len(ticks) >= 2 and all(ticks), fitting
+    seconds = [int(t.group(1)) for t in ticks]
+    assert seconds == sorted(seconds)
 
 
 def test_transitions_are_centred_on_the_beats(tmp_path):
