@@ -1,0 +1,312 @@
+"""A batch on a Ray cluster (Ray Core): GPU actors make the images, CPU tasks compose and encode.
+
+- :class:`ImageActor`: one per GPU (``num_gpus=1, num_cpus=0``, so encoding keeps every CPU). It
+  builds the model from the batch's ModelSource in its own process, once, and answers the image
+  model's calls (``generate`` and the few facts the render plan asks for), one at a time.
+- :func:`render_task`: one storyboard as a CPU task. It runs the project's own ``Renderer`` (the
+  same code as a local batch: plan, cache-less image stage, timeline, encoder), with an
+  :class:`ActorModel` standing for the model, so the frames are the same either way. The
+  storyboard's files travel with the task as bytes (``files``); the MP4 and the report come back
+  as bytes and the driver writes them into DIR.
+- :class:`RayBatch`: the driver. At most ``in_flight`` storyboards per actor; each finished task is
+  a manifest row. A task lost with its actor or worker is retried once (on another actor where
+  there is one), then ``failed`` with the reason; an actor that does not come back is dropped.
+
+Only ``--ray`` imports this module (and so Ray).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from collections import deque
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import ray
+from ray.exceptions import GetTimeoutError, RayActorError, RayError, RayTaskError
+
+from ..contract.errors import public_message
+from ..images.generation import GeneratedImage, ImageRequest, ModelInfo
+from ..renderer import Renderer
+from .files import PackedFile, pack_files, unpack_files
+from .local import Finished, Stage
+from .models import ModelSource
+from .render_one import Job, Outcome, render_storyboard
+
+log = logging.getLogger(__name__)
+
+ATTEMPTS = 2  # a storyboard lost with its actor or worker is tried once more
+_WAIT_S = 0.5  # how often the driver looks at finished tasks
+_ACTOR_BACK_S = 300.0  # how long a restarting actor may take (it loads its model again)
+
+
+class ActorLost(RuntimeError):
+    """The actor holding the model died or cannot be reached."""
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """What a render plan asks of a model that does not change while it lives."""
+
+    model_id: str
+    distilled: bool
+    has_notes: bool
+    max_in_flight: int
+    where: str
+
+
+@ray.remote(num_cpus=0, max_restarts=1, max_task_retries=0)
+class ImageActor:
+    """Holds the batch's image model(s) on one GPU and makes images for the render tasks."""
+
+    def __init__(self, models: ModelSource) -> None:
+        self.models = models
+        self._made: dict = {}
+        self.busy_s = 0.0  # seconds spent in generate: how busy this actor's GPU was
+        gpus = ray.get_runtime_context().get_accelerator_ids().get("GPU", [])
+        self.where = f"ray:{ray.util.get_node_ip_address()}" + (f"/gpu{','.join(gpus)}" if gpus else "/cpu")
+
+    def _model(self, model_id: str | None):
+        if model_id not in self._made:
+            self._made[model_id] = self.models.model(model_id)
+        return self._made[model_id]
+
+    def facts(self, model_id: str | None) -> ModelFacts | None:
+        model = self._model(model_id)
+        if model is None:
+            return None
+        return ModelFacts(model.model_id, model.is_distilled(), hasattr(model, "notes_for"),
+                          int(getattr(model, "max_in_flight", 1) or 1), self.where)
+
+    def load(self, model_id: str | None) -> bool:
+        return self._model(model_id).load()
+
+    def info(self, model_id: str | None) -> ModelInfo:
+        return self._model(model_id).info()
+
+    def decoder_for(self, model_id: str | None, requested: str | None, quality: str) -> str:
+        decoder_for = getattr(self._model(model_id), "decoder_for", None)
+        return decoder_for(requested, quality) if decoder_for is not None else "full"
+
+    def generation_size(self, model_id: str | None, width: int, height: int) -> tuple[int, int]:
+        return self._model(model_id).generation_size(width, height)
+
+    def notes_for(self, model_id: str | None, request: ImageRequest) -> tuple[str, ...]:
+        return tuple(self._model(model_id).notes_for(request))
+
+    def generate(self, model_id: str | None, requests: list[ImageRequest]) -> list[GeneratedImage]:
+        started = time.monotonic()
+        try:
+            return self._model(model_id).generate(requests)  # no step previews: nobody watches a batch's
+        finally:
+            self.busy_s += time.monotonic() - started
+
+    def stats(self) -> tuple[str, float]:
+        """Where it runs, and the seconds it has spent making images."""
+        return self.where, self.busy_s
+
+    def pid(self) -> int:
+        return os.getpid()
+
+
+class ActorModel:
+    """The ImageModel a render task uses: every call goes to its actor. A dead actor raises ActorLost
+    (the render then fails, and ``lost`` says why, so the driver retries the storyboard)."""
+
+    def __init__(self, actor, requested: str | None, facts: ModelFacts) -> None:
+        self.actor = actor
+        self.requested = requested
+        self.model_id = facts.model_id
+        self.facts = facts
+        self.max_in_flight = facts.max_in_flight
+        self.lost = ""
+        if facts.has_notes:
+            self.notes_for = lambda request: self._call("notes_for", request)
+
+    def _call(self, method: str, *args):
+        try:
+            return ray.get(getattr(self.actor, method).remote(self.requested, *args))
+        except RayActorError as exc:
+            self.lost = f"the GPU actor was lost ({type(exc).__name__})"
+            raise ActorLost(self.lost) from None
+        except RayTaskError as exc:  # the model itself raised: the same error as in a local render
+            raise (exc.cause if isinstance(exc.cause, Exception) else RuntimeError(str(exc).splitlines()[0])) from None
+
+    def load(self) -> bool:
+        return self._call("load")
+
+    def info(self) -> ModelInfo:
+        return self._call("info")
+
+    def is_distilled(self) -> bool:
+        return self.facts.distilled
+
+    def decoder_for(self, requested: str | None, quality: str) -> str:
+        return self._call("decoder_for", requested, quality)
+
+    def generation_size(self, width: int, height: int) -> tuple[int, int]:
+        return self._call("generation_size", width, height)
+
+    def generate(self, requests, on_step=None, should_stop=None) -> list[GeneratedImage]:
+        if should_stop is not None and should_stop():
+            return [GeneratedImage(r.scene_index, None, "stopped") for r in requests]
+        return self._call("generate", list(requests))
+
+
+@ray.remote(max_retries=0)  # the driver retries at the storyboard level
+def render_task(job: Job, files: tuple[PackedFile, ...], actor, batch_size: int | None, controlnet: str) -> Outcome:
+    """One storyboard, start to MP4, on whichever CPU worker Ray picked; the results as bytes."""
+    try:
+        facts = ray.get(actor.facts.remote(job.storyboard.model))
+    except RayActorError as exc:
+        return Outcome(False, f"The GPU actor was lost ({type(exc).__name__}).", retry=True)
+    where = f"{facts.where if facts else 'ray'}, encoded on {ray.util.get_node_ip_address()}"
+    with tempfile.TemporaryDirectory(prefix="scene2video-ray-") as tmp:
+        storyboard = unpack_files(job.storyboard, files, Path(tmp) / "files")
+        model = ActorModel(actor, job.storyboard.model, facts) if facts is not None else None
+        renderer = Renderer(Path(tmp) / "renders", model=model, batch_size=batch_size, controlnet=controlnet)
+        outcome = render_storyboard(renderer, storyboard, where)
+        if model is not None and model.lost:
+            return replace(outcome, ok=False, reason=model.lost[0].upper() + model.lost[1:] + ".", retry=True)
+        if outcome.ok:
+            outcome = replace(outcome, video_bytes=outcome.video.read_bytes(),
+                              report_bytes=outcome.report.read_bytes(), video=None, report=None)
+        return outcome
+
+
+@dataclass
+class _Flight:
+    job: Job
+    actor: int
+    attempt: int
+
+
+class RayBatch:
+    """Runs a batch on Ray: ``address`` "local" starts a cluster on this machine (loopback only), any
+    other joins that cluster; ``actors``: GPU actors (default one per GPU; at least one)."""
+
+    def __init__(self, models: ModelSource, address: str = "local", actors: int | None = None, in_flight: int = 2,
+                 encode_cpus: float = 1.0) -> None:
+        self.models = models
+        self.address = address
+        self.actors_wanted = actors
+        self.in_flight = max(1, in_flight)
+        self.encode_cpus = encode_cpus
+        self.actor_stats: list[tuple[str, float]] = []  # after run: each actor's place and busy seconds
+
+    def run(self, jobs: list[Job], finished: Finished, stage: Stage | None = None) -> None:
+        """Render every job, calling ``finished`` (in this thread) as each ends."""
+        started_here = self._connect()
+        actors: list = []
+        try:
+            actors = self._start_actors()
+            self._drive(deque(jobs), actors, finished, stage)
+        finally:
+            self.actor_stats = [self._stats(actor) for actor in actors]
+            for actor in actors:
+                ray.kill(actor, no_restart=True)
+            if started_here:
+                ray.shutdown()
+
+    def _connect(self) -> bool:
+        """Join (or start) the cluster unless this process already did; True when this call did."""
+        if ray.is_initialized():
+            return False
+        if self.address == "local":
+            # A cluster for this machine alone listens on loopback only, not on the network address.
+            os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+            ray.init(include_dashboard=False, log_to_driver=False)
+            return True
+        try:
+            ray.init(address=self.address, log_to_driver=False)
+        except Exception as exc:  # noqa: BLE001  (Ray raises several kinds for an unreachable cluster)
+            raise ConnectionError(f"cannot join the Ray cluster at {self.address}: "
+                                  f"{str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}") from None
+        return True
+
+    def _start_actors(self) -> list:
+        gpus = int(ray.cluster_resources().get("GPU", 0))
+        count = self.actors_wanted or max(1, gpus)
+        per_actor = 1 if gpus >= count else 0  # no GPUs: the actors' models run on the CPU
+        if not gpus:
+            log.warning("The Ray cluster has no GPUs: the image model runs on the CPU.")
+        return [ImageActor.options(num_gpus=per_actor).remote(self.models) for _ in range(count)]
+
+    def _drive(self, queue: deque, actors: list, finished: Finished, stage: Stage | None) -> None:
+        flights: dict = {}
+        load = [0] * len(actors)
+        alive = set(range(len(actors)))
+        files: dict[str, tuple[PackedFile, ...]] = {}
+        retry: deque = deque()  # (job, attempt, the actor that lost it)
+        while queue or retry or flights:
+            if not alive:
+                for job, attempt, _ in retry:
+                    finished(job, Outcome(False, "No GPU actor is left in the cluster.", where="ray"), attempt - 1)
+                for job in queue:
+                    finished(job, Outcome(False, "No GPU actor is left in the cluster.", where="ray"), 0)
+                retry.clear()
+                queue.clear()
+                if not flights:
+                    return
+            while retry or queue:
+                index = min(alive, key=lambda i: load[i], default=None)  # the least busy actor
+                if index is None or load[index] >= self.in_flight:
+                    break
+                if retry:
+                    job, attempt, lost_on = retry.popleft()
+                    others = [i for i in alive if i != lost_on and load[i] < self.in_flight]
+                    index = min(others, key=lambda i: load[i]) if others else index  # another actor if one has room
+                else:
+                    job, attempt = queue.popleft(), 1
+                packed = files.get(job.id) or files.setdefault(job.id, pack_files(job.storyboard))
+                ref = render_task.options(num_cpus=self.encode_cpus).remote(
+                    job, packed, actors[index], self.models.batch_size, self.models.controlnet)
+                flights[ref] = _Flight(job, index, attempt)
+                load[index] += 1
+                if stage is not None:
+                    stage(job, f"on actor {index + 1}")
+            if not flights:
+                continue
+            done, _ = ray.wait(list(flights), num_returns=1, timeout=_WAIT_S)
+            for ref in done:
+                flight = flights.pop(ref)
+                load[flight.actor] -= 1
+                outcome = self._outcome(ref)
+                if outcome.retry:
+                    if not self._still_there(actors[flight.actor]):
+                        alive.discard(flight.actor)
+                    if flight.attempt < ATTEMPTS:
+                        log.warning("%s: %s; trying it once more", flight.job.id, outcome.reason)
+                        retry.append((flight.job, flight.attempt + 1, flight.actor))
+                        continue
+                    outcome = replace(outcome, reason=f"{outcome.reason} (tried {flight.attempt} times)")
+                files.pop(flight.job.id, None)
+                finished(flight.job, outcome, flight.attempt)
+
+    @staticmethod
+    def _outcome(ref) -> Outcome:
+        try:
+            return ray.get(ref)
+        except RayTaskError as exc:  # a bug in the task: no second attempt would go better
+            return Outcome(False, f"The render failed: {public_message(exc.cause or exc)}", where="ray")
+        except RayError as exc:  # the task's worker died (or its result was lost): the machinery, not the storyboard
+            return Outcome(False, f"The Ray worker was lost ({type(exc).__name__}).", where="ray", retry=True)
+
+    @staticmethod
+    def _stats(actor) -> tuple[str, float]:
+        try:
+            return ray.get(actor.stats.remote(), timeout=30)
+        except (RayError, GetTimeoutError):
+            return "lost", 0.0
+
+    @staticmethod
+    def _still_there(actor) -> bool:
+        """Whether a lost actor came back (Ray restarts it once, and it loads its model again)."""
+        try:
+            ray.get(actor.pid.remote(), timeout=_ACTOR_BACK_S)
+            return True
+        except (RayActorError, GetTimeoutError):
+            return False
