@@ -70,6 +70,7 @@ class FixedTimeModel(StandInModel):
 
         self.seconds = seconds
         self.busy_s = 0.0  # seconds spent making images (the "GPU" busy time)
+        self.calls: list[tuple[str, float]] = []  # (first prompt, time.monotonic() at the start) of each call
         self._gpu = threading.Lock()
 
     def generate(self, requests, on_step=None, should_stop=None):
@@ -85,6 +86,7 @@ class FixedTimeModel(StandInModel):
             raise RuntimeError("the stand-in model broke on purpose")
         with self._gpu:
             started = time.monotonic()
+            self.calls.append((requests[0].prompt, started))
             time.sleep(self.seconds * len(requests))
             self.busy_s += time.monotonic() - started
         results = []

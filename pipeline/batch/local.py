@@ -35,6 +35,7 @@ class LocalBatch:
         self.overlap = max(1, overlap)
         self.where = f"local:{socket.gethostname()}"
         self.cancel = threading.Event()
+        self._cancels: set[threading.Event] = set()  # one per render in flight (a render sets its own when it ends)
         self._renderers: dict[str | None, Renderer] = {}
         self._lock = threading.Lock()
 
@@ -60,23 +61,37 @@ class LocalBatch:
                 while thread.is_alive():
                     thread.join(timeout=0.2)
         except BaseException:
-            self.cancel.set()  # every render stops within a step or a frame and removes its files
+            self.stop()
             for thread in threads:
                 thread.join()
             raise
 
+    def stop(self) -> None:
+        """Stop every render in flight (within a step or a frame; each removes its files)."""
+        with self._lock:
+            self.cancel.set()
+            for cancel in self._cancels:
+                cancel.set()
+
     def _one(self, job: Job, images: threading.Event, slots: threading.Semaphore, finished: Finished,
              stage: Stage | None) -> None:
+        cancel = threading.Event()
+        with self._lock:
+            self._cancels.add(cancel)
+            if self.cancel.is_set():
+                cancel.set()
         try:
             renderer = self._renderer(job.storyboard.model)
             on_stage = (lambda name: stage(job, name)) if stage is not None else None
-            outcome = render_storyboard(renderer, job.storyboard, self.where, on_stage, images.set, self.cancel)
+            outcome = render_storyboard(renderer, job.storyboard, self.where, on_stage, images.set, cancel)
         except StoryboardError as exc:  # a model this machine may not use
             outcome = Outcome(False, str(exc), where=self.where)
         except Exception as exc:  # noqa: BLE001  (one storyboard's failure never stops the batch)
             log.exception("Storyboard %s failed", job.id)
             outcome = Outcome(False, f"The render failed: {public_message(exc)}", where=self.where)
         finally:
+            with self._lock:
+                self._cancels.discard(cancel)
             images.set()
             slots.release()
         if not self.cancel.is_set():

@@ -261,7 +261,12 @@ class RayBatch:
                     index = min(others, key=lambda i: load[i]) if others else index  # another actor if one has room
                 else:
                     job, attempt = queue.popleft(), 1
-                packed = files.get(job.id) or files.setdefault(job.id, pack_files(job.storyboard))
+                try:  # read on the driver, so workers need no shared disk
+                    packed = files[job.id] if job.id in files else files.setdefault(job.id, pack_files(job.storyboard))
+                except OSError as exc:
+                    finished(job, Outcome(False, f"A file the storyboard names cannot be read now: "
+                                                 f"{exc.strerror or type(exc).__name__}.", where="ray"), attempt - 1)
+                    continue
                 ref = render_task.options(num_cpus=self.encode_cpus).remote(
                     job, packed, actors[index], self.models.batch_size, self.models.controlnet)
                 flights[ref] = _Flight(job, index, attempt)
