@@ -60,6 +60,10 @@ def run_batch_command(args: argparse.Namespace, models: ModelSource | None = Non
         print(f"error: cannot make the folder {args.out}: {exc.strerror or exc}.", file=sys.stderr)
         return 2
     if args.ray is not None:
+        if args.ray == "local":
+            # A cluster for this machine alone listens on loopback only, not on the network address
+            # (Ray reads this when it is imported, so it is set first; ``ray start`` clusters are not affected).
+            os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
         try:
             from .ray_driver import RayBatch  # imports ray
         except ImportError:

@@ -17,6 +17,7 @@ Only ``--ray`` imports this module (and so Ray).
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import tempfile
@@ -47,6 +48,13 @@ class ActorLost(RuntimeError):
     """The actor holding the model died or cannot be reached."""
 
 
+@functools.cache
+def node_address() -> str:
+    """The address this worker's node joined the cluster with (as Ray itself knows it, e.g. 127.0.0.1)."""
+    node_id = ray.get_runtime_context().get_node_id()
+    return next((node["NodeManagerAddress"] for node in ray.nodes() if node["NodeID"] == node_id), node_id[:12])
+
+
 @dataclass(frozen=True)
 class ModelFacts:
     """What a render plan asks of a model that does not change while it lives."""
@@ -67,7 +75,7 @@ class ImageActor:
         self._made: dict = {}
         self.busy_s = 0.0  # seconds spent in generate: how busy this actor's GPU was
         gpus = ray.get_runtime_context().get_accelerator_ids().get("GPU", [])
-        self.where = f"ray:{ray.util.get_node_ip_address()}" + (f"/gpu{','.join(gpus)}" if gpus else "/cpu")
+        self.where = f"ray:{node_address()}" + (f"/gpu{','.join(gpus)}" if gpus else "/cpu")
 
     def _model(self, model_id: str | None):
         if model_id not in self._made:
@@ -163,7 +171,7 @@ def render_task(job: Job, files: tuple[PackedFile, ...], actor, batch_size: int 
         facts = ray.get(actor.facts.remote(job.storyboard.model))
     except RayActorError as exc:
         return Outcome(False, f"The GPU actor was lost ({type(exc).__name__}).", retry=True)
-    where = f"{facts.where if facts else 'ray'}, encoded on {ray.util.get_node_ip_address()}"
+    where = f"{facts.where if facts else 'ray'}, encoded on {node_address()}"
     with tempfile.TemporaryDirectory(prefix="scene2video-ray-") as tmp:
         storyboard = unpack_files(job.storyboard, files, Path(tmp) / "files")
         model = ActorModel(actor, job.storyboard.model, facts) if facts is not None else None
@@ -215,9 +223,7 @@ class RayBatch:
         """Join (or start) the cluster unless this process already did; True when this call did."""
         if ray.is_initialized():
             return False
-        if self.address == "local":
-            # A cluster for this machine alone listens on loopback only, not on the network address.
-            os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        if self.address == "local":  # loopback only when RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 was set before import
             ray.init(include_dashboard=False, log_to_driver=False)
             return True
         try:
