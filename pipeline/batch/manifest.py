@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal
 
@@ -35,6 +36,7 @@ class ManifestRow:
     encode_s: float = 0.0
     where: str = ""
     source: str = ""  # the file or line it came from
+    finished_at: str = ""  # when the row was written (UTC, ISO 8601)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False)
@@ -49,7 +51,8 @@ class Manifest:
         self._file = self.path.open("a" if resume else "w", encoding="utf-8")
 
     def write(self, row: ManifestRow) -> None:
-        self._file.write(row.to_json() + "\n")
+        stamp = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        self._file.write(replace(row, finished_at=stamp).to_json() + "\n")
         self._file.flush()
         os.fsync(self._file.fileno())
 
