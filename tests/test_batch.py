@@ -166,3 +166,22 @@ def test_any_jsonl_gives_one_item_per_line_with_safe_unique_ids(tmp_path, lines)
     assert len(set(ids)) == len(ids)
     assert all("/" not in i and "\\" not in i and not i.startswith(".") and i for i in ids)
     assert all(len(item.error) <= 300 and "\n" not in item.error for item in items if item.storyboard is None)
+
+
+def test_without_ray_installed_ray_batches_say_so_in_one_line(tmp_path):
+    src = write_batch(tmp_path / "src", good=1)
+    code = ("import sys; sys.modules['ray'] = None  # as if Ray were not installed\n"
+            "from pipeline.cli import main\n"
+            f"sys.exit(main(['batch', {str(src)!r}, '--out', {str(tmp_path / 'out')!r}, '--ray']))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr == "error: --ray needs Ray, which is not installed: pip install 'ray==2.60.0'.\n"
+
+
+def test_a_local_batch_never_imports_ray(tmp_path):
+    src = write_batch(tmp_path / "src", good=1)
+    code = ("import sys\nfrom pipeline.cli import main\n"
+            f"code = main(['batch', {str(src)!r}, '--out', {str(tmp_path / 'out')!r}, '--no-ai', '--quiet'])\n"
+            "print(code, 'ray' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert result.stdout.splitlines()[-1] == "1 False", result.stderr  # invalid.json and broken.json fail

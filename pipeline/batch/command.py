@@ -67,7 +67,7 @@ def run_batch_command(args: argparse.Namespace, models: ModelSource | None = Non
         try:
             from .ray_driver import RayBatch  # imports ray
         except ImportError:
-            print("error: --ray needs Ray, which is not installed: pip install 'ray[default]==2.60.0'.",
+            print("error: --ray needs Ray, which is not installed: pip install 'ray==2.60.0'.",
                   file=sys.stderr)
             return 2
     models = models or SettingsModels(settings)

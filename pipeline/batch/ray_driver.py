@@ -243,6 +243,14 @@ class RayBatch:
 
     def _drive(self, queue: deque, actors: list, finished: Finished, stage: Stage | None) -> None:
         flights: dict = {}
+        try:
+            self._schedule(queue, actors, finished, stage, flights)
+        except BaseException:  # Ctrl-C, or the driver broke: no task of this batch keeps running on the cluster
+            for ref in flights:
+                ray.cancel(ref, force=True)
+            raise
+
+    def _schedule(self, queue: deque, actors: list, finished: Finished, stage: Stage | None, flights: dict) -> None:
         load = [0] * len(actors)
         alive = set(range(len(actors)))
         files: dict[str, tuple[PackedFile, ...]] = {}
