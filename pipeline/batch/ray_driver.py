@@ -29,7 +29,7 @@ from pathlib import Path
 import ray
 from ray.exceptions import GetTimeoutError, RayActorError, RayError, RayTaskError
 
-from ..contract.errors import public_message
+from ..contract.errors import StoryboardError, public_message
 from ..images.generation import GeneratedImage, ImageRequest, ModelInfo
 from ..renderer import Renderer
 from .files import PackedFile, pack_files, unpack_files
@@ -120,6 +120,21 @@ class ImageActor:
         return os.getpid()
 
 
+@ray.remote(num_cpus=0)
+class StageBoard:
+    """The stage each storyboard in flight has reached (its render's Progress stage), for the driver's bar."""
+
+    def __init__(self) -> None:
+        self.stages: dict[str, str] = {}
+
+    def set(self, item_id: str, stage: str) -> None:
+        self.stages[item_id] = stage
+
+    def take(self) -> dict[str, str]:
+        stages, self.stages = self.stages, {}
+        return stages
+
+
 class ActorModel:
     """The ImageModel a render task uses: every call goes to its actor. A dead actor raises ActorLost
     (the render then fails, and ``lost`` says why, so the driver retries the storyboard)."""
@@ -165,18 +180,24 @@ class ActorModel:
 
 
 @ray.remote(max_retries=0)  # the driver retries at the storyboard level
-def render_task(job: Job, files: tuple[PackedFile, ...], actor, batch_size: int | None, controlnet: str) -> Outcome:
+def render_task(job: Job, files: tuple[PackedFile, ...], actor, batch_size: int | None, controlnet: str,
+                board=None) -> Outcome:
     """One storyboard, start to MP4, on whichever CPU worker Ray picked; the results as bytes."""
     try:
         facts = ray.get(actor.facts.remote(job.storyboard.model))
     except RayActorError as exc:
         return Outcome(False, f"The GPU actor was lost ({type(exc).__name__}).", retry=True)
+    except RayTaskError as exc:  # e.g. a model this cluster may not use: said as a local batch says it
+        cause = exc.cause
+        reason = str(cause) if isinstance(cause, StoryboardError) else f"The render failed: {public_message(cause or exc)}"
+        return Outcome(False, reason, where="ray")
     where = f"{facts.where if facts else 'ray'}, encoded on {node_address()}"
     with tempfile.TemporaryDirectory(prefix="scene2video-ray-") as tmp:
         storyboard = unpack_files(job.storyboard, files, Path(tmp) / "files")
         model = ActorModel(actor, job.storyboard.model, facts) if facts is not None else None
         renderer = Renderer(Path(tmp) / "renders", model=model, batch_size=batch_size, controlnet=controlnet)
-        outcome = render_storyboard(renderer, storyboard, where)
+        on_stage = (lambda stage: board.set.remote(job.id, stage)) if board is not None else None
+        outcome = render_storyboard(renderer, storyboard, where, on_stage)
         if model is not None and model.lost:
             return replace(outcome, ok=False, reason=model.lost[0].upper() + model.lost[1:] + ".", retry=True)
         if outcome.ok:
@@ -204,6 +225,7 @@ class RayBatch:
         self.in_flight = max(1, in_flight)
         self.encode_cpus = encode_cpus
         self.actor_stats: list[tuple[str, float]] = []  # after run: each actor's place and busy seconds
+        self._board = None
 
     def run(self, jobs: list[Job], finished: Finished, stage: Stage | None = None) -> None:
         """Render every job, calling ``finished`` (in this thread) as each ends."""
@@ -214,7 +236,7 @@ class RayBatch:
             self._drive(deque(jobs), actors, finished, stage)
         finally:
             self.actor_stats = [self._stats(actor) for actor in actors]
-            for actor in actors:
+            for actor in [*actors, *([self._board] if self._board is not None else [])]:
                 ray.kill(actor, no_restart=True)
             if started_here:
                 ray.shutdown()
@@ -243,6 +265,7 @@ class RayBatch:
 
     def _drive(self, queue: deque, actors: list, finished: Finished, stage: Stage | None) -> None:
         flights: dict = {}
+        self._board = StageBoard.remote() if stage is not None else None
         try:
             self._schedule(queue, actors, finished, stage, flights)
         except BaseException:  # Ctrl-C, or the driver broke: no task of this batch keeps running on the cluster
@@ -282,7 +305,7 @@ class RayBatch:
                                                  f"{exc.strerror or type(exc).__name__}.", where="ray"), attempt - 1)
                     continue
                 ref = render_task.options(num_cpus=self.encode_cpus).remote(
-                    job, packed, actors[index], self.models.batch_size, self.models.controlnet)
+                    job, packed, actors[index], self.models.batch_size, self.models.controlnet, self._board)
                 flights[ref] = _Flight(job, index, attempt)
                 load[index] += 1
                 if stage is not None:
@@ -290,6 +313,7 @@ class RayBatch:
             if not flights:
                 continue
             done, _ = ray.wait(list(flights), num_returns=1, timeout=_WAIT_S)
+            self._show_stages(flights, stage)
             for ref in done:
                 flight = flights.pop(ref)
                 load[flight.actor] -= 1
@@ -304,6 +328,19 @@ class RayBatch:
                     outcome = replace(outcome, reason=f"{outcome.reason} (tried {flight.attempt} times)")
                 files.pop(flight.job.id, None)
                 finished(flight.job, outcome, flight.attempt)
+
+    def _show_stages(self, flights: dict, stage: Stage | None) -> None:
+        """Hand the stages the render tasks reported since the last look to ``stage`` (for the bar)."""
+        if stage is None or self._board is None:
+            return
+        try:
+            stages = ray.get(self._board.take.remote(), timeout=5)
+        except (RayError, GetTimeoutError):
+            return  # the bar misses a stage; the batch goes on
+        in_flight = {flight.job.id: flight for flight in flights.values()}
+        for item_id, name in stages.items():
+            if item_id in in_flight:
+                stage(in_flight[item_id].job, f"{name} (actor {in_flight[item_id].actor + 1})")
 
     @staticmethod
     def _outcome(ref) -> Outcome:

@@ -1,4 +1,5 @@
-"""SRC of a batch: a folder of storyboard files (``*.json``) or a JSONL file (one storyboard a line).
+"""SRC of a batch: a folder of storyboard files (``*.json``) or a JSONL file (one storyboard a line);
+a single storyboard file is a batch of one.
 
 Every storyboard becomes a :class:`BatchItem` named for its file (or its line and first prompt);
 one that cannot be read or is invalid keeps its one-line reason, so the batch reports it and goes
@@ -37,6 +38,8 @@ def read_source(src: Path, limits: Limits | None = None) -> list[BatchItem]:
     """The storyboards of ``src``, in order (files sorted by name; lines in file order)."""
     if src.is_dir():
         items = _from_folder(src, limits)
+    elif src.is_file() and src.suffix.lower() == ".json":  # one storyboard file: a batch of one
+        items = [_item(file_stem(src.stem, fallback="storyboard"), src.name, lambda: load_storyboard_file(src, limits))]
     elif src.is_file():
         items = _from_jsonl(src, limits)
     else:
