@@ -213,6 +213,49 @@ class _Flight:
     attempt: int
 
 
+class _Flights:
+    """The driver's book: tasks in flight, each actor's load, the actors still there, the retries due."""
+
+    def __init__(self, actors: list, in_flight: int) -> None:
+        self.actors = actors
+        self.in_flight = in_flight
+        self.refs: dict = {}  # task ref -> _Flight
+        self.load = [0] * len(actors)
+        self.alive = set(range(len(actors)))
+        self.files: dict[str, tuple[PackedFile, ...]] = {}  # read once per storyboard, kept for a retry
+        self.retry: deque = deque()  # (job, attempt, the actor that lost it)
+
+    def next_job(self, queue: deque) -> tuple[Job, int, int] | None:
+        """The next (job, attempt, actor) to start where an actor has room: retries first, on another
+        actor than the one that lost them where one has room; else the least busy actor."""
+        index = min(self.alive, key=lambda i: self.load[i], default=None)
+        if index is None or self.load[index] >= self.in_flight or not (self.retry or queue):
+            return None
+        if not self.retry:
+            return queue.popleft(), 1, index
+        job, attempt, lost_on = self.retry.popleft()
+        others = [i for i in self.alive if i != lost_on and self.load[i] < self.in_flight]
+        return job, attempt, min(others, key=lambda i: self.load[i]) if others else index
+
+    def started(self, ref, flight: _Flight) -> None:
+        self.refs[ref] = flight
+        self.load[flight.actor] += 1
+
+    def ended(self, ref) -> _Flight:
+        flight = self.refs.pop(ref)
+        self.load[flight.actor] -= 1
+        return flight
+
+    def give_up(self, queue: deque, finished: Finished) -> None:
+        """No actor is left: every storyboard not yet in flight fails with that reason."""
+        for job, attempt, _ in self.retry:
+            finished(job, Outcome(False, "No GPU actor is left in the cluster.", where="ray"), attempt - 1)
+        for job in queue:
+            finished(job, Outcome(False, "No GPU actor is left in the cluster.", where="ray"), 0)
+        self.retry.clear()
+        queue.clear()
+
+
 class RayBatch:
     """Runs a batch on Ray: ``address`` "local" starts a cluster on this machine (loopback only), any
     other joins that cluster; ``actors``: GPU actors (default one per GPU; at least one)."""
@@ -264,70 +307,53 @@ class RayBatch:
         return [ImageActor.options(num_gpus=per_actor).remote(self.models) for _ in range(count)]
 
     def _drive(self, queue: deque, actors: list, finished: Finished, stage: Stage | None) -> None:
-        flights: dict = {}
         self._board = StageBoard.remote() if stage is not None else None
+        flights = _Flights(actors, self.in_flight)
         try:
-            self._schedule(queue, actors, finished, stage, flights)
+            while queue or flights.retry or flights.refs:
+                if not flights.alive:
+                    flights.give_up(queue, finished)
+                while (job := flights.next_job(queue)) is not None:
+                    self._submit(flights, job, finished, stage)
+                if flights.refs:
+                    done, _ = ray.wait(list(flights.refs), num_returns=1, timeout=_WAIT_S)
+                    self._show_stages(flights.refs, stage)
+                    for ref in done:
+                        self._collect(flights, ref, finished)
         except BaseException:  # Ctrl-C, or the driver broke: no task of this batch keeps running on the cluster
-            for ref in flights:
+            for ref in flights.refs:
                 ray.cancel(ref, force=True)
             raise
 
-    def _schedule(self, queue: deque, actors: list, finished: Finished, stage: Stage | None, flights: dict) -> None:
-        load = [0] * len(actors)
-        alive = set(range(len(actors)))
-        files: dict[str, tuple[PackedFile, ...]] = {}
-        retry: deque = deque()  # (job, attempt, the actor that lost it)
-        while queue or retry or flights:
-            if not alive:
-                for job, attempt, _ in retry:
-                    finished(job, Outcome(False, "No GPU actor is left in the cluster.", where="ray"), attempt - 1)
-                for job in queue:
-                    finished(job, Outcome(False, "No GPU actor is left in the cluster.", where="ray"), 0)
-                retry.clear()
-                queue.clear()
-                if not flights:
-                    return
-            while retry or queue:
-                index = min(alive, key=lambda i: load[i], default=None)  # the least busy actor
-                if index is None or load[index] >= self.in_flight:
-                    break
-                if retry:
-                    job, attempt, lost_on = retry.popleft()
-                    others = [i for i in alive if i != lost_on and load[i] < self.in_flight]
-                    index = min(others, key=lambda i: load[i]) if others else index  # another actor if one has room
-                else:
-                    job, attempt = queue.popleft(), 1
-                try:  # read on the driver, so workers need no shared disk
-                    packed = files[job.id] if job.id in files else files.setdefault(job.id, pack_files(job.storyboard))
-                except OSError as exc:
-                    finished(job, Outcome(False, f"A file the storyboard names cannot be read now: "
-                                                 f"{exc.strerror or type(exc).__name__}.", where="ray"), attempt - 1)
-                    continue
-                ref = render_task.options(num_cpus=self.encode_cpus).remote(
-                    job, packed, actors[index], self.models.batch_size, self.models.controlnet, self._board)
-                flights[ref] = _Flight(job, index, attempt)
-                load[index] += 1
-                if stage is not None:
-                    stage(job, f"on actor {index + 1}")
-            if not flights:
-                continue
-            done, _ = ray.wait(list(flights), num_returns=1, timeout=_WAIT_S)
-            self._show_stages(flights, stage)
-            for ref in done:
-                flight = flights.pop(ref)
-                load[flight.actor] -= 1
-                outcome = self._outcome(ref)
-                if outcome.retry:
-                    if not self._still_there(actors[flight.actor]):
-                        alive.discard(flight.actor)
-                    if flight.attempt < ATTEMPTS:
-                        log.warning("%s: %s; trying it once more", flight.job.id, outcome.reason)
-                        retry.append((flight.job, flight.attempt + 1, flight.actor))
-                        continue
-                    outcome = replace(outcome, reason=f"{outcome.reason} (tried {flight.attempt} times)")
-                files.pop(flight.job.id, None)
-                finished(flight.job, outcome, flight.attempt)
+    def _submit(self, flights: "_Flights", job: tuple[Job, int, int], finished: Finished, stage: Stage | None) -> None:
+        """Start one storyboard's render task on actor ``index`` (its files read here, on the driver)."""
+        job, attempt, index = job
+        try:
+            packed = flights.files.get(job.id) or flights.files.setdefault(job.id, pack_files(job.storyboard))
+        except OSError as exc:
+            finished(job, Outcome(False, f"A file the storyboard names cannot be read now: "
+                                         f"{exc.strerror or type(exc).__name__}.", where="ray"), attempt - 1)
+            return
+        ref = render_task.options(num_cpus=self.encode_cpus).remote(
+            job, packed, flights.actors[index], self.models.batch_size, self.models.controlnet, self._board)
+        flights.started(ref, _Flight(job, index, attempt))
+        if stage is not None:
+            stage(job, f"on actor {index + 1}")
+
+    def _collect(self, flights: "_Flights", ref, finished: Finished) -> None:
+        """A finished task: its manifest row, or (lost to the machinery, first time) a second attempt."""
+        flight = flights.ended(ref)
+        outcome = self._outcome(ref)
+        if outcome.retry:
+            if not self._still_there(flights.actors[flight.actor]):
+                flights.alive.discard(flight.actor)
+            if flight.attempt < ATTEMPTS:
+                log.warning("%s: %s; trying it once more", flight.job.id, outcome.reason)
+                flights.retry.append((flight.job, flight.attempt + 1, flight.actor))
+                return
+            outcome = replace(outcome, reason=f"{outcome.reason} (tried {flight.attempt} times)")
+        flights.files.pop(flight.job.id, None)
+        finished(flight.job, outcome, flight.attempt)
 
     def _show_stages(self, flights: dict, stage: Stage | None) -> None:
         """Hand the stages the render tasks reported since the last look to ``stage`` (for the bar)."""
