@@ -130,45 +130,51 @@ def test_on_ray_two_actors_give_the_rows_and_frames_of_a_local_batch(cluster, tm
         "invalid": "failed", "broken": "failed"}
 
 
-def _actors_generating() -> list[psutil.Process]:
-    """The image actors' processes making images right now (Ray titles a busy actor by its method)."""
+def _busy(title: str) -> list[psutil.Process]:
+    """The cluster's processes whose title starts with ``title`` (Ray titles a busy worker by its task,
+    e.g. ``ray::ImageActor.generate`` while an actor makes images, ``ray::render_task`` for a render)."""
     found = []
     for process in psutil.Process().children(recursive=True):
         try:
-            if " ".join(process.cmdline()).startswith("ray::ImageActor.generate"):
+            if " ".join(process.cmdline()).startswith(title):
                 found.append(process)
         except psutil.Error:
             continue
     return found
 
 
-def test_an_actor_killed_mid_batch_costs_only_a_retry(cluster, tmp_path):
-    src = write_batch(tmp_path / "src", good=6)
-    for name in ("invalid.json", "broken.json"):
-        (src / name).unlink()
-    out = tmp_path / "out"
-    killed: list[int] = []
-
-    def kill_a_busy_actor_after_the_first_row() -> None:
+def _kill_after_the_first_row(out: Path, title: str, killed: list[int]) -> threading.Thread:
+    """A thread that, once the manifest has a row, kills (SIGKILL) one process busy with ``title``."""
+    def kill() -> None:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not killed:
             if (out / "manifest.jsonl").exists() and rows(out):
-                actors = _actors_generating()
-                if actors:
-                    os.kill(actors[0].pid, signal.SIGKILL)  # the worker holding a model dies mid-image
-                    killed.append(actors[0].pid)
+                busy = _busy(title)
+                if busy:
+                    os.kill(busy[0].pid, signal.SIGKILL)
+                    killed.append(busy[0].pid)
             time.sleep(0.02)
 
-    killer = threading.Thread(target=kill_a_busy_actor_after_the_first_row)
-    killer.start()
+    thread = threading.Thread(target=kill)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize("victim", ["ray::ImageActor.generate", "ray::render_task"])
+def test_an_actor_or_worker_killed_mid_batch_costs_only_a_retry(cluster, tmp_path, victim):
+    src = write_batch(tmp_path / "src", good=5)
+    for name in ("invalid.json", "broken.json"):
+        (src / name).unlink()
+    out, killed = tmp_path / "out", []
+    killer = _kill_after_the_first_row(out, victim, killed)
     code = batch(src, out, "--ray", models=FixedTimeModels(0.25))
     killer.join()
-    assert killed, "no actor was killed"
+    assert killed, f"no {victim} process was killed"
     got = last_rows(out)
-    assert code == 0 and sorted(got) == [f"good-{i}" for i in range(1, 7)]
+    assert code == 0 and sorted(got) == [f"good-{i}" for i in range(1, 6)]
     assert all(row["status"] == "ok" for row in got.values()), got
     assert sorted({row["attempts"] for row in got.values()}) == [1, 2]  # the lost ones were retried, once
-    assert len(rows(out)) == 6  # one row per storyboard: nothing lost, nothing twice
+    assert len(rows(out)) == 5  # one row per storyboard: nothing lost, nothing twice
 
 
 @pytest.mark.slow  # the actor imports torch and diffusers (~20 s on the shared machine)
