@@ -163,7 +163,9 @@ def main(argv: list[str] | None = None) -> int:
         f"- Ray with 1 actor against the local run (steady): **{one.steady_per_hour / local.steady_per_hour:.2f}x**; "
         f"target within 10%: {verdict(abs(one.steady_per_hour / local.steady_per_hour - 1) <= 0.10)}",
         f"- The model's own ceiling: {3600 / (2 * args.seconds_per_image):.0f} storyboards/hour per model "
-        f"(2 images of {args.seconds_per_image} s each).",
+        f"(2 images of {args.seconds_per_image} s each). The whole-run rates and busy shares on Ray include the "
+        "seconds Ray spends starting its worker processes and actors (each imports the project); on a batch of "
+        "hundreds that start is paid once.",
     ])
     publish(HEADING, text, not args.no_write)
     return 0

@@ -100,7 +100,7 @@ def test_the_next_storyboards_images_are_made_while_the_last_one_encodes(tmp_pat
                                                         for k in range(2)]}))
             for i in range(3)]
     finished_at: dict[str, float] = {}
-    models = OneModel(0.1)
+    models = OneModel(0.02)  # images come at once: the margin is the whole encode of the last one
     LocalBatch(models, tmp_path / "work").run(jobs, lambda job, outcome, attempts: finished_at.setdefault(
         job.id, time.monotonic()) if outcome.ok else pytest.fail(outcome.reason))
     assert sorted(finished_at) == ["sb-0", "sb-1", "sb-2"]
