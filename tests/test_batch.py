@@ -185,3 +185,11 @@ def test_a_local_batch_never_imports_ray(tmp_path):
             "print(code, 'ray' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert result.stdout.splitlines()[-1] == "1 False", result.stderr  # invalid.json and broken.json fail
+
+
+def test_a_ray_cluster_that_cannot_be_reached_exits_2_at_once(tmp_path):
+    src = write_batch(tmp_path / "src", good=1)
+    result = subprocess.run([sys.executable, "-m", "pipeline", "batch", str(src), "--out", str(tmp_path / "out"),
+                             "--ray", "127.0.0.1:1", "--no-ai"], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1].startswith("error: cannot reach the Ray cluster at 127.0.0.1:1: ")

@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import socket
 import tempfile
 import time
 from collections import deque
@@ -46,6 +47,19 @@ _ACTOR_BACK_S = 300.0  # how long a restarting actor may take (it loads its mode
 
 class ActorLost(RuntimeError):
     """The actor holding the model died or cannot be reached."""
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """For a ``host:port`` address, ConnectionError at once when nothing listens there (Ray itself
+    would retry for minutes); other forms (``auto``, ``ray://…``) are left to Ray."""
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or "://" in address:
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise ConnectionError(f"cannot reach the Ray cluster at {address}: "
+                              f"{exc.strerror or type(exc).__name__} (is `ray start --head` running there?)") from None
 
 
 @functools.cache
@@ -291,6 +305,7 @@ class RayBatch:
         if self.address == "local":  # loopback only when RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 was set before import
             ray.init(include_dashboard=False, log_to_driver=False)
             return True
+        _check_reachable(self.address)
         try:
             ray.init(address=self.address, log_to_driver=False)
         except Exception as exc:  # noqa: BLE001  (Ray raises several kinds for an unreachable cluster)
