@@ -5,6 +5,7 @@ Subclasses set ``model_id`` and ``size`` and write ``generate``; the rest of the
 
 from __future__ import annotations
 
+from pipeline.batch.models import ModelSource
 from pipeline.images.generation import ModelInfo
 
 
@@ -97,18 +98,12 @@ class FixedTimeModel(StandInModel):
         return results
 
 
-class FixedTimeModels:
-    """A batch's model source (``pipeline.batch.models.ModelSource``) of FixedTimeModel: plain data,
-    so each Ray actor makes its own (with its own lock: one "GPU" each)."""
-
-    batch_size = None
-    controlnet = ""
+class FixedTimeModels(ModelSource):
+    """A batch's model source of FixedTimeModel: plain data, so each Ray actor makes its own (with its
+    own lock: one "GPU" each)."""
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
 
     def model(self, model_id):
         return FixedTimeModel(self.seconds)
-
-    def cache(self):
-        return None
