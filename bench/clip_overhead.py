@@ -105,19 +105,20 @@ def main(argv: list[str] | None = None) -> int:
             bare.append(bare_call_seconds(model, request))
             backend.append(backend_seconds(model, request, Path(tmp) / f"run{run}"))
     ratio = statistics.median(backend) / statistics.median(bare)
+    best = min(backend) / min(bare)  # on a shared, busy CPU the fastest run is the least disturbed
     lines = env_lines(env) + [
         f"- {busy_note(env)}",
         f"- Tiny random LTX-Video (tests/tiny_video_model.py), {WIDTH}x{HEIGHT}, {args.frames} frames, "
         f"{args.steps} steps, one call, CPU, median of {runs} interleaved runs after a warm-up",
         "",
-        "| what | median s | runs (s) |",
-        "|---|---:|---|",
-        f"| bare `LTXConditionPipeline(...)` call | {statistics.median(bare):.3f} | "
+        "| what | median s | fastest s | runs (s) |",
+        "|---|---:|---:|---|",
+        f"| bare `LTXConditionPipeline(...)` call | {statistics.median(bare):.3f} | {min(bare):.3f} | "
         f"{', '.join(f'{v:.3f}' for v in bare)} |",
         f"| backend `generate_clip` (conditioning, callback, pinning, stitching, footage) | "
-        f"{statistics.median(backend):.3f} | {', '.join(f'{v:.3f}' for v in backend)} |",
+        f"{statistics.median(backend):.3f} | {min(backend):.3f} | {', '.join(f'{v:.3f}' for v in backend)} |",
         "",
-        f"Backend / bare: **{ratio:.3f}**.",
+        f"Backend / bare: **{ratio:.3f}** (medians), **{best:.3f}** (fastest runs).",
     ]
     publish(HEADING, "\n".join(lines), not args.no_write)
     return 0
