@@ -59,6 +59,8 @@ VAE_CONFIG: dict[str, Any] = {
     "patch_size": 4, "patch_size_t": 1, "resnet_norm_eps": 1e-6, "scaling_factor": 1.0,
     "spatio_temporal_scaling": (True, True, True, True), "timestep_conditioning": True,
     "upsample_factor": (2, 2, 2), "upsample_residual": (True, True, True),
+    # Said explicitly: the default would count every scaling block as 2x in both space and time.
+    "spatial_compression_ratio": 32, "temporal_compression_ratio": 8,
 }
 STEPS = 8  # the distilled model's schedule
 SECONDS = 5.0
@@ -100,7 +102,7 @@ def build_transformer(device: str, dtype: Any, layers: int | None = None) -> Any
     return _random_init(transformer, 0)
 
 
-def build_pipeline(device: str, dtype: Any) -> Any:
+def build_pipeline(device: str, dtype: Any, layers: int | None = None) -> Any:
     """LTXConditionPipeline of the 13B architecture with random weights (see the module doc)."""
     import torch
     from diffusers import AutoencoderKLLTXVideo, FlowMatchEulerDiscreteScheduler, LTXConditionPipeline
@@ -110,7 +112,7 @@ def build_pipeline(device: str, dtype: Any) -> Any:
     text_encoder = T5EncoderModel(T5Config(vocab_size=len(tokenizer), d_model=4096, d_kv=64, d_ff=1024, num_layers=1,
                                            num_heads=64, decoder_start_token_id=0))
     vae = _random_init(AutoencoderKLLTXVideo(**VAE_CONFIG), 1)
-    transformer = build_transformer(device, dtype)
+    transformer = build_transformer(device, dtype, layers)
     pipe = LTXConditionPipeline(scheduler=FlowMatchEulerDiscreteScheduler(), vae=vae.to(device, dtype),
                                 text_encoder=_random_init(text_encoder, 2).to(device, dtype), tokenizer=tokenizer,
                                 transformer=transformer)
@@ -129,8 +131,10 @@ def keyframe(width: int, height: int):
     return Image.fromarray(rng.integers(0, 255, (height, width, 3), dtype=np.uint8))
 
 
-def time_clip(model: Any, width: int, height: int, frames: int, steps: int, folder: Path) -> dict[str, float]:
-    """One clip through the backend: total seconds, seconds in the denoising steps, the rest (encode, decode, write)."""
+def time_clip(model: Any, width: int, height: int, frames: int, steps: int, folder: Path,
+              previews: bool = True) -> dict[str, float]:
+    """One clip through the backend: total seconds, the median seconds per denoising step (with its preview),
+    calls, peak GPU memory. ``previews=False``: no step callback, so no preview is decoded."""
     import torch
 
     from pipeline.images.clip_generation import ClipPictures, ClipRequest
@@ -143,7 +147,8 @@ def time_clip(model: Any, width: int, height: int, frames: int, steps: int, fold
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     started = time.perf_counter()
-    result = model.generate_clip(request, folder, on_step=lambda *_: marks.append(time.perf_counter()))
+    on_step = (lambda *_: marks.append(time.perf_counter())) if previews else None
+    result = model.generate_clip(request, folder, on_step=on_step)
     if torch.cuda.is_available():
         torch.cuda.synchronize()
     total = time.perf_counter() - started
@@ -180,18 +185,21 @@ def run_gpu(args: argparse.Namespace) -> str:
     started = time.perf_counter()
     model = VideoModelManager("LTX-Video 0.9.8 13B distilled architecture, random weights", args.device,
                               max_frames=args.max_frames)
-    model.use_pipeline(build_pipeline(args.device, dtype))
+    model.use_pipeline(build_pipeline(args.device, dtype, args.layers))
     built = time.perf_counter() - started
     rules = model.frame_rules()
     frames = rules.frames_for(args.seconds)
+    name = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else "CPU smoke run"
+    blocks = f", {args.layers} of 48 transformer blocks" if args.layers else ""
     lines = [
-        f"### {torch.cuda.get_device_name(args.device)} ({args.dtype}) — {environment()['date']}",
+        f"### {name} ({args.dtype}{blocks}) — {environment()['date']}",
         "",
         f"- Built in {built:.0f} s; {frames} frames ({args.seconds:g} s at {rules.fps:g} fps), {args.steps} steps, "
         f"at most {rules.max_frames} frames a call; median of {args.runs} after one warm-up",
         "",
-        "| size | s per clip | s per step | calls | clip s / video s | peak GiB |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| size | s per clip | s per step (with preview) | s per clip without previews | calls | clip s / video s "
+        "| peak GiB |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     with tempfile.TemporaryDirectory() as tmp:
         for label, width, height in gpu_sizes(rules) if not args.sizes else parse_sizes(args.sizes):
@@ -199,15 +207,17 @@ def run_gpu(args: argparse.Namespace) -> str:
                 time_clip(model, width, height, frames, args.steps, Path(tmp) / f"warm{width}")
                 runs = [time_clip(model, width, height, frames, args.steps, Path(tmp) / f"{width}-{i}")
                         for i in range(args.runs)]
+                bare = time_clip(model, width, height, frames, args.steps, Path(tmp) / f"{width}-np", False)
             except Exception as exc:  # noqa: BLE001 - one size failing (OOM) must not lose the others
-                lines.append(f"| {label} | failed: {str(exc)[:80]} | | | | |")
+                lines.append(f"| {label} | failed: {str(exc)[:80]} | | | | | |")
                 continue
             total = statistics.median(r["total"] for r in runs)
             lines.append(f"| {label} | {total:.1f} | {statistics.median(r['step'] for r in runs):.2f} | "
-                         f"{runs[0]['calls']:.0f} | {total / args.seconds:.1f} | "
+                         f"{bare['total']:.1f} | {runs[0]['calls']:.0f} | {total / args.seconds:.1f} | "
                          f"{max(r['peak_gib'] for r in runs):.1f} |")
             gc.collect()
-            torch.cuda.empty_cache()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
     return "\n".join(lines)
 
 
@@ -280,6 +290,7 @@ def run_cpu(args: argparse.Namespace) -> str:
         "",
         f"A 5 s clip at 768x512 has 17 latent frames = 6528 tokens, 8.5x these; attention grows faster, so one "
         f"step of it on this CPU would take well over {per_block * 48 * 8.5 / 60:.0f} min: clips are for GPUs.",
+        "GPU figures: not measured yet (no GPU here); `python bench/gpu_clips.py --device cuda` writes them.",
     ]
     return "\n".join(lines)
 
@@ -294,12 +305,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-frames", type=int, default=None, help="frames per call (default: the backend's)")
     parser.add_argument("--sizes", default="", help="comma list WxH instead of the default sizes")
     parser.add_argument("--cpu-layers", type=int, default=2, help="13B blocks to time on the CPU")
+    parser.add_argument("--layers", type=int, default=None, help="transformer blocks of the clip run (default 48)")
+    parser.add_argument("--pipeline", action="store_true",
+                        help="the clip run on --device even without CUDA (a smoke test: --layers 1 --sizes 64x64)")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
     if args.quick:
         args.runs = 1
-    if args.device.startswith("cuda"):
+    if args.pipeline and not args.device.startswith("cuda"):
+        publish(GPU_HEADING, run_gpu(args), False)
+    elif args.device.startswith("cuda"):
         import torch
 
         if not torch.cuda.is_available():
