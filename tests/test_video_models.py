@@ -282,6 +282,24 @@ def test_a_wan_checkpoint_that_ignores_the_last_frame_says_so(tmp_path):
     assert clip.frames == 9 and np.array_equal(Footage(clip.folder).frame(0), np.asarray(START))
 
 
+@pytest.mark.parametrize("first_last_frame", [False, True])
+def test_only_the_flf2v_kind_of_wan_21_takes_a_last_frame(tmp_path, first_last_frame):
+    from tiny_video_model import build_tiny_wan21_pipeline
+
+    folder = build_tiny_wan21_pipeline(tmp_path / "wan21", first_last_frame)
+    model = VideoModelManager(str(folder), "cpu", local_files_only=True)
+    assert model.load(), model.info()
+    rules = model.frame_rules()
+    assert rules.last_frame is first_last_frame
+    result = model.generate_clip(clip_request(model, 9, end=END), tmp_path / "bridge")
+    if first_last_frame:
+        frames = frames_of(Footage(result.folder))
+        assert np.array_equal(frames[0], np.asarray(START)) and np.array_equal(frames[-1], np.asarray(END))
+    else:
+        assert (result.folder, result.reason) == (None, rules.last_frame_reason)
+        assert "not trained on a last frame" in result.reason
+
+
 # --------------------------------------------------------------------------- registry
 
 

@@ -95,3 +95,26 @@ def build_tiny_wan_ti2v_pipeline(folder: Path) -> Path:
     pipe = WanPipeline(**_wan_parts(in_channels=16), expand_timesteps=True)
     pipe.save_pretrained(folder, safe_serialization=True)
     return Path(folder)
+
+
+def build_tiny_wan21_pipeline(folder: Path, first_last_frame: bool = False) -> Path:
+    """A tiny random Wan 2.1 image-to-video checkpoint: CLIP image embeddings of the start picture (and, for
+    ``first_last_frame``, the FLF2V kind, position embeddings for a second, last picture)."""
+    from diffusers import WanImageToVideoPipeline
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel
+
+    from diffusers import WanTransformer3DModel
+
+    parts = _wan_parts(in_channels=36)
+    config = parts["transformer"].config
+
+    # CLIP's 32x32 picture at patch 1 is 1024 tokens (+1 class token) per picture, two pictures for FLF2V.
+    parts["transformer"] = WanTransformer3DModel(**{**{k: v for k, v in config.items() if not k.startswith("_")},
+                                                    "image_dim": 4,
+                                                    "pos_embed_seq_len": 2 * 1025 if first_last_frame else None})
+    parts["image_encoder"] = CLIPVisionModel(CLIPVisionConfig(
+        hidden_size=4, num_hidden_layers=2, num_attention_heads=2, image_size=32,
+        intermediate_size=16, patch_size=1))
+    parts["image_processor"] = CLIPImageProcessor(crop_size=32, size=32)
+    WanImageToVideoPipeline(**parts).save_pretrained(folder, safe_serialization=True)
+    return Path(folder)

@@ -5,6 +5,9 @@ incoming scene's first frame as ``last_image`` (first-last-frame). A continuing 
 scene starts from the previous call's last frame. Frame rules from the loaded pipeline:
 ``4k+1`` frames, sides a multiple of 16 (VAE x patch), 16 fps (Wan 2.1 / 2.2 A14B).
 
+Wan 2.1's plain image-to-video checkpoints (CLIP image embeddings, no second picture's position
+embeddings) were not trained on a last frame: ``last_frame=False`` too, with that reason; the
+FLF2V checkpoint and Wan 2.2 A14B image-to-video make first-last-frame clips.
 TI2V-style checkpoints (Wan 2.2 TI2V-5B: published as ``WanPipeline`` with
 ``expand_timesteps``) animate a first frame but ignore ``last_image`` in diffusers:
 their :class:`FrameRules` say ``last_frame=False`` with the reason, so their transitions stay
@@ -30,6 +33,8 @@ MAX_FRAMES = 81  # what Wan is trained on (5 s at 16 fps)
 MAX_FRAMES_TI2V = 121
 IGNORES_LAST_FRAME = ("this Wan checkpoint (TI2V-style, expand_timesteps) animates a first frame but "
                       "ignores a last frame, so it cannot make a transition between two pictures")
+NOT_TRAINED_ON_LAST_FRAME = ("this Wan 2.1 image-to-video checkpoint was not trained on a last frame (its "
+                             "first-last-frame sibling, Wan2.1-FLF2V, is), so it cannot make a transition")
 NOT_IMAGE_TO_VIDEO = ("is a Wan text-to-video checkpoint: it cannot start a clip from a keyframe "
                       "(use a Wan image-to-video one)")
 
@@ -51,8 +56,22 @@ class WanFamily(VideoFamily):
             return bool(getattr(pipe.config, "expand_timesteps", False))
         return "ti2v" in model_id.lower()
 
+    @staticmethod
+    def _last_frame_problem(pipe: Any, ti2v: bool) -> str:
+        """Why this checkpoint cannot honour a last frame, or "" when it can."""
+        if ti2v:
+            return IGNORES_LAST_FRAME
+        transformer = getattr(pipe, "transformer", None) if pipe is not None else None
+        config = getattr(transformer, "config", None)
+        # Wan 2.1 image-to-video embeds its start picture with CLIP (image_dim set); only the FLF2V
+        # checkpoint also learnt position embeddings for a second, last picture (pos_embed_seq_len).
+        if config is not None and config.image_dim is not None and not getattr(config, "pos_embed_seq_len", None):
+            return NOT_TRAINED_ON_LAST_FRAME
+        return ""
+
     def frame_rules(self, pipe: Any, model_id: str, max_frames: int | None) -> FrameRules:
         ti2v = self._ti2v(pipe, model_id)
+        problem = self._last_frame_problem(pipe, ti2v)
         step, side = 4, 32 if ti2v else 16
         if pipe is not None:
             step = int(pipe.vae_scale_factor_temporal)
@@ -62,7 +81,7 @@ class WanFamily(VideoFamily):
         wanted = max_frames or (MAX_FRAMES_TI2V if ti2v else MAX_FRAMES)
         longest = max(2 * step + 1, (wanted - 1) // step * step + 1)
         return FrameRules(fps=FPS_TI2V if ti2v else FPS, frame_step=step, side_multiple=side, native_pixels=pixels,
-                          max_frames=longest, last_frame=not ti2v, last_frame_reason=IGNORES_LAST_FRAME if ti2v else "")
+                          max_frames=longest, last_frame=not problem, last_frame_reason=problem)
 
     def overlap(self, rules: FrameRules) -> int:
         return 1  # Wan image-to-video is conditioned on one picture: the previous call's last frame
