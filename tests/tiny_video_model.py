@@ -44,8 +44,8 @@ def build_tiny_ltx_pipeline(folder: Path) -> Path:
         in_channels=8, out_channels=8, patch_size=1, patch_size_t=1, num_attention_heads=4, attention_head_dim=8,
         cross_attention_dim=32, num_layers=1, caption_channels=TEXT_WIDTH,
     )
-    # Three of four blocks scale space and time: 8x each; the transformer's patch of 1 keeps 8x... and
-    # the VAE's own patch of 4 makes the spatial factor 32 like the real VAE.
+    # Three of the four blocks halve space and time (8x each); the VAE's own patch of 4 makes space 32x,
+    # so frames and sides follow the real LTX-Video's rules (8k+1, multiples of 32).
     vae = AutoencoderKLLTXVideo(
         in_channels=3, out_channels=3, latent_channels=8, block_out_channels=(8, 8, 8, 8),
         decoder_block_out_channels=(8, 8, 8, 8), layers_per_block=(1, 1, 1, 1, 1),
