@@ -40,6 +40,8 @@ CSS = """
 #intro p {margin: 0}
 #row-tools button {align-self: end; max-height: 2.6em}
 #row-buttons {flex-wrap: nowrap; align-self: end; min-width: min(100%, 300px)}  /* the four wrap together, never one alone */
+#scenes thead .header.text {white-space: normal}  /* cells keep one line; a header may take two */
+#row-buttons button {white-space: nowrap; padding-left: 6px; padding-right: 6px}
 .s2v-no-ai {padding: 8px 12px; border-radius: 6px; background: var(--color-yellow-50, #fefce8);
   border: 1px solid var(--color-yellow-300, #fde047)}
 .s2v-no-ai details {display: inline}
@@ -58,7 +60,9 @@ SCROLL_TO_LAST_ROW = """() => { const show = () => { const v = document.querySel
 CLICK_DOWNLOAD = """() => { const b = document.querySelector('#export-file'); if (b) setTimeout(() => b.click(), 50); }"""
 # Fixed widths (px) that fit the left column at 1280 px; narrower screens scroll the table, not the page.
 # One line a row (a long prompt is cut; double-click shows it whole): five rows fit at 1280×720 above Generate.
-SCENE_TABLE_HEIGHT = 250
+SCENE_TABLE_HEIGHT = 265
+# The main row's fields share one line at 1280 px; the look's choices are its longest words.
+MAIN_MIN_WIDTHS = {"look": 170}
 SCENE_COLUMN_WIDTHS = {"prompt": 250, "duration": 88, "seed": 96, "negative_prompt": 130, "motion": 100}
 
 
@@ -85,7 +89,8 @@ def board_widget(spec: FieldSpec, first: Storyboard, settings: Settings) -> gr.c
     value = getattr(first, spec.name)
     if spec.name in WIDGET_OVERRIDES:
         return WIDGET_OVERRIDES[spec.name](spec, limits, value, settings)
-    return field_widget(spec, limits, value, with_help=spec.advanced, min_width=150 if spec.advanced else 120)
+    min_width = 150 if spec.advanced else MAIN_MIN_WIDTHS.get(spec.name, 120)
+    return field_widget(spec, limits, value, with_help=spec.advanced, min_width=min_width)
 
 
 def scene_table(first: Storyboard) -> gr.Dataframe:
