@@ -348,7 +348,7 @@ BAD_CELLS = [  # (row, column, text, what the message names)
 
 
 MARKED = """(row, col) => { const c = document.querySelector(`#scenes [data-row="${row}"][data-col="${col}"]`);
-    return !!c && getComputedStyle(c).boxShadow.includes('inset') }"""
+    return !!c && getComputedStyle(c).boxShadow.includes('rgb(239, 68, 68)') }"""  // the mark's red
 
 
 def problems_reported() -> bool:

@@ -11,7 +11,7 @@ from .table import COLUMNS, scene_rows
 # Widgets whose element id is not ``field-<name>`` (the soundtrack's own).
 ELEM_IDS = {"audio": "audio", "cut_on_beats": "cut-on-beats", "scenes": "scenes"}
 CELL = "box-shadow: inset 0 0 0 2px var(--color-red-500, #ef4444); background: var(--color-red-50, #fef2f2)"
-FIELD = "outline: 2px solid var(--color-red-500, #ef4444); outline-offset: 2px; border-radius: 4px"
+FIELD = "outline: 2px solid var(--color-red-500, #ef4444); outline-offset: -2px; border-radius: 4px"
 
 
 def problems_of(exc: BaseException) -> list[Any]:
