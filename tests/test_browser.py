@@ -263,7 +263,8 @@ def test_row_tools_right_after_an_edit_or_an_import_act_on_what_the_user_sees(pa
     assert [(scene["prompt"], scene["motion"]) for scene in exported["scenes"]] == rows
 
 
-ROWS_IN_VIEW = """() => { const view = document.querySelector('#scenes .virtual-table-viewport').getBoundingClientRect();
+ROWS_IN_VIEW = """() => {
+    const view = document.querySelector('#scenes .virtual-table-viewport').getBoundingClientRect();
     return [...document.querySelectorAll('#scenes [data-row][data-col="0"]')].filter(c => {
         const r = c.getBoundingClientRect(); return r.top >= view.top - 1 && r.bottom <= view.bottom + 1 })
         .map(c => Number(c.dataset.row)) }"""
@@ -316,7 +317,7 @@ def test_first_screen_desktop_and_mobile(browser, app_url):
     page.wait_for_function(f"() => document.querySelector('#row-number input').value == '1'", timeout=5_000)
     page.wait_for_timeout(1000)  # moved, and still the selected one
     assert (cell_text(page, 0, 0), cell_text(page, 1, 0)) == (second, first), "the move did not stay"
-    page.click("text=Advanced")
+    page.get_by_text("Advanced", exact=True).click()
     for blank in ("#field-guidance_scale", "#field-fps", "#field-steps"):  # blank shows blank, never 0
         assert page.locator(f"{blank} textarea, {blank} input").first.input_value() == ""
     page.close()
@@ -324,7 +325,8 @@ def test_first_screen_desktop_and_mobile(browser, app_url):
     page = open_page(browser, app_url, 390, 844)
     assert page.evaluate("() => document.documentElement.scrollWidth") <= 390, "the page scrolls sideways"
     tools = page.evaluate("""() => [...document.querySelectorAll('#row-buttons button')].map(b => [b.innerText.trim(),
-        Math.round(b.getBoundingClientRect().top), Math.round(b.getBoundingClientRect().height), b.scrollWidth > b.clientWidth])""")
+        Math.round(b.getBoundingClientRect().top), Math.round(b.getBoundingClientRect().height),
+        b.scrollWidth > b.clientWidth])""")
     assert len({(top, height) for _, top, height, _ in tools}) == 1, f"the row tools wrap: {tools}"  # one line
     assert not any(cut for *_, cut in tools) and len(tools) == 4, f"a row tool's label is cut: {tools}"
     assert "on the right" not in page.locator("#intro").inner_text()  # on a phone the video is below, not on the right
@@ -347,8 +349,9 @@ BAD_CELLS = [  # (row, column, text, what the message names)
 ]
 
 
+# A cell with the mark's red (a grid line is an inset shadow too).
 MARKED = """(row, col) => { const c = document.querySelector(`#scenes [data-row="${row}"][data-col="${col}"]`);
-    return !!c && getComputedStyle(c).boxShadow.includes('rgb(239, 68, 68)') }"""  // the mark's red
+    return !!c && getComputedStyle(c).boxShadow.includes('rgb(239, 68, 68)') }"""
 
 
 def problems_reported() -> bool:
@@ -462,7 +465,7 @@ LIVE_AND_PROGRESS = """() => {
 def test_live_video_plays_while_the_render_is_still_running(page):
     if not (shutil.which("ffmpeg") and shutil.which("ffprobe")):
         pytest.skip("streaming needs the system ffmpeg and ffprobe")
-    page.click("text=Advanced")
+    page.get_by_text("Advanced", exact=True).click()
     page.locator("label:has-text('Use the AI model') input").uncheck()
     for row in range(4):
         edit(page, row, 1, 5)  # 20 s of placeholders (10 segments): seconds of composing and encoding
@@ -485,7 +488,7 @@ def test_live_video_plays_while_the_render_is_still_running(page):
 def test_stop_ends_the_render_on_the_server_and_the_next_generate_works(page, app):
     _, pool = app
     output_dir, model, steps = pool.settings.output_dir, pool.get().model, 100  # the most allowed
-    page.click("text=Advanced")
+    page.get_by_text("Advanced", exact=True).click()
     set_number(page, "Steps", steps)
     before = render_folders(output_dir)
     with counting_unet_calls(model, step_s=0.02) as calls:  # >= 2 s for one batch's 100 steps
@@ -541,7 +544,7 @@ def test_a_second_visitor_waits_in_the_queue_and_sees_their_place(browser, app_u
     pages = []
     for _ in range(2):
         page = open_page(browser, app_url)
-        page.click("text=Advanced")
+        page.get_by_text("Advanced", exact=True).click()
         set_number(page, "Steps", 100)
         pages.append(page)
     first, second = pages

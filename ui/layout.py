@@ -39,7 +39,8 @@ CSS = """
 #intro h1 {font-size: 1.5em; margin: 0 0 2px 0}
 #intro p {margin: 0}
 #row-tools button {align-self: end; max-height: 2.6em}
-#row-buttons {flex-wrap: nowrap; align-self: end; min-width: min(100%, 300px)}  /* the four wrap together, never one alone */
+/* the four row tools wrap together, never one alone on a line */
+#row-buttons {flex-wrap: nowrap; align-self: end; min-width: min(100%, 300px)}
 #scenes thead .header.text {white-space: normal}  /* cells keep one line; a header may take two */
 #row-buttons button {white-space: nowrap; padding-left: 6px; padding-right: 6px}
 .s2v-no-ai {padding: 8px 12px; border-radius: 6px; background: var(--color-yellow-50, #fefce8);
@@ -55,14 +56,16 @@ INTRO = ("# 🎬 Scene2Video\nOne scene per row: a prompt and its seconds on scr
 PRIVATE = dict(api_visibility="private")
 # Browser-side steps after an event: the table's own scroller shows its last row (a scene just added), and
 # Export's file, once written into the hidden download button, downloads in the same click.
-SCROLL_TO_LAST_ROW = """() => { const show = () => { const v = document.querySelector('#scenes .virtual-table-viewport');
-  if (v) v.scrollTop = v.scrollHeight; }; show(); setTimeout(show, 100); setTimeout(show, 400); }"""
-CLICK_DOWNLOAD = """() => { const b = document.querySelector('#export-file'); if (b) setTimeout(() => b.click(), 50); }"""
-# Fixed widths (px) that fit the left column at 1280 px; narrower screens scroll the table, not the page.
+SCROLL_TO_LAST_ROW = """() => { const show = () => {
+  const v = document.querySelector('#scenes .virtual-table-viewport'); if (v) v.scrollTop = v.scrollHeight; };
+  show(); setTimeout(show, 100); setTimeout(show, 400); }"""
+CLICK_DOWNLOAD = """() => { const b = document.querySelector('#export-file');
+  if (b) setTimeout(() => b.click(), 50); }"""
 # One line a row (a long prompt is cut; double-click shows it whole): five rows fit at 1280×720 above Generate.
 SCENE_TABLE_HEIGHT = 265
 # The main row's fields share one line at 1280 px; the look's choices are its longest words.
 MAIN_MIN_WIDTHS = {"look": 170}
+# Fixed widths (px) that fit the left column at 1280 px; narrower screens scroll the table, not the page.
 SCENE_COLUMN_WIDTHS = {"prompt": 250, "duration": 88, "seed": 96, "negative_prompt": 130, "motion": 100}
 
 
@@ -273,8 +276,9 @@ def wire_tools(editor: Editor, outputs: dict, handlers: Handlers, title: gr.Stat
         dropdown.input(lambda rows, n, was, value, name=name: handlers.set_scene_value(rows, n, was, name, value),
                        [table, number, shown, dropdown], table, queue=False, **PRIVATE)
     editor.load.click(handlers.load_example, editor.example, [*board, notice, outputs["bad_cells"], title], **PRIVATE)
-    editor.export.click(handlers.export, {*editor.form.inputs, title}, [editor.export_file, notice, outputs["bad_cells"]],
-                        **PRIVATE).then(None, js=CLICK_DOWNLOAD, **PRIVATE)
+    exported = [editor.export_file, notice, outputs["bad_cells"]]
+    editor.export.click(handlers.export, {*editor.form.inputs, title}, exported, **PRIVATE).then(
+        None, js=CLICK_DOWNLOAD, **PRIVATE)
     editor.import_.upload(handlers.import_file, editor.import_, [*board, notice, outputs["bad_cells"], title],
                           **PRIVATE)
     editor.clear_cache.click(handlers.clear_cache, None, notice, **PRIVATE)

@@ -40,4 +40,5 @@ def marks_css(problems: Iterable[Any], rows: list[list[Any]] | None) -> str:
         return ""
     cells = ", ".join(rule for rule in rules if rule.startswith("#scenes ["))
     fields = ", ".join(rule for rule in rules if not rule.startswith("#scenes ["))
-    return "<style>" + (f"{cells} {{{CELL}}}" if cells else "") + (f"{fields} {{{FIELD}}}" if fields else "") + "</style>"
+    sheet = (f"{cells} {{{CELL}}}" if cells else "") + (f"{fields} {{{FIELD}}}" if fields else "")
+    return f"<style>{sheet}</style>"

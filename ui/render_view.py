@@ -82,7 +82,8 @@ def keyframe_caption(event: KeyframeReady) -> str:
 def render_started(stream: bool) -> dict[str, object]:
     """What the outputs show once a render is queued: last render's results gone, buttons locked, the
     hint that said where the video would appear gone for good (the results are shown there now)."""
-    return dict(notice="", hint=gr.Markdown(visible=False), bad_cells="", progress=progress_html("loading", 0.0, "Waiting for the renderer", None),
+    return dict(notice="", hint=gr.Markdown(visible=False), bad_cells="",
+                progress=progress_html("loading", 0.0, "Waiting for the renderer", None),
                 live_video=gr.Video(value=None, visible=stream), video=gr.Video(value=None, visible=False),
                 preview=gr.Image(value=None, visible=False), gallery=gr.Gallery(value=[], visible=False),
                 report=gr.JSON(value=None, visible=False), generate=gr.Button(interactive=False),

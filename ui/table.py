@@ -52,8 +52,11 @@ def scene_rows(rows: list[list[Any]]) -> list[int]:
     """The table row (0-based) of each scene, in order: blank rows, and new rows left as they were
     added, are not scenes."""
     untouched = new_row()
-    return [index for index, row in enumerate(rows or [])
-            if not all(blank(value) or _same(value, untouched[i]) for i, value in enumerate(list(row)[:len(untouched)]))]
+
+    def kept(row: list[Any]) -> bool:
+        return not all(blank(value) or _same(value, untouched[i]) for i, value in enumerate(list(row)[:len(untouched)]))
+
+    return [index for index, row in enumerate(rows or []) if kept(row)]
 
 
 def rows_to_scenes(rows: list[list[Any]]) -> list[dict[str, Any]]:
