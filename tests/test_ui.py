@@ -316,7 +316,7 @@ def test_the_first_screen_says_when_no_ai_picture_can_be_made_and_only_then(tmp_
     pool.get().model.load()
     line, _timer, notice = handlers.model_state(None, None, True)
     assert "failed" in line and notice.visible is True
-    assert "No AI pictures on this server" in notice.value and "--model" in notice.value
+    assert "No AI pictures here" in notice.value and "--model" in notice.value
     assert "OPENAI_API_KEY" in notice.value and "HF_TOKEN" in notice.value and "<summary>Why?</summary>" in notice.value
     assert handlers.model_state(None, None, False)[2].visible is False  # AI switched off on purpose
     pool = RendererPool(app_settings(tmp_path, model=str(tiny_model_dir)))

@@ -43,8 +43,9 @@ CSS = """
 #row-buttons {flex-wrap: nowrap; align-self: end; min-width: min(100%, 300px)}
 #scenes thead .header.text {white-space: normal}  /* cells keep one line; a header may take two */
 #row-buttons button {white-space: nowrap; padding-left: 6px; padding-right: 6px}
-.s2v-no-ai {padding: 8px 12px; border-radius: 6px; background: var(--color-yellow-50, #fefce8);
+.s2v-no-ai {padding: 6px 12px; border-radius: 6px; background: var(--color-yellow-50, #fefce8);
   border: 1px solid var(--color-yellow-300, #fde047)}
+#ai-notice .html-container {padding: 0}  /* the notice is its own box */
 .s2v-no-ai details {display: inline}
 .s2v-no-ai summary {display: inline; cursor: pointer; text-decoration: underline}
 .s2v-no-ai details[open] {display: block; margin-top: 4px; font-size: 0.9em}
@@ -62,9 +63,9 @@ SCROLL_TO_LAST_ROW = """() => { const show = () => {
 CLICK_DOWNLOAD = """() => { const b = document.querySelector('#export-file');
   if (b) setTimeout(() => b.click(), 50); }"""
 # One line a row (a long prompt is cut; double-click shows it whole): five rows fit at 1280×720 above Generate.
-SCENE_TABLE_HEIGHT = 265
+SCENE_TABLE_HEIGHT = 255
 # The main row's fields share one line at 1280 px; the look's choices are its longest words.
-MAIN_MIN_WIDTHS = {"look": 170}
+MAIN_MIN_WIDTHS = {"quality": 110, "transition_duration": 150, "style": 100, "look": 170}
 # Fixed widths (px) that fit the left column at 1280 px; narrower screens scroll the table, not the page.
 SCENE_COLUMN_WIDTHS = {"prompt": 250, "duration": 88, "seed": 96, "negative_prompt": 130, "motion": 100}
 

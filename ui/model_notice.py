@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import html
 
-NO_AI = ("⚠️ <b>No AI pictures on this server:</b> scenes will be placeholders. Start it with "
-         "<code>--model</code> set to a local model folder, or set <code>OPENAI_API_KEY</code> or "
-         "<code>HF_TOKEN</code>, or switch <i>Use the AI model</i> off (Advanced).")
+NO_AI = ("⚠️ <b>No AI pictures here</b>, scenes become placeholders. Fix: <code>--model</code> a local model "
+         "folder, or set <code>OPENAI_API_KEY</code> or <code>HF_TOKEN</code>, or turn off <i>Use the AI model</i>.")
 
 
 def cannot_make_pictures(facts: dict[str, str], use_ai: bool | None) -> bool:
@@ -18,5 +17,6 @@ def cannot_make_pictures(facts: dict[str, str], use_ai: bool | None) -> bool:
 def no_ai_notice(facts: dict[str, str]) -> str:
     """The notice's HTML: the line, then why (the model and the loader's reason) in a details element."""
     reason = facts.get("reason") or str(facts.get("state", "")).partition(":")[2].strip() or "no reason given"
-    why = f"Model {facts.get('model', '?')}: {reason}"
+    model = str(facts.get("model", "?"))
+    why = reason if model in reason else f"Model {model}: {reason}"  # the loader's reasons name it already
     return f'<div class="s2v-no-ai">{NO_AI} <details><summary>Why?</summary>{html.escape(why)}</details></div>'
