@@ -2,7 +2,8 @@
 and ``python -m pipeline batch SRC --out DIR`` (many storyboards: ``pipeline.batch``).
 
 Exit codes: 0 done, 1 the render failed, 2 bad input (message on stderr), 130 interrupted.
-One tqdm bar; log messages and warnings are written above it, never into it.
+One tqdm bar; log messages and warnings are written above it, never into it. The closing summary
+says which scenes are placeholders and which morphs became crossfades, one line per reason.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from typing import Iterator
 from tqdm import tqdm
 
 from .contract.errors import ConfigError, StoryboardError
-from .contract.events import Done, Failed, KeyframeReady, MorphReady, Progress
+from .contract.events import Done, Failed, Progress
+from .contract.fallbacks import fallback_groups
 from .service import build_renderer
 from .contract.settings import add_settings_arguments, settings_from_args
 from .storyboard_files import load_storyboard_file
@@ -111,11 +113,6 @@ def _run(renderer, storyboard, args) -> int:
                 left = f" · about {round(event.eta_seconds)} s left" if event.eta_seconds is not None else ""
                 bar.message = event.message + left
                 bar.refresh()
-            elif isinstance(event, KeyframeReady) and event.source == "placeholder":
-                bar.write(f"Scene {event.scene_index + 1}: placeholder — {event.reason}")
-            elif isinstance(event, MorphReady) and event.source == "crossfade":
-                k = event.boundary + 1
-                bar.write(f"Morph {k}→{k + 1}: crossfade — {event.reason}")
             elif isinstance(event, Done):
                 bar.n = 1000
                 bar.close()
@@ -158,6 +155,9 @@ def _deliver(done: Done, args) -> int:
     print(f"{args.output}: {report.width}x{report.height}, {report.fps} fps, {report.frames} frames, "
           f"{report.duration:.2f} s, {len(report.fallbacks)} placeholder scene(s)"
           + (f", cut on {len(report.beats)} beat(s)" if report.beats else ""))
+    for group in fallback_groups(report):  # one line per reason, not one per scene or morph
+        made = "placeholder" if group.what == "scene" else "crossfade instead of the morph"
+        print(f"{group.label()}: {made} — {group.reason}")
     for note, scenes in _notes(report).items():  # what a remote backend did not send
         print(f"note: scene(s) {', '.join(scenes)}: {note}")
     return 0
