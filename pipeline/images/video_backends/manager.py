@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from pathlib import Path
 from typing import Any, Callable
 
@@ -41,10 +40,10 @@ from ...contract.footage import FootageWriter
 from .. import hub_access
 from ..batching import needs_cpu_offload
 from ..clip_generation import ClipRequest, ClipStepCallback, FrameRules, GeneratedClip
-from ..diffusers_backend import _LOADING, _empty_device_cache, _pick_device, _pick_dtype, _weights_bytes
 from ..generation import REASON_OUT_OF_MEMORY, REASON_STOPPED, ModelInfo, stop_requested
 from ..library_logs import route_library_logs
 from ..model_names import default_video_model_id, model_source
+from ..resident import ResidentPipeline, empty_device_cache, pick_dtype, weights_bytes
 from . import family_by_name, family_for, known_pipelines
 from .family import CallInputs, VideoFamily, clip_size_picture
 from .stitching import PIN_FRAMES, ClipStitcher, pin_start, plan_calls
@@ -62,7 +61,7 @@ class _StopClip(Exception):
     """Raised from the step callback: the pipeline stops at once (no decode of a clip nobody wants)."""
 
 
-class VideoModelManager:
+class VideoModelManager(ResidentPipeline):
     """One video pipeline on one device, shared by every session (see the module doc).
 
     Prefer :func:`pipeline.images.registry.get_video_model`. Thread-safe: loading happens once
@@ -74,86 +73,25 @@ class VideoModelManager:
 
     def __init__(self, model_id: str | None = None, device: str | None = None, *, local_files_only: bool = False,
                  allow_pickle: bool = False, max_frames: int | None = None) -> None:
-        self.model_id = model_id or default_video_model_id()
+        super().__init__(model_id or default_video_model_id(), device)
         self.local_files_only = local_files_only
         self.allow_pickle = allow_pickle
         self.max_frames = max_frames
-        self._requested_device = device
-        self._device: str | None = None
-        self._dtype: Any = None
-        self._pipe: Any = None
         self._family: VideoFamily | None = None
-        self._offloaded = False
-        self._load_error: str | None = None
-        self._loading = False
-        self._load_lock = threading.Lock()
-        self._gpu_lock = threading.Lock()
-        # Called just before the weights load: the registry frees the device for them.
-        self.before_load: Callable[[], None] | None = None
 
     # -- state ---------------------------------------------------------------
-
-    @property
-    def pipeline(self) -> Any:
-        """The loaded diffusers pipeline, or None."""
-        return self._pipe
-
-    @property
-    def loaded(self) -> bool:
-        return self._pipe is not None
-
-    @property
-    def load_error(self) -> str | None:
-        return self._load_error
-
-    @property
-    def device(self) -> str:
-        if self._device is None:
-            self._device = self._requested_device or _pick_device()
-        return self._device
 
     @property
     def family(self) -> VideoFamily:
         """The loaded checkpoint's family (before loading: a guess from the id)."""
         return self._family or family_by_name(self.model_id)
 
-    def load(self) -> bool:
-        """Load the pipeline if needed; True when ready. Never raises; a failure is remembered until :meth:`reset`."""
-        if self._pipe is not None:
-            return True
-        if self._load_error is not None:
-            return False
-        with self._load_lock:
-            if self._pipe is None and self._load_error is None:
-                self._loading = True
-                try:
-                    if self.before_load is not None:
-                        self.before_load()
-                    with _LOADING:  # one load at a time in the process (lazy imports are not thread-safe)
-                        self._load_once()
-                finally:
-                    self._loading = False
-        return self._pipe is not None
-
-    def reset(self) -> None:
-        """Forget the loaded pipeline (once a running clip ends) and any remembered failure."""
-        with self._load_lock, self._gpu_lock:
-            device = self._device
-            self._pipe, self._family, self._load_error, self._offloaded = None, None, None, False
-        if device is not None:
-            _empty_device_cache(device)
+    def _forget(self) -> None:
+        self._family = None
 
     def info(self) -> ModelInfo:
         """Model id, device, dtype and state, for the page's model line and the report."""
-        if self._load_error is not None:
-            state, reason = "failed", self._load_error
-        else:
-            state, reason = ("loaded" if self._pipe is not None else "loading" if self._loading else "not loaded"), ""
-        try:
-            device = self.device
-            dtype = str(self._dtype or _pick_dtype(device)).replace("torch.", "")
-        except Exception as exc:  # noqa: BLE001 - info must work even without torch
-            device, dtype = self._requested_device or "unknown", f"unknown ({short_error(exc)})"
+        state, reason, device, dtype = self._state()
         return ModelInfo(self.model_id, device, state, dtype, reason, self._offloaded, "")
 
     def frame_rules(self) -> FrameRules:
@@ -220,7 +158,7 @@ class VideoModelManager:
             known = ", ".join(known_pipelines())
             raise _NotAVideoModel(f"is a {pipeline_class or 'unknown'} checkpoint, not a video model this app "
                                   f"drives ({known})")
-        self._dtype = _pick_dtype(self.device)
+        self._dtype = pick_dtype(self.device)
         kwargs: dict[str, Any] = {"dtype": self._dtype, "local_files_only": local_only}
         if not self.allow_pickle:
             kwargs["use_safetensors"] = True
@@ -236,7 +174,7 @@ class VideoModelManager:
             import torch
 
             free, _total = torch.cuda.mem_get_info(torch.device(device))
-            if needs_cpu_offload(_weights_bytes(pipe), free):
+            if needs_cpu_offload(weights_bytes(pipe), free):
                 log.warning("GPU %s is too small for the video model's weights: using CPU offload", device)
                 pipe.enable_model_cpu_offload(device=device)
                 self._offloaded = True
@@ -277,7 +215,7 @@ class VideoModelManager:
                          written, self.model_id, self.device, request.width, request.height, request.steps)
                 return GeneratedClip(request.scene_index, Path(folder), frames=written)
             # Out of memory (handled outside the except block, so the traceback's tensors are freed).
-            _empty_device_cache(self.device)
+            empty_device_cache(self.device)
             smaller = max(2 * rules.frame_step + 1, (max_frames // 2 - 1) // rules.frame_step * rules.frame_step + 1)
             log.warning("Clip %s: out of GPU memory at %d frames a call; retrying with VAE tiling and %d",
                         request.id, max_frames, smaller)
