@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .contract.errors import ConfigError, StoryboardError
-from .contract.events import Done, Failed, KeyframeReady, MorphReady, Progress
+from .contract.events import ClipReady, Done, Failed, KeyframeReady, MorphReady, Progress
 from .service import build_renderer
 from .contract.settings import add_settings_arguments, settings_from_args
 from .contract.reference import resolve_reference
@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
 RENDER_SETTINGS = ("model", "device", "batch_size", "cache_dir", "cache_max_mb", "allow_pickle_weights", "backend",
                    "max_scenes", "max_total_seconds", "max_quality", "controlnet_model", "remote_model",
                    "remote_provider", "remote_quality", "max_requests_in_flight", "remote_timeout", "decoder",
-                   "tiny_decoder")
+                   "tiny_decoder", "video_model", "clip_size")
 STAGE_WIDTH = 10  # the bar's stage name is padded, so the bar does not jump when it changes
 
 
@@ -64,11 +64,13 @@ def main(argv: list[str] | None = None) -> int:
             storyboard = storyboard.with_changes(use_ai=False)
         elif storyboard.model and args.model is None:  # the storyboard's model, unless --model says otherwise
             settings = replace(settings, model=storyboard.model)
+        if storyboard.video_model and args.video_model is None:  # the same for the video model
+            settings = replace(settings, video_model=storyboard.video_model)
     except (ConfigError, StoryboardError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory(prefix="scene2video-") as tmp, _log_above_the_bar():
-        renderer = build_renderer(settings, output_dir=Path(tmp))
+        renderer = build_renderer(settings, output_dir=Path(tmp), storyboard=storyboard)
         return _run(renderer, storyboard, args)
 
 
@@ -123,6 +125,10 @@ def _run(renderer, storyboard, args) -> int:
                 bar.set_postfix_str(event.message + left)
             elif isinstance(event, KeyframeReady) and event.source == "placeholder":
                 bar.write(f"Scene {event.scene_index + 1}: placeholder — {event.reason}")
+            elif isinstance(event, ClipReady) and event.source == "fallback":
+                k = event.index + 1
+                what = f"Scene {k}: a still, not a clip" if event.kind == "clip" else f"Transition {k}→{k + 1}: crossfade"
+                bar.write(f"{what} — {event.reason}")
             elif isinstance(event, MorphReady) and event.source == "crossfade":
                 k = event.boundary + 1
                 bar.write(f"Morph {k}→{k + 1}: crossfade — {event.reason}")
@@ -157,7 +163,8 @@ def _deliver(done: Done, args) -> int:
     report = done.report
     print(f"{args.output}: {report.width}x{report.height}, {report.fps} fps, {report.frames} frames, "
           f"{report.duration:.2f} s, {len(report.fallbacks)} placeholder scene(s)"
-          + (f", cut on {len(report.beats)} beat(s)" if report.beats else ""))
+          + (f", cut on {len(report.beats)} beat(s)" if report.beats else "")
+          + (f", {clips} clip(s)" if (clips := sum(scene.frames == "clip" for scene in report.scenes)) else ""))
     for note, scenes in _notes(report).items():  # what a remote backend did not send
         print(f"note: scene(s) {', '.join(scenes)}: {note}")
     return 0

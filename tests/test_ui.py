@@ -29,8 +29,21 @@ def test_table_becomes_a_storyboard_and_back():
     assert [(s.prompt, s.duration, s.seed, s.motion) for s in sb.scenes] == [
         ("a fox", 2.0, None, "zoom_in"), ("a bear", 1.5, 7, "none")]
     assert sb.fps is None and sb.steps is None and sb.transition == "wipe"
-    assert storyboard_to_rows(sb) == [["a fox", 2.0, "", "", "zoom_in"], ["a bear", 1.5, 7, "blurry", "none"]]
+    assert storyboard_to_rows(sb) == [["a fox", 2.0, "", "", "zoom_in", "", ""],
+                                      ["a bear", 1.5, 7, "blurry", "none", "", ""]]
     assert HEADERS == [spec.label for spec in SCENE_FIELDS]  # the columns are the scene fields, in order
+
+
+def test_animate_column_reads_yes_no_and_blank():
+    rows = [["a fox", 2, "", "", "none", "yes", "it runs"], ["a bear", 1, "", "", "none", " No ", ""],
+            ["a cat", 1, "", "", "none", "", ""]]
+    sb = rows_to_storyboard(rows, {"animate": True})
+    assert [s.animate for s in sb.scenes] == [True, False, None]
+    assert [sb.animated(i) for i in range(3)] == [True, False, True]  # blank: the storyboard's
+    assert sb.scenes[0].motion_prompt == "it runs"
+    assert [row[5] for row in storyboard_to_rows(sb)] == ["yes", "no", ""]
+    with pytest.raises(StoryboardError, match="Scene 1: animate must be true or false"):
+        rows_to_storyboard([["a", 1, "", "", "none", "maybe", ""]])
 
 
 def test_bad_row_names_the_row_the_user_sees():

@@ -45,7 +45,8 @@ INTRO = ("# 🎬 Scene2Video\nOne scene per row: a prompt and its seconds on scr
          "transition, press **Generate**: keyframes appear as they are made and the video plays on the right.")
 PRIVATE = dict(api_visibility="private")
 # Fixed widths (px) that fit the left column at 1280 px; narrower screens scroll the table, not the page.
-SCENE_COLUMN_WIDTHS = {"prompt": 250, "duration": 88, "seed": 96, "negative_prompt": 130, "motion": 100}
+SCENE_COLUMN_WIDTHS = {"prompt": 250, "duration": 88, "seed": 96, "negative_prompt": 130, "motion": 100, "animate": 80,
+                       "motion_prompt": 160}
 
 
 def streaming_available() -> bool:

@@ -68,7 +68,11 @@ def report_notice(report: RenderReport) -> str:
             by_reason.setdefault(scene.reason, []).append(scene.index + 1)
         lines += [f"- {_scenes(numbers)}: {reason}" for reason, numbers in by_reason.items()]
     lines += [f"Morph {t.index + 1}→{t.index + 2}: drawn as a crossfade — {t.reason.rstrip('.')}."
-              for t in report.transitions if t.made == "crossfade"]
+              for t in report.transitions if t.made == "crossfade" and t.kind == "morph"]
+    lines += [f"⚠️ {line.rstrip('.')}." for line in report.clip_fallbacks]
+    clips = [scene.index + 1 for scene in report.scenes if scene.frames == "clip"]
+    if clips:
+        lines.append(f"{_scenes(clips)}: a clip from {report.scenes[clips[0] - 1].video_model}.")
     lines += timing_lines(report)
     cached = sum(scene.source == "cache" for scene in report.scenes)
     if cached:

@@ -13,6 +13,9 @@ from pathlib import Path
 
 DEFAULT_MODEL_ID = "stabilityai/sd-turbo"
 MODEL_ENV_VAR = "SCENE2VIDEO_MODEL"
+# The video model for clips and generated transitions on a GPU (a distilled LTX-Video in diffusers format).
+# A placeholder until the LTX-Video backend (branch clips-model) settles the checkpoint it is tested with.
+DEFAULT_VIDEO_MODEL_ID = "Lightricks/LTX-Video-0.9.7-distilled"
 # The UI's short list (ui/layout.py reads it from here; this module is cheap to import).
 KNOWN_MODELS: tuple[str, ...] = (
     "stabilityai/sd-turbo",
