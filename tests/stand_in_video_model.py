@@ -4,7 +4,7 @@ It honours the request as a video model must: the clip has ``num_frames`` frames
 ``width`` x ``height``; a scene clip starts exactly on its start picture (the keyframe) and
 slides it sideways, ``shift`` pixels a frame (wrapping around, so every frame shows the whole
 picture); a generated transition starts exactly on its start picture and ends exactly on its
-end picture, sliding one out as the other comes in. Each denoising step takes ``step_s``
+end picture, dissolving from one into the other. Each denoising step takes ``step_s``
 seconds and is reported with a preview; a stop is honoured at the next step. ``fail`` makes
 every clip fail with that reason; ``blank`` makes it one flat colour.
 """
@@ -70,7 +70,7 @@ class SlidingClipModel:
             return np.full((request.height, request.width, 3), 128, np.uint8)
         if end is None:
             return np.ascontiguousarray(np.roll(start, i * self.shift, axis=1))
-        # A slide: the start picture leaves to the left while the end picture comes in from the right.
-        last = request.num_frames - 1
-        cut = round(request.width * i / last)
-        return np.ascontiguousarray(np.concatenate([start[:, cut:], end[:, :cut]], axis=1))
+        # A dissolve from the start picture to the end picture (exact at both ends).
+        u = i / (request.num_frames - 1)
+        mixed = (1.0 - u) * start.astype(np.float32) + u * end.astype(np.float32)
+        return np.clip(mixed + 0.5, 0, 255).astype(np.uint8)

@@ -4,14 +4,13 @@ The renderer's loader gives the timeline, per scene, either a picture (a keyfram
 drawn through the scene's ``motion``) or a finished footage folder
 (``pipeline.contract.footage.Footage``: a clip from a video model, a restyled shot, anything
 made of frames at a rate). :class:`MovingSource` shows footage at the video's size and rate:
-each footage frame cover-fitted to the frame (``pipeline.video.imaging``) and resampled to the
-video's frame rate by motion-compensated interpolation (``pipeline.video.resample``). Time 0
+resampled to the video's frame rate by motion-compensated interpolation (``pipeline.video.resample``,
+at the footage's own size, which is cheaper than the video's: a clip is made smaller than 720p)
+and each resulting frame cover-fitted to the video's frame (``pipeline.video.imaging``). Time 0
 is the first frame on which the scene is visible; past its end the last frame holds.
 """
 
 from __future__ import annotations
-
-from functools import lru_cache
 
 import numpy as np
 
@@ -25,18 +24,17 @@ class MovingSource:
 
     def __init__(self, footage: Footage, width: int, height: int, fps: float) -> None:
         self.footage, self.width, self.height, self.fps = footage, width, height, fps
-        self._fitted = lru_cache(maxsize=4)(self._fit)
-        self._resampler = Resampler(self._fitted, len(footage), footage.info.fps)
+        self._resampler = Resampler(lambda index: np.ascontiguousarray(footage.frame(index)), len(footage),
+                                    footage.info.fps)
 
-    def _fit(self, index: int) -> np.ndarray:
-        frame = self.footage.frame(index)
+    def _fit(self, frame: np.ndarray) -> np.ndarray:
         if frame.shape[:2] == (self.height, self.width):
             return np.ascontiguousarray(frame)
         return fit_cover_array(frame, self.width, self.height)
 
     def at(self, seconds: float) -> np.ndarray:
         """The frame ``seconds`` after the footage's first, at the video's size."""
-        return self._resampler.at(seconds)
+        return self._fit(self._resampler.at(seconds))
 
     def frame_on(self, frame: int, first: int) -> np.ndarray:
         """What video frame ``frame`` shows when the footage starts on video frame ``first``."""
@@ -50,4 +48,5 @@ class MovingSource:
 
     @property
     def first(self) -> np.ndarray:
-        return self._fitted(0)
+        """The footage's first frame at the video's size."""
+        return self._fit(np.asarray(self.footage.frame(0)))
