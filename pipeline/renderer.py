@@ -125,7 +125,9 @@ class Renderer:
         soundtrack = prepare_soundtrack(storyboard, check=partial(_raise_if_set, cancel))
         storyboard = soundtrack.storyboard  # durations fitted to the audio, if any: both stages use these
         plan = plan_timeline(storyboard)
-        progress = RenderProgress(storyboard, plan.total_frames, ai=storyboard.use_ai and self.model is not None)
+        ai = storyboard.use_ai and self.model is not None
+        progress = RenderProgress(storyboard, plan.total_frames, ai=ai,
+                                  clips=ai and self.video_model is not None and storyboard.wants_video_model)
         slots = ImageSlots(cancel)
         encoder = SegmentedEncoder(_encode_settings(storyboard), folder, self.segment_seconds,
                                    audio=soundtrack.track(plan.duration))

@@ -102,7 +102,7 @@ def test_render_help_lists_only_render_flags_each_with_help():
                           "--batch-size", "--cache-dir", "--cache-max-mb", "--backend", "--remote-model", "--remote-provider",
                           "--remote-quality", "--max-requests-in-flight", "--remote-timeout",
                           "--allow-pickle-weights", "--max-scenes", "--max-total-seconds", "--max-quality",
-                          "--controlnet-model", "--decoder", "--tiny-decoder"}, flags
+                          "--controlnet-model", "--decoder", "--tiny-decoder", "--video-model", "--clip-size"}, flags
     for flag in flags:  # every flag says what it does, on its own line or the next
         line = next(line for line in result.stdout.splitlines() if line.strip().startswith(flag))
         following = result.stdout.splitlines()[result.stdout.splitlines().index(line) + 1]

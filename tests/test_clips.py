@@ -269,3 +269,20 @@ def test_timing_excludes_a_generated_transition_from_the_scenes():
     span = plan.transitions[0]
     assert plan.scenes[0].visible_end == span.start and plan.scenes[1].visible_start == span.end
     assert ClipTiming((1.0,)).bridge_seconds == {}
+
+
+def test_time_left_counts_the_clips_steps(tmp_path):
+    """With clips of fixed step times, the estimate after a quarter of the render is within 30% of the truth."""
+    model = SlidingClipModel(step_s=0.15)
+    sb = board(3, transition="generated")  # 5 clips x 3 steps x 0.15 s: the clips are most of the time
+    started, seen = time.monotonic(), []
+    for event in renderer(tmp_path, model, cache=False).render(sb):
+        if isinstance(event, Progress):
+            seen.append((time.monotonic() - started, event.eta_seconds, event.stage))
+    total = time.monotonic() - started
+    checked = [(at, eta) for at, eta, stage in seen if 0.25 * total <= at <= 0.8 * total and eta is not None]
+    assert checked, seen
+    off = [(round(at, 2), round(eta, 2), round(total - at, 2)) for at, eta in checked
+           if abs(eta - (total - at)) > 0.3 * (total - at) + 0.1]
+    assert len(off) <= 0.1 * len(checked), off
+    assert any(stage == "clips" for _, _, stage in seen)
