@@ -286,3 +286,36 @@ def test_time_left_counts_the_clips_steps(tmp_path):
            if abs(eta - (total - at)) > 0.3 * (total - at) + 0.1]
     assert len(off) <= 0.1 * len(checked), off
     assert any(stage == "clips" for _, _, stage in seen)
+
+
+# --------------------------------------------------------------------------- the server's video model
+
+
+def test_video_model_rule_is_the_model_rule(tmp_path):
+    from dataclasses import replace
+
+    from pipeline import StoryboardError
+    from pipeline.service import RendererPool
+    from server import app_settings
+
+    space = RendererPool(replace(app_settings(tmp_path), allow_model_change=False, video_model="org/video"))
+    with pytest.raises(StoryboardError, match="video_model 'evil/video' cannot be used on this server; it "
+                                              "renders with 'org/video' only"):
+        space.check(board(1, video_model="evil/video"))
+    space.check(board(1, video_model="org/video"))  # naming the server's own is fine
+    assert space.video_model_id_for(None) == "org/video"
+
+
+def test_on_a_cpu_no_video_model_is_loaded_unless_named(tmp_path, monkeypatch):
+    from pipeline import service
+    from pipeline.service import RendererPool
+    from server import app_settings
+
+    monkeypatch.setattr(service, "_gpu_present", lambda: False)
+    pool = RendererPool(app_settings(tmp_path / "a"))
+    renderer_for = pool.for_storyboard(board(1, use_ai=False))
+    assert renderer_for.video_model is None and pool.video_model_id_for(None) == ""
+    monkeypatch.setattr(service, "_gpu_present", lambda: True)
+    assert RendererPool(app_settings(tmp_path / "b")).video_model_id_for(None) == service.DEFAULT_VIDEO_MODEL_ID
+    done = render(renderer_for, board(1, use_ai=False))[-1]
+    assert done.report.scenes[0].frames == "placeholder"

@@ -21,19 +21,22 @@ def add_render_api(handlers: Handlers, settings: Settings) -> None:
 
         The storyboard is a JSON object: {"scenes": [{"prompt": "a lighthouse at dusk", "duration": 2}, ...]}
         plus optional "quality" (draft 480p, standard 720p, high 1080p, premium 1080p30), "transition"
-        (cut, crossfade, fade, wipe, slide), "transition_duration" (seconds), "fps", "use_ai" (false: labelled
+        (cut, crossfade, fade, wipe, slide, morph, generated: a clip the video model makes between two scenes),
+        "transition_duration" (seconds), "fps", "use_ai" (false: labelled
         placeholder frames), "steps", "guidance_scale", "model", a soundtrack's "audio_start", "audio_volume",
         "fit" (scenes, audio) and "cut_on_beats", and a look: "style", "style_negative", "look" (independent,
-        chained), "look_strength" and "reference_scenes" (first, every). Each scene may also give "seed",
-        "negative_prompt" and "motion" (none, zoom_in, zoom_out, pan_left, pan_right). A bad field gives one
-        error naming the scene and the field.
+        chained), "look_strength" and "reference_scenes" (first, every), "animate" (true: every scene a clip
+        made by the video model from its keyframe) and "video_model". Each scene may also give "seed",
+        "negative_prompt", "motion" (none, zoom_in, zoom_out, pan_left, pan_right), "animate" (overrides the
+        storyboard's) and "motion_prompt" (what moves in its clip). A bad field gives one error naming the
+        scene and the field.
 
         Args:
             storyboard_json: the storyboard as a JSON string, e.g. {"scenes": [{"prompt": "waves on rocks", "duration": 2}], "quality": "draft"}
             audio: optional soundtrack as an uploaded audio file (never a path inside the JSON)
             reference_image: optional picture the scenes start from, as an uploaded image file (never a path inside the JSON)
         Returns:
-            the MP4 file, and the render report: {width, height, fps, frames, duration, scenes: [{index, source, reason}], model, device, seconds_taken}; source is ai, cache or placeholder
+            the MP4 file, and the render report: {width, height, fps, frames, duration, scenes: [{index, source, reason, frames, video_model, clip_reason}], model, device, seconds_taken, transitions}; source is ai, cache or placeholder; frames is clip, still or placeholder
         """
         yield from handlers.render_api(storyboard_json, _path(audio), _path(reference_image))
 
