@@ -19,6 +19,7 @@ import logging
 import shutil
 import threading
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -29,12 +30,14 @@ from ..contract.errors import RenderCancelled
 from ..contract.events import ClipReady, Event, Preview, Progress
 from ..contract.footage import Footage
 from ..contract.storyboard import Storyboard
+from ..event_stream import EventStream
 from .clip_cache import ClipCache
 from .clip_generation import ClipPictures, ClipRequest, GeneratedClip, VideoModel
 from .clip_plan import DEFAULT_CLIP_GUIDANCE, DEFAULT_CLIP_STEPS, ClipPlan, ClipTiming, plan_clips
 from .generation import keyframe_id
 from .look import fit_picture
 from .slots import ImageSlots
+from .zerogpu import estimate_clip_gpu_seconds, zerogpu_stream
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +75,9 @@ class ClipStage:
         """``size``: the server's ``--clip-size`` (None: the model's native size); ``unavailable``: why
         there is no video model when ``model`` is None."""
         self.model, self.cache, self.size, self.unavailable = model, cache, size, unavailable
+        # On a ZeroGPU Space each clip borrows the GPU for its estimated time (None elsewhere).
+        self._on_zerogpu = zerogpu_stream(partial(stream_clip, model.generate_clip), _clip_gpu_seconds) \
+            if model is not None else None
 
     def ids(self, storyboard: Storyboard, timing: ClipTiming) -> list[tuple[str, str, int]]:
         """(id, kind, index) of every clip ``storyboard`` asks for, whether or not a model can make it."""
@@ -137,7 +143,7 @@ class ClipStage:
             return
         shutil.rmtree(folder, ignore_errors=True)
         request = replace(request, pictures=self._pictures(run, request, view))
-        result = self.model.generate_clip(request, folder, partial_step(self, run, request), run.cancel.is_set)
+        result = self._generate(run, request, folder)
         _check(run.cancel)
         run.steps_done += request.steps
         footage, reason = _checked(result)
@@ -149,6 +155,21 @@ class ClipStage:
         if self.cache is not None and not self._uncached(run, request):
             self.cache.put(key, footage)
         yield from self._deliver(run, request, footage, "ai")
+
+    def _generate(self, run: _Clips, request: ClipRequest, folder: Path) -> GeneratedClip:
+        """One backend call, in this thread or (ZeroGPU) in the GPU worker, its previews streamed back."""
+        on_step = partial_step(self, run, request)
+        if self._on_zerogpu is None:
+            return self.model.generate_clip(request, folder, on_step, run.cancel.is_set)
+        try:
+            stream = self._on_zerogpu((request, folder), run.cancel)
+            while True:
+                step, total, image = next(stream)
+                on_step(request, step, total, image)
+        except StopIteration as end:
+            return end.value or GeneratedClip(request.scene_index, None, "stopped")
+        except Exception as exc:  # ZeroGPU's own errors: quota, time limit, a worker that died
+            return GeneratedClip(request.scene_index, None, f"generation failed: {type(exc).__name__}: {exc}")
 
     @staticmethod
     def _missing_keyframe(run: _Clips, request: ClipRequest) -> str:
@@ -211,6 +232,38 @@ class ClipStage:
 def partial_step(stage: ClipStage, run: _Clips, request: ClipRequest):
     """The backend's step callback for ``request``: previews and Progress onto the render's stream."""
     return lambda req, step, total, image: stage.on_step(run, request, req, step, total, image)
+
+
+def stream_clip(generate_clip: Callable[..., GeneratedClip], arg: tuple[ClipRequest, Path], stop: threading.Event
+                ) -> Iterator[tuple[int, int, Image.Image | None]]:
+    """Run ``generate_clip`` in a thread, yielding (step, total, preview) per step; return its GeneratedClip.
+
+    The GPU side of a ZeroGPU clip: only plain data crosses (the frames go to the footage folder on
+    the shared disk). Closed early, it sets ``stop`` and waits for the backend's current step.
+    """
+    request, folder = arg
+    previews = EventStream(stop)
+    results: list[GeneratedClip] = []
+
+    def work() -> Iterator[Event]:
+        def on_step(_request: ClipRequest, step: int, total: int, image: Image.Image | None) -> None:
+            previews.put(Preview(request.scene_index, step, total, image), droppable=True)
+
+        results.append(generate_clip(request, folder, on_step, stop.is_set))
+        yield from ()
+
+    previews.run("generate-clip", work())
+    try:
+        for preview in previews.drain():
+            yield preview.step, preview.total_steps, preview.image
+    finally:
+        previews.close()
+    return results[0] if results else GeneratedClip(request.scene_index, None, "stopped")
+
+
+def _clip_gpu_seconds(arg: tuple[ClipRequest, Path], *args, **kwargs) -> int:
+    request = arg[0]
+    return estimate_clip_gpu_seconds(request.steps, request.num_frames, request.width, request.height)
 
 
 def _what(run: _Clips, request: ClipRequest) -> str:

@@ -51,6 +51,14 @@ OVERHEAD_SECONDS = 10.0
 MIN_SECONDS = 15
 DEFAULT_CAP_SECONDS = 120
 
+# A clip: seconds per denoising step per megapixel-frame (pixels x frames). A distilled LTX-Video step
+# at 768x512 x 121 frames (47 megapixel-frames, 6,144 latent tokens through a 2B transformer) is
+# about 25 TFLOP plus attention: 0.2-0.5 s on a ZeroGPU slice of an H200; 0.03 keeps a 3x margin.
+# Decoding the clip with the video VAE costs about a step and a half per megapixel-frame.
+CLIP_STEP_SECONDS_PER_MEGAPIXEL_FRAME = 0.03
+CLIP_DECODE_SECONDS_PER_MEGAPIXEL_FRAME = 0.05
+CLIP_CAP_SECONDS = 300
+
 _FALSE_VALUES = {"", "0", "false", "no", "off"}
 
 
@@ -83,6 +91,17 @@ def estimate_gpu_seconds(n_scenes: int, steps: int, width: int, height: int, cap
         n_scenes * megapixels * (steps * STEP_SECONDS_PER_MEGAPIXEL + DECODE_SECONDS_PER_MEGAPIXEL)
         + OVERHEAD_SECONDS
     )
+    return int(min(cap, max(MIN_SECONDS, math.ceil(seconds))))
+
+
+def estimate_clip_gpu_seconds(steps: int, frames: int, width: int, height: int, cap: int = CLIP_CAP_SECONDS) -> int:
+    """GPU seconds to ask for one clip: (steps x per-step cost + decode) x megapixel-frames + overhead,
+    at least ``MIN_SECONDS`` and at most ``cap``."""
+    if steps < 0 or frames < 0 or width < 0 or height < 0:
+        raise ValueError("steps, frames, width and height must not be negative")
+    megapixel_frames = width * height * frames / 1_000_000
+    seconds = megapixel_frames * (steps * CLIP_STEP_SECONDS_PER_MEGAPIXEL_FRAME
+                                  + CLIP_DECODE_SECONDS_PER_MEGAPIXEL_FRAME) + OVERHEAD_SECONDS
     return int(min(cap, max(MIN_SECONDS, math.ceil(seconds))))
 
 
