@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from media import probe, read_frames
-from pipeline import Done, Failed, KeyframeReady, Preview, Progress, Renderer, parse_storyboard
+from pipeline import Done, Failed, Preview, Progress, Renderer, parse_storyboard
 from pipeline.contract.events import ClipReady
 from pipeline.contract.footage import Footage, FootageWriter
 from pipeline.images.cache import KeyframeCache

@@ -18,7 +18,7 @@ from pipeline.images.cache import KeyframeCache
 from pipeline.images.clip_cache import ClipCache
 from pipeline.video.imaging import fit_cover_array
 from pipeline.video.timeline import plan_timeline
-from test_clips import TexturedModel, changes, psnr, texture
+from test_clips import TexturedModel, changes, psnr
 
 # The tiny LTX-Video and its registry entry come from the video backends' branch (clips-model).
 pytest.importorskip("tiny_video_model")

@@ -165,7 +165,9 @@ class ClipStage:
 
     def _generate(self, run: _Clips, request: ClipRequest, folder: Path) -> GeneratedClip:
         """One backend call, in this thread or (ZeroGPU) in the GPU worker, its previews streamed back."""
-        on_step = partial_step(self, run, request)
+        def on_step(_request: ClipRequest, step: int, total: int, image: Image.Image | None) -> None:
+            _stepped(run, request, step, total, image)
+
         if self._on_zerogpu is None:
             return self.model.generate_clip(request, folder, on_step, run.cancel.is_set)
         try:
@@ -227,18 +229,15 @@ class ClipStage:
         model = self.model.model_id if self.model is not None else ""
         return ClipReady(request_id, kind, index, "fallback", model=model, reason=reason)
 
-    def on_step(self, run: _Clips, request: ClipRequest, _request: ClipRequest, step: int, total: int,
-                image: Image.Image | None) -> None:
-        what = _what(run, request)
-        if image is not None:
-            run.emit(Preview(request.scene_index, step, total, image, what))
-        fraction = (run.steps_done + request.steps * step / max(total, 1)) / max(run.total_steps, 1)
-        run.emit(Progress("clips", min(fraction, 1.0), f"{what} · step {step} of {total}"))
 
 
-def partial_step(stage: ClipStage, run: _Clips, request: ClipRequest):
-    """The backend's step callback for ``request``: previews and Progress onto the render's stream."""
-    return lambda req, step, total, image: stage.on_step(run, request, req, step, total, image)
+def _stepped(run: _Clips, request: ClipRequest, step: int, total: int, image: Image.Image | None) -> None:
+    """A denoising step of ``request`` is done: its preview, and Progress counting every clip's steps."""
+    what = _what(run, request)
+    if image is not None:
+        run.emit(Preview(request.scene_index, step, total, image, what))
+    fraction = (run.steps_done + request.steps * step / max(total, 1)) / max(run.total_steps, 1)
+    run.emit(Progress("clips", min(fraction, 1.0), f"{what} · step {step} of {total}"))
 
 
 def stream_clip(generate_clip: Callable[..., GeneratedClip], arg: tuple[ClipRequest, Path], stop: threading.Event
