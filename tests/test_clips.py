@@ -319,3 +319,16 @@ def test_on_a_cpu_no_video_model_is_loaded_unless_named(tmp_path, monkeypatch):
     assert RendererPool(app_settings(tmp_path / "b")).video_model_id_for(None) == service.DEFAULT_VIDEO_MODEL_ID
     done = render(renderer_for, board(1, use_ai=False))[-1]
     assert done.report.scenes[0].frames == "placeholder"
+
+
+def test_the_page_notice_says_which_scenes_are_stills_and_why(tmp_path):
+    from ui.render_view import report_notice
+
+    sb = board(2, transition="generated", scenes=[{"prompt": "a", "duration": 1, "seed": 1},
+                                                  {"prompt": "b", "duration": 1, "seed": 2, "animate": False}])
+    notice = report_notice(render(renderer(tmp_path, SlidingClipModel(fail="out of GPU memory")), sb)[-1].report)
+    assert "Scene 1: a still, not a clip: out of GPU memory" in notice
+    assert "Transition 1→2: a crossfade: out of GPU memory" in notice
+    assert "Scene 2" not in notice  # a still on purpose is not a fallback
+    fine = report_notice(render(renderer(tmp_path / "ok", SlidingClipModel()), sb)[-1].report)
+    assert "Scene 1: a clip from stand-in-video." in fine
