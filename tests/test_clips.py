@@ -332,3 +332,21 @@ def test_the_page_notice_says_which_scenes_are_stills_and_why(tmp_path):
     assert "Scene 2" not in notice  # a still on purpose is not a fallback
     fine = report_notice(render(renderer(tmp_path / "ok", SlidingClipModel()), sb)[-1].report)
     assert "Scene 1: a clip from stand-in-video." in fine
+
+
+def test_clip_cache_entries_survive_eviction_under_a_render_and_clear(tmp_path):
+    writer = FootageWriter(tmp_path / "made", fps=24)
+    writer.write_all(texture(i, 64, 32) for i in range(3))
+    footage = writer.finish()
+    cache = ClipCache(tmp_path / "clips", max_bytes=10**9)
+    assert cache.put("ab" * 32, footage)
+    shown = cache.get("ab" * 32, tmp_path / "render" / "clip-1")
+    assert shown is not None and np.array_equal(shown.frame(2), footage.frame(2))
+    assert cache.clear() == 1
+    assert np.array_equal(shown.frame(1), footage.frame(1))  # the render's own link keeps its frames
+    assert cache.get("ab" * 32, tmp_path / "render" / "again") is None
+    (tmp_path / "clips" / "cd").mkdir(parents=True)  # a truncated entry is dropped, never shown
+    cache.put("cd" * 32, footage)
+    frames = tmp_path / "clips" / "cd" / ("cd" * 32) / "frames.rgb"
+    frames.write_bytes(frames.read_bytes()[:100])
+    assert cache.get("cd" * 32, tmp_path / "render" / "bad") is None

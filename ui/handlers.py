@@ -222,7 +222,8 @@ class Handlers:
         return set_cell(rows, number, name, value)
 
     def clear_cache(self) -> str:
-        return f"Removed {self.pool.cache.clear()} keyframe(s) from the cache."
+        keyframes, clips = self.pool.cache.clear(), self.pool.clip_cache.clear()
+        return f"Removed {keyframes} keyframe(s)" + (f" and {clips} clip(s)" if clips else "") + " from the cache."
 
     def model_line(self, model_id: str | None = None, backend: str | None = None) -> tuple[str, gr.Timer]:
         """The model line (with the backend, and why auto chose it), and the timer that refreshes it
