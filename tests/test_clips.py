@@ -350,3 +350,23 @@ def test_clip_cache_entries_survive_eviction_under_a_render_and_clear(tmp_path):
     frames = tmp_path / "clips" / "cd" / ("cd" * 32) / "frames.rgb"
     frames.write_bytes(frames.read_bytes()[:100])
     assert cache.get("cd" * 32, tmp_path / "render" / "bad") is None
+
+
+def test_video_does_not_import_images_nor_the_clip_modules_video():
+    """Footage is the contract between them (pipeline/contract/footage.py): video/ never imports images/, and
+    the clip modules of images/ never import video/ (the renderer hands them the camera's view)."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "pipeline"
+
+    def imports(folder: str, pattern: str = "*.py") -> set[str]:
+        found = set()
+        for path in (root / folder).rglob(pattern):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.ImportFrom) and node.module:
+                    found.add(("." * node.level) + node.module)
+        return found
+
+    assert not [name for name in imports("video") if "images" in name]
+    assert not [name for name in imports("images", "clip_*.py") if "video." in name or name.endswith("video")]
