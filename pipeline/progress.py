@@ -127,8 +127,10 @@ class RenderProgress:
         return self._event(event.stage, event.message, now)
 
     def _clip_progress(self, fraction: float, now: float) -> None:
+        if fraction <= 0.0:  # the clip stage starts (again after loading the video model): the pace counts from here
+            self.clips_since = now
+            return
         if self.clips_since is None:
-            # The first report comes after the first step: that step's time is counted from the keyframes' end.
             self.clips_since = self.keyframes_done_at if self.keyframes_done_at is not None else now
         self.clips = max(self.clips, min(fraction, 1.0))
 
@@ -218,7 +220,7 @@ class RenderProgress:
         """Seconds until the last clip exists (0 with none left), or None before the video model's pace is known."""
         if self.clips >= 1.0:
             return 0.0
-        if self.clips_since is None or self.clips <= 0:
+        if self.clips_since is None or self.clips <= 0 or self.clips_since >= now:
             return None
         return (1.0 - self.clips) * (now - self.clips_since) / self.clips
 

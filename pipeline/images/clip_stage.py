@@ -32,7 +32,7 @@ from ..contract.footage import Footage
 from ..contract.storyboard import Storyboard
 from ..event_stream import EventStream
 from .clip_cache import ClipCache
-from .clip_generation import ClipPictures, ClipRequest, GeneratedClip, VideoModel
+from .clip_generation import ClipPictures, ClipRequest, GeneratedClip, VideoModel, bridge_id, clip_id
 from .clip_plan import DEFAULT_CLIP_GUIDANCE, DEFAULT_CLIP_STEPS, ClipPlan, ClipTiming, plan_clips
 from .generation import keyframe_id
 from .look import fit_picture
@@ -84,9 +84,9 @@ class ClipStage:
         ids = []
         for index in range(len(storyboard.scenes)):
             if storyboard.animated(index):
-                ids.append((f"clip-{index + 1}", "clip", index))
+                ids.append((clip_id(index), "clip", index))
             if index in timing.bridge_seconds:
-                ids.append((f"bridge-{index + 1}", "bridge", index))
+                ids.append((bridge_id(index), "bridge", index))
         return ids
 
     def run(self, storyboard: Storyboard, work_dir: Path, slots: ImageSlots, cancel: threading.Event, emit: Emit,
@@ -96,6 +96,8 @@ class ClipStage:
         wanted = self.ids(storyboard, timing)
         if not wanted:
             return
+        if self.model is not None and storyboard.use_ai and not self.model.info().loaded:
+            yield Progress("clips", 0.0, f"Loading the video model {self.model.model_id}…")
         reason = self._unavailable(storyboard)
         if reason:
             for request_id, kind, index in wanted:
@@ -113,6 +115,8 @@ class ClipStage:
         run = _Clips(storyboard, work_dir, slots, cancel, emit, plan, keyframes,
                      sum(request.steps for request in plan.requests))
         keys = plan.cache_keys(self.model.model_id, image_keys)
+        # Fraction 0 once more, after the load: the clips' pace is measured from here.
+        yield Progress("clips", 0.0, f"Making {len(plan.requests)} clip(s)")
         for request in plan.requests:
             _check(cancel)
             yield from self._one(run, request, keys[request.id], view)
