@@ -252,3 +252,15 @@ def test_what_the_row_dropdowns_show_is_read_back_or_ignored_never_raises(text):
     scene, values = read_shown(text)
     assert isinstance(scene, int) and isinstance(values, dict)
     assert read_shown(shown_values(3, {"motion": "pan_left"})) == (3, {"motion": "pan_left"})
+
+
+@settings(max_examples=300, derandomize=True, deadline=None)
+@given(text=st.text(max_size=12))
+def test_any_animate_cell_is_yes_no_blank_or_one_message(text):
+    try:
+        sb = rows_to_storyboard([["a", 1, "", "", "none", text, ""]])
+    except StoryboardError as exc:
+        assert str(exc).startswith("Scene 1: animate must be true or false") and len(str(exc)) <= 300
+        return
+    word = text.strip().lower()
+    assert sb.scenes[0].animate is (None if not word else word in {"yes", "true", "on", "1"})
