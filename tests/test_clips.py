@@ -370,3 +370,24 @@ def test_video_does_not_import_images_nor_the_clip_modules_video():
 
     assert not [name for name in imports("video") if "images" in name]
     assert not [name for name in imports("images", "clip_*.py") if "video." in name or name.endswith("video")]
+
+
+def test_the_first_scene_streams_while_the_next_clip_is_made(tmp_path):
+    from pipeline import Segment
+
+    class SlowSecondClip(SlidingClipModel):
+        """Scene 2's clip takes 5 s (in 0.1 s steps of waiting): scene 1 must stream meanwhile."""
+
+        def generate_clip(self, request, folder, on_step=None, should_stop=None):
+            for _ in range(50 if request.scene_index == 1 else 0):
+                if should_stop():
+                    break
+                time.sleep(0.1)
+            return super().generate_clip(request, folder, on_step, should_stop)
+
+    # Scene 1 outlasts x264's look-ahead, so its first segments can be finished before scene 2 exists.
+    sb = board(2, fps=6, scenes=[{"prompt": "a", "duration": 12, "seed": 1}, {"prompt": "b", "duration": 1, "seed": 2}])
+    events = render(renderer(tmp_path, SlowSecondClip(), cache=False), sb)
+    order = [(type(e).__name__, getattr(e, "id", "")) for e in events if isinstance(e, (Segment, ClipReady))]
+    first_segment = order.index(("Segment", ""))
+    assert order.index(("ClipReady", "clip-1")) < first_segment < order.index(("ClipReady", "clip-2")), order
