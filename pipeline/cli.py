@@ -1,4 +1,5 @@
-"""Command line: ``python -m pipeline render STORYBOARD.json -o OUT.mp4 [--report REPORT.json] [--no-ai]``.
+"""Command line: ``python -m pipeline render STORYBOARD.json -o OUT.mp4 [--report REPORT.json] [--no-ai]``
+and ``python -m pipeline batch SRC --out DIR`` (many storyboards: ``pipeline.batch``).
 
 Exit codes: 0 done, 1 the render failed, 2 bad input (message on stderr), 130 interrupted.
 One tqdm bar; log messages and warnings are written above it, never into it.
@@ -16,17 +17,13 @@ import threading
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 from .contract.errors import ConfigError, StoryboardError
 from .contract.events import ClipReady, Done, Failed, KeyframeReady, MorphReady, Progress
 from .service import build_renderer
 from .contract.settings import add_settings_arguments, settings_from_args
-from .contract.reference import resolve_reference
-from .contract.json_input import MAX_JSON_CHARS, load_json
-from .contract.storyboard import parse_storyboard
-
-MAX_FILE_BYTES = 4 * MAX_JSON_CHARS  # UTF-8 takes at most 4 bytes a character
+from .storyboard_files import load_storyboard_file
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="labelled placeholder frames instead of the model (fast)")
     render.add_argument("--quiet", action="store_true", help="no progress bar")
     add_settings_arguments(render, only=RENDER_SETTINGS)
+    from .batch.command import add_batch_parser
+
+    add_batch_parser(commands, RENDER_SETTINGS)
     return parser
 
 
@@ -54,12 +54,15 @@ STAGE_WIDTH = 10  # the bar's stage name is padded, so the bar does not jump whe
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.command == "batch":
+        from .batch.command import run_batch_command
+
+        with _log_above_the_bar():
+            return run_batch_command(args)
     try:
         settings = settings_from_args(args)
         # Relative paths in the file (audio, reference image) are relative to the file's folder.
-        storyboard = parse_storyboard(_with_audio_path(_read_storyboard(args.storyboard), args.storyboard.parent),
-                                      settings.limits())
-        storyboard = resolve_reference(storyboard, args.storyboard.parent)
+        storyboard = load_storyboard_file(args.storyboard, settings.limits())
         if args.no_ai:
             storyboard = storyboard.with_changes(use_ai=False)
         elif storyboard.model and args.model is None:  # the storyboard's model, unless --model says otherwise
@@ -86,28 +89,6 @@ def _log_above_the_bar() -> Iterator[None]:
             yield
     finally:
         logging.captureWarnings(False)
-
-
-def _read_storyboard(path: Path) -> bytes:
-    """The file's bytes (decoded and checked by parse_storyboard); too big or unreadable: StoryboardError."""
-    try:
-        with path.open("rb") as handle:
-            data = handle.read(MAX_FILE_BYTES + 1)
-    except OSError as exc:
-        raise StoryboardError(f"Cannot read {path}: {exc.strerror or exc}.") from None
-    if len(data) > MAX_FILE_BYTES:
-        raise StoryboardError(f"{path} is larger than {MAX_FILE_BYTES // 1_000_000} MB; that is not a storyboard.")
-    return data
-
-
-def _with_audio_path(raw: bytes, folder: Path) -> Any:
-    """The storyboard document with a relative ``audio`` path resolved against the storyboard file's folder."""
-    data = load_json(raw)  # size, depth and UTF-8 checked: only StoryboardError escapes
-    audio = data.get("audio") if isinstance(data, dict) else None
-    if isinstance(audio, str) and audio.strip():
-        path = Path(audio.strip()).expanduser()
-        data["audio"] = str(path if path.is_absolute() else folder / path)
-    return data
 
 
 def _run(renderer, storyboard, args) -> int:

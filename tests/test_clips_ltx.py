@@ -16,13 +16,10 @@ from pipeline.contract.events import ClipReady
 from pipeline.contract.footage import Footage
 from pipeline.images.cache import KeyframeCache
 from pipeline.images.clip_cache import ClipCache
+from pipeline.images.registry import get_video_model
 from pipeline.video.imaging import fit_cover_array
 from pipeline.video.timeline import plan_timeline
 from test_clips import TexturedModel, changes, psnr
-
-# The tiny LTX-Video and its registry entry come from the video backends' branch (clips-model).
-pytest.importorskip("tiny_video_model")
-from pipeline.images.registry import get_video_model  # noqa: E402
 
 W, H = 854, 480
 CLIP_SIZE = (128, 64)  # --clip-size: tiny, rounded to LTX's multiples of 32

@@ -14,7 +14,6 @@ import contextvars
 import html
 import os
 import queue
-import re
 import shutil
 import tempfile
 import threading
@@ -27,6 +26,7 @@ import gradio as gr
 from gradio.data_classes import FileData
 
 from pipeline import Done, Event, Failed, KeyframeReady, Preview, Progress, RenderReport, Segment
+from pipeline.outputs import file_stem  # noqa: F401  (the download's name; ui.handlers imports it from here)
 
 from .soundtrack import timing_lines
 
@@ -184,13 +184,6 @@ def named_copy(video: Path, name: str) -> str:
     except OSError:
         shutil.copyfile(video, target)
     return str(target)
-
-
-def file_stem(text: str, fallback: str = "scene2video", words: int = 6) -> str:
-    """A short, safe file name stem from a title or a prompt: lower-case words joined by '-'."""
-    found = re.findall(r"[^\W_]+", text.lower())[:words]
-    stem = "-".join(found)[:60].strip("-")
-    return stem or fallback
 
 
 def api_updates(events: Iterator[Event], cancel: threading.Event | None = None) -> Iterator[tuple]:
