@@ -19,6 +19,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Iterator
 
+from tqdm import tqdm
+
 from .contract.errors import ConfigError, StoryboardError
 from .contract.events import ClipReady, Done, Failed, KeyframeReady, MorphReady, Progress
 from .service import build_renderer
@@ -59,6 +61,10 @@ def main(argv: list[str] | None = None) -> int:
 
         with _log_above_the_bar():
             return run_batch_command(args)
+    if args.output.suffix.lower() != ".mp4":  # the file is an MP4 whatever it is called: say so, not a .txt
+        print(f"error: -o/--output must name an .mp4 file (got '{args.output.name}'), e.g. "
+              f"{args.output.with_suffix('.mp4').name}.", file=sys.stderr)
+        return 2
     try:
         settings = settings_from_args(args)
         # Relative paths in the file (audio, reference image) are relative to the file's folder.
@@ -72,6 +78,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, StoryboardError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if storyboard.cut_on_beats:
+        from .audio.beats import warm_up
+
+        warm_up()  # the beat tracker loads (or compiles) while the renderer is set up and the song is read
     with tempfile.TemporaryDirectory(prefix="scene2video-") as tmp, _log_above_the_bar():
         renderer = build_renderer(settings, output_dir=Path(tmp), storyboard=storyboard)
         return _run(renderer, storyboard, args)
@@ -92,10 +102,8 @@ def _log_above_the_bar() -> Iterator[None]:
 
 
 def _run(renderer, storyboard, args) -> int:
-    from tqdm import tqdm
-
     cancel = threading.Event()
-    bar = tqdm(total=1000, disable=args.quiet, unit="‰", bar_format="{desc} {percentage:3.0f}%|{bar}| {postfix}")
+    bar = _Bar(total=1000, disable=args.quiet, unit="‰", bar_format="{desc} {percentage:3.0f}%|{bar}| {message}")
     events = renderer.render(storyboard, cancel)
     try:
         for event in events:
@@ -103,7 +111,8 @@ def _run(renderer, storyboard, args) -> int:
                 bar.n = round(event.fraction * 1000)
                 bar.set_description_str(f"{event.stage:<{STAGE_WIDTH}}", refresh=False)
                 left = f" · about {round(event.eta_seconds)} s left" if event.eta_seconds is not None else ""
-                bar.set_postfix_str(event.message + left)
+                bar.message = event.message + left
+                bar.refresh()
             elif isinstance(event, KeyframeReady) and event.source == "placeholder":
                 bar.write(f"Scene {event.scene_index + 1}: placeholder — {event.reason}")
             elif isinstance(event, ClipReady) and event.source == "fallback":
@@ -128,6 +137,16 @@ def _run(renderer, storyboard, args) -> int:
         print("stopped", file=sys.stderr)
         return 130
     return 1
+
+
+class _Bar(tqdm):
+    """tqdm's bar with a ``message`` after it (its own postfix would start with a comma)."""
+
+    message = ""
+
+    @property
+    def format_dict(self) -> dict[str, Any]:
+        return {**super().format_dict, "message": self.message}
 
 
 def _deliver(done: Done, args) -> int:

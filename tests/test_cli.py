@@ -43,6 +43,17 @@ def test_cli_says_when_a_morph_falls_back_to_a_crossfade(tmp_path):
     assert (transition["made"], transition["frames"]) == ("crossfade", 6)
 
 
+@pytest.mark.parametrize("name", ["x.txt", "video"])
+def test_an_output_that_is_not_an_mp4_is_refused(tmp_path, name):
+    """Issue 26: `-o x.txt` silently wrote an MP4 named .txt."""
+    sb = tmp_path / "sb.json"
+    sb.write_text(json.dumps({"scenes": [{"prompt": "a", "duration": 1}], "use_ai": False, "quality": "draft"}))
+    result = cli("render", sb, "-o", tmp_path / name, "--quiet")
+    assert result.returncode == 2 and not (tmp_path / name).exists()
+    assert result.stderr == (f"error: -o/--output must name an .mp4 file (got '{name}'), "
+                             f"e.g. {Path(name).with_suffix('.mp4')}.\n")
+
+
 def test_cli_bad_storyboard_exits_2_with_one_line(tmp_path):
     sb = tmp_path / "sb.json"
     sb.write_text(json.dumps({"scenes": [{"prompt": "a", "duration": 1}, {"prompt": "b", "duration": -1}]}))
@@ -124,6 +135,8 @@ def assert_one_bar_with_messages_above_it(stderr: str) -> None:
         text = line.split("\r")[-1]
         assert not re.search(r"\d+%\|.*(WARNING|Scene \d+:|\[transformers\]|\[diffusers\])", text), line
     assert "requires torchvision" not in stderr  # advice to install what this project leaves out on purpose
+    assert not re.search(r"\|\s*,", stderr), stderr  # the message follows the bar, with no stray comma
+    assert re.search(r"\| scene \d+ of \d+", stderr), stderr
 
 
 def test_no_ai_bar_keeps_its_stage_order_and_warnings_sit_above_it(tmp_path):

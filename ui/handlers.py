@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import tempfile
 import time
 from pathlib import Path
@@ -30,6 +31,8 @@ from .examples import load_example
 from .form import SCENES, BoardForm
 from .render_view import PageRender, api_updates, file_stem, render_ended, render_started
 from .table import cell, move_row, read_shown, scene_choice, set_cell, shown_values
+
+log = logging.getLogger(__name__)
 
 FIX = "❌ **Please fix the storyboard:**"
 NEGATIVE_IGNORED = ("ℹ️ Negative prompts have no effect at guidance {guidance:g} (few-step models such as "
@@ -175,8 +178,10 @@ class Handlers:
             storyboard = parse_storyboard(with_uploaded_audio(storyboard_json, audio), self.pool.settings.limits())
             storyboard = with_uploaded_reference(storyboard, reference_image)
             self.pool.check(storyboard)
-        except StoryboardError as exc:
-            raise gr.Error(str(exc)) from None
+        except StoryboardError as exc:  # the caller's to fix: one line in the log, the traceback only at debug
+            log.info("Refused a /render request: %s", exc)
+            log.debug("The refused request's traceback", exc_info=True)
+            raise gr.Error(str(exc), print_exception=False) from None
         event_id = sessions.current_event_id()
         cancel = sessions.watch_event(event_id)  # set by the request guard when the client cancels
         try:

@@ -205,7 +205,7 @@ def api_updates(events: Iterator[Event], cancel: threading.Event | None = None) 
             if isinstance(event, Failed):
                 if event.cancelled:  # the client cancelled: nobody is waiting for an answer
                     return
-                raise gr.Error(event.message)
+                raise gr.Error(event.message, print_exception=False)  # the renderer logged what went wrong
             if event is None:
                 yield None, None
     finally:

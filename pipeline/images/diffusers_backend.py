@@ -303,7 +303,10 @@ class ModelManager:
             pipe = self._load_pipeline(source)
         except Exception as exc:  # noqa: BLE001 - remembered and shown per scene
             self._load_error = self._describe_load_error(exc)
-            log.warning("Could not load model %r: %s", self.model_id, short_error(exc, 400, with_type=True))
+            # The log says what the page says (the library's own message, e.g. a missing model_index.json
+            # when the hub is offline, reads as a different fault); its traceback only at debug level.
+            log.warning("%s", self._load_error)
+            log.debug("Loading model %r failed", self.model_id, exc_info=exc)
             return
         self._pipe = pipe
         log.info(
