@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
 RENDER_SETTINGS = ("model", "device", "batch_size", "cache_dir", "cache_max_mb", "allow_pickle_weights", "backend",
                    "max_scenes", "max_total_seconds", "max_quality", "controlnet_model", "remote_model",
                    "remote_provider", "remote_quality", "max_requests_in_flight", "remote_timeout", "decoder",
-                   "tiny_decoder")
+                   "tiny_decoder", "video_model", "clip_size")
 STAGE_WIDTH = 10  # the bar's stage name is padded, so the bar does not jump when it changes
 
 
@@ -75,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
             storyboard = storyboard.with_changes(use_ai=False)
         elif storyboard.model and args.model is None:  # the storyboard's model, unless --model says otherwise
             settings = replace(settings, model=storyboard.model)
+        if storyboard.video_model and args.video_model is None:  # the same for the video model
+            settings = replace(settings, video_model=storyboard.video_model)
     except (ConfigError, StoryboardError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -83,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
 
         warm_up()  # the beat tracker loads (or compiles) while the renderer is set up and the song is read
     with tempfile.TemporaryDirectory(prefix="scene2video-") as tmp, _log_above_the_bar():
-        renderer = build_renderer(settings, output_dir=Path(tmp))
+        renderer = build_renderer(settings, output_dir=Path(tmp), storyboard=storyboard)
         return _run(renderer, storyboard, args)
 
 
@@ -154,10 +156,10 @@ def _deliver(done: Done, args) -> int:
     report = done.report
     print(f"{args.output}: {report.width}x{report.height}, {report.fps} fps, {report.frames} frames, "
           f"{report.duration:.2f} s, {len(report.fallbacks)} placeholder scene(s)"
-          + (f", cut on {len(report.beats)} beat(s)" if report.beats else ""))
-    for group in fallback_groups(report):  # one line per reason, not one per scene or morph
-        made = "placeholder" if group.what == "scene" else "crossfade instead of the morph"
-        print(f"{group.label()}: {made} — {group.reason}")
+          + (f", cut on {len(report.beats)} beat(s)" if report.beats else "")
+          + (f", {clips} clip(s)" if (clips := sum(scene.frames == "clip" for scene in report.scenes)) else ""))
+    for group in fallback_groups(report):  # one line per reason, not one per scene or transition
+        print(f"{group.label()}: {group.outcome} — {group.reason}")
     for note, scenes in _notes(report).items():  # what a remote backend did not send
         print(f"note: scene(s) {', '.join(scenes)}: {note}")
     return 0

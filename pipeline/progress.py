@@ -9,6 +9,12 @@ Two rates are measured as the render runs:
   recent frames weighing most; once ffmpeg hands on segments steadily, its own pace between them
   if that is slower (it finishes a few hundredths of a second after the last frame).
 
+With clips (animated scenes, generated transitions) a third rate is measured: the video model's
+seconds per clip step, from its first step on. The clip stage runs after every keyframe exists,
+and composing waits for each scene's clip, so while clips are made the time left is the clips'
+remaining steps at that rate plus the frames that can only follow the last clip; the bar gives
+the clips the largest share.
+
 Composing overlaps the keyframes: a scene's frames are made once its keyframe exists, while later
 scenes are denoised in scene order. The time left plays that out: each missing keyframe is due at
 the model's rate, each scene's frames start when both its keyframe and the previous frames are
@@ -22,12 +28,14 @@ from __future__ import annotations
 import time
 from typing import Callable
 
-from .contract.events import Event, KeyframeReady, Preview, Progress, Segment
+from .contract.events import ClipReady, Event, KeyframeReady, Preview, Progress, Segment
 from .contract.storyboard import Storyboard
 
 # Before both rates are known, the bar is split between the stages by these shares.
 _KEYFRAME_SHARE_AI = 0.5
 _KEYFRAME_SHARE_PLACEHOLDER = 0.05
+_KEYFRAME_SHARE_WITH_CLIPS = 0.15  # clips cost many times a keyframe: they get most of the bar
+_CLIP_SHARE = 0.6
 _MIN_FRACTION_FOR_ESTIMATE = 0.02
 _FRAME_STAGES = ("composing", "encoding")
 _PACE_HALF_LIFE_FRAMES = 48.0  # recent frames weigh most (see _composed); tried on bench/time_left.py
@@ -42,7 +50,8 @@ class RenderProgress:
     """
 
     def __init__(self, storyboard: Storyboard, total_frames: int, ai: bool,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, clips: bool = False):
+        """``clips``: a video model makes clips in this render (animated scenes, generated transitions)."""
         self.clock = clock
         self.started = clock()
         self.scenes = len(storyboard.scenes)
@@ -50,6 +59,13 @@ class RenderProgress:
         self.scene_frames = [scene.duration * fps for scene in storyboard.scenes]
         self.total_frames = max(total_frames, 1)
         self.share = _KEYFRAME_SHARE_AI if ai else _KEYFRAME_SHARE_PLACEHOLDER
+        self.clip_share = _CLIP_SHARE if clips else 0.0
+        if clips:
+            self.share = _KEYFRAME_SHARE_WITH_CLIPS
+        self.clips = 1.0 if not clips else 0.0  # the clip stage's own fraction (of its steps)
+        self.clips_since: float | None = None  # when the video model began its first step
+        self.keyframes_done_at: float | None = None  # when the last keyframe was made
+        self.last_scene_frames = self.scene_frames[-1] if self.scene_frames else 0.0
         self.ready: dict[int, str] = {}  # scene index -> source
         self.keyframes = 0.0  # the keyframe stage's own fraction
         self.generating_since = self.started  # when the model started (after loading and cache hits)
@@ -81,10 +97,19 @@ class RenderProgress:
             if not self.denoising:
                 self.generating_since = now  # cached scenes and placeholders come before the model works
             return event
+        if isinstance(event, ClipReady):  # composing may have waited for it: not a frame's cost
+            self.keyframe_since_compose = self.keyframe_since_segment = True
+            return event
         if isinstance(event, Preview):
             self.denoising = True
         if not isinstance(event, Progress):
             return event
+        if event.stage == "clips":
+            self._clip_progress(event.fraction, now)
+            if self.stage in _FRAME_STAGES:
+                return self._event(self.stage, self.message, now)
+            self.stage, self.message = event.stage, event.message
+            return self._event(event.stage, event.message, now)
         if event.stage in ("composing", "encoding"):
             self._composed(event.fraction if event.stage == "composing" else 1.0, now)
             if self.keyframes < 1.0:  # keep saying which scene is being made; the bar still moves
@@ -94,10 +119,20 @@ class RenderProgress:
                 self.generating_since = now
             else:
                 self.keyframes = event.fraction
+                if self.keyframes >= 1.0 and self.keyframes_done_at is None:
+                    self.keyframes_done_at = now
             if self.stage in _FRAME_STAGES:  # a late keyframe does not take the bar back a stage
                 return self._event(self.stage, self.message, now)
         self.stage, self.message = event.stage, event.message
         return self._event(event.stage, event.message, now)
+
+    def _clip_progress(self, fraction: float, now: float) -> None:
+        if fraction <= 0.0:  # the clip stage starts (again after loading the video model): the pace counts from here
+            self.clips_since = now
+            return
+        if self.clips_since is None:
+            self.clips_since = self.keyframes_done_at if self.keyframes_done_at is not None else now
+        self.clips = max(self.clips, min(fraction, 1.0))
 
     def finished(self) -> Progress:
         """The last Progress of a render that is done."""
@@ -181,9 +216,29 @@ class RenderProgress:
             left = max(left, max(due.values()))
         return left
 
+    def _clips_left(self, now: float) -> float | None:
+        """Seconds until the last clip exists (0 with none left), or None before the video model's pace is known."""
+        if self.clips >= 1.0:
+            return 0.0
+        if self.clips_since is None or self.clips <= 0 or self.clips_since >= now:
+            return None
+        return (1.0 - self.clips) * (now - self.clips_since) / self.clips
+
+    def _with_clips(self, left: float | None, now: float) -> float | None:
+        """The time left once clips are counted: the rest of the clips, then the frames only they let through."""
+        if self.clips >= 1.0:
+            return left
+        clips_left = self._clips_left(now)
+        if clips_left is None:
+            return None
+        pace = self._pace() or 0.0
+        return max(left or 0.0, clips_left + self.last_scene_frames * pace)
+
     def _event(self, stage: str, message: str, now: float) -> Progress:
-        left = self.seconds_left(now)
-        fraction = self.share * self.keyframes + (1 - self.share) * self.frames_done / self.total_frames
+        left = self._with_clips(self.seconds_left(now), now)
+        frames_share = 1 - self.share - self.clip_share
+        fraction = (self.share * self.keyframes + self.clip_share * self.clips
+                    + frames_share * self.frames_done / self.total_frames)
         self.fraction = max(self.fraction, min(max(fraction, 0.0), 0.99))
         eta = left if left is not None and self.fraction > _MIN_FRACTION_FOR_ESTIMATE else None
         return Progress(stage, self.fraction, message, eta)

@@ -33,10 +33,16 @@ from PIL import Image
 
 from .audio.soundtrack import Soundtrack, prepare_soundtrack
 from .contract.errors import RenderCancelled, StoryboardError, public_message
-from .contract.events import Done, Event, Failed, KeyframeReady, MorphReady, Progress, RenderReport, SceneReport
+from .contract.events import (ClipReady, Done, Event, Failed, KeyframeReady, MorphReady, Progress, RenderReport,
+                              SceneReport)
+from .contract.footage import Footage
 from .contract.storyboard import Storyboard
 from .event_stream import EventStream
 from .images.cache import KeyframeCache
+from .images.clip_cache import ClipCache
+from .images.clip_generation import VideoModel, bridge_id
+from .images.clip_plan import ClipTiming, scene_footage_id
+from .images.clip_stage import NO_VIDEO_MODEL_REASON, ClipStage
 from .images.generation import ImageModel, inbetween_id, keyframe_id
 from .images.plan import morph_frame_counts
 from .images.slots import ImageSlots
@@ -46,7 +52,8 @@ from .progress import RenderProgress
 from .video.encoder import EncodeSettings, SegmentedEncoder
 from .video.imaging import fit_cover
 from .video.morph import MorphImages, transition_reports
-from .video.timeline import KeyframeLoader, MorphLoader, TimelinePlan, compose_frames, plan_timeline
+from .video.timeline import (BridgeLoader, KeyframeLoader, MorphLoader, TimelinePlan, apply_motion, compose_frames,
+                             plan_timeline)
 
 log = logging.getLogger(__name__)
 
@@ -59,11 +66,16 @@ class Renderer:
 
     def __init__(self, output_root: Path, model: ImageModel | None = None, cache: KeyframeCache | None = None,
                  batch_size: int | None = None, segment_seconds: float = 2.0, output_max_age_hours: float | None = None,
-                 controlnet: str = ""):
+                 controlnet: str = "", video_model: VideoModel | None = None, clip_cache: ClipCache | None = None,
+                 clip_size: tuple[int, int] | None = None, no_video_model: str = NO_VIDEO_MODEL_REASON):
+        """``video_model`` makes animated scenes' clips and generated transitions (None: they fall back,
+        for the reason ``no_video_model``); ``clip_size``: the server's ``--clip-size``."""
         self.output_root = Path(output_root)
         self.output_max_age_hours = output_max_age_hours
         self.model = model
+        self.video_model = video_model
         self.images = ImageStage(model, cache, batch_size, controlnet)
+        self.clips = ClipStage(video_model, clip_cache, clip_size, no_video_model)
         self.segment_seconds = segment_seconds
 
     def new_render_dir(self) -> Path:
@@ -106,17 +118,20 @@ class Renderer:
         started = time.monotonic()
         reports: dict[int, SceneReport] = {}
         morphs: dict[int, MorphReady] = {}
+        clips: dict[str, ClipReady] = {}
         soundtrack = yield from _fitted_to_audio(storyboard, cancel)
         storyboard = soundtrack.storyboard  # durations fitted to the audio, if any: both stages use these
         plan = plan_timeline(storyboard)
-        progress = RenderProgress(storyboard, plan.total_frames, ai=storyboard.use_ai and self.model is not None)
+        ai = storyboard.use_ai and self.model is not None
+        progress = RenderProgress(storyboard, plan.total_frames, ai=ai,
+                                  clips=ai and self.video_model is not None and storyboard.wants_video_model)
         slots = ImageSlots(cancel)
         encoder = SegmentedEncoder(_encode_settings(storyboard), folder, self.segment_seconds,
                                    audio=soundtrack.track(plan.duration))
         stream = EventStream(cancel)
         try:
-            stream.run("images", self.images.run(storyboard, folder, slots, cancel,
-                                                 partial(stream.put, droppable=True)))
+            stream.run("images", self._images_then_clips(storyboard, plan, folder, slots, cancel,
+                                                         partial(stream.put, droppable=True)))
             stream.run("encode", self._encode(storyboard, plan, slots, encoder, stream))
             for event in stream.drain():
                 if isinstance(event, KeyframeReady):
@@ -125,6 +140,8 @@ class Renderer:
                                                              decoder=event.decoder)
                 elif isinstance(event, MorphReady):
                     morphs[event.boundary] = event
+                elif isinstance(event, ClipReady):
+                    clips[event.id] = event
                 yield progress.update(event)
         finally:
             stream.close()
@@ -138,9 +155,10 @@ class Renderer:
         report = RenderReport(
             width=storyboard.preset.width, height=storyboard.preset.height, fps=storyboard.output_fps,
             frames=plan.total_frames, duration=round(plan.total_frames / storyboard.output_fps, 3),
-            scenes=_placed(reports, plan),
+            scenes=_placed(_with_clips(storyboard, reports, clips), plan),
             model=info.model if info else "", device=info.device if info else "",
-            seconds_taken=round(time.monotonic() - started, 3), transitions=transition_reports(plan, morphs),
+            seconds_taken=round(time.monotonic() - started, 3),
+            transitions=transition_reports(plan, morphs, {e.index: e for e in clips.values() if e.kind == "bridge"}),
             audio=bool(storyboard.audio), beats=soundtrack.beats_used,
         )
         report_path = folder / REPORT_NAME
@@ -148,6 +166,20 @@ class Renderer:
         mark_finished(folder)
         yield progress.finished()
         yield Done(video, report, report_path)
+
+    def _images_then_clips(self, storyboard: Storyboard, plan: TimelinePlan, folder: Path, slots: ImageSlots,
+                           cancel: threading.Event, emit: Callable[[Event], None]) -> Iterator[Event]:
+        """The images thread: every keyframe (and morph image), then every clip, in the order the video shows them."""
+        keyframes: dict[int, tuple[str, str]] = {}
+        for event in self.images.run(storyboard, folder, slots, cancel, emit):
+            if isinstance(event, KeyframeReady):
+                keyframes[event.scene_index] = (event.source, event.reason)
+            yield event
+        timing = clip_timing(plan)
+        if not self.clips.ids(storyboard, timing):
+            return
+        yield from self.clips.run(storyboard, folder, slots, cancel, emit, timing, still_view(plan), keyframes,
+                                  self.images.cache_keys(storyboard))
 
     @staticmethod
     def _encode(storyboard: Storyboard, plan: TimelinePlan, slots: ImageSlots, encoder: SegmentedEncoder,
@@ -223,10 +255,47 @@ def _placed(reports: dict[int, SceneReport], plan: TimelinePlan) -> tuple[SceneR
     )
 
 
+def clip_timing(plan: TimelinePlan) -> ClipTiming:
+    """How long each scene and each generated transition is on screen, for the clips' frame counts."""
+    return ClipTiming(
+        tuple((span.visible_end - span.visible_start) / plan.fps for span in plan.scenes),
+        {span.boundary: span.frames / plan.fps for span in plan.transitions if span.kind == "generated"},
+    )
+
+
+def still_view(plan: TimelinePlan) -> Callable[[Image.Image, int, str], Image.Image]:
+    """What a still scene shows at its first or last frame: its keyframe through its camera move there."""
+    def view(picture: Image.Image, index: int, which: str) -> Image.Image:
+        motion = plan.scenes[index].motion
+        if motion == "none":
+            return picture
+        return Image.fromarray(apply_motion(np.asarray(picture.convert("RGB")), motion, 1.0 if which == "last" else 0.0))
+
+    return view
+
+
+def _with_clips(storyboard: Storyboard, reports: dict[int, SceneReport],
+                clips: dict[str, ClipReady]) -> dict[int, SceneReport]:
+    """Each scene's report saying how its frames were made: a clip, a still (and why not a clip), a placeholder."""
+    out = {}
+    for index, report in reports.items():
+        event = clips.get(scene_footage_id(storyboard, index) or "")
+        if report.source == "placeholder":
+            frames, model, reason = "placeholder", "", event.reason if event else ""
+        elif event is not None and event.source != "fallback":
+            frames, model, reason = "clip", event.model, ""
+        else:
+            frames, model, reason = "still", "", event.reason if event else ""
+        out[index] = replace(report, frames=frames, video_model=model, clip_reason=reason)
+    return out
+
+
 def image_loaders(storyboard: Storyboard, slots: ImageSlots,
-                  idle: Callable[[], None] | None = None) -> tuple[KeyframeLoader, MorphLoader]:
-    """The timeline's ``load_keyframe`` and ``load_morph``: they wait for the images in ``slots``
-    (calling ``idle`` meanwhile) and fit them to the storyboard's frame size."""
+                  idle: Callable[[], None] | None = None) -> tuple[KeyframeLoader, MorphLoader, BridgeLoader]:
+    """The timeline's ``load_keyframe``, ``load_morph`` and ``load_bridge``: they wait for the images and
+    footage in ``slots`` (calling ``idle`` meanwhile); pictures are fitted to the storyboard's frame size.
+    A scene whose footage slot (:func:`pipeline.images.clip_plan.scene_footage_id`) holds a footage
+    folder is shown as that footage; one that holds None (the clip fell back) as its keyframe."""
     preset = storyboard.preset
     morph_counts = morph_frame_counts(storyboard)
 
@@ -241,7 +310,16 @@ def image_loaders(storyboard: Storyboard, slots: ImageSlots,
             return None  # drawn as a crossfade; the report says why
         return MorphImages(len(ids), lambda j: load_image(ids[j]))
 
-    return (lambda index: load_image(keyframe_id(index))), load_morph
+    def load_scene(index: int) -> np.ndarray | Footage:
+        footage_id = scene_footage_id(storyboard, index)
+        folder = slots.wait(footage_id, idle=idle) if footage_id else None
+        return Footage(folder) if folder is not None else load_image(keyframe_id(index))
+
+    def load_bridge(boundary: int) -> Footage | None:
+        folder = slots.wait(bridge_id(boundary), idle=idle)
+        return Footage(folder) if folder is not None else None
+
+    return load_scene, load_morph, load_bridge
 
 
 def _encode_settings(storyboard: Storyboard) -> EncodeSettings:

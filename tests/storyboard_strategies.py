@@ -43,12 +43,15 @@ _seed = st.integers(0, 2**32 - 1)
 _negative = st.text(st.sampled_from("abc blury"), max_size=20)
 _motion = st.sampled_from(MOTIONS)
 _present = st.booleans()
+_animate = st.booleans() | st.none()
+_motion_prompt = st.text(st.sampled_from("waves roll in,camera left"), max_size=30)
 
 
 @st.composite
 def valid_scene(draw) -> dict:
     scene = {"prompt": draw(prompt), "duration": draw(_duration)}
-    for name, strategy in (("seed", _seed), ("negative_prompt", _negative), ("motion", _motion)):
+    for name, strategy in (("seed", _seed), ("negative_prompt", _negative), ("motion", _motion),
+                           ("animate", _animate), ("motion_prompt", _motion_prompt)):
         if draw(_present):
             scene[name] = draw(strategy)
     return scene
@@ -63,6 +66,7 @@ _OPTIONAL = {
     "use_ai": st.booleans(),
     "steps": st.integers(1, 8),
     "guidance_scale": st.floats(0, 30),
+    "animate": st.booleans(),
 }
 _one_in_three = st.integers(0, 2)
 

@@ -117,7 +117,7 @@ def test_render_help_lists_only_render_flags_each_with_help():
                           "--batch-size", "--cache-dir", "--cache-max-mb", "--backend", "--remote-model", "--remote-provider",
                           "--remote-quality", "--max-requests-in-flight", "--remote-timeout",
                           "--allow-pickle-weights", "--max-scenes", "--max-total-seconds", "--max-quality",
-                          "--controlnet-model", "--decoder", "--tiny-decoder"}, flags
+                          "--controlnet-model", "--decoder", "--tiny-decoder", "--video-model", "--clip-size"}, flags
     for flag in flags:  # every flag says what it does, on its own line or the next
         line = next(line for line in result.stdout.splitlines() if line.strip().startswith(flag))
         following = result.stdout.splitlines()[result.stdout.splitlines().index(line) + 1]
@@ -167,3 +167,20 @@ def test_offline_default_model_bar_keeps_its_stage_order_and_library_messages_si
     assert result.returncode == 0, result.stderr
     assert [s["source"] for s in json.loads((tmp_path / "r.json").read_text())["scenes"]] == ["placeholder"] * 4
     assert_one_bar_with_messages_above_it(result.stderr)
+
+
+def test_cli_says_which_animated_scenes_are_stills_and_why(tmp_path, tiny_model_dir):
+    sb = tmp_path / "moving.json"
+    sb.write_text(json.dumps({"scenes": [{"prompt": "a fox", "duration": 0.5, "seed": 3, "motion_prompt": "it runs"},
+                                         {"prompt": "a lake", "duration": 0.5, "seed": 4}],
+                              "quality": "draft", "fps": 8, "transition": "generated", "animate": True, "steps": 1}))
+    result = cli("render", sb, "-o", tmp_path / "out.mp4", "--report", tmp_path / "r.json", "--model", tiny_model_dir,
+                 "--device", "cpu", "--cache-dir", tmp_path / "cache")
+    assert result.returncode == 0, result.stderr
+    # No GPU here, so no video model unless --video-model names one: each scene a still, with the reason.
+    assert "Scene 1: a still, not a clip — no video model on this server" in result.stdout + result.stderr
+    assert "Transition 1→2: crossfade — no video model on this server" in result.stdout + result.stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert [(s["source"], s["frames"]) for s in report["scenes"]] == [("ai", "still"), ("ai", "still")]
+    assert all("no video model" in s["clip_reason"] for s in report["scenes"])
+    assert report["transitions"][0]["made"] == "crossfade"

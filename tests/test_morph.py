@@ -256,7 +256,7 @@ def test_generated_frames_walk_smoothly_from_one_keyframe_to_the_next(manager, t
     # The video: first and last transition frames are the keyframes, the rest come from the images.
     plan = plan_timeline(sb)
     frames = list(compose_frames(sb, plan, *image_loaders(sb, slots)))
-    load_keyframe, _ = image_loaders(sb, slots)
+    load_keyframe, *_ = image_loaders(sb, slots)
     first, last = load_keyframe(0), load_keyframe(1)
     span = plan.transitions[0]
     assert span.kind == "morph" and span.frames == 12
@@ -316,7 +316,7 @@ def test_a_placeholder_side_falls_back_to_a_crossfade_with_the_reason(tiny_model
     assert not [c for c in calls if c.startswith("morph")]  # no in-between image was made for nothing
     plan = plan_timeline(sb)
     frames = list(compose_frames(sb, plan, *image_loaders(sb, slots)))
-    load_keyframe, _ = image_loaders(sb, slots)
+    load_keyframe, *_ = image_loaders(sb, slots)
     span = plan.transitions[0]
     for i, frame in enumerate(frames[span.start:span.end]):
         expected = blend("crossfade", load_keyframe(0), load_keyframe(1), i / (span.frames - 1))

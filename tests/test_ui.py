@@ -29,8 +29,21 @@ def test_table_becomes_a_storyboard_and_back():
     assert [(s.prompt, s.duration, s.seed, s.motion) for s in sb.scenes] == [
         ("a fox", 2.0, None, "zoom_in"), ("a bear", 1.5, 7, "none")]
     assert sb.fps is None and sb.steps is None and sb.transition == "wipe"
-    assert storyboard_to_rows(sb) == [["a fox", 2.0, "", "", "zoom_in"], ["a bear", 1.5, 7, "blurry", "none"]]
+    assert storyboard_to_rows(sb) == [["a fox", 2.0, "", "", "zoom_in", "", ""],
+                                      ["a bear", 1.5, 7, "blurry", "none", "", ""]]
     assert HEADERS == [spec.label for spec in SCENE_FIELDS]  # the columns are the scene fields, in order
+
+
+def test_animate_column_reads_yes_no_and_blank():
+    rows = [["a fox", 2, "", "", "none", "yes", "it runs"], ["a bear", 1, "", "", "none", " No ", ""],
+            ["a cat", 1, "", "", "none", "", ""]]
+    sb = rows_to_storyboard(rows, {"animate": True})
+    assert [s.animate for s in sb.scenes] == [True, False, None]
+    assert [sb.animated(i) for i in range(3)] == [True, False, True]  # blank: the storyboard's
+    assert sb.scenes[0].motion_prompt == "it runs"
+    assert [row[5] for row in storyboard_to_rows(sb)] == ["yes", "no", ""]
+    with pytest.raises(StoryboardError, match="Scene 1: animate must be true or false"):
+        rows_to_storyboard([["a", 1, "", "", "none", "maybe", ""]])
 
 
 def test_bad_row_names_the_row_the_user_sees():
@@ -244,7 +257,7 @@ def test_the_notice_says_why_a_morph_became_a_crossfade():
                    TransitionReport(1, "morph", 12, "crossfade", reason="scene 3 is a placeholder (out of GPU memory)"))
     scenes = (SceneReport(0, "ai"), SceneReport(1, "ai"), SceneReport(2, "placeholder", "out of GPU memory"))
     notice = report_notice(RenderReport(854, 480, 24, 96, 4.0, scenes, seconds_taken=1.0, transitions=transitions))
-    assert "Morph 2→3: drawn as a crossfade — scene 3 is a placeholder (out of GPU memory)." in notice
+    assert "Morph 2→3: crossfade instead of the morph — scene 3 is a placeholder (out of GPU memory)." in notice
     assert "Morph 1→2" not in notice
 
 
@@ -265,7 +278,7 @@ def test_fallback_reasons_are_said_once_each_with_the_scenes_and_morphs_they_hit
     notice = report_notice(report)
     assert notice.count(offline) == 2, notice  # once for the scenes, once for the morphs
     assert f"- Scenes 1–5: {offline}" in notice
-    assert f"Morphs 1→2, 2→3, 3→4: drawn as a crossfade — {offline}." in notice
+    assert f"Morphs 1→2, 2→3, 3→4: crossfade instead of the morph — {offline}." in notice
     assert numbers_text([1, 2, 4, 5, 6, 9]) == "1, 2, 4–6, 9"
 
 
@@ -341,3 +354,15 @@ def test_what_the_row_dropdowns_show_is_read_back_or_ignored_never_raises(text):
     scene, values = read_shown(text)
     assert isinstance(scene, int) and isinstance(values, dict)
     assert read_shown(shown_values(3, {"motion": "pan_left"})) == (3, {"motion": "pan_left"})
+
+
+@settings(max_examples=300, derandomize=True, deadline=None)
+@given(text=st.text(max_size=12))
+def test_any_animate_cell_is_yes_no_blank_or_one_message(text):
+    try:
+        sb = rows_to_storyboard([["a", 1, "", "", "none", text, ""]])
+    except StoryboardError as exc:
+        assert str(exc).startswith("Scene 1: animate must be true or false") and len(str(exc)) <= 300
+        return
+    word = text.strip().lower()
+    assert sb.scenes[0].animate is (None if not word else word in {"yes", "true", "on", "1"})

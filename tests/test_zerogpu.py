@@ -213,3 +213,34 @@ def test_off_zerogpu_the_model_runs_in_process(fake_spaces, monkeypatch, tmp_pat
     monkeypatch.delenv("SPACES_ZERO_GPU")
     assert zerogpu_stream(lambda arg, stop: iter(()), duration=lambda arg: 15) is None
     assert Renderer(tmp_path / "out", model=SlowModel()).images._on_zerogpu is None
+
+
+def test_each_clip_borrows_the_gpu_for_its_estimated_time(fake_spaces, tmp_path):
+    from stand_in_video_model import SlidingClipModel
+
+    from pipeline.contract.events import ClipReady
+    from pipeline.images.zerogpu import estimate_clip_gpu_seconds
+
+    renderer = Renderer(tmp_path / "out", model=TexturedStandIn(), video_model=SlidingClipModel())
+    board = parse_storyboard({"scenes": [{"prompt": "a", "duration": 0.5, "seed": 1, "animate": True}],
+                              "quality": "draft", "fps": 8, "steps": 1})
+    events = _render_as_visitor(fake_spaces, renderer, board)
+    assert isinstance(events[-1], Done), events[-1]
+    clip = [e for e in events if isinstance(e, ClipReady)]
+    assert [(e.id, e.source) for e in clip] == [("clip-1", "ai")] and events[-1].report.scenes[0].frames == "clip"
+    assert [p.step for p in events if isinstance(p, Preview) and p.what.startswith("clip")] == [1, 2, 3]
+    # The keyframe's GPU task, then the clip's, sized for its steps, frames and size.
+    assert fake_spaces.calls[-1] == estimate_clip_gpu_seconds(clip[0].frames, 160, 96, 3, max_frames=257)
+    assert fake_spaces.requests[-1] == "visitor"
+
+
+class TexturedStandIn(StandInModel):
+    model_id = "textured-stand-in"
+
+    def generate(self, requests, on_step=None, should_stop=None):
+        import numpy as np
+
+        rng = np.random.default_rng(requests[0].seed)
+        return [GeneratedImage(r.scene_index, Image.fromarray(rng.integers(0, 256, (r.height, r.width, 3),
+                                                                           dtype=np.uint8))) for r in requests]
+

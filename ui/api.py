@@ -31,7 +31,7 @@ Args:
     audio: optional soundtrack as an uploaded audio file (never a path inside the JSON)
     reference_image: optional picture the scenes start from, as an uploaded image file (never a path inside the JSON)
 Returns:
-    the MP4 file, and the render report: {width, height, fps, frames, duration, scenes: [{index, source, reason}], model, device, seconds_taken}; source is ai, cache or placeholder
+    the MP4 file, and the render report: {width, height, fps, frames, duration, scenes: [{index, source, reason, frames, video_model, clip_reason}], model, device, seconds_taken, transitions}; source is ai, cache or placeholder; frames is clip, still or placeholder
 """
 
 

@@ -20,7 +20,7 @@ import gradio as gr
 from gradio.data_classes import FileData
 
 from pipeline import Storyboard, StoryboardError, parse_storyboard
-from pipeline.contract.fields import FIELDS_BY_NAME
+from pipeline.contract.fields import SCENE_FIELDS_BY_NAME
 from pipeline.images.plan import generation_settings
 from pipeline.contract.json_input import load_json
 from pipeline.contract.reference import with_uploaded_reference
@@ -164,7 +164,8 @@ class Handlers:
         note, note_scenes = self.note(storyboard, backend)
         view = PageRender(out, self.stream, f"{self.name(data, storyboard)}.mp4", note=note, note_scenes=note_scenes)
         try:
-            yield from view.updates(self.pool.get(storyboard.model, backend).render(storyboard, cancel))
+            backend = data.get(self.backend) if self.backend is not None else None
+            yield from view.updates(self.pool.for_storyboard(storyboard, backend).render(storyboard, cancel))
         except Exception as exc:  # noqa: BLE001 - said on the page, never an error badge
             yield {out[name]: value for name, value in render_ended(f"❌ The render failed: {exc}").items()}
         finally:
@@ -196,7 +197,7 @@ class Handlers:
         cancel = sessions.watch_event(event_id)  # set by the request guard when the client cancels
         try:
             if not cancel.is_set():
-                yield from api_updates(self.pool.get(storyboard.model).render(storyboard, cancel), cancel)
+                yield from api_updates(self.pool.for_storyboard(storyboard).render(storyboard, cancel), cancel)
         finally:
             sessions.forget_event(event_id, cancel)
 
@@ -254,12 +255,13 @@ class Handlers:
         scene, values = read_shown(shown)
         if number is None or scene != int(number) or value == values.get(name):
             return gr.skip()
-        if value not in FIELDS_BY_NAME[name].choices or cell(rows, number, name) in (None, value):
+        if value not in SCENE_FIELDS_BY_NAME[name].choices or cell(rows, number, name) in (None, value):
             return gr.skip()  # not a choice, no such scene, or nothing to change
         return set_cell(rows, number, name, value)
 
     def clear_cache(self) -> str:
-        return f"Removed {self.pool.cache.clear()} keyframe(s) from the cache."
+        keyframes, clips = self.pool.cache.clear(), self.pool.clip_cache.clear()
+        return f"Removed {keyframes} keyframe(s)" + (f" and {clips} clip(s)" if clips else "") + " from the cache."
 
     def model_line(self, model_id: str | None = None, backend: str | None = None) -> tuple[str, gr.Timer]:
         """The model line (with the backend, and why auto chose it), and the timer that refreshes it

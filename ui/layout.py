@@ -67,7 +67,8 @@ SCENE_TABLE_HEIGHT = 255
 # The main row's fields share one line at 1280 px; the look's choices are its longest words.
 MAIN_MIN_WIDTHS = {"quality": 110, "transition_duration": 150, "style": 100, "look": 170}
 # Fixed widths (px) that fit the left column at 1280 px; narrower screens scroll the table, not the page.
-SCENE_COLUMN_WIDTHS = {"prompt": 250, "duration": 88, "seed": 96, "negative_prompt": 130, "motion": 100}
+SCENE_COLUMN_WIDTHS = {"prompt": 250, "duration": 88, "seed": 96, "negative_prompt": 130, "motion": 100, "animate": 80,
+                       "motion_prompt": 160}
 
 
 def streaming_available() -> bool:
@@ -84,8 +85,18 @@ def model_widget(spec: FieldSpec, limits: Limits, value: Any, settings: Settings
                        allow_custom_value=True, interactive=settings.allow_model_change, elem_id="field-model")
 
 
+def video_model_widget(spec: FieldSpec, limits: Limits, value: Any, settings: Settings) -> gr.Textbox:
+    """The video model field: blank is the server's (shown as the placeholder); editable only where visitors
+    may change models."""
+    server = settings.video_model or "the default on a GPU, none on a CPU"
+    return gr.Textbox(value=value or "", max_lines=1, label=spec.label, info=spec.help,
+                      placeholder=f"blank: {server}", interactive=settings.allow_model_change,
+                      elem_id="field-video_model")
+
+
 # Fields that want a widget of their own: name -> (spec, limits, value, settings) -> component.
-WIDGET_OVERRIDES: dict[str, Callable[..., gr.components.Component]] = {"model": model_widget}
+WIDGET_OVERRIDES: dict[str, Callable[..., gr.components.Component]] = {"model": model_widget,
+                                                                       "video_model": video_model_widget}
 
 
 def board_widget(spec: FieldSpec, first: Storyboard, settings: Settings) -> gr.components.Component:

@@ -26,7 +26,7 @@ import gradio as gr
 from gradio.data_classes import FileData
 
 from pipeline import Done, Event, Failed, KeyframeReady, Preview, Progress, RenderReport, Segment
-from pipeline.contract.fallbacks import fallback_groups
+from pipeline.contract.fallbacks import fallback_groups, numbers_text
 from pipeline.outputs import file_stem  # noqa: F401  (the download's name; ui.handlers imports it from here)
 
 from .soundtrack import timing_lines
@@ -66,7 +66,11 @@ def report_notice(report: RenderReport) -> str:
     if report.fallbacks:
         lines.append(f"⚠️ {len(report.fallbacks)} of {len(report.scenes)} scenes use a **placeholder** frame:")
         lines += [f"- {group.label()}: {group.reason}" for group in groups if group.what == "scene"]
-    lines += [f"{group.label()}: drawn as a crossfade — {group.reason}." for group in groups if group.what == "morph"]
+    lines += [f"{group.label()}: {group.outcome} — {group.reason}." for group in groups if group.what != "scene"]
+    clips = [scene.index + 1 for scene in report.scenes if scene.frames == "clip"]
+    if clips:
+        noun = "Scenes" if len(clips) > 1 else "Scene"
+        lines.append(f"{noun} {numbers_text(clips)}: a clip from {report.scenes[clips[0] - 1].video_model}.")
     lines += timing_lines(report)
     cached = sum(scene.source == "cache" for scene in report.scenes)
     if cached:

@@ -3,7 +3,8 @@
 One column per scene field of ``pipeline.contract.fields.SCENE_FIELDS``, in that order,
 with its label as the header. Fully blank rows are ignored, so a user can leave an
 empty row at the end (or one added and left untouched). Row numbers in error messages match what the user sees.
-Optional numbers (the seed) are text columns, so a blank cell stays blank.
+Optional numbers (the seed) are text columns, so a blank cell stays blank; so are yes/no
+fields (a scene's ``animate``: ``yes``, ``no`` or blank for the storyboard's), read back as booleans.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import math
 from typing import Any
 
 from pipeline import Limits, Storyboard, StoryboardError, parse_storyboard
-from pipeline.contract.fields import FIELDS_BY_NAME, SCENE_FIELDS, FieldSpec
+from pipeline.contract.fields import SCENE_FIELDS, SCENE_FIELDS_BY_NAME, FieldSpec
 
 COLUMNS: tuple[str, ...] = tuple(spec.name for spec in SCENE_FIELDS)
 HEADERS: list[str] = [spec.label for spec in SCENE_FIELDS]
@@ -24,6 +25,8 @@ def _datatype(spec: FieldSpec) -> str:
 
 
 DATATYPES: list[str] = [_datatype(spec) for spec in SCENE_FIELDS]
+_YES = frozenset({"yes", "true", "on", "1"})
+_NO = frozenset({"no", "false", "off", "0"})
 EMPTY_TABLE = "The scene table is empty: add at least one scene with a prompt and a duration."
 
 
@@ -64,10 +67,29 @@ def rows_to_scenes(rows: list[list[Any]]) -> list[dict[str, Any]]:
     scenes = []
     for index in scene_rows(rows):
         row = list(rows[index])
-        scene = {name: row[i] for i, name in enumerate(COLUMNS) if i < len(row) and not blank(row[i])}
+        scene = {name: _cell_value(name, row[i]) for i, name in enumerate(COLUMNS)
+                 if i < len(row) and not blank(row[i])}
         scene.setdefault("prompt", "")  # the validator says "prompt is empty"
         scenes.append(scene)
     return scenes
+
+
+def _cell_value(name: str, value: Any) -> Any:
+    """A cell as the storyboard reads it: yes/no text of a boolean column as a boolean (other text is
+    passed on, and the validator names the scene and the field)."""
+    if SCENE_FIELDS_BY_NAME[name].kind == "boolean" and isinstance(value, str):
+        word = value.strip().lower()
+        return True if word in _YES else False if word in _NO else value
+    return value
+
+
+def _shown_cell(value: Any) -> Any:
+    """A scene field's value as its cell shows it: blank for None, yes/no for a boolean."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return value
 
 
 def rows_to_storyboard(rows: list[list[Any]], board: dict[str, Any] | None = None,
@@ -82,8 +104,7 @@ def rows_to_storyboard(rows: list[list[Any]], board: dict[str, Any] | None = Non
 
 def storyboard_to_rows(storyboard: Storyboard) -> list[list[Any]]:
     """Table rows for a storyboard (blank where a field is None, e.g. a seed derived from the prompt)."""
-    return [["" if getattr(scene, name) is None else getattr(scene, name) for name in COLUMNS]
-            for scene in storyboard.scenes]
+    return [[_shown_cell(getattr(scene, name)) for name in COLUMNS] for scene in storyboard.scenes]
 
 
 def move_row(rows: list[list[Any]], number: int, offset: int) -> tuple[list[list[Any]], int]:
@@ -139,7 +160,7 @@ def set_cell(rows: list[list[Any]], number: int, name: str, value: Any) -> list[
 def scene_choice(rows: list[list[Any]], number: int, name: str) -> Any:
     """Scene ``number``'s value of choice field ``name``, or None when the cell holds anything else."""
     value = cell(rows, number, name)
-    return value if value in FIELDS_BY_NAME[name].choices else None
+    return value if value in SCENE_FIELDS_BY_NAME[name].choices else None
 
 
 def shown_values(number: int | float | None, values: dict[str, Any]) -> str:

@@ -17,6 +17,8 @@ from typing import Callable, Iterable
 
 from ..contract.errors import StoryboardError, public_message
 from ..renderer import Renderer
+
+BATCH_NO_CLIPS = "the batch command makes no clips yet (animated scenes are stills, generated transitions crossfades)"
 from .models import ModelSource
 from .render_one import Job, Outcome, render_storyboard
 
@@ -102,5 +104,6 @@ class LocalBatch:
             if model_id not in self._renderers:
                 self._renderers[model_id] = Renderer(
                     self.work_dir, model=self.models.model(model_id), cache=self.models.cache(),
-                    batch_size=self.models.batch_size, controlnet=self.models.controlnet)
+                    batch_size=self.models.batch_size, controlnet=self.models.controlnet,
+                    no_video_model=BATCH_NO_CLIPS)
             return self._renderers[model_id]

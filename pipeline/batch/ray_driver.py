@@ -34,7 +34,7 @@ from ..contract.errors import StoryboardError, public_message
 from ..images.generation import GeneratedImage, ImageRequest, ModelInfo
 from ..renderer import Renderer
 from .files import PackedFile, pack_files, unpack_files
-from .local import Finished, Stage
+from .local import BATCH_NO_CLIPS, Finished, Stage
 from .models import ModelSource
 from .render_one import Job, Outcome, render_storyboard
 
@@ -209,7 +209,8 @@ def render_task(job: Job, files: tuple[PackedFile, ...], actor, batch_size: int 
     with tempfile.TemporaryDirectory(prefix="scene2video-ray-") as tmp:
         storyboard = unpack_files(job.storyboard, files, Path(tmp) / "files")
         model = ActorModel(actor, job.storyboard.model, facts) if facts is not None else None
-        renderer = Renderer(Path(tmp) / "renders", model=model, batch_size=batch_size, controlnet=controlnet)
+        renderer = Renderer(Path(tmp) / "renders", model=model, batch_size=batch_size, controlnet=controlnet,
+                            no_video_model=BATCH_NO_CLIPS)
         on_stage = (lambda stage: board.set.remote(job.id, stage)) if board is not None else None
         outcome = render_storyboard(renderer, storyboard, where, on_stage)
         if model is not None and model.lost:

@@ -1,7 +1,8 @@
 """What a render tells its caller, as it happens. Plain dataclasses; the UI and the CLI map them.
 
 A render yields, in order: KeyframeReady (and Preview while a scene is being
-denoised) for every scene, MorphReady for every morph transition, Segment for each ~2 s of encoded video, Progress
+denoised) for every scene, MorphReady for every morph transition, ClipReady for every
+animated scene and generated transition (Previews while a clip is denoised), Segment for each ~2 s of encoded video, Progress
 throughout, and finally exactly one of Done or Failed.
 """
 
@@ -15,8 +16,10 @@ from PIL import Image
 
 Source = Literal["placeholder", "ai", "cache"]
 MorphSource = Literal["ai", "cache", "crossfade"]
-Made = Literal["cut", "blend", "generated", "crossfade"]
-Stage = Literal["loading", "keyframes", "composing", "encoding", "finishing"]
+Made = Literal["cut", "blend", "generated", "crossfade", "clip"]
+Stage = Literal["loading", "keyframes", "clips", "composing", "encoding", "finishing"]
+FramesFrom = Literal["clip", "still", "placeholder"]
+ClipSource = Literal["ai", "cache", "fallback"]
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,9 @@ class SceneReport:
     length: float = 0.0
     decoder: str = ""
     made_from: tuple[str, ...] = ()
+    frames: FramesFrom = "still"
+    video_model: str = ""
+    clip_reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -46,8 +52,9 @@ class TransitionReport:
 
     ``made``: ``cut`` (no transition frames), ``blend`` (a pixel transition of the two
     keyframes), ``generated`` (a morph: ``generated`` in-between images from the model,
-    ``cached`` of them from the cache, blended to the frame rate) or ``crossfade`` (a
-    morph that fell back to a crossfade; ``reason`` says why).
+    ``cached`` of them from the cache, blended to the frame rate), ``clip`` (a generated
+    transition: the video model ``model`` made it; ``cached`` 1 when it came from the cache) or
+    ``crossfade`` (a morph or generated transition that fell back; ``reason`` says why).
     """
 
     index: int
@@ -57,6 +64,7 @@ class TransitionReport:
     generated: int = 0
     cached: int = 0
     reason: str = ""
+    model: str = ""
 
 
 @dataclass(frozen=True)
@@ -145,6 +153,27 @@ class MorphReady:
 
 
 @dataclass(frozen=True)
+class ClipReady:
+    """A clip of the render is settled: scene ``index``'s clip (``kind`` ``clip``) or the generated
+    transition from scene ``index`` to the next (``bridge``).
+
+    ``source``: ``ai`` or ``cache`` (``frames`` frames at the model's ``fps`` in the footage folder
+    ``path``), or ``fallback``: no clip, ``reason`` says why (the scene is then a still with its
+    camera motion, the transition a crossfade). ``model``: the video model's id.
+    """
+
+    id: str
+    kind: str
+    index: int
+    source: ClipSource
+    frames: int = 0
+    fps: float = 0.0
+    model: str = ""
+    reason: str = ""
+    path: Path | None = None
+
+
+@dataclass(frozen=True)
 class Progress:
     """How far the render is: ``fraction`` of all work in 0..1 and a time-left estimate."""
 
@@ -179,4 +208,4 @@ class Failed:
     cancelled: bool = False
 
 
-Event = Preview | KeyframeReady | MorphReady | Progress | Segment | Done | Failed
+Event = Preview | KeyframeReady | MorphReady | ClipReady | Progress | Segment | Done | Failed

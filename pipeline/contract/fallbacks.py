@@ -2,7 +2,8 @@
 
 A model that failed to load gives every scene and every morph the same long reason; said once per
 scene or transition it fills the screen. :func:`fallback_groups` gathers them: the scenes that got a
-placeholder for one reason, and the morphs drawn as a crossfade for one reason.
+placeholder for one reason, the animated scenes shown as a still, the morphs and the generated
+transitions drawn as a crossfade, each for one reason.
 """
 
 from __future__ import annotations
@@ -13,30 +14,46 @@ from typing import Literal
 from .events import RenderReport
 
 
+What = Literal["scene", "still", "morph", "transition"]
+_OUTCOMES: dict[str, str] = {
+    "scene": "placeholder", "still": "a still, not a clip",
+    "morph": "crossfade instead of the morph", "transition": "crossfade instead of the generated transition",
+}
+
+
 @dataclass(frozen=True)
 class FallbackGroup:
     """``what`` fell back for ``reason``: scenes (``items`` are 0-based scene indices) that got a
-    placeholder, or morphs (``items`` are 0-based boundaries: k is the morph from scene k+1 to k+2)
-    drawn as a crossfade."""
+    placeholder (``scene``) or were shown as a still instead of a clip (``still``), or morphs or
+    generated transitions (``items`` are 0-based boundaries: k joins scene k+1 to k+2) drawn as a crossfade."""
 
-    what: Literal["scene", "morph"]
+    what: What
     reason: str
     items: tuple[int, ...]
 
+    @property
+    def outcome(self) -> str:
+        """What the user got instead, e.g. ``placeholder`` or ``a still, not a clip``."""
+        return _OUTCOMES[self.what]
+
     def label(self) -> str:
-        """``Scene 2``, ``Scenes 1–3, 5``, ``Morph 1→2``, ``Morphs 1→2, 3→4`` (numbered as people count)."""
+        """``Scene 2``, ``Scenes 1–3, 5``, ``Morph 1→2``, ``Transitions 1→2, 3→4`` (numbered as people count)."""
         plural = len(self.items) > 1
-        if self.what == "scene":
+        if self.what in ("scene", "still"):
             return ("Scenes " if plural else "Scene ") + numbers_text([i + 1 for i in self.items])
-        return ("Morphs " if plural else "Morph ") + ", ".join(f"{k + 1}→{k + 2}" for k in self.items)
+        noun = "Morph" if self.what == "morph" else "Transition"
+        return noun + ("s " if plural else " ") + ", ".join(f"{k + 1}→{k + 2}" for k in self.items)
 
 
 def fallback_groups(report: RenderReport) -> list[FallbackGroup]:
-    """The placeholder scenes by reason, then the morphs drawn as a crossfade by reason; each list
-    in the order its first scene or transition comes in the video."""
+    """The placeholder scenes by reason, then the animated scenes shown as stills, the morphs and the
+    generated transitions drawn as a crossfade, by reason; each list in the order of the video."""
+    crossfades = [t for t in report.transitions if t.made == "crossfade"]
     groups: list[FallbackGroup] = []
     for what, pairs in (("scene", [(s.index, s.reason) for s in report.fallbacks]),
-                        ("morph", [(t.index, t.reason) for t in report.transitions if t.made == "crossfade"])):
+                        ("still", [(s.index, s.clip_reason) for s in report.scenes if s.clip_reason]),
+                        ("morph", [(t.index, t.reason) for t in crossfades if t.kind != "generated"]),
+                        ("transition", [(t.index, t.reason) for t in crossfades if t.kind == "generated"])):
         by_reason: dict[str, list[int]] = {}
         for index, reason in pairs:
             by_reason.setdefault(reason.strip().rstrip(".") or "no reason given", []).append(index)

@@ -16,9 +16,10 @@ from typing import Any, Literal
 
 Kind = Literal["text", "number", "integer", "boolean", "choice", "file"]
 
-TRANSITIONS: tuple[str, ...] = ("cut", "crossfade", "fade", "wipe", "slide", "morph")
+TRANSITIONS: tuple[str, ...] = ("cut", "crossfade", "fade", "wipe", "slide", "morph", "generated")
 """Every transition a storyboard may ask for (the timeline draws each). ``morph``'s in-between
-frames are made by the model; without them it is drawn as a crossfade."""
+frames are made by the image model, ``generated``'s clip by the video model (from one scene's
+last frame to the next one's first); without them either is drawn as a crossfade."""
 MOTIONS: tuple[str, ...] = ("none", "zoom_in", "zoom_out", "pan_left", "pan_right")
 """Every camera motion a scene may ask for."""
 FITS: tuple[str, ...] = ("scenes", "audio")
@@ -74,7 +75,12 @@ SCENE_FIELDS: tuple[FieldSpec, ...] = (
               low=0, high=MAX_SEED),
     FieldSpec("negative_prompt", "text", "Negative prompt", "What the picture should avoid.", default="",
               max_chars="max_prompt_chars"),
-    FieldSpec("motion", "choice", "Motion", "A slow camera move over the scene.", default="none", choices=MOTIONS),
+    FieldSpec("motion", "choice", "Motion", "A slow camera move over the scene (a still; a clip moves as the "
+              "video model makes it).", default="none", choices=MOTIONS),
+    FieldSpec("animate", "boolean", "Animate", "yes: a clip made by the video model from the scene's keyframe · "
+              "no: a still with its camera motion · blank: the storyboard's Animate."),
+    FieldSpec("motion_prompt", "text", "Motion prompt", "What moves and how the camera travels in the clip "
+              "(added to the prompt and the style).", default="", max_chars="max_prompt_chars"),
 )
 
 BOARD_FIELDS: tuple[FieldSpec, ...] = (
@@ -127,9 +133,17 @@ BOARD_FIELDS: tuple[FieldSpec, ...] = (
     FieldSpec("reference_image", "file", "Reference image", "A picture scenes start from: a path next to the "
               "storyboard file (CLI), an upload (page) or a file (API). Its edges guide the layout when the server "
               "has a ControlNet model.", max_chars="max_path_chars", advanced=True),
+    FieldSpec("animate", "boolean", "Animate scenes", "Each scene a clip made by the video model from its "
+              "keyframe (a scene's own Animate overrides it); without a video model, a still with camera motion.",
+              default=False),
+    FieldSpec("video_model", "text", "Video model", "Hub id or local diffusers folder of the video model "
+              "(LTX-Video, Wan) for clips and generated transitions. Blank: the server's.",
+              max_chars="max_model_chars", advanced=True),
     FieldSpec("reference_scenes", "choice", "Reference for", "first: scene 1 starts from the reference image · "
               "every: each scene does (in a chained look only scene 1; the rest follow the chain).",
               default="first", choices=REFERENCE_SCENES, advanced=True),
 )
 
 FIELDS_BY_NAME: dict[str, FieldSpec] = {spec.name: spec for spec in (*SCENE_FIELDS, *BOARD_FIELDS)}
+"""Every field by name; where a scene field and a board field share a name (``animate``), the board's."""
+SCENE_FIELDS_BY_NAME: dict[str, FieldSpec] = {spec.name: spec for spec in SCENE_FIELDS}

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .errors import ConfigError
 from .fields import DECODERS
-from ..images.model_names import DEFAULT_MODEL_ID  # defined once there, torch-free
+from ..images.model_names import DEFAULT_MODEL_ID, DEFAULT_VIDEO_MODEL_ID  # defined once there, torch-free
 from .presets import QUALITY_NAMES
 from .storyboard import Limits
 
@@ -69,11 +69,19 @@ class Settings:
     model_roots: str = ""  # folders (os.pathsep between them) whose models visitors may pick
     allow_pickle_weights: bool = False  # load .bin/.ckpt pickles when a model has no safetensors
     max_upload_mb: int = 20
+    # The video model for clips and generated transitions: "" is DEFAULT_VIDEO_MODEL_ID where a GPU is
+    # present and none on a CPU (a real video model takes hours per clip there); a name loads it anywhere.
+    video_model: str = ""
+    clip_size: str = ""  # "WxH": the size clips are made at (rounded to the model's rules); "": the model's native
 
     def limits(self) -> Limits:
         """The storyboard limits these settings allow."""
         allowed = QUALITY_NAMES[: QUALITY_NAMES.index(self.max_quality) + 1]
         return Limits(max_scenes=self.max_scenes, max_total_seconds=self.max_total_seconds, allowed_qualities=allowed)
+
+    def clip_size_pair(self) -> tuple[int, int] | None:
+        """``clip_size`` as (width, height), or None for the model's native size."""
+        return parse_clip_size(self.clip_size)
 
     def model_root_paths(self) -> tuple[Path, ...]:
         """The configured model roots as folders."""
@@ -94,6 +102,18 @@ PUBLIC_DEFAULTS = dict(
     max_scenes=20, max_total_seconds=120.0, max_quality="high", max_concurrent_renders=1, max_queue=20,
     allow_model_change=False, output_max_age_hours=2.0, allow_backend_change=False,
 )
+
+
+def parse_clip_size(text: str) -> tuple[int, int] | None:
+    """``"768x512"`` -> (768, 512); blank -> None; anything else (or a side outside 16..4096) ConfigError."""
+    text = (text or "").strip().lower()
+    if not text:
+        return None
+    width, sep, height = text.partition("x")
+    if not sep or not width.isdigit() or not height.isdigit() or not (16 <= int(width) <= 4096 and
+                                                                    16 <= int(height) <= 4096):
+        raise ConfigError(f"clip_size must look like 768x512 (each side 16 to 4096), got '{text[:40]}'.")
+    return int(width), int(height)
 
 
 def _convert(name: str, text: str):
@@ -148,6 +168,7 @@ def validate_settings(settings: Settings) -> Settings:
     if settings.batch_size is not None and settings.batch_size < 1:
         raise ConfigError("batch_size must be at least 1, or auto (0).")
     settings.auth_pair()
+    settings.clip_size_pair()
     return settings
 
 
@@ -199,6 +220,9 @@ SETTING_HELP: dict[str, str] = {
     "controlnet_model": "a Canny ControlNet (hub id or folder) for the model: a reference image guides each layout",
     "decoder": "what turns latents into pixels: full (the model's VAE), tiny (TAESD) or auto",
     "tiny_decoder": "the tiny decoder's hub id or folder (default: the known one for the model's family)",
+    "video_model": f"video model for animated scenes and generated transitions: hub id or local diffusers folder "
+                   f"(default: {DEFAULT_VIDEO_MODEL_ID} on a GPU, none on a CPU)",
+    "clip_size": "size clips are made at, WxH (rounded to the video model's rules; default: its native size)",
 }
 """Each setting's flag help (every field of Settings has one; a test keeps them equal)."""
 

@@ -79,6 +79,8 @@ class Scene:
     seed: int | None = None
     negative_prompt: str = ""
     motion: str = "none"
+    animate: bool | None = None  # None: the storyboard's ``animate``
+    motion_prompt: str = ""
 
     @property
     def resolved_seed(self) -> int:
@@ -115,6 +117,8 @@ class Storyboard:
     look: str = "independent"
     look_strength: float = 0.6
     reference_image: str | None = None
+    animate: bool = False
+    video_model: str | None = None
     reference_scenes: str = "first"
 
     @property
@@ -138,6 +142,16 @@ class Storyboard:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, ensure_ascii=False)
+
+    def animated(self, index: int) -> bool:
+        """Whether scene ``index`` asks to be a clip (its own ``animate``, else the storyboard's)."""
+        own = self.scenes[index].animate
+        return self.animate if own is None else own
+
+    @property
+    def wants_video_model(self) -> bool:
+        """True when some scene is animated or the transition is generated."""
+        return self.transition == "generated" or any(self.animated(i) for i in range(len(self.scenes)))
 
     def with_changes(self, **changes: Any) -> "Storyboard":
         """A copy with some top-level fields replaced, validated again by the caller if needed."""

@@ -126,6 +126,12 @@ class ImageStage:
         pending = yield from self._from_cache(run, plan, keys)
         yield from self._generate_all(run, pending, keys)
 
+    def cache_keys(self, storyboard: Storyboard) -> dict[str, str]:
+        """The image plan's cache keys by request id (what clips depend on); empty without a loaded model."""
+        if not storyboard.use_ai or self.model is None or not self.model.info().loaded:
+            return {}
+        return plan_images(storyboard, self.model, self.controlnet).cache_keys(self.model.model_id)
+
     def _from_cache(self, run: _Run, plan: RenderPlan, keys: dict[str, str]) -> Generator[Event, None, list]:
         """Deliver every cached image now; return the requests still to make, in plan order."""
         pending: list[ImageRequest] = []

@@ -24,7 +24,8 @@ from typing import Callable, Iterator, Mapping
 import cv2
 import numpy as np
 
-from ..contract.events import MorphReady, TransitionReport
+from ..contract.events import ClipReady, MorphReady, TransitionReport
+from .footage import MovingSource
 from .imaging import fit_cover_array
 from .timeline import SceneSpan, TimelinePlan, TransitionSpan, motion_window, scene_frame, warp_window
 from .transitions import blend
@@ -93,6 +94,8 @@ class _Anchors:
     def _load(self, position: int) -> np.ndarray:
         if position == 0 or position == self._images.count + 1:
             keyframe = self._keyframe(self._ends[0 if position == 0 else 1])
+            if isinstance(keyframe, MovingSource):  # a clip starts on its keyframe
+                return keyframe.first
             return cv2.cvtColor(keyframe, cv2.COLOR_RGBA2RGB) if keyframe.shape[2] == 4 else keyframe
         image = np.asarray(self._images.load(position - 1))
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
@@ -101,12 +104,16 @@ class _Anchors:
         return image if image.shape[:2] == (height, width) else fit_cover_array(image, width, height)
 
 
-def transition_reports(plan: TimelinePlan, morphs: Mapping[int, MorphReady]) -> tuple[TransitionReport, ...]:
-    """How each transition's frames were made, from the timeline and the image stage's MorphReady events."""
+def transition_reports(plan: TimelinePlan, morphs: Mapping[int, MorphReady],
+                       bridges: Mapping[int, ClipReady] | None = None) -> tuple[TransitionReport, ...]:
+    """How each transition's frames were made, from the timeline and the image stage's MorphReady and
+    ClipReady (generated transitions) events."""
     reports = []
     for span in plan.transitions:
         if span.kind == "cut":
             reports.append(TransitionReport(span.boundary, span.kind, 0, "cut"))
+        elif span.kind == "generated":
+            reports.append(_bridge_report(span, (bridges or {}).get(span.boundary)))
         elif span.kind != "morph":
             reports.append(TransitionReport(span.boundary, span.kind, span.frames, "blend"))
         else:
@@ -121,3 +128,13 @@ def transition_reports(plan: TimelinePlan, morphs: Mapping[int, MorphReady]) -> 
                 reports.append(TransitionReport(span.boundary, span.kind, span.frames, "generated", event.frames,
                                                 event.cached))
     return tuple(reports)
+
+
+def _bridge_report(span: TransitionSpan, event: ClipReady | None) -> TransitionReport:
+    if event is None:
+        return TransitionReport(span.boundary, span.kind, span.frames, "crossfade", reason="no clip was planned")
+    if event.source == "fallback":
+        return TransitionReport(span.boundary, span.kind, span.frames, "crossfade", reason=event.reason,
+                                model=event.model)
+    return TransitionReport(span.boundary, span.kind, span.frames, "clip", 1, int(event.source == "cache"),
+                            model=event.model)

@@ -23,6 +23,13 @@ Timing rules (all in whole frames at ``fps = storyboard.output_fps``):
   window never leaves the picture). It samples a moving window of the fitted
   keyframe with one sub-pixel ``cv2.warpAffine`` (bilinear), so slow moves do
   not judder and no pixel from outside the keyframe is ever shown.
+* A ``generated`` transition shows the footage the video model made from the outgoing scene's
+  last frame to the incoming one's first (``BridgeLoader``), spread over its frames; the two
+  scenes' visible ranges then stop at the transition (each scene's own frames end where the
+  generated clip begins). Without that footage it is a crossfade of the two scenes' end frames.
+* A scene whose loader gives footage (a clip, a restyled shot: ``pipeline.video.footage``) shows
+  its frames instead of the keyframe's camera move, from its first visible frame on, at the
+  video's size and rate.
 * A ``morph`` transition whose in-between images the model made shows them
   instead of a blend of the two keyframes (``pipeline.video.morph``): its first
   and last frames are the two scenes' frames, the rest walk through the images,
@@ -42,7 +49,9 @@ from typing import TYPE_CHECKING, Callable, Iterator
 import cv2
 import numpy as np
 
+from .footage import MovingSource
 from .imaging import fit_cover_array
+from ..contract.footage import Footage
 from ..contract.storyboard import Storyboard
 from .transitions import blend
 
@@ -54,7 +63,11 @@ ZOOM_AMOUNT = 0.12
 PAN_FRACTION = 0.10
 """How far ``pan_left``/``pan_right`` travel, as a fraction of the frame width."""
 
-KeyframeLoader = Callable[[int], np.ndarray]
+KeyframeLoader = Callable[[int], "np.ndarray | Footage"]
+"""``load_keyframe(scene)``: the scene's keyframe (a still) or its footage (frames at a rate)."""
+BridgeLoader = Callable[[int], "Footage | None"]
+"""``load_bridge(boundary)``: the generated transition's footage from scene ``boundary`` to the next, or None
+when it is drawn as a crossfade."""
 MorphLoader = Callable[[int], "MorphImages | None"]
 """``load_morph(boundary)``: the generated in-between images of the morph from scene ``boundary``
 to the next, or None when that morph is drawn as a crossfade."""
@@ -176,6 +189,7 @@ def _plan_scene(
     outgoing = transitions[k] if k < len(transitions) else None
     hold_start = incoming.end if incoming else start
     hold_end = outgoing.start if outgoing else end
+    # A generated transition is footage of its own: the scenes it joins end where it begins.
     return SceneSpan(
         index=k,
         motion=storyboard.scenes[k].motion,
@@ -183,21 +197,24 @@ def _plan_scene(
         end=end,
         hold_start=hold_start,
         hold_end=hold_end,
-        visible_start=incoming.start if incoming else start,
-        visible_end=outgoing.end if outgoing else end,
+        visible_start=incoming.start if incoming and incoming.kind != "generated" else hold_start,
+        visible_end=outgoing.end if outgoing and outgoing.kind != "generated" else hold_end,
     )
 
 
 def compose_frames(storyboard: Storyboard, plan: TimelinePlan, load_keyframe: KeyframeLoader,
-                   load_morph: MorphLoader | None = None) -> Iterator[np.ndarray]:
+                   load_morph: MorphLoader | None = None, load_bridge: BridgeLoader | None = None
+                   ) -> Iterator[np.ndarray]:
     """Yield exactly ``plan.total_frames`` frames: uint8 ``height x width x 3`` RGB, C-contiguous.
 
     ``load_keyframe(i)`` must return scene ``i``'s keyframe as a uint8 RGB array,
     ideally already fitted to the output size (other sizes are fitted here).
     It is called lazily (when the scene first becomes visible), once per scene
     that has frames, in scene order; this generator references at most two
-    keyframes at any time. ``load_morph`` (see :data:`MorphLoader`) is called when
-    a ``morph`` transition begins; without it morphs are crossfades. Raises
+    keyframes at any time. It may return a scene's footage instead (a finished
+    ``Footage``): the scene then shows its frames. ``load_morph`` (see :data:`MorphLoader`)
+    is called when a ``morph`` transition begins, ``load_bridge`` when a ``generated`` one
+    does; without them those are crossfades. Raises
     ValueError (on the first frame) if ``plan`` was made for a storyboard with
     another number of scenes.
 
@@ -207,18 +224,25 @@ def compose_frames(storyboard: Storyboard, plan: TimelinePlan, load_keyframe: Ke
     """
     if len(plan.scenes) != len(storyboard.scenes):
         raise ValueError("This plan was made for another storyboard; build it with plan_timeline(storyboard).")
-    cache = _KeyframeCache(load_keyframe, plan.width, plan.height)
+    cache = _KeyframeCache(load_keyframe, plan.width, plan.height, plan.fps)
     for scene in plan.scenes:
         for frame in range(scene.hold_start, scene.hold_end):
             yield scene_frame(cache.get(scene), scene, frame)
         if scene.index < len(plan.transitions):
-            yield from _transition_frames(plan, plan.transitions[scene.index], cache, load_morph)
+            yield from _transition_frames(plan, plan.transitions[scene.index], cache, load_morph, load_bridge)
         cache.release(scene.index)
 
 
 def _transition_frames(plan: TimelinePlan, span: TransitionSpan, cache: "_KeyframeCache",
-                       load_morph: MorphLoader | None) -> Iterator[np.ndarray]:
+                       load_morph: MorphLoader | None, load_bridge: BridgeLoader | None = None
+                       ) -> Iterator[np.ndarray]:
     outgoing, incoming = plan.scenes[span.boundary], plan.scenes[span.boundary + 1]
+    bridge = load_bridge(span.boundary) if span.kind == "generated" and load_bridge is not None else None
+    if bridge is not None:
+        source = MovingSource(bridge, plan.width, plan.height, plan.fps)
+        for i in range(span.frames):
+            yield np.ascontiguousarray(source.spread(i, span.frames))
+        return
     images = load_morph(span.boundary) if span.kind == "morph" and load_morph is not None else None
     if images is not None and images.count > 0:
         from .morph import morph_frames  # it draws with this module's motion helpers
@@ -231,8 +255,11 @@ def _transition_frames(plan: TimelinePlan, span: TransitionSpan, cache: "_Keyfra
         yield np.ascontiguousarray(blend(span.kind, a, b, i / (span.frames - 1)))
 
 
-def scene_frame(keyframe: np.ndarray, scene: SceneSpan, frame: int) -> np.ndarray:
-    """What scene ``scene`` alone shows on video frame ``frame``: its keyframe through its camera move."""
+def scene_frame(keyframe: "np.ndarray | MovingSource", scene: SceneSpan, frame: int) -> np.ndarray:
+    """What scene ``scene`` alone shows on video frame ``frame``: its keyframe through its camera move,
+    or its footage's frame at that time."""
+    if isinstance(keyframe, MovingSource):
+        return keyframe.frame_on(frame, scene.visible_start)
     if scene.motion == "none":
         return keyframe
     last = scene.visible_end - 1
@@ -305,11 +332,11 @@ class _KeyframeCache:
     a moving scene's as RGBA, the fast input for :func:`apply_motion`.
     """
 
-    def __init__(self, load: KeyframeLoader, width: int, height: int) -> None:
-        self._load, self._width, self._height = load, width, height
-        self._held: dict[int, np.ndarray] = {}
+    def __init__(self, load: KeyframeLoader, width: int, height: int, fps: float) -> None:
+        self._load, self._width, self._height, self._fps = load, width, height, fps
+        self._held: dict[int, np.ndarray | MovingSource] = {}
 
-    def get(self, scene: SceneSpan) -> np.ndarray:
+    def get(self, scene: SceneSpan) -> "np.ndarray | MovingSource":
         keyframe = self._held.get(scene.index)
         if keyframe is None:
             keyframe = self._prepare(self._load(scene.index), scene)
@@ -319,7 +346,9 @@ class _KeyframeCache:
     def release(self, index: int) -> None:
         self._held.pop(index, None)
 
-    def _prepare(self, raw: np.ndarray, scene: SceneSpan) -> np.ndarray:
+    def _prepare(self, raw: "np.ndarray | Footage", scene: SceneSpan) -> "np.ndarray | MovingSource":
+        if isinstance(raw, Footage):
+            return MovingSource(raw, self._width, self._height, self._fps)
         raw = np.asarray(raw)
         if raw.dtype != np.uint8 or raw.ndim != 3 or raw.shape[2] != 3:
             raise ValueError(

@@ -101,4 +101,5 @@ _BLENDERS: dict[str, Blender] = {
     "wipe": _wipe,
     "slide": _slide,
     "morph": _crossfade,  # a morph without generated in-between frames falls back to the crossfade
+    "generated": _crossfade,  # so does a generated transition without its clip
 }
