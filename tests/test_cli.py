@@ -177,9 +177,11 @@ def test_cli_says_which_animated_scenes_are_stills_and_why(tmp_path, tiny_model_
     result = cli("render", sb, "-o", tmp_path / "out.mp4", "--report", tmp_path / "r.json", "--model", tiny_model_dir,
                  "--device", "cpu", "--cache-dir", tmp_path / "cache")
     assert result.returncode == 0, result.stderr
-    # No GPU here, so no video model unless --video-model names one: each scene a still, with the reason.
-    assert "Scene 1: a still, not a clip — no video model on this server" in result.stdout + result.stderr
-    assert "Transition 1→2: crossfade — no video model on this server" in result.stdout + result.stderr
+    # No GPU here, so no video model unless --video-model names one: each scene a still, the reason said once.
+    said = result.stdout + result.stderr
+    assert "Scenes 1, 2: a still, not a clip — no video model on this server" in said
+    assert said.count("a still, not a clip") == 1
+    assert "Transition 1→2: crossfade instead of the generated transition — no video model on this server" in said
     report = json.loads((tmp_path / "r.json").read_text())
     assert [(s["source"], s["frames"]) for s in report["scenes"]] == [("ai", "still"), ("ai", "still")]
     assert all("no video model" in s["clip_reason"] for s in report["scenes"])

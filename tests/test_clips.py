@@ -13,6 +13,7 @@ from PIL import Image
 
 from media import probe, read_frames
 from pipeline import Done, Failed, Preview, Progress, Renderer, parse_storyboard
+from pipeline.contract.fallbacks import fallback_groups
 from pipeline.contract.events import ClipReady
 from pipeline.contract.footage import Footage, FootageWriter
 from pipeline.images.cache import KeyframeCache
@@ -251,7 +252,8 @@ def test_fallbacks_are_stills_and_crossfades_with_the_reason(tmp_path, video, re
     assert [s.frames for s in report.scenes] == ["still", "still"]
     assert all(reason in s.clip_reason for s in report.scenes)
     assert report.transitions[0].made == "crossfade" and reason in report.transitions[0].reason
-    assert len(report.clip_fallbacks) == 3
+    groups = fallback_groups(report)  # what the page and the CLI say: one line per reason
+    assert [(g.what, g.items) for g in groups] == [("still", (0, 1)), ("transition", (0,))]
     frames = read_frames(done.video_path, W, H)
     assert min(changes(frames[:5])) > 0.05  # scene 1's zoom still moves: a still with its camera motion
 
@@ -329,7 +331,7 @@ def test_the_page_notice_says_which_scenes_are_stills_and_why(tmp_path):
                                                   {"prompt": "b", "duration": 1, "seed": 2, "animate": False}])
     notice = report_notice(render(renderer(tmp_path, SlidingClipModel(fail="out of GPU memory")), sb)[-1].report)
     assert "Scene 1: a still, not a clip — out of GPU memory" in notice
-    assert "Transition 1→2: a crossfade: out of GPU memory" in notice
+    assert "Transition 1→2: crossfade instead of the generated transition — out of GPU memory" in notice
     assert "Scene 2" not in notice  # a still on purpose is not a fallback
     fine = report_notice(render(renderer(tmp_path / "ok", SlidingClipModel()), sb)[-1].report)
     assert "Scene 1: a clip from stand-in-video." in fine
