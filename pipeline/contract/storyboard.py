@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from .errors import StoryboardError
-from .fields import BOARD_FIELDS, MOTIONS, SCENE_FIELDS, TRANSITIONS, FieldSpec
+from .fields import BOARD_FIELDS, FIELDS_BY_NAME, MOTIONS, SCENE_FIELDS, TRANSITIONS, FieldSpec
 from .json_input import HugeNumber, load_json
 from .presets import PRESETS, QUALITY_NAMES, Preset
 
@@ -67,6 +67,7 @@ class Limits:
     max_model_chars: int = 300
     max_path_chars: int = 1000
     max_audio_seconds: float = 3600.0  # longest audio file accepted (only what the video needs is decoded)
+    max_source_seconds: float = 600.0  # longest source video accepted for restyling
     allowed_qualities: tuple[str, ...] = QUALITY_NAMES
 
 
@@ -79,6 +80,13 @@ class Scene:
     seed: int | None = None
     negative_prompt: str = ""
     motion: str = "none"
+    source_start: float | None = None  # seconds into the storyboard's source video; with source_end: restyled
+    source_end: float | None = None
+
+    @property
+    def restyled(self) -> bool:
+        """True when the scene redraws a span of the source video (its duration is the span's)."""
+        return self.source_start is not None and self.source_end is not None
 
     @property
     def resolved_seed(self) -> int:
@@ -116,6 +124,9 @@ class Storyboard:
     look_strength: float = 0.6
     reference_image: str | None = None
     reference_scenes: str = "first"
+    source_video: str | None = None
+    coherence: str = "flow"
+    keyframe_interval: int = 8
 
     @property
     def preset(self) -> Preset:
@@ -158,6 +169,7 @@ def parse_storyboard(data: Any, limits: Limits | None = None) -> Storyboard:
     scenes = _parse_scenes(data.get("scenes"), limits)
     values = {spec.name: _parse_field(spec, data, "Storyboard", limits) for spec in BOARD_FIELDS}
     board = Storyboard(scenes=scenes, **values)
+    _check_source(board, limits)
     _check_audio(board, limits)
     if board.total_seconds > limits.max_total_seconds + 1e-9 and not (board.audio and board.fit == "audio"):
         raise StoryboardError(
@@ -205,7 +217,44 @@ def _parse_scene(raw: Any, number: int, limits: Limits) -> Scene:
     if not isinstance(raw, dict):
         raise StoryboardError(f"{where}: must be an object with at least 'prompt' and 'duration'.")
     _reject_unknown(raw, _SCENE_KEYS, where)
-    return Scene(**{spec.name: _parse_field(spec, raw, where, limits) for spec in SCENE_FIELDS})
+    spanned = not (_blank(raw.get("source_start")) and _blank(raw.get("source_end")))
+    if spanned and "duration" not in raw:
+        raw = {**raw, "duration": None}  # a restyled scene's duration is its span's
+    values = {spec.name: _parse_field(spec, raw, where, limits) for spec in SCENE_FIELDS if spec.name != "duration"}
+    if not spanned:
+        return Scene(duration=_parse_field(FIELDS_BY_NAME["duration"], raw, where, limits), **values)
+    start, end = values["source_start"], values["source_end"]
+    if start is None or end is None:
+        raise StoryboardError(f"{where}: a span of the source video needs both source_start and source_end.")
+    length = end - start
+    if not limits.min_scene_seconds - 1e-9 <= length <= limits.max_scene_seconds + 1e-9:
+        raise StoryboardError(f"{where}: source_end must be {limits.min_scene_seconds:g} to "
+                              f"{limits.max_scene_seconds:g} seconds after source_start (got {length:g}).")
+    return Scene(duration=round(length, 9), **values)
+
+
+def _blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def _check_source(board: Storyboard, limits: Limits) -> None:
+    """The source video at the door: scenes with a span need it; it must be a video they fit in."""
+    spans = [(number, scene) for number, scene in enumerate(board.scenes, start=1) if scene.restyled]
+    if not board.source_video:
+        if spans:
+            raise StoryboardError(f"Scene {spans[0][0]}: source_start and source_end need a source_video.")
+        return
+    if spans and (board.fit == "audio" or board.cut_on_beats):
+        raise StoryboardError("Storyboard: restyled scenes keep the source's timing; turn off fit 'audio' and "
+                              "cut_on_beats.")
+    from ..restyle.source import probe_video  # runs the bundled ffmpeg; imported only with a source video
+
+    info = probe_video(board.source_video, limits.max_source_seconds)
+    slack = 1.0 / board.output_fps
+    for number, scene in spans:
+        if scene.source_end > info.duration + slack:
+            raise StoryboardError(f"Scene {number}: source_end {scene.source_end:g} s is past the end of the "
+                                  f"source video ({info.duration:.2f} s).")
 
 
 def _parse_field(spec: FieldSpec, raw: dict, where: str, limits: Limits) -> Any:
