@@ -24,6 +24,7 @@ import shutil
 import threading
 import time
 from dataclasses import replace
+from itertools import chain
 from functools import partial
 from pathlib import Path
 from typing import Callable, Iterator
@@ -33,6 +34,7 @@ from PIL import Image
 
 from .audio.soundtrack import prepare_soundtrack
 from .contract.errors import RenderCancelled, StoryboardError, public_message
+from .contract.footage import Footage
 from .contract.events import Done, Event, Failed, KeyframeReady, MorphReady, Progress, RenderReport, SceneReport
 from .contract.storyboard import Storyboard
 from .event_stream import EventStream
@@ -43,10 +45,12 @@ from .images.slots import ImageSlots
 from .images.stage import ImageStage
 from .outputs import mark_finished, mark_unfinished, remove_old_outputs, remove_unfinished_outputs
 from .progress import RenderProgress
+from .restyle.sound import with_source_sound
+from .restyle.stage import RestyleStage, footage_id
 from .video.encoder import EncodeSettings, SegmentedEncoder
 from .video.imaging import fit_cover
 from .video.morph import MorphImages, transition_reports
-from .video.timeline import KeyframeLoader, MorphLoader, TimelinePlan, compose_frames, plan_timeline
+from .video.timeline import FootageLoader, KeyframeLoader, MorphLoader, TimelinePlan, compose_frames, plan_timeline
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +68,7 @@ class Renderer:
         self.output_max_age_hours = output_max_age_hours
         self.model = model
         self.images = ImageStage(model, cache, batch_size, controlnet)
+        self.restyle = RestyleStage(model, controlnet)
         self.segment_seconds = segment_seconds
 
     def new_render_dir(self) -> Path:
@@ -109,7 +114,7 @@ class Renderer:
         if storyboard.audio:
             yield Progress("loading", 0.0, "Fitting the scenes to the audio" +
                            (" (finding the beats)" if storyboard.cut_on_beats else ""))
-        soundtrack = prepare_soundtrack(storyboard, check=partial(_raise_if_set, cancel))
+        soundtrack = prepare_soundtrack(with_source_sound(storyboard), check=partial(_raise_if_set, cancel))
         storyboard = soundtrack.storyboard  # durations fitted to the audio, if any: both stages use these
         plan = plan_timeline(storyboard)
         progress = RenderProgress(storyboard, plan.total_frames, ai=storyboard.use_ai and self.model is not None)
@@ -118,8 +123,10 @@ class Renderer:
                                    audio=soundtrack.track(plan.duration))
         stream = EventStream(cancel)
         try:
-            stream.run("images", self.images.run(storyboard, folder, slots, cancel,
-                                                 partial(stream.put, droppable=True)))
+            droppable = partial(stream.put, droppable=True)
+            # One thread for the model: the generated keyframes first, then the restyled shots.
+            stream.run("images", chain(self.images.run(storyboard, folder, slots, cancel, droppable),
+                                       self.restyle.run(storyboard, folder, slots, cancel, droppable)))
             stream.run("encode", self._encode(storyboard, plan, slots, encoder, stream))
             for event in stream.drain():
                 if isinstance(event, KeyframeReady):
@@ -136,6 +143,9 @@ class Renderer:
         # Segments are deleted only now, after this thread has yielded each one to its consumer.
         for segment in encoder.segments:
             segment.path.unlink(missing_ok=True)
+        for index, scene in enumerate(storyboard.scenes):  # restyled frames: encoded, no longer needed
+            if scene.restyled:
+                shutil.rmtree(folder / footage_id(index), ignore_errors=True)
         video = folder / VIDEO_NAME
         info = self.model.info() if self.model is not None and storyboard.use_ai else None
         report = RenderReport(
@@ -195,10 +205,10 @@ def _placed(reports: dict[int, SceneReport], plan: TimelinePlan) -> tuple[SceneR
     )
 
 
-def image_loaders(storyboard: Storyboard, slots: ImageSlots,
-                  idle: Callable[[], None] | None = None) -> tuple[KeyframeLoader, MorphLoader]:
-    """The timeline's ``load_keyframe`` and ``load_morph``: they wait for the images in ``slots``
-    (calling ``idle`` meanwhile) and fit them to the storyboard's frame size."""
+def image_loaders(storyboard: Storyboard, slots: ImageSlots, idle: Callable[[], None] | None = None
+                  ) -> tuple[KeyframeLoader, MorphLoader, FootageLoader]:
+    """The timeline's ``load_keyframe``, ``load_morph`` and ``load_footage``: they wait for the images
+    and footage folders in ``slots`` (calling ``idle`` meanwhile); images are fitted to the frame size."""
     preset = storyboard.preset
     morph_counts = morph_frame_counts(storyboard)
 
@@ -213,7 +223,10 @@ def image_loaders(storyboard: Storyboard, slots: ImageSlots,
             return None  # drawn as a crossfade; the report says why
         return MorphImages(len(ids), lambda j: load_image(ids[j]))
 
-    return (lambda index: load_image(keyframe_id(index))), load_morph
+    def load_footage(index: int) -> Footage:
+        return Footage(slots.wait(footage_id(index), idle=idle))
+
+    return (lambda index: load_image(keyframe_id(index))), load_morph, load_footage
 
 
 def _encode_settings(storyboard: Storyboard) -> EncodeSettings:

@@ -47,6 +47,7 @@ from ..contract.storyboard import Storyboard
 from .transitions import blend
 
 if TYPE_CHECKING:
+    from ..contract.footage import Footage
     from .morph import MorphImages
 
 ZOOM_AMOUNT = 0.12
@@ -55,6 +56,8 @@ PAN_FRACTION = 0.10
 """How far ``pan_left``/``pan_right`` travel, as a fraction of the frame width."""
 
 KeyframeLoader = Callable[[int], np.ndarray]
+FootageLoader = Callable[[int], "Footage"]
+"""``load_footage(index)``: restyled scene ``index``'s footage (frames at the video's rate and size)."""
 MorphLoader = Callable[[int], "MorphImages | None"]
 """``load_morph(boundary)``: the generated in-between images of the morph from scene ``boundary``
 to the next, or None when that morph is drawn as a crossfade."""
@@ -189,7 +192,8 @@ def _plan_scene(
 
 
 def compose_frames(storyboard: Storyboard, plan: TimelinePlan, load_keyframe: KeyframeLoader,
-                   load_morph: MorphLoader | None = None) -> Iterator[np.ndarray]:
+                   load_morph: MorphLoader | None = None,
+                   load_footage: FootageLoader | None = None) -> Iterator[np.ndarray]:
     """Yield exactly ``plan.total_frames`` frames: uint8 ``height x width x 3`` RGB, C-contiguous.
 
     ``load_keyframe(i)`` must return scene ``i``'s keyframe as a uint8 RGB array,
@@ -197,7 +201,10 @@ def compose_frames(storyboard: Storyboard, plan: TimelinePlan, load_keyframe: Ke
     It is called lazily (when the scene first becomes visible), once per scene
     that has frames, in scene order; this generator references at most two
     keyframes at any time. ``load_morph`` (see :data:`MorphLoader`) is called when
-    a ``morph`` transition begins; without it morphs are crossfades. Raises
+    a ``morph`` transition begins; without it morphs are crossfades. A restyled scene
+    (``Scene.restyled``) shows its footage instead (``load_footage(i)``, called when
+    the scene first becomes visible): video frame ``j`` of the scene is footage frame
+    ``j - start``, clamped, and its motion is not applied. Raises
     ValueError (on the first frame) if ``plan`` was made for a storyboard with
     another number of scenes.
 
@@ -207,10 +214,11 @@ def compose_frames(storyboard: Storyboard, plan: TimelinePlan, load_keyframe: Ke
     """
     if len(plan.scenes) != len(storyboard.scenes):
         raise ValueError("This plan was made for another storyboard; build it with plan_timeline(storyboard).")
-    cache = _KeyframeCache(load_keyframe, plan.width, plan.height)
+    cache = _KeyframeCache(load_keyframe, plan.width, plan.height,
+                           {i: load_footage for i, s in enumerate(storyboard.scenes) if s.restyled and load_footage})
     for scene in plan.scenes:
         for frame in range(scene.hold_start, scene.hold_end):
-            yield scene_frame(cache.get(scene), scene, frame)
+            yield cache.frame(scene, frame)
         if scene.index < len(plan.transitions):
             yield from _transition_frames(plan, plan.transitions[scene.index], cache, load_morph)
         cache.release(scene.index)
@@ -226,8 +234,8 @@ def _transition_frames(plan: TimelinePlan, span: TransitionSpan, cache: "_Keyfra
         yield from morph_frames(span, outgoing, incoming, cache.get, images, (plan.width, plan.height))
         return
     for i, frame in enumerate(range(span.start, span.end)):
-        a = scene_frame(cache.get(outgoing), outgoing, frame)
-        b = scene_frame(cache.get(incoming), incoming, frame)
+        a = cache.frame(outgoing, frame)
+        b = cache.frame(incoming, frame)
         yield np.ascontiguousarray(blend(span.kind, a, b, i / (span.frames - 1)))
 
 
@@ -305,9 +313,24 @@ class _KeyframeCache:
     a moving scene's as RGBA, the fast input for :func:`apply_motion`.
     """
 
-    def __init__(self, load: KeyframeLoader, width: int, height: int) -> None:
+    def __init__(self, load: KeyframeLoader, width: int, height: int,
+                 footage: dict[int, FootageLoader] | None = None) -> None:
         self._load, self._width, self._height = load, width, height
         self._held: dict[int, np.ndarray] = {}
+        self._footage_loaders = footage or {}
+        self._footage: dict[int, "Footage"] = {}
+
+    def frame(self, scene: SceneSpan, frame: int) -> np.ndarray:
+        """What ``scene`` alone shows on video frame ``frame``: its footage's frame, or its keyframe moved."""
+        if scene.index not in self._footage_loaders:
+            return scene_frame(self.get(scene), scene, frame)
+        footage = self._footage.get(scene.index)
+        if footage is None:
+            footage = self._footage[scene.index] = self._footage_loaders[scene.index](scene.index)
+        picture = np.asarray(footage.frame(frame - scene.start))
+        if picture.shape[:2] != (self._height, self._width):
+            picture = fit_cover_array(picture, self._width, self._height)
+        return picture
 
     def get(self, scene: SceneSpan) -> np.ndarray:
         keyframe = self._held.get(scene.index)
@@ -318,6 +341,7 @@ class _KeyframeCache:
 
     def release(self, index: int) -> None:
         self._held.pop(index, None)
+        self._footage.pop(index, None)
 
     def _prepare(self, raw: np.ndarray, scene: SceneSpan) -> np.ndarray:
         raw = np.asarray(raw)
