@@ -146,7 +146,8 @@ def _check_decodes(path: Path, shown: str, codec: str, at: float) -> None:
                        "-f", "null", "-"], shown, want_frames=True)
     if log is None:
         return
-    if "decoder" in log.lower() and ("not found" in log.lower() or "unsupported" in log.lower()):
+    lowered = log.lower()
+    if codec == "none" or "no decoder" in lowered or ("decoder" in lowered and "not found" in lowered):
         raise StoryboardError(f"Storyboard: {FIELD} '{shown}' uses a codec ({_short(codec, 20)}) ffmpeg cannot "
                               "decode.")
     raise StoryboardError(f"Storyboard: {FIELD} '{shown}' cannot be decoded (is the file cut short or damaged?).")
