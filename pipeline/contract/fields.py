@@ -134,6 +134,9 @@ BOARD_FIELDS: tuple[FieldSpec, ...] = (
     FieldSpec("reference_image", "file", "Reference image", "A picture scenes start from: a path next to the "
               "storyboard file (CLI), an upload (page) or a file (API). Its edges guide the layout when the server "
               "has a ControlNet model.", max_chars="max_path_chars", advanced=True),
+    FieldSpec("reference_scenes", "choice", "Reference for", "first: scene 1 starts from the reference image · "
+              "every: each scene does (in a chained look only scene 1; the rest follow the chain).",
+              default="first", choices=REFERENCE_SCENES, advanced=True),
     FieldSpec("source_video", "file", "Source video", "A video to restyle: a path next to the storyboard file "
               "(CLI), an upload (page) or a file (API). Scenes with a span (From/To) redraw its frames; its sound "
               "plays unless a soundtrack is given.", max_chars="max_path_chars"),
@@ -143,9 +146,6 @@ BOARD_FIELDS: tuple[FieldSpec, ...] = (
     FieldSpec("keyframe_interval", "integer", "Keyframe every", "Frames between redrawn keyframes of a restyled "
               "shot (coherence flow). Look strength is how far each keyframe moves from the source.",
               default=8, low=1, high=48, unit="frames", advanced=True),
-    FieldSpec("reference_scenes", "choice", "Reference for", "first: scene 1 starts from the reference image · "
-              "every: each scene does (in a chained look only scene 1; the rest follow the chain).",
-              default="first", choices=REFERENCE_SCENES, advanced=True),
 )
 
 FIELDS_BY_NAME: dict[str, FieldSpec] = {spec.name: spec for spec in (*SCENE_FIELDS, *BOARD_FIELDS)}
