@@ -190,3 +190,36 @@ def test_spans_are_checked_at_the_door(clip):
         parse_storyboard({**base, "scenes": [{"prompt": "x", "source_start": 8, "source_end": 9}]})
     with pytest.raises(StoryboardError, match="need a source_video"):
         parse_storyboard({"scenes": [{"prompt": "x", "source_start": 0, "source_end": 1}]})
+
+
+def test_the_pages_upload_turns_the_video_into_one_scene_per_shot_and_the_api_takes_it_as_a_file(clip, tmp_path):
+    import gradio as gr
+
+    import ui.layout
+    from pipeline.service import RendererPool
+    from server import app_settings
+
+    _, handlers = ui.layout.build_page(RendererPool(app_settings(tmp_path)))
+    widgets, notice = handlers.form.widgets, handlers.outputs["notice"]
+    page = {widget: None for widget in widgets.values()}
+    page.update({widgets["scenes"]: [["ink drawing", 3, "", "", "none", "", ""]], widgets["quality"]: "draft",
+                 widgets["fps"]: "12", widgets["source_video"]: str(clip)})
+    shown = handlers.import_video(page)
+    assert "3 shot(s) found" in shown[notice]
+    rows = shown[widgets["scenes"]]
+    assert [(row[0], row[5], row[6]) for row in rows] == [("ink drawing", 0.0, 1.0), ("ink drawing", 1.0, 2.5),
+                                                           ("ink drawing", 2.5, 3.25)]
+    storyboard = handlers.storyboard({**page, **shown})
+    assert storyboard.source_video == str(clip) and [s.duration for s in storyboard.scenes] == [1.0, 1.5, 0.75]
+    bad = tmp_path / "notes.mp4"
+    bad.write_text("hello")
+    assert "'notes.mp4' is not a video file" in handlers.import_video({**page, widgets["source_video"]: str(bad)})[notice]
+    request = json.dumps({"scenes": [{"prompt": "x", "source_start": 0, "source_end": 1}], "use_ai": False,
+                          "quality": "draft", "source_video": str(clip)})
+    with pytest.raises(gr.Error, match="source_video must be sent as a file"):
+        list(handlers.render_api(request))
+    request = json.dumps({"scenes": [{"prompt": "x", "source_start": 0, "source_end": 1}], "use_ai": False,
+                          "quality": "draft", "fps": 12})
+    updates = list(handlers.render_api(request, source_video=str(clip)))
+    video, report = updates[-1]
+    assert report["frames"] == 12 and report["audio"]

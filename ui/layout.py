@@ -252,6 +252,9 @@ def wire_tools(editor: Editor, outputs: dict, handlers: Handlers, title: gr.Stat
     editor.load.click(handlers.load_example, editor.example, [*board, notice, title], **PRIVATE)
     editor.export.click(handlers.export, {*editor.form.inputs, title}, [editor.export_file, notice], **PRIVATE)
     editor.import_.upload(handlers.import_file, editor.import_, [*board, notice, title], **PRIVATE)
+    source = editor.form.widgets.get("source_video")
+    if source is not None:  # an uploaded video becomes one scene per shot in the table
+        source.upload(handlers.import_video, editor.form.inputs, [*board, notice], **PRIVATE)
     editor.clear_cache.click(handlers.clear_cache, None, notice, **PRIVATE)
 
 
