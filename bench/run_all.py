@@ -22,7 +22,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 BENCHES = ("cold_start.py", "first_preview.py", "memory.py", "load.py", "audio.py", "cpu_decoders.py", "compose_encode.py",
-           "time_left.py")
+           "time_left.py", "restyle.py")
 
 
 def main(argv: list[str] | None = None) -> int:
