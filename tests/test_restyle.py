@@ -223,3 +223,44 @@ def test_the_pages_upload_turns_the_video_into_one_scene_per_shot_and_the_api_ta
     updates = list(handlers.render_api(request, source_video=str(clip)))
     video, report = updates[-1]
     assert report["frames"] == 12 and report["audio"]
+
+
+def test_a_render_with_the_model_redraws_keyframes_guided_by_edges_streams_previews_and_stops_at_once(
+        tiny_model_dir, tmp_path):
+    import time
+
+    from pipeline.contract.events import KeyframeReady, Preview, Progress
+    from pipeline.images.diffusers_backend import ModelManager
+    from server import assert_stopped, counting_unet_calls, render_folders
+    from tiny_model import build_tiny_controlnet
+
+    source = make_clip(tmp_path / "pan.mp4", (1.0, 1.0), fps=8)
+    controlnet = str(build_tiny_controlnet(tmp_path / "controlnet"))
+    manager = ModelManager(str(tiny_model_dir), device="cpu", local_files_only=True)
+    storyboard = parse_storyboard({"scenes": [{"prompt": "ink", "source_start": 0, "source_end": 1, "seed": 1},
+                                              {"prompt": "chalk", "source_start": 1, "source_end": 2, "seed": 2}],
+                                   "source_video": str(source), "quality": "draft", "fps": 8, "steps": 2,
+                                   "transition": "cut", "keyframe_interval": 4})
+    renderer = Renderer(tmp_path / "out", model=manager, controlnet=controlnet)
+    events = list(renderer.render(storyboard))
+    done = events[-1]
+    assert isinstance(done, Done), done
+    assert [(s.source, s.made_from) for s in done.report.scenes] == [
+        ("ai", ("text", "source video", "control image"))] * 2
+    keyframes = [e for e in events if isinstance(e, Preview) and "keyframe" in e.what]
+    assert len(keyframes) == 6 and keyframes[0].image.size == (640, 180)  # source | redrawn, side by side
+    messages = [e.message for e in events if isinstance(e, Progress) and e.stage == "restyling"]
+    assert any("3 of 3 keyframes redrawn · frame 8 of 8" in m for m in messages)
+    assert probe(done.video_path).frames == 16 and sum(isinstance(e, KeyframeReady) for e in events) == 2
+
+    with counting_unet_calls(manager, step_s=0.05) as calls:
+        cancel = threading.Event()
+        before = render_folders(tmp_path / "out")
+        events = renderer.render(storyboard.with_changes(coherence="none"), cancel)
+        for event in events:
+            if isinstance(event, Preview):  # the first redrawn frame: Stop
+                cancel.set()
+                stopped_at = time.monotonic()
+                break
+        assert isinstance(list(events)[-1], Failed)  # "Render stopped", after the model's current step
+        assert_stopped(tmp_path / "out", before, stopped_at, calls)
