@@ -184,7 +184,7 @@ def test_a_bad_source_video_is_one_line_naming_the_file(case, message, clip, tmp
 
 def test_spans_are_checked_at_the_door(clip):
     base = {"source_video": str(clip), "quality": "draft"}
-    with pytest.raises(StoryboardError, match="Scene 1: a span of the source video needs both"):
+    with pytest.raises(StoryboardError, match="Scene 1: source_start and source_end go together"):
         parse_storyboard({**base, "scenes": [{"prompt": "x", "source_start": 1}]})
     with pytest.raises(StoryboardError, match="Scene 1: source_end 9 s is past the end"):
         parse_storyboard({**base, "scenes": [{"prompt": "x", "source_start": 8, "source_end": 9}]})

@@ -225,7 +225,8 @@ def _parse_scene(raw: Any, number: int, limits: Limits) -> Scene:
         return Scene(duration=_parse_field(FIELDS_BY_NAME["duration"], raw, where, limits), **values)
     start, end = values["source_start"], values["source_end"]
     if start is None or end is None:
-        raise StoryboardError(f"{where}: a span of the source video needs both source_start and source_end.")
+        raise StoryboardError(f"{where}: source_start and source_end go together (a span of the source video); "
+                              "give both, or neither.")
     length = end - start
     if not limits.min_scene_seconds - 1e-9 <= length <= limits.max_scene_seconds + 1e-9:
         raise StoryboardError(f"{where}: source_end must be {limits.min_scene_seconds:g} to "
@@ -245,8 +246,8 @@ def _check_source(board: Storyboard, limits: Limits) -> None:
             raise StoryboardError(f"Scene {spans[0][0]}: source_start and source_end need a source_video.")
         return
     if spans and (board.fit == "audio" or board.cut_on_beats):
-        raise StoryboardError("Storyboard: restyled scenes keep the source's timing; turn off fit 'audio' and "
-                              "cut_on_beats.")
+        raise StoryboardError("Storyboard: fit 'audio' and cut_on_beats would retime restyled scenes, which keep "
+                              "the source's timing; turn them off.")
     from ..restyle.source import probe_video  # runs the bundled ffmpeg; imported only with a source video
 
     info = probe_video(board.source_video, limits.max_source_seconds)
