@@ -7,6 +7,6 @@ with its source span). ``coherence``: the redrawn keyframes carried along the so
 (``pipeline.video.flow``) to the frames between them. ``stage``: the restyle stage of a render, which
 writes each restyled shot as a footage folder (``pipeline.contract.footage``) the timeline shows.
 
-May import ``contract/``, ``images/`` (the backend interface and look helpers), ``video/flow.py``,
-``audio/probe.py`` (the bundled ffmpeg) and ``event_stream``.
+May import ``contract/``, ``images/`` (the backend interface and look helpers), ``video/flow.py``
+and ``audio/probe.py`` (the bundled ffmpeg).
 """
