@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -31,7 +30,7 @@ from _common import busy_note, env_lines, environment, publish, verdict  # noqa:
 from pipeline import parse_storyboard  # noqa: E402
 from pipeline.restyle.coherence import ShotPlan, restyle_shot  # noqa: E402
 from pipeline.restyle.source import decode_frames  # noqa: E402
-from pipeline.restyle.stage import RestyleStage, _for_scene, _Shot  # noqa: E402
+from pipeline.restyle.stage import RestyleStage  # noqa: E402
 from pipeline.restyle.warping_error import warping_error  # noqa: E402
 from source_clips import make_clip  # noqa: E402
 from tiny_model import build_tiny_pipeline  # noqa: E402
@@ -54,12 +53,8 @@ def _restyled(stage: RestyleStage, source: Path, fps: int, width: int, height: i
                                                "source_end": start + count / fps, "seed": 7}],
                                    "source_video": str(source), "quality": "draft", "fps": fps, "steps": 2,
                                    "look_strength": 0.5})
-    shot = _Shot(0, count, _for_scene(stage._base_request(storyboard), storyboard, 0))
+    redraw, shot = stage.redrawer(storyboard, 0)
     frames = decode_frames(source, fps, width, height, start, count)
-
-    def redraw(begin, src, index):
-        return stage.redraw_frame(shot, begin, src, index, threading.Event())
-
     return restyle_shot(frames, ShotPlan(count, coherence, interval), redraw), shot
 
 

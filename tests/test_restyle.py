@@ -26,7 +26,7 @@ from pipeline.contract.storyboard import Limits
 from pipeline.restyle.coherence import ShotPlan, restyle_shot
 from pipeline.restyle.shots import Shot, find_shots, storyboard_from_video
 from pipeline.restyle.source import decode_frames, probe_video
-from pipeline.restyle.stage import RestyleStage, _for_scene, _Shot
+from pipeline.restyle.stage import RestyleStage
 from pipeline.restyle.warping_error import warping_error
 from sound import probe_audio_stream
 from source_clips import cut_frames, make_clip
@@ -129,12 +129,10 @@ def test_flow_flickers_at_most_a_quarter_as_much_as_every_frame_redrawn(tiny_mod
                                    "source_video": str(source), "quality": "draft", "fps": 16, "steps": 2,
                                    "look_strength": 0.5})
     stage = RestyleStage(manager)
-    request = _for_scene(stage._base_request(storyboard), storyboard, 0)
     frames = list(decode_frames(source, 16, 128, 72, count=16))
     errors = {}
     for coherence in ("none", "flow"):
-        shot = _Shot(0, 16, request)
-        redraw = lambda start, src, i, shot=shot: stage.redraw_frame(shot, start, src, i, threading.Event())
+        redraw, shot = stage.redrawer(storyboard, 0)
         out = list(restyle_shot(iter(frames), ShotPlan(16, coherence, 8), redraw))
         assert len(out) == 16 and not shot.reason
         errors[coherence] = warping_error(out, frames)
@@ -213,7 +211,8 @@ def test_the_pages_upload_turns_the_video_into_one_scene_per_shot_and_the_api_ta
     assert storyboard.source_video == str(clip) and [s.duration for s in storyboard.scenes] == [1.0, 1.5, 0.75]
     bad = tmp_path / "notes.mp4"
     bad.write_text("hello")
-    assert "'notes.mp4' is not a video file" in handlers.import_video({**page, widgets["source_video"]: str(bad)})[notice]
+    refused = handlers.import_video({**page, widgets["source_video"]: str(bad)})
+    assert "'notes.mp4' is not a video file" in refused[notice] and list(refused) == [notice]
     request = json.dumps({"scenes": [{"prompt": "x", "source_start": 0, "source_end": 1}], "use_ai": False,
                           "quality": "draft", "source_video": str(clip)})
     with pytest.raises(gr.Error, match="source_video must be sent as a file"):

@@ -34,8 +34,9 @@ from ..contract.storyboard import Storyboard, scene_frame_bounds
 from ..images.generation import ControlImage, ImageModel, ImageRequest, InitImage, Pictures
 from ..images.look import canny_edges, fit_picture
 from ..images.plan import generation_settings, joined_prompt
+from ..images.slots import ImageSlots
 from ..images.stage import AI_OFF_REASON, NO_MODEL_REASON
-from .coherence import ShotPlan, restyle_shot
+from .coherence import Redraw, ShotPlan, restyle_shot
 from .source import decode_frames
 
 log = logging.getLogger(__name__)
@@ -52,8 +53,8 @@ def footage_id(scene_index: int) -> str:
 
 
 @dataclass
-class _Shot:
-    """What the stage needs while it redraws one scene."""
+class ShotState:
+    """What the stage knows of one scene while it redraws it (``reason``: why the model is not used)."""
 
     index: int
     count: int
@@ -70,7 +71,7 @@ class RestyleStage:
         self.model = model
         self.controlnet = controlnet
 
-    def run(self, storyboard: Storyboard, work_dir: Path, slots, cancel: threading.Event, emit: Emit,
+    def run(self, storyboard: Storyboard, work_dir: Path, slots: ImageSlots, cancel: threading.Event, emit: Emit,
             no_ai_reason: str = "") -> Iterator[Event]:
         """Yield events until every restyled scene's footage is in ``slots`` (RenderCancelled on Stop)."""
         restyled = [i for i, scene in enumerate(storyboard.scenes) if scene.restyled]
@@ -89,7 +90,7 @@ class RestyleStage:
         for index in restyled:
             count = bounds[index + 1] - bounds[index]
             request = _for_scene(base, storyboard, index) if base is not None else None
-            shot = _Shot(index, count, request, "" if use_model else f"{no_ai_reason.rstrip('.')}; {NO_AI_REASON}")
+            shot = ShotState(index, count, request, "" if use_model else f"{no_ai_reason.rstrip('.')}; {NO_AI_REASON}")
             yield from self._shot(storyboard, work_dir, slots, cancel, emit, shot, done, total)
             done += count
 
@@ -101,8 +102,19 @@ class RestyleStage:
                             init=InitImage(storyboard.look_strength, path="source video"),
                             control=ControlImage(self.controlnet, "source video", "") if self.controlnet else None)
 
-    def _shot(self, storyboard: Storyboard, work_dir: Path, slots, cancel: threading.Event, emit: Emit,
-              shot: _Shot, done: int, total: int) -> Iterator[Event]:
+    def redrawer(self, storyboard: Storyboard, index: int, cancel: threading.Event | None = None
+                 ) -> tuple[Redraw, ShotState]:
+        """The model's ``redraw`` for restyled scene ``index`` (load the model first), and its state.
+
+        For measuring and testing the coherence on its own (bench/restyle.py); a render uses :meth:`run`.
+        """
+        bounds = scene_frame_bounds([scene.duration for scene in storyboard.scenes], storyboard.output_fps)
+        shot = ShotState(index, bounds[index + 1] - bounds[index],
+                         _for_scene(self._base_request(storyboard), storyboard, index))
+        return partial_redraw(self, shot, cancel or threading.Event()), shot
+
+    def _shot(self, storyboard: Storyboard, work_dir: Path, slots: ImageSlots, cancel: threading.Event, emit: Emit,
+              shot: ShotState, done: int, total: int) -> Iterator[Event]:
         preset, scene = storyboard.preset, storyboard.scenes[shot.index]
         frames = decode_frames(storyboard.source_video, storyboard.output_fps, preset.width, preset.height,
                                scene.source_start, shot.count, cancel)
@@ -110,7 +122,7 @@ class RestyleStage:
         model_id = self.model.model_id if self.model is not None else ""
         writer = FootageWriter(folder, storyboard.output_fps, made_by="restyle", model=model_id)
         plan = ShotPlan(shot.count, storyboard.coherence, storyboard.keyframe_interval)
-        redraw = partial_redraw(self, shot, cancel, emit)
+        redraw = partial_redraw(self, shot, cancel)
         keyframes = len(plan.keyframes)
 
         def on_keyframe(frame: int, source: np.ndarray, redrawn: np.ndarray) -> None:
@@ -147,7 +159,7 @@ class RestyleStage:
         yield KeyframeReady(shot.index, shot.first, source, shot.reason, made_from=made_from if source == "ai" else (),
                             decoder=shot.request.decoder if source == "ai" else "")
 
-    def redraw_frame(self, shot: _Shot, start: np.ndarray, source: np.ndarray, frame: int,
+    def redraw_frame(self, shot: ShotState, start: np.ndarray, source: np.ndarray, frame: int,
                      cancel: threading.Event) -> np.ndarray:
         """One picture from the model: image-to-image from ``start``, guided by ``source``'s edges if configured.
 
@@ -171,7 +183,7 @@ class RestyleStage:
         return np.asarray(result.image.convert("RGB").resize((width, height), Image.Resampling.LANCZOS))
 
 
-def partial_redraw(stage: RestyleStage, shot: _Shot, cancel: threading.Event, emit: Emit):
+def partial_redraw(stage: RestyleStage, shot: ShotState, cancel: threading.Event) -> Redraw:
     """The ``redraw`` callable of :func:`~pipeline.restyle.coherence.restyle_shot` for one shot."""
     def redraw(start: np.ndarray, source: np.ndarray, frame: int) -> np.ndarray:
         return stage.redraw_frame(shot, start, source, frame, cancel)
