@@ -81,6 +81,17 @@ def test_another_source_rate_is_resampled_and_the_cut_stays_on_its_frame(tmp_pat
     assert info.frames == 48 and cuts_in(read_frames(done.video_path, info.width, info.height)) == [24]
 
 
+def test_variable_frame_rate_footage_keeps_its_length_and_its_cut(tmp_path):
+    steady = make_clip(tmp_path / "steady.mp4", (1.0, 1.0), audio=False)
+    uneven = tmp_path / "phone.mp4"  # every other frame 0.4 frame late: timestamps 0, 58, 83, 142 ms ...
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-i", str(steady), "-vf", "setpts='(N+0.4*mod(N\\,2))/24/TB'",
+                    "-fps_mode", "passthrough", "-enc_time_base:v", "1:1000", "-video_track_timescale", "1000",
+                    "-c:v", "libx264", "-preset", "ultrafast", str(uneven)], check=True)
+    frames = list(decode_frames(uneven, 24, 128, 72))
+    assert len(frames) == 48 and cuts_in(frames) == [24]
+    assert find_shots(uneven, 24) == [Shot(0, 24), Shot(24, 48)]
+
+
 def test_rotation_metadata_is_honoured(tmp_path):
     upright = make_clip(tmp_path / "upright.mp4", (0.5,), audio=False)
     turned = tmp_path / "turned.mp4"
