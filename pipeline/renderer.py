@@ -224,7 +224,13 @@ def image_loaders(storyboard: Storyboard, slots: ImageSlots, idle: Callable[[], 
         return MorphImages(len(ids), lambda j: load_image(ids[j]))
 
     def load_footage(index: int) -> Footage:
-        return Footage(slots.wait(footage_id(index), idle=idle))
+        footage = Footage(slots.wait(footage_id(index), idle=idle))
+        # The timeline goes scene by scene: footage two scenes back is done with (an open map of a
+        # removed file stays readable), so the render folder holds about two shots' frames at a time.
+        for earlier in range(index - 1):
+            if storyboard.scenes[earlier].restyled:
+                shutil.rmtree(footage.folder.parent / footage_id(earlier), ignore_errors=True)
+        return footage
 
     return (lambda index: load_image(keyframe_id(index))), load_morph, load_footage
 
