@@ -274,3 +274,20 @@ def test_a_render_with_the_model_redraws_keyframes_guided_by_edges_streams_previ
                 break
         assert isinstance(list(events)[-1], Failed)  # "Render stopped", after the model's current step
         assert_stopped(tmp_path / "out", before, stopped_at, calls)
+
+
+def test_a_model_that_cannot_draw_leaves_the_source_frames_and_says_why(clip, tmp_path):
+    from pipeline.images.diffusers_backend import ModelManager
+
+    broken = ModelManager(str(tmp_path / "no model here"), device="cpu", local_files_only=True)
+    storyboard = parse_storyboard({"scenes": [{"prompt": "ink", "source_start": 1.0, "source_end": 2.0}],
+                                   "source_video": str(clip), "quality": "draft", "fps": 12})
+    events = list(Renderer(tmp_path / "out", model=broken).render(storyboard))
+    done = events[-1]
+    assert isinstance(done, Done), done
+    scene = done.report.scenes[0]
+    assert scene.source == "placeholder" and "frame 1 could not be redrawn" in scene.reason
+    info = probe(done.video_path)
+    frames = read_frames(done.video_path, info.width, info.height)
+    source = list(decode_frames(clip, 12, info.width, info.height, start=1.0, count=12))
+    assert info.frames == 12 and max(np.abs(a.astype(np.int16) - b).mean() for a, b in zip(frames, source)) < 8

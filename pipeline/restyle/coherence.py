@@ -29,9 +29,10 @@ from ..video.flow import occlusion_mask, optical_flow, warp
 SOURCE_BLEND = 0.25
 """How much of the source frame a keyframe's start picture takes (the rest: the warped previous keyframe)."""
 
-Redraw = Callable[[np.ndarray, np.ndarray, int], np.ndarray]
+Redraw = Callable[[np.ndarray, np.ndarray, int], "np.ndarray | None"]
 """``redraw(start, source, frame)``: the picture the model makes from ``start`` (what image-to-image starts
-from) for source frame number ``frame`` of the shot (``source``: its edges may guide the layout); same size."""
+from) for source frame number ``frame`` of the shot (``source``: its edges may guide the layout); same size.
+None when it cannot: the rest of the shot is then its source frames as they are."""
 
 
 @dataclass(frozen=True)
@@ -58,23 +59,32 @@ def restyle_shot(frames: Iterable[np.ndarray], plan: ShotPlan, redraw: Redraw,
 
     ``frames`` yields the source frames; ``on_keyframe(frame, source, redrawn)`` is called for each
     redrawn keyframe (previews, progress). A keyframe's frames between it and the previous one are
-    yielded once it exists.
+    yielded once it exists. Once ``redraw`` answers None, every frame not yet yielded is its source frame.
     """
     keys = set(plan.keyframes)
     first: Image.Image | None = None
     window: list[tuple[int, np.ndarray]] = []  # source frames since the last keyframe (it included)
     last: np.ndarray | None = None  # the last redrawn keyframe
+    failed = False
     for index, source in enumerate(frames):
         if index >= plan.count:
             break
+        if failed:
+            yield source
+            continue
         if index not in keys:
             window.append((index, source))
             continue
-        if last is None or plan.coherence == "none":
-            redrawn = np.asarray(redraw(source, source, index), dtype=np.uint8)
-        else:
-            start = carried_start(last, window[0][1], source)
-            redrawn = _matched(np.asarray(redraw(start, source, index), dtype=np.uint8), first)
+        start = source if last is None or plan.coherence == "none" else carried_start(last, window[0][1], source)
+        picture = redraw(start, source, index)
+        if picture is None:  # the model cannot draw: the source from here on
+            failed = True
+            yield from (frame for _, frame in window[1:])  # the frames since the last keyframe (yielded)
+            yield source
+            continue
+        redrawn = np.asarray(picture, dtype=np.uint8)
+        if last is not None and plan.coherence != "none":
+            redrawn = _matched(redrawn, first)
         if first is None and plan.coherence != "none":
             first = Image.fromarray(redrawn)
         if on_keyframe is not None:

@@ -142,9 +142,9 @@ class RestyleStage:
                 if cancel.is_set():
                     raise RenderCancelled()
                 writer.write(frame)
+                made = f"{shot.keyframes} of {keyframes} keyframes redrawn · " if shot.request is not None else ""
                 emit(Progress("restyling", (done + number) / total,
-                              f"scene {shot.index + 1}: {shot.keyframes} of {keyframes} keyframes redrawn · "
-                              f"frame {number} of {shot.count}"))
+                              f"scene {shot.index + 1}: {made}frame {number} of {shot.count}"))
             footage = writer.finish()
         except BaseException:
             writer.abort()
@@ -160,14 +160,15 @@ class RestyleStage:
                             decoder=shot.request.decoder if source == "ai" else "")
 
     def redraw_frame(self, shot: ShotState, start: np.ndarray, source: np.ndarray, frame: int,
-                     cancel: threading.Event) -> np.ndarray:
+                     cancel: threading.Event) -> np.ndarray | None:
         """One picture from the model: image-to-image from ``start``, guided by ``source``'s edges if configured.
 
-        When the model cannot draw it, the shot falls back to ``start`` (the reason is kept for the report).
+        None when the model cannot draw it: the rest of the shot then shows its source frames (the reason
+        is kept for the report, which calls the scene a placeholder).
         """
         request = shot.request
         if request is None or shot.reason:
-            return start
+            return None
         size = (request.width, request.height)
         height, width = source.shape[:2]
         init = fit_picture(Image.fromarray(start), *size)
@@ -177,9 +178,10 @@ class RestyleStage:
         if cancel.is_set():
             raise RenderCancelled()
         if result.image is None:
-            shot.reason = f"frame {frame + 1} could not be redrawn: {result.reason}; {NO_AI_REASON}"
+            shot.reason = (f"frame {frame + 1} could not be redrawn: {result.reason}; from there on the source "
+                           "frames are shown")
             log.info("Scene %d: %s", shot.index + 1, shot.reason)
-            return start
+            return None
         return np.asarray(result.image.convert("RGB").resize((width, height), Image.Resampling.LANCZOS))
 
 
