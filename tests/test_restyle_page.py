@@ -32,6 +32,7 @@ def test_the_uploaded_video_becomes_its_shots_in_the_table(app):
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(url)
             page.wait_for_selector("#scenes [data-row='0'][data-col='0']")
+            page.click("text=Restyle a video")
             page.locator("#field-source_video input[type=file]").set_input_files(str(clip))
             page.wait_for_function("() => document.querySelector('#notice').innerText.includes('shot(s) found')",
                                    timeout=60_000)

@@ -16,7 +16,7 @@ from typing import Any, Callable
 import gradio as gr
 
 from pipeline import Limits, Settings, Storyboard
-from pipeline.contract.fields import SCENE_FIELDS, FieldSpec
+from pipeline.contract.fields import FIELDS_BY_NAME, SCENE_FIELDS, FieldSpec
 from pipeline.images.backends import BACKENDS  # torch-free
 from pipeline.images.model_names import KNOWN_MODELS  # torch-free at import: torch loads only with a model
 from pipeline.service import RendererPool
@@ -108,9 +108,13 @@ class Editor:
     export_file: gr.File
 
 
+RESTYLE_FIELDS = ("source_video", "coherence", "keyframe_interval")
+"""The fields of the "Restyle a video" accordion (an upload there becomes one scene per shot)."""
+
+
 def page_specs(advanced: bool) -> list:
-    """The fields given a widget made from their description (the soundtrack builds its own)."""
-    return [spec for spec in board_specs(advanced) if spec.name not in SOUNDTRACK_FIELDS]
+    """The fields given a widget in the main row or under Advanced (the soundtrack and restyling have their own)."""
+    return [spec for spec in board_specs(advanced) if spec.name not in (*SOUNDTRACK_FIELDS, *RESTYLE_FIELDS)]
 
 
 def build_row_tools(first: Storyboard) -> tuple[gr.Number, dict[str, gr.Dropdown], gr.Textbox, list[gr.Button]]:
@@ -144,6 +148,12 @@ def build_editor(first: Storyboard, settings: Settings, names: list[str], output
             outputs["notice"] = gr.Markdown(elem_id="notice")
             outputs["progress"] = gr.HTML(elem_id="progress")
     widgets.update(zip(SOUNDTRACK_FIELDS, build_soundtrack()))  # the soundtrack's own widgets, by field name
+    with gr.Accordion("Restyle a video", open=False, elem_id="restyle"):
+        gr.Markdown("Upload a video: its shots become scenes (From/To in the table), each redrawn in the style "
+                    "of its prompt, with the video's motion, cuts and sound.")
+        with gr.Row():
+            for name in RESTYLE_FIELDS:
+                widgets[name] = board_widget(FIELDS_BY_NAME[name], first, settings)
     with gr.Accordion("Advanced", open=False):
         with gr.Row():
             for spec in page_specs(advanced=True):
