@@ -11,6 +11,7 @@ import logging
 import sys
 
 from pipeline import ConfigError
+from pipeline.audio.beats import warm_up as warm_up_beats
 from pipeline.service import RendererPool
 from pipeline.contract.settings import add_settings_arguments, settings_from_args
 from pipeline.images.zerogpu import zerogpu_available
@@ -46,6 +47,7 @@ def main(argv: list[str] | None = None) -> None:
               prevent_thread_lock=True)
     if not preload:
         pool.warm_up()  # loads the model once the page is served, so start-up does not wait for torch
+    warm_up_beats()  # the beat tracker's first compile, in the background: a song's first render skips it
     demo.block_thread()
 
 

@@ -1,9 +1,11 @@
 """Command line: ``python -m pipeline render STORYBOARD.json -o OUT.mp4 [--report REPORT.json] [--no-ai]``,
-and ``python -m pipeline restyle VIDEO -o OUT.mp4 --prompt TEXT [--storyboard-out SB.json]``: the video's
+``python -m pipeline batch SRC --out DIR`` (many storyboards: ``pipeline.batch``) and
+``python -m pipeline restyle VIDEO -o OUT.mp4 --prompt TEXT [--storyboard-out SB.json]``: the video's
 shots found, one scene per shot, each redrawn from its own frames (see ``pipeline.restyle``).
 
 Exit codes: 0 done, 1 the render failed, 2 bad input (message on stderr), 130 interrupted.
-One tqdm bar; log messages and warnings are written above it, never into it.
+One tqdm bar; log messages and warnings are written above it, never into it. The closing summary
+says which scenes are placeholders and which morphs became crossfades, one line per reason.
 """
 
 from __future__ import annotations
@@ -19,17 +21,17 @@ import threading
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
+
+from tqdm import tqdm
 
 from .contract.errors import ConfigError, StoryboardError
-from .contract.events import Done, Failed, KeyframeReady, MorphReady, Progress
+from .contract.events import Done, Failed, Progress
+from .contract.fallbacks import fallback_groups
 from .service import build_renderer
 from .contract.settings import add_settings_arguments, settings_from_args
-from .contract.reference import resolve_reference
-from .contract.json_input import MAX_JSON_CHARS, load_json
 from .contract.storyboard import parse_storyboard
-
-MAX_FILE_BYTES = 4 * MAX_JSON_CHARS  # UTF-8 takes at most 4 bytes a character
+from .storyboard_files import load_storyboard_file
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,6 +45,14 @@ def build_parser() -> argparse.ArgumentParser:
                         help="labelled placeholder frames instead of the model (fast)")
     render.add_argument("--quiet", action="store_true", help="no progress bar")
     add_settings_arguments(render, only=RENDER_SETTINGS)
+    from .batch.command import add_batch_parser
+
+    add_batch_parser(commands, RENDER_SETTINGS)
+    _add_restyle_parser(commands)
+    return parser
+
+
+def _add_restyle_parser(commands) -> None:
     restyle = commands.add_parser("restyle", help="restyle a video: its shots redrawn in a style, sound kept")
     restyle.add_argument("video", type=Path, help="the source video")
     restyle.add_argument("-o", "--output", type=Path, required=True, help="where to write the MP4")
@@ -60,7 +70,6 @@ def build_parser() -> argparse.ArgumentParser:
     restyle.add_argument("--no-ai", action="store_true", help="show the source frames instead of the model's")
     restyle.add_argument("--quiet", action="store_true", help="no progress bar")
     add_settings_arguments(restyle, only=RENDER_SETTINGS + ("max_source_seconds",))
-    return parser
 
 
 # The settings that matter to one render (the rest configure the web app).
@@ -74,15 +83,21 @@ STAGE_WIDTH = 10  # the bar's stage name is padded, so the bar does not jump whe
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.command == "batch":
+        from .batch.command import run_batch_command
+
+        with _log_above_the_bar():
+            return run_batch_command(args)
+    if args.output.suffix.lower() != ".mp4":  # the file is an MP4 whatever it is called: say so, not a .txt
+        print(f"error: -o/--output must name an .mp4 file (got '{args.output.name}'), e.g. "
+              f"{args.output.with_suffix('.mp4').name}.", file=sys.stderr)
+        return 2
     try:
         settings = settings_from_args(args)
         if args.command == "restyle":
             storyboard = _restyle_storyboard(args, settings)
-        else:
-            # Relative paths in the file (audio, reference image, source video) are relative to the file's folder.
-            storyboard = parse_storyboard(_with_audio_path(_read_storyboard(args.storyboard), args.storyboard.parent),
-                                          settings.limits())
-            storyboard = resolve_reference(storyboard, args.storyboard.parent)
+        else:  # relative paths in the file (audio, reference image, source video) are relative to its folder
+            storyboard = load_storyboard_file(args.storyboard, settings.limits())
         if args.no_ai:
             storyboard = storyboard.with_changes(use_ai=False)
         elif storyboard.model and args.model is None:  # the storyboard's model, unless --model says otherwise
@@ -90,6 +105,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, StoryboardError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if storyboard.cut_on_beats:
+        from .audio.beats import warm_up
+
+        warm_up()  # the beat tracker loads (or compiles) while the renderer is set up and the song is read
     with tempfile.TemporaryDirectory(prefix="scene2video-") as tmp, _log_above_the_bar():
         renderer = build_renderer(settings, output_dir=Path(tmp))
         return _run(renderer, storyboard, args)
@@ -107,30 +126,6 @@ def _log_above_the_bar() -> Iterator[None]:
             yield
     finally:
         logging.captureWarnings(False)
-
-
-def _read_storyboard(path: Path) -> bytes:
-    """The file's bytes (decoded and checked by parse_storyboard); too big or unreadable: StoryboardError."""
-    try:
-        with path.open("rb") as handle:
-            data = handle.read(MAX_FILE_BYTES + 1)
-    except OSError as exc:
-        raise StoryboardError(f"Cannot read {path}: {exc.strerror or exc}.") from None
-    if len(data) > MAX_FILE_BYTES:
-        raise StoryboardError(f"{path} is larger than {MAX_FILE_BYTES // 1_000_000} MB; that is not a storyboard.")
-    return data
-
-
-def _with_audio_path(raw: bytes, folder: Path) -> Any:
-    """The storyboard document with relative ``audio`` and ``source_video`` paths resolved against the
-    storyboard file's folder."""
-    data = load_json(raw)  # size, depth and UTF-8 checked: only StoryboardError escapes
-    for name in ("audio", "source_video"):
-        value = data.get(name) if isinstance(data, dict) else None
-        if isinstance(value, str) and value.strip():
-            path = Path(value.strip()).expanduser()
-            data[name] = str(path if path.is_absolute() else folder / path)
-    return data
 
 
 def _restyle_storyboard(args, settings):
@@ -162,10 +157,8 @@ def _restyle_storyboard(args, settings):
 
 
 def _run(renderer, storyboard, args) -> int:
-    from tqdm import tqdm
-
     cancel = threading.Event()
-    bar = tqdm(total=1000, disable=args.quiet, unit="‰", bar_format="{desc} {percentage:3.0f}%|{bar}| {postfix}")
+    bar = _Bar(total=1000, disable=args.quiet, unit="‰", bar_format="{desc} {percentage:3.0f}%|{bar}| {message}")
     events = renderer.render(storyboard, cancel)
     try:
         for event in events:
@@ -173,12 +166,8 @@ def _run(renderer, storyboard, args) -> int:
                 bar.n = round(event.fraction * 1000)
                 bar.set_description_str(f"{event.stage:<{STAGE_WIDTH}}", refresh=False)
                 left = f" · about {round(event.eta_seconds)} s left" if event.eta_seconds is not None else ""
-                bar.set_postfix_str(event.message + left)
-            elif isinstance(event, KeyframeReady) and event.source == "placeholder":
-                bar.write(f"Scene {event.scene_index + 1}: placeholder — {event.reason}")
-            elif isinstance(event, MorphReady) and event.source == "crossfade":
-                k = event.boundary + 1
-                bar.write(f"Morph {k}→{k + 1}: crossfade — {event.reason}")
+                bar.message = event.message + left
+                bar.refresh()
             elif isinstance(event, Done):
                 bar.n = 1000
                 bar.close()
@@ -196,6 +185,16 @@ def _run(renderer, storyboard, args) -> int:
     return 1
 
 
+class _Bar(tqdm):
+    """tqdm's bar with a ``message`` after it (its own postfix would start with a comma)."""
+
+    message = ""
+
+    @property
+    def format_dict(self) -> dict[str, Any]:
+        return {**super().format_dict, "message": self.message}
+
+
 def _deliver(done: Done, args) -> int:
     try:
         args.output.parent.mkdir(parents=True, exist_ok=True)
@@ -211,6 +210,9 @@ def _deliver(done: Done, args) -> int:
     print(f"{args.output}: {report.width}x{report.height}, {report.fps} fps, {report.frames} frames, "
           f"{report.duration:.2f} s, {len(report.fallbacks)} placeholder scene(s)"
           + (f", cut on {len(report.beats)} beat(s)" if report.beats else ""))
+    for group in fallback_groups(report):  # one line per reason, not one per scene or morph
+        made = "placeholder" if group.what == "scene" else "crossfade instead of the morph"
+        print(f"{group.label()}: {made} — {group.reason}")
     for note, scenes in _notes(report).items():  # what a remote backend did not send
         print(f"note: scene(s) {', '.join(scenes)}: {note}")
     return 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -94,3 +95,10 @@ def remove_old_outputs(output_dir: Path, max_age_hours: float, now: float | None
     if removed:
         log.info("Removed %d render folders older than %g hours", removed, max_age_hours)
     return removed
+
+
+def file_stem(text: str, fallback: str = "scene2video", words: int = 6) -> str:
+    """A short, safe file name stem from a title or a prompt: lower-case words joined by '-'."""
+    found = re.findall(r"[^\W_]+", text.lower())[:words]
+    stem = "-".join(found)[:60].strip("-")
+    return stem or fallback

@@ -27,12 +27,12 @@ from dataclasses import replace
 from itertools import chain
 from functools import partial
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Generator, Iterator
 
 import numpy as np
 from PIL import Image
 
-from .audio.soundtrack import prepare_soundtrack
+from .audio.soundtrack import Soundtrack, prepare_soundtrack
 from .contract.errors import RenderCancelled, StoryboardError, public_message
 from .contract.footage import Footage
 from .contract.events import Done, Event, Failed, KeyframeReady, MorphReady, Progress, RenderReport, SceneReport
@@ -111,10 +111,7 @@ class Renderer:
         started = time.monotonic()
         reports: dict[int, SceneReport] = {}
         morphs: dict[int, MorphReady] = {}
-        if storyboard.audio:
-            yield Progress("loading", 0.0, "Fitting the scenes to the audio" +
-                           (" (finding the beats)" if storyboard.cut_on_beats else ""))
-        soundtrack = prepare_soundtrack(with_source_sound(storyboard), check=partial(_raise_if_set, cancel))
+        soundtrack = yield from _fitted_to_audio(with_source_sound(storyboard), cancel)
         storyboard = soundtrack.storyboard  # durations fitted to the audio, if any: both stages use these
         plan = plan_timeline(storyboard)
         progress = RenderProgress(storyboard, plan.total_frames, ai=storyboard.use_ai and self.model is not None)
@@ -150,7 +147,7 @@ class Renderer:
         info = self.model.info() if self.model is not None and storyboard.use_ai else None
         report = RenderReport(
             width=storyboard.preset.width, height=storyboard.preset.height, fps=storyboard.output_fps,
-            frames=plan.total_frames, duration=plan.total_frames / storyboard.output_fps,
+            frames=plan.total_frames, duration=round(plan.total_frames / storyboard.output_fps, 3),
             scenes=_placed(reports, plan),
             model=info.model if info else "", device=info.device if info else "",
             seconds_taken=round(time.monotonic() - started, 3), transitions=transition_reports(plan, morphs),
@@ -189,6 +186,37 @@ class Renderer:
         except BaseException:
             encoder.abort()
             raise
+
+
+FIT_TICK_S = 0.5  # how often the fitting step says how long it has taken
+
+
+def _fitted_to_audio(storyboard: Storyboard, cancel: threading.Event) -> Generator[Progress, None, Soundtrack]:
+    """The storyboard fitted to its soundtrack (``prepare_soundtrack``), with a Progress every
+    :data:`FIT_TICK_S` saying how long it has taken: finding the beats can take seconds (a long song),
+    or half a minute while the beat tracker is first compiled in a fresh environment."""
+    if not storyboard.audio:
+        return prepare_soundtrack(storyboard)
+    what = "Fitting the scenes to the audio" + (" (finding the beats)" if storyboard.cut_on_beats else "")
+    yield Progress("loading", 0.0, what)
+    outcome: dict[str, object] = {}
+
+    def fit() -> None:
+        try:
+            outcome["result"] = prepare_soundtrack(storyboard, check=partial(_raise_if_set, cancel))
+        except BaseException as exc:  # handed to the render's thread, which raises it
+            outcome["error"] = exc
+
+    started = time.monotonic()
+    worker = threading.Thread(target=fit, name="scene2video-fit", daemon=True)
+    worker.start()
+    worker.join(FIT_TICK_S)
+    while worker.is_alive():
+        yield Progress("loading", 0.0, f"{what} · {time.monotonic() - started:.0f} s")
+        worker.join(FIT_TICK_S)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]
 
 
 def _raise_if_set(cancel: threading.Event) -> None:

@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
 # Installs what the tests need on a fresh Debian/Ubuntu machine, then runs every test.
+# Python packages: requirements-dev.txt in a virtual environment (the active one, else the project's .venv:
+# scripts/venv.sh).
 # System packages: ffmpeg/ffprobe (Gradio's streaming video), Chromium (browser tests) and
 # Noto CJK (placeholder frames for CJK prompts; the paths are pipeline/images/placeholder.py's _CJK_FONTS)
 # and Noto Color Emoji (emoji in the page, e.g. in prompts, in Chromium; placeholder frames leave them out).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/venv.sh
+use_project_python requirements-dev.txt
+[ -z "${SCENE2VIDEO_ENV_ONLY:-}" ] || exit 0
 
 need_apt=()
 command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || need_apt+=(ffmpeg)
@@ -31,6 +36,5 @@ if ((${#need_apt[@]})); then
   fi
 fi
 
-python3 -m pip install -q -r requirements-dev.txt
 # Never 'playwright install': the browser tests drive the system's /usr/bin/chromium.
-python3 -m pytest "$@"
+exec "$PYTHON" -m pytest "$@"

@@ -35,3 +35,19 @@ def tiny_decoder_dir(tiny_model_dir: Path) -> Path:
     from tiny_model import build_tiny_autoencoder
 
     return build_tiny_autoencoder(tiny_model_dir.parent / "tiny_decoder")
+
+
+@pytest.fixture(scope="session")
+def tiny_ltx_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random LTX-Video (LTXConditionPipeline) folder, built once per test session."""
+    from tiny_video_model import build_tiny_ltx_pipeline
+
+    return build_tiny_ltx_pipeline(tmp_path_factory.mktemp("tiny_ltx"))
+
+
+@pytest.fixture(scope="session")
+def tiny_wan_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random Wan image-to-video (first-last-frame) folder, built once per test session."""
+    from tiny_video_model import build_tiny_wan_pipeline
+
+    return build_tiny_wan_pipeline(tmp_path_factory.mktemp("tiny_wan"))

@@ -64,11 +64,16 @@ def test_render_endpoint_and_page_make_a_morph(client, app):
     assert [(t["made"], t["generated"]) for t in page_report["transitions"]] == [("generated", 3)]
 
 
-def test_render_endpoint_rejects_bad_storyboard_with_the_field(client):
+def test_render_endpoint_rejects_bad_storyboard_with_the_field(client, capfd, caplog):
     bad = dict(STORYBOARD, scenes=[{"prompt": "ok", "duration": 1}, {"prompt": "too long", "duration": 500}])
-    with pytest.raises(Exception) as info:
+    capfd.readouterr()
+    with caplog.at_level(logging.INFO), pytest.raises(Exception) as info:
         client.predict(json.dumps(bad), api_name="/render")
     assert "Scene 2: duration must be between 0.5 and 60 seconds" in str(info.value)
+    # Issue 26: each refusal printed a 38-line traceback; now one line in the log (the traceback at debug).
+    assert "Traceback" not in capfd.readouterr().err
+    refused = [r.getMessage() for r in caplog.records if r.name == "ui.handlers" and r.levelno == logging.INFO]
+    assert refused == ["Refused a /render request: Scene 2: duration must be between 0.5 and 60 seconds (got 500)."]
 
 
 def test_the_api_is_render_alone_typed_and_documented(client):
@@ -79,6 +84,13 @@ def test_the_api_is_render_alone_typed_and_documented(client):
                                                                             "reference_image", "source_video"]
     assert render["parameters"][0]["type"]["type"] == "string"
     assert render["returns"][0]["python_type"]["type"] == "filepath" and "storyboard" in render["description"]
+    # Written from the field descriptions (issue 26: morph, morph_frames and decoder were missing).
+    from pipeline.contract.fields import BOARD_FIELDS, SCENE_FIELDS, TRANSITIONS
+
+    for spec in (*SCENE_FIELDS, *BOARD_FIELDS):
+        assert f'"{spec.name}"' in render["description"], spec.name
+    assert f"({', '.join(TRANSITIONS)})" in render["description"] and "morph" in TRANSITIONS
+    assert '"decoder" (auto, full, tiny)' in render["description"]
 
 
 def test_an_mcp_client_lists_render_and_calls_it(app):

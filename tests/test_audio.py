@@ -7,6 +7,7 @@ check reads the files back with ffprobe/ffmpeg as a user's tools would.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from media import probe
-from pipeline import Done, Limits, Renderer, StoryboardError, parse_storyboard
+from pipeline import Done, Limits, Progress, Renderer, StoryboardError, parse_storyboard
 from pipeline.audio.fit import scale_to_total, snap_to_beats
 from pipeline.audio.track import AudioTrack
 from pipeline.video.encoder import EncodeSettings, SegmentedEncoder, ffmpeg_exe
@@ -139,6 +140,45 @@ def test_snapping_picks_the_nearest_beat():
     assert fitted.durations == pytest.approx((1.97, 2.0, 2.13))
 
 
+def test_cuts_after_a_short_songs_end_stay_where_the_scenes_put_them(tmp_path):
+    """Issue 26: 4 scenes of 3 s over a 6 s click track at 120 BPM gave 3.0/1.5/1.0/6.5 s (the cuts after the
+    song's end were pulled onto its last beats); the cut at 3 s is on a beat, those at 6 and 9 s stay."""
+    from pipeline.audio.soundtrack import prepare_soundtrack
+
+    song = write_wav(tmp_path / "clicks.wav", click_track(6.0, 0.5 * np.arange(12)))
+    sb = parse_storyboard(board(song, durations=(3.0, 3.0, 3.0, 3.0), transition="cut", cut_on_beats=True))
+    fitted = prepare_soundtrack(sb)
+    assert [scene.duration for scene in fitted.storyboard.scenes] == pytest.approx([3.0, 3.0, 3.0, 3.0], abs=0.02)
+    assert fitted.beats_used == pytest.approx((3.0,), abs=0.02)
+
+
+def _interval_around(cut: float, beats: list[float]) -> float:
+    """The gap between the beats on either side of ``cut`` (the first or last gap outside them)."""
+    i = min(max(int(np.searchsorted(beats, cut)), 1), len(beats) - 1)
+    return beats[i] - beats[i - 1]
+
+
+@given(durations_st, st.lists(st.floats(0.05, 3.0), min_size=2, max_size=40), st.floats(0.0, 1.0))
+@settings(max_examples=150, deadline=None)
+def test_snapping_moves_a_cut_at_most_half_a_beat_never_past_the_songs_end_never_out_of_order(durations, gaps,
+                                                                                             song_share):
+    total = sum(durations)
+    song_end = song_share * total
+    beats = [b for b in np.cumsum(gaps).tolist() if b <= song_end]
+    fitted = snap_to_beats(durations, beats, 0.5, 60.0, song_end=song_end)
+    before = np.cumsum(durations)[:-1]
+    after = np.cumsum(fitted.durations)[:-1]
+    assert abs(sum(fitted.durations) - total) < 1e-6
+    assert all(0.5 - 1e-9 <= d <= 60.0 + 1e-9 for d in fitted.durations)  # so the cuts keep their order
+    assert all(b - a >= 0.5 - 1e-9 for a, b in zip(after, after[1:]))
+    for old, new in zip(before, after):
+        if abs(new - old) < 1e-9:
+            continue
+        assert old <= song_end + 1e-9 and new <= song_end + 1e-9, (old, new, song_end)
+        assert len(beats) >= 2 and abs(new - old) <= _interval_around(old, beats) / 2 + 1e-9, (old, new, beats)
+        assert min(abs(new - b) for b in beats) < 1e-9
+
+
 # --- the encoder: AAC in the MP4, PCM in the segments ------------------------------------------
 
 def encode_with(tmp_path, track: AudioTrack | None, frames: int, segment_seconds: float = 1.0):
@@ -246,6 +286,24 @@ def test_cuts_land_on_the_clicks_of_a_click_track(tmp_path):
         assert abs(beat - cut / FPS) <= 0.5 / FPS + 1e-9
     audio = probe_audio_stream(done.video_path)
     assert audio.codec == "aac" and abs(audio.duration - report.duration) <= 1 / FPS
+
+
+def test_fitting_says_how_long_it_has_taken_while_it_runs(tmp_path, monkeypatch):
+    """Issue 26: the first fit (the beat tracker's compile) showed an unchanging line for half a minute.
+    The tick is made short here so that a fit of a fraction of a second shows several."""
+    from pipeline import renderer as renderer_module
+
+    monkeypatch.setattr(renderer_module, "FIT_TICK_S", 0.005)
+    song = write_wav(tmp_path / "clicks.wav", click_track(10.0, 0.5 * np.arange(20)))
+    sb = parse_storyboard(board(song, durations=(3.0, 3.0, 3.0), transition="cut", cut_on_beats=True, fps=4))
+    events = list(Renderer(tmp_path / "out").render(sb))
+    assert isinstance(events[-1], Done), events[-1]
+    fitting = [e.message for e in events if isinstance(e, Progress) and e.message.startswith("Fitting")]
+    assert fitting[0] == "Fitting the scenes to the audio (finding the beats)"
+    ticks = [re.fullmatch(r"Fitting the scenes to the audio \(finding the beats\) · (\d+) s", m) for m in fitting[1:]]
+    assert len(ticks) >= 2 and all(ticks), fitting
+    seconds = [int(t.group(1)) for t in ticks]
+    assert seconds == sorted(seconds)
 
 
 def test_transitions_are_centred_on_the_beats(tmp_path):

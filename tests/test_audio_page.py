@@ -66,7 +66,7 @@ def test_page_uploads_a_song_cuts_on_its_beats_and_the_live_video_has_sound(app)
             page.locator("#audio input[type=file]").set_input_files(str(song))
             page.wait_for_selector("#audio #waveform", state="attached", timeout=20_000)  # its waveform is drawn
             page.locator("#cut-on-beats input").check()
-            page.click("text=Advanced")
+            page.get_by_text("Advanced", exact=True).click()
             page.locator("label:has-text('Use the AI model') input").uncheck()
             page.click("#generate")
             # The live player decodes sound from the streamed segments while the render goes on.

@@ -57,7 +57,7 @@ def test_the_live_video_plays_before_the_last_keyframe_exists(tmp_path, tiny_mod
             # (x264 looks ahead a second or so before it closes a segment).
             edit(page, 0, 1, 8)
             # One step per image: a batch then sends no step preview until all its images exist.
-            page.click("text=Advanced")
+            page.get_by_text("Advanced", exact=True).click()
             steps = page.locator("label:has-text('Steps') input")
             for _ in range(3):  # a field just shown may reset once
                 steps.fill("1")

@@ -32,15 +32,30 @@ def test_cli_renders_and_writes_the_report(tmp_path):
     assert re.search(r"100%\|[█#]+\|", result.stderr), result.stderr  # the tqdm bar reached the end
 
 
-def test_cli_says_when_a_morph_falls_back_to_a_crossfade(tmp_path):
+def test_cli_says_once_per_reason_which_scenes_and_morphs_fell_back(tmp_path):
+    """Issue 26: the same long reason was repeated once per scene and once per morph."""
     sb = tmp_path / "sb.json"
-    sb.write_text(json.dumps({"scenes": [{"prompt": "a", "duration": 1}, {"prompt": "b", "duration": 1}],
+    sb.write_text(json.dumps({"scenes": [{"prompt": p, "duration": 1} for p in "abcd"],
                               "quality": "draft", "fps": 12, "transition": "morph", "use_ai": False}))
     result = cli("render", sb, "-o", tmp_path / "out.mp4", "--report", tmp_path / "r.json", "--quiet")
     assert result.returncode == 0, result.stderr
-    assert "Morph 1→2: crossfade — AI frames are switched off" in result.stderr + result.stdout
-    (transition,) = json.loads((tmp_path / "r.json").read_text())["transitions"]
-    assert (transition["made"], transition["frames"]) == ("crossfade", 6)
+    said = result.stderr + result.stdout
+    assert "Morphs 1→2, 2→3, 3→4: crossfade instead of the morph — AI frames are switched off" in said, said
+    assert "Scenes 1–4: placeholder — AI frames are switched off" in said, said
+    assert said.count("AI frames are switched off") == 2, said
+    transitions = json.loads((tmp_path / "r.json").read_text())["transitions"]
+    assert [(t["made"], t["frames"]) for t in transitions] == [("crossfade", 6)] * 3
+
+
+@pytest.mark.parametrize("name", ["x.txt", "video"])
+def test_an_output_that_is_not_an_mp4_is_refused(tmp_path, name):
+    """Issue 26: `-o x.txt` silently wrote an MP4 named .txt."""
+    sb = tmp_path / "sb.json"
+    sb.write_text(json.dumps({"scenes": [{"prompt": "a", "duration": 1}], "use_ai": False, "quality": "draft"}))
+    result = cli("render", sb, "-o", tmp_path / name, "--quiet")
+    assert result.returncode == 2 and not (tmp_path / name).exists()
+    assert result.stderr == (f"error: -o/--output must name an .mp4 file (got '{name}'), "
+                             f"e.g. {Path(name).with_suffix('.mp4')}.\n")
 
 
 def test_cli_bad_storyboard_exits_2_with_one_line(tmp_path):
@@ -124,6 +139,8 @@ def assert_one_bar_with_messages_above_it(stderr: str) -> None:
         text = line.split("\r")[-1]
         assert not re.search(r"\d+%\|.*(WARNING|Scene \d+:|\[transformers\]|\[diffusers\])", text), line
     assert "requires torchvision" not in stderr  # advice to install what this project leaves out on purpose
+    assert not re.search(r"\|\s*,", stderr), stderr  # the message follows the bar, with no stray comma
+    assert re.search(r"\| scene \d+ of \d+", stderr), stderr
 
 
 def test_no_ai_bar_keeps_its_stage_order_and_warnings_sit_above_it(tmp_path):

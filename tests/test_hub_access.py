@@ -3,6 +3,7 @@ is asked) and says why; a reachable hub (a real local HTTP server) is seen as re
 
 import http.server
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -37,6 +38,22 @@ def offline_env(tmp_path: Path) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
     env.update(HF_ENDPOINT=UNREACHABLE, HF_HOME=str(tmp_path / "hf"), OMP_NUM_THREADS="1")
     return env
+
+
+def test_the_log_gives_the_pages_reason_and_the_traceback_only_at_debug(caplog):
+    """Issue 26: the log printed diffusers' `OSError: ... does not appear to have a file named
+    model_index.json`, which contradicts the page's reason (offline)."""
+    from pipeline.images.diffusers_backend import ModelManager
+
+    manager = ModelManager("org/not-downloaded", "cpu")  # HF_HUB_OFFLINE=1 in the tests (conftest.py)
+    with caplog.at_level(logging.DEBUG, logger="pipeline.images.diffusers_backend"):
+        manager.load()
+    records = [r for r in caplog.records if r.name == "pipeline.images.diffusers_backend"]
+    warnings = [r for r in records if r.levelno == logging.WARNING]
+    assert [r.getMessage() for r in warnings] == [manager.load_error]
+    assert hub_access.OFFLINE_REASON in manager.load_error and "model_index.json" not in manager.load_error
+    assert not any(r.exc_info for r in records if r.levelno > logging.DEBUG)
+    assert any(r.exc_info for r in records if r.levelno == logging.DEBUG)
 
 
 @pytest.mark.slow

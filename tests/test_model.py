@@ -19,7 +19,7 @@ from keyframe_requests import request
 
 from pipeline.images.batching import auto_batch_size, needs_cpu_offload
 from pipeline.images.generation import REASON_BLANK, REASON_OUT_OF_MEMORY, REASON_STOPPED, GeneratedImage
-from pipeline.images import diffusers_backend as model_module
+from pipeline.images.resident import pick_dtype
 from pipeline.images import registry as registry_module
 from pipeline.images.diffusers_backend import ModelManager
 from pipeline.images.model_names import (
@@ -394,11 +394,11 @@ def test_device_and_dtype_choice(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
     assert ModelManager("x").device == "cuda"
-    assert model_module._pick_dtype("cuda") is torch.float16
+    assert pick_dtype("cuda") is torch.float16
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
-    assert model_module._pick_dtype("cuda:1") is torch.bfloat16
-    assert model_module._pick_dtype("mps") is torch.float16
-    assert model_module._pick_dtype("cpu") is torch.float32
+    assert pick_dtype("cuda:1") is torch.bfloat16
+    assert pick_dtype("mps") is torch.float16
+    assert pick_dtype("cpu") is torch.float32
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
     assert ModelManager("x").device == "mps"

@@ -19,6 +19,15 @@ def renderer(tmp_path):
     return Renderer(tmp_path / "outputs")  # no model: placeholder frames
 
 
+def test_the_reports_duration_is_rounded_to_the_millisecond(renderer):
+    """Issue 26: the report said 5.916666666666667 s."""
+    sb = parse_storyboard({"scenes": [{"prompt": "a", "duration": 1}, {"prompt": "b", "duration": 0.96}],
+                           "quality": "draft", "transition": "cut", "use_ai": False})
+    done = run(renderer, sb)[-1]
+    assert done.report.frames == 47 and done.report.duration == 1.958
+    assert json.loads(done.report_path.read_text())["duration"] == 1.958
+
+
 def test_draft_render_is_browser_ready_h264(renderer):
     sb = parse_storyboard({"scenes": [{"prompt": "a red fox in snow", "duration": 1.3},
                                       {"prompt": "a snowy forest at night", "duration": 1.2, "motion": "zoom_in"}],
@@ -114,6 +123,8 @@ def test_keyframes_are_reported_in_scene_order(renderer):
     ready = [e for e in events if isinstance(e, KeyframeReady)]
     assert [e.scene_index for e in ready] == [0, 1, 2, 3]
     assert all("switched off" in e.reason for e in ready)
+    # In the user's words (the field's label), not the field's internal name (issue 26).
+    assert all('"Use the AI model" is off' in e.reason and "use_ai" not in e.reason for e in ready)
 
 
 def test_closing_right_after_done_keeps_the_video(renderer):

@@ -61,6 +61,34 @@ def test_bad_input_names_scene_and_field(data, message):
     assert "\n" not in str(info.value)
 
 
+def test_every_bad_field_is_reported_at_once_with_where_it_is():
+    """Issue 26: a seed "abc", an empty prompt and a duration of 500 took three Generates to find."""
+    data = {"scenes": [{"prompt": "a", "duration": 1, "seed": "abc"}, {"prompt": " ", "duration": 1},
+                       {"prompt": "c", "duration": 500}]}
+    with pytest.raises(StoryboardError) as caught:
+        parse_storyboard(data)
+    assert str(caught.value) == ("Scene 1: seed must be a number (got 'abc'). "
+                                 "Scene 2: prompt is empty; describe what the scene shows. "
+                                 "Scene 3: duration must be between 0.5 and 60 seconds (got 500).")
+    assert [(p.scene, p.field) for p in caught.value.problems] == [(1, "seed"), (2, "prompt"), (3, "duration")]
+
+
+def test_past_a_few_problems_the_rest_are_counted():
+    data = {"scenes": [{"prompt": "", "duration": 1} for _ in range(6)], "fps": 0}
+    with pytest.raises(StoryboardError) as caught:
+        parse_storyboard(data)
+    message = str(caught.value)
+    assert message.startswith("Scene 1: prompt is empty") and message.endswith(" And 4 more problems.")
+    assert len(caught.value.problems) == 7 and caught.value.problems[-1].field == "fps"
+    assert caught.value.problems[-1].scene is None and len(message) <= 300
+
+
+def test_a_missing_field_says_what_it_is_in_one_sentence():
+    with pytest.raises(StoryboardError) as caught:
+        parse_storyboard({"scenes": [{"prompt": "a"}]})
+    assert str(caught.value) == "Scene 1: duration is missing (seconds on screen)."
+
+
 def test_limits_are_configurable():
     limits = Limits(max_scenes=1, max_prompt_chars=5, max_total_seconds=2, allowed_qualities=("draft",))
     with pytest.raises(StoryboardError, match="2 scenes given; the most allowed is 1"):

@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from media import probe
 from pipeline import Done, Renderer, Storyboard, StoryboardError, parse_storyboard
 from pipeline.cli import main as cli_main
+from pipeline.contract.fields import BOARD_FIELDS, SCENE_FIELDS
 from pipeline.video.timeline import plan_timeline
 from server import app_settings, ffmpeg_children, running_app
 from storyboard_strategies import any_board, board_text, names_a_field
@@ -99,6 +100,40 @@ def test_any_storyboard_given_to_the_library_parses_or_gets_one_line(tmp_path):
 def _bounds(storyboard: Storyboard) -> list[int]:
     plan = plan_timeline(storyboard)
     return [scene.start for scene in plan.scenes] + [plan.total_frames]
+
+
+# Values each field refuses whatever the rest of the storyboard holds.
+_BAD_SCENE = {"prompt": "", "duration": 500, "seed": "abc", "motion": "spin", "negative_prompt": 7}
+_BAD_BOARD = {"quality": "ultra", "transition": "spin", "fps": 0, "steps": -1, "use_ai": "yes", "fit": "song"}
+
+
+@settings(max_examples=300, **FAST)
+@given(scenes=st.lists(st.sets(st.sampled_from(sorted(_BAD_SCENE))), min_size=1, max_size=12),
+       board_bad=st.sets(st.sampled_from(sorted(_BAD_BOARD))))
+def test_many_bad_fields_are_all_listed_and_the_message_stays_one_short_line(scenes, board_bad):
+    data = {"scenes": [{"prompt": "ok", "duration": 1, **{name: _BAD_SCENE[name] for name in bad}} for bad in scenes],
+            **{name: _BAD_BOARD[name] for name in board_bad}}
+    expected = [(number, name) for number, bad in enumerate(scenes, 1) for name in SCENE_ORDER if name in bad]
+    expected += [(None, name) for name in BOARD_ORDER if name in board_bad]
+    if not expected:
+        assert parse_storyboard(data)
+        return
+    with pytest.raises(StoryboardError) as caught:
+        parse_storyboard(data)
+    message = str(caught.value)
+    assert names_a_field(message), message
+    assert [(p.scene, p.field) for p in caught.value.problems] == expected
+    for problem in caught.value.problems:
+        where = f"Scene {problem.scene}: " if problem.scene else "Storyboard: "
+        assert problem.message.startswith(where + problem.field) and "\n" not in problem.message
+    shown = message.count("Scene ") + message.count("Storyboard: ")
+    assert 1 <= shown <= 3 and (shown == len(expected)) == ("more problem" not in message)
+    if shown < len(expected):
+        assert message.endswith(f" And {len(expected) - shown} more {'problem' if len(expected) - shown == 1 else 'problems'}.")
+
+
+SCENE_ORDER = [spec.name for spec in SCENE_FIELDS]
+BOARD_ORDER = [spec.name for spec in BOARD_FIELDS]
 
 
 # --------------------------------------------------------------------------- the CLI

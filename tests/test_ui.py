@@ -98,7 +98,7 @@ def test_every_storyboard_field_has_a_widget_by_name_and_the_page_round_trips_ex
         shown = handlers.load_example(name)  # {component: value}: the table rows and every control
         expected = load_example(name).with_changes(model=server_model)  # the page names its model
         assert handlers.storyboard(shown) == expected
-        exported = Path(handlers.export({**shown, handlers.title: name})[handlers.outputs["export_file"]].value["path"])
+        exported = Path(handlers.export({**shown, handlers.title: name})[handlers.outputs["export_file"]])
         assert exported.name == f"{name.replace('_', '-')}.json"  # named after the storyboard
         assert json.loads(exported.read_text(encoding="utf-8")) == expected.to_dict()
         imported = handlers.import_file(str(exported))
@@ -133,10 +133,35 @@ def test_without_model_change_a_storyboard_naming_another_model_gets_one_clear_m
 
 def test_a_turbo_model_at_guidance_0_says_negative_prompts_have_no_effect(page):
     _, handlers = page  # the default model, sd-turbo: guidance 0 unless the storyboard says otherwise
-    with_negative = rows_to_storyboard([["a", 1, "", "blurry", ""]])
-    assert "Negative prompts have no effect" in handlers.note(with_negative)
-    assert handlers.note(with_negative.with_changes(guidance_scale=5.0)) == ""
-    assert handlers.note(rows_to_storyboard([["a", 1, "", "", ""]])) == ""
+    with_negative = rows_to_storyboard([["a", 1, "", "", ""], ["b", 1, "", "blurry", ""]])
+    note, scenes = handlers.note(with_negative)
+    assert "Negative prompts have no effect" in note and scenes == {1}  # about scene 2, the one with one
+    assert handlers.note(with_negative.with_changes(guidance_scale=5.0))[0] == ""
+    assert handlers.note(with_negative.with_changes(use_ai=False))[0] == ""
+    assert handlers.note(rows_to_storyboard([["a", 1, "", "", ""]]))[0] == ""
+
+
+def test_advice_comes_below_the_result_and_only_when_the_model_made_a_picture_it_is_about(tmp_path):
+    """Issue 26: "Negative prompts have no effect" showed on every default render, above the result,
+    even when every scene was a placeholder (no model loaded)."""
+    from pipeline import Done, RenderReport, SceneReport
+    from ui.render_view import OUTPUT_NAMES, PageRender
+
+    advice = "ℹ️ Negative prompts have no effect at guidance 0"
+    video = tmp_path / "v.mp4"
+    video.write_bytes(b"")
+
+    def notice(*sources):
+        report = RenderReport(854, 480, 24, 48, 2.0, tuple(SceneReport(i, source, "offline" if source == "placeholder"
+                                                                       else "") for i, source in enumerate(sources)))
+        view = PageRender({name: name for name in OUTPUT_NAMES}, False, note=advice, note_scenes=frozenset({1}))
+        (update,) = list(view.updates(event for event in [Done(video, report)]))
+        return update["notice"]
+
+    made = notice("placeholder", "ai")
+    assert made.startswith("**Done**") and made.index("placeholder") < made.index(advice)  # result first
+    assert advice not in notice("ai", "placeholder")  # the scene with the negative prompt is a placeholder
+    assert advice in notice("placeholder", "cache")  # a cached AI picture was made by the model too
 
 
 def test_the_model_line_says_loaded_loading_or_failed():
@@ -222,6 +247,83 @@ def test_the_notice_says_why_a_morph_became_a_crossfade():
     notice = report_notice(RenderReport(854, 480, 24, 96, 4.0, scenes, seconds_taken=1.0, transitions=transitions))
     assert "Morph 2→3: drawn as a crossfade — scene 3 is a placeholder (out of GPU memory)." in notice
     assert "Morph 1→2" not in notice
+
+
+def test_fallback_reasons_are_said_once_each_with_the_scenes_and_morphs_they_hit():
+    """Issue 26: a model that failed to load repeated its long reason once per morph."""
+    from pipeline import RenderReport, SceneReport, TransitionReport
+    from pipeline.contract.fallbacks import fallback_groups, numbers_text
+    from ui.render_view import report_notice
+
+    offline = "Model 'x' could not be loaded (offline or not found)"
+    scenes = tuple(SceneReport(i, "placeholder", offline) for i in range(5)) + (SceneReport(5, "ai"),)
+    transitions = tuple(TransitionReport(i, "morph", 6, "crossfade", reason=f"{offline}.") for i in range(3)) + (
+        TransitionReport(3, "morph", 6, "crossfade", reason="scene 5 is a placeholder"),
+        TransitionReport(4, "morph", 6, "generated", 6))
+    report = RenderReport(854, 480, 24, 144, 6.0, scenes, seconds_taken=1.0, transitions=transitions)
+    assert [(g.label(), g.reason) for g in fallback_groups(report)] == [
+        ("Scenes 1–5", offline), ("Morphs 1→2, 2→3, 3→4", offline), ("Morph 4→5", "scene 5 is a placeholder")]
+    notice = report_notice(report)
+    assert notice.count(offline) == 2, notice  # once for the scenes, once for the morphs
+    assert f"- Scenes 1–5: {offline}" in notice
+    assert f"Morphs 1→2, 2→3, 3→4: drawn as a crossfade — {offline}." in notice
+    assert numbers_text([1, 2, 4, 5, 6, 9]) == "1, 2, 4–6, 9"
+
+
+def test_row_tools_on_a_scene_that_is_not_there_say_so_and_change_nothing(page):
+    """Issue 26: Scene # 99, then Delete, did nothing and said nothing."""
+    _, handlers = page
+    table, number, notice = handlers.form.widgets["scenes"], handlers.outputs["row_number"], handlers.outputs["notice"]
+    rows = [["a", 1, "", "", "none"], ["b", 1, "", "", "none"]]
+    for refused in (handlers.delete(rows, 99), handlers.move(rows, 99, -1), handlers.delete(rows, 0),
+                    handlers.delete(rows, None), handlers.move(rows, 1.5, 1)):
+        assert list(refused) == [notice] and "the table has 2 rows: pick 1 to 2" in refused[notice]
+    assert handlers.move(rows, 1, -1) == {notice: "Scene 1 is already the first one."}
+    deleted = handlers.delete(rows, 2)
+    assert deleted[table] == rows[:1] and deleted[number] == 1  # the last one gone: the new last one selected
+    added = handlers.add(rows)
+    assert len(added[table]) == 3 and added[number] == 3  # the new scene is the selected one
+
+
+def test_a_refused_storyboard_marks_its_bad_cells_and_fields(page):
+    """The page part of issue 26's point 8: each problem's cell (scene and column) or board field gets a
+    mark; scenes count the scenes, not blank rows; a row tool that moves rows takes the marks away."""
+    from types import SimpleNamespace
+
+    _, handlers = page
+    rows = [["a", 1, "abc", "", "none"], ["", None, "", "", ""], ["", 500, "", "", "none"]]
+    exc = StoryboardError("Scene 1: seed must be a number (got 'abc'); Scene 2: prompt is empty; and 2 more")
+    exc.problems = [SimpleNamespace(scene=1, field="seed", message="seed must be a number"),
+                    SimpleNamespace(scene=2, field="prompt", message="prompt is empty"),
+                    SimpleNamespace(scene=2, field="duration", message="duration must be between 0.5 and 60"),
+                    SimpleNamespace(scene=None, field="transition_duration", message="too long"),
+                    SimpleNamespace(scene=9, field="seed", message="no such scene: no mark")]
+    updates = handlers.refused({handlers.form.widgets["scenes"]: rows}, exc)
+    assert updates[handlers.outputs["notice"]] == f"❌ **Please fix the storyboard:** {exc}"  # the one line
+    css = updates[handlers.outputs["bad_cells"]]
+    assert '#scenes [data-row="0"][data-col="2"]' in css  # scene 1's seed
+    assert '#scenes [data-row="2"][data-col="0"]' in css and '#scenes [data-row="2"][data-col="1"]' in css
+    assert "#field-transition_duration" in css and 'data-row="1"' not in css and 'data-row="8"' not in css
+    assert handlers.refused({}, StoryboardError("plain"))[handlers.outputs["bad_cells"]] == ""  # no problems: no marks
+    assert handlers.move(rows, 3, -1)[handlers.outputs["bad_cells"]] == ""
+
+
+def test_the_first_screen_says_when_no_ai_picture_can_be_made_and_only_then(tmp_path, tiny_model_dir):
+    """Issue 26: nothing on the first screen said that no model could run, nor what to do."""
+    pool = RendererPool(app_settings(tmp_path, model=str(tmp_path / "no-such-model")))
+    _, handlers = ui.layout.build_page(pool)
+    line, _timer, notice = handlers.model_state(None, None, True)
+    assert notice.visible is False, "not loaded yet: nothing known, nothing said"
+    pool.get().model.load()
+    line, _timer, notice = handlers.model_state(None, None, True)
+    assert "failed" in line and notice.visible is True
+    assert "No AI pictures here" in notice.value and "--model" in notice.value
+    assert "OPENAI_API_KEY" in notice.value and "HF_TOKEN" in notice.value and "<summary>Why?</summary>" in notice.value
+    assert handlers.model_state(None, None, False)[2].visible is False  # AI switched off on purpose
+    pool = RendererPool(app_settings(tmp_path, model=str(tiny_model_dir)))
+    pool.get().model.load()
+    line, _timer, notice = ui.layout.build_page(pool)[1].model_state(None, None, True)
+    assert "loaded" in line and notice.visible is False  # a model that loads: no notice
 
 
 JSON_VALUES = st.recursive(

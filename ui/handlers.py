@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import tempfile
 import time
 from pathlib import Path
@@ -30,8 +31,13 @@ from pipeline.service import RendererPool
 from . import sessions
 from .examples import load_example
 from .form import SCENES, BoardForm
+from .marks import marks_css, problems_of
+from .model_notice import cannot_make_pictures, no_ai_notice
 from .render_view import PageRender, api_updates, file_stem, render_ended, render_started
-from .table import cell, move_row, read_shown, scene_choice, set_cell, shown_values, storyboard_to_rows
+from .table import (add_row, cell, delete_row, move_row, no_such_scene, read_shown, scene_choice, set_cell,
+                    shown_values, storyboard_to_rows)
+
+log = logging.getLogger(__name__)
 
 FIX = "❌ **Please fix the storyboard:**"
 NEGATIVE_IGNORED = ("ℹ️ Negative prompts have no effect at guidance {guidance:g} (few-step models such as "
@@ -67,7 +73,7 @@ class Handlers:
         self.pool = pool
         self.stream = stream
         self.form = form
-        self.outputs = outputs  # by render_view.OUTPUT_NAMES, plus "row_number" and "export_file"
+        self.outputs = outputs  # by render_view.OUTPUT_NAMES, plus "row_number", "export_file" and "ai_notice"
         self.title = title  # a gr.State: the storyboard's name for downloads ("" = from the first prompt)
         self.backend = backend  # the page's backend dropdown (not part of the storyboard), if any
 
@@ -80,7 +86,12 @@ class Handlers:
     def show(self, storyboard: Storyboard) -> dict:
         """Updates that show ``storyboard`` in the table and controls (a blank model: the server's)."""
         return {**self.form.show(storyboard, fallback={"model": self.pool.settings.model}),
-                self.outputs["notice"]: ""}
+                self.outputs["notice"]: "", self.outputs["bad_cells"]: ""}
+
+    def refused(self, data: dict, exc: StoryboardError, prefix: str = FIX) -> dict:
+        """The one-line message beside Generate, and the bad cells and fields marked."""
+        rows = data.get(self.form.widgets[SCENES])
+        return {self.outputs["notice"]: f"{prefix} {exc}", self.outputs["bad_cells"]: marks_css(problems_of(exc), rows)}
 
     def load_example(self, name: str) -> dict:
         return {**self.show(load_example(name)), self.title: name}
@@ -122,21 +133,23 @@ class Handlers:
         if "fps" in self.form.widgets:
             shown[self.form.widgets["fps"]] = str(fps)
         count = len(storyboard.scenes)
-        return {**shown, self.outputs["notice"]: f"🎬 {count} shot(s) found, one scene each: write what each "
-                                                  "shot should look like, then Generate."}
+        return {**shown, self.outputs["bad_cells"]: "",
+                self.outputs["notice"]: f"🎬 {count} shot(s) found, one scene each: write what each shot should look "
+                                        "like, then Generate."}
 
     def export(self, data: dict) -> dict:
+        """The storyboard as a JSON file in the (hidden) download button, which the page then clicks."""
         try:
             storyboard = self.storyboard(data)
-        except StoryboardError as exc:
-            return {self.outputs["notice"]: f"❌ **Cannot export yet:** {exc}"}
+        except StoryboardError as exc:  # and nothing to download (the page clicks the button after this)
+            return {**self.refused(data, exc, "❌ **Cannot export yet:**"), self.outputs["export_file"]: None}
         path = Path(tempfile.mkdtemp(prefix="scene2video-export-")) / f"{self.name(data, storyboard)}.json"
         data = storyboard.to_dict()
         data.pop("audio", None)  # the uploads' server paths mean nothing elsewhere
         data.pop("reference_image", None)
         data.pop("source_video", None)
         path.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
-        return {self.outputs["export_file"]: gr.File(value=str(path), visible=True), self.outputs["notice"]: ""}
+        return {self.outputs["export_file"]: str(path), self.outputs["notice"]: "", self.outputs["bad_cells"]: ""}
 
     def name(self, data: dict, storyboard: Storyboard) -> str:
         """The file name stem for this storyboard's downloads: its imported name, else its first prompt."""
@@ -151,22 +164,23 @@ class Handlers:
         try:
             storyboard = self.storyboard(data)
         except StoryboardError as exc:
-            return {self.outputs["notice"]: f"{FIX} {exc}"}
+            return self.refused(data, exc)
         sessions.queued(request.session_hash)
         updates = {self.outputs[name]: value for name, value in render_started(self.stream).items()}
-        updates[self.outputs["notice"]] = self.note(storyboard)
         updates[self.outputs["token"]] = time.time_ns()  # its change queues the render
         return updates
 
-    def note(self, storyboard: Storyboard) -> str:
-        """What the user should know before the render starts (negative prompts a model ignores)."""
-        if not storyboard.use_ai or not any(scene.negative_prompt for scene in storyboard.scenes):
-            return ""
+    def note(self, storyboard: Storyboard, backend: str | None = None) -> tuple[str, frozenset[int]]:
+        """Advice for after the render (negative prompts the model that will run ignores), and the scenes
+        (0-based) it is about: said only if the model made one of them (see ``PageRender``)."""
+        scenes = frozenset(i for i, scene in enumerate(storyboard.scenes) if scene.negative_prompt)
+        if not storyboard.use_ai or not scenes:
+            return "", frozenset()
         try:
-            guidance = generation_settings(storyboard, self.pool.get(storyboard.model).model).guidance_scale
+            guidance = generation_settings(storyboard, self.pool.get(storyboard.model, backend).model).guidance_scale
         except Exception:  # noqa: BLE001 - a note must never block a render
-            return ""
-        return NEGATIVE_IGNORED.format(guidance=guidance) if guidance <= 1 else ""
+            return "", frozenset()
+        return (NEGATIVE_IGNORED.format(guidance=guidance), scenes) if guidance <= 1 else ("", frozenset())
 
     def generate(self, data: dict, request: gr.Request) -> Iterator[dict]:
         """Render the page's storyboard; streams keyframes, step previews, video segments, then the MP4."""
@@ -174,12 +188,13 @@ class Handlers:
         try:
             storyboard = self.storyboard(data)
         except StoryboardError as exc:  # changed between the click and the start: say so, unlock
-            yield {out[name]: value for name, value in render_ended(f"{FIX} {exc}").items()}
+            yield {**{out[name]: value for name, value in render_ended("").items()}, **self.refused(data, exc)}
             return
         cancel = sessions.begin(request.session_hash)
-        view = PageRender(out, self.stream, f"{self.name(data, storyboard)}.mp4", note=self.note(storyboard))
+        backend = data.get(self.backend) if self.backend is not None else None
+        note, note_scenes = self.note(storyboard, backend)
+        view = PageRender(out, self.stream, f"{self.name(data, storyboard)}.mp4", note=note, note_scenes=note_scenes)
         try:
-            backend = data.get(self.backend) if self.backend is not None else None
             yield from view.updates(self.pool.get(storyboard.model, backend).render(storyboard, cancel))
         except Exception as exc:  # noqa: BLE001 - said on the page, never an error badge
             yield {out[name]: value for name, value in render_ended(f"❌ The render failed: {exc}").items()}
@@ -207,8 +222,10 @@ class Handlers:
             storyboard = parse_storyboard(data, self.pool.settings.limits())
             storyboard = with_uploaded_reference(storyboard, reference_image)
             self.pool.check(storyboard)
-        except StoryboardError as exc:
-            raise gr.Error(str(exc)) from None
+        except StoryboardError as exc:  # the caller's to fix: one line in the log, the traceback only at debug
+            log.info("Refused a /render request: %s", exc)
+            log.debug("The refused request's traceback", exc_info=True)
+            raise gr.Error(str(exc), print_exception=False) from None
         event_id = sessions.current_event_id()
         cancel = sessions.watch_event(event_id)  # set by the request guard when the client cancels
         try:
@@ -220,9 +237,31 @@ class Handlers:
     # -- tools ----------------------------------------------------------------------------------
 
     def move(self, rows: list, number: float | None, offset: int) -> dict:
-        """Move a scene up or down; the moved scene stays the selected one."""
-        rows, number = move_row(rows, number or 0, offset)
-        return {self.form.widgets[SCENES]: rows, self.outputs["row_number"]: number}
+        """Move a scene up or down; the moved scene stays the selected one. No such scene, or nowhere
+        to go: a message, and the table stays as it is."""
+        if no_such_scene(rows, number):
+            return {self.outputs["notice"]: f"❌ {no_such_scene(rows, number)}"}
+        moved, to = move_row(rows, number or 0, offset)
+        if to == int(number or 0):
+            return {self.outputs["notice"]: f"Scene {to} is already the {'first' if offset < 0 else 'last'} one."}
+        return {self.form.widgets[SCENES]: moved, self.outputs["row_number"]: to, **self.unmarked()}
+
+    def delete(self, rows: list, number: float | None) -> dict:
+        """Delete the selected scene; the one after it (or the new last one) is selected next."""
+        if no_such_scene(rows, number):
+            return {self.outputs["notice"]: f"❌ {no_such_scene(rows, number)}"}
+        rows = delete_row(rows, number or 0)
+        return {self.form.widgets[SCENES]: rows, self.outputs["row_number"]: min(int(number or 1), len(rows)),
+                **self.unmarked()}
+
+    def add(self, rows: list) -> dict:
+        """A blank scene at the end, selected (the page then scrolls the table to it)."""
+        rows = add_row(rows)
+        return {self.form.widgets[SCENES]: rows, self.outputs["row_number"]: len(rows), **self.unmarked()}
+
+    def unmarked(self) -> dict:
+        """No bad cells marked: the rows moved, the marks would point at other scenes (the message stays)."""
+        return {self.outputs["bad_cells"]: ""}
 
     @staticmethod
     def selected(event: gr.SelectData) -> int:
@@ -271,6 +310,19 @@ class Handlers:
         settling = facts.get("state") in ("loading", "not loaded")  # the background load may be on its way
         decoder = f" · **decoder:** {facts['decoder']}" if facts.get("decoder") else ""
         return f"{model_line_text(facts)} · **backend:** {choice.name}{because}{decoder}", gr.Timer(active=settling)
+
+    def model_state(self, model_id: str | None = None, backend: str | None = None,
+                    use_ai: bool | None = True) -> tuple[str, gr.Timer, Any]:
+        """The model line and its timer (see :meth:`model_line`), and the first-screen notice, shown
+        only while the model a render would use has failed to load and AI pictures are wanted."""
+        line, timer = self.model_line(model_id, backend)
+        try:
+            facts = model_facts(self.pool.get(model_id, backend).model)
+        except StoryboardError:  # a model this server does not allow: the model line says so
+            facts = {}
+        if not cannot_make_pictures(facts, use_ai):
+            return line, timer, gr.HTML(value="", visible=False)
+        return line, timer, gr.HTML(value=no_ai_notice(facts), visible=True)
 
 
 def without_audio_path(raw: str | bytes) -> Any:

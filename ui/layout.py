@@ -27,7 +27,7 @@ from .api import add_render_api
 from .handlers import Handlers
 from .render_view import OUTPUT_NAMES
 from .soundtrack import SOUNDTRACK_FIELDS, build_soundtrack, wire_soundtrack
-from .table import DATATYPES, HEADERS, add_row, delete_row, shown_values, storyboard_to_rows
+from .table import DATATYPES, HEADERS, shown_values, storyboard_to_rows
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +39,33 @@ CSS = """
 #intro h1 {font-size: 1.5em; margin: 0 0 2px 0}
 #intro p {margin: 0}
 #row-tools button {align-self: end; max-height: 2.6em}
+/* the four row tools wrap together, never one alone on a line */
+#row-buttons {flex-wrap: nowrap; align-self: end; min-width: min(100%, 300px)}
+#scenes thead .header.text {white-space: normal}  /* cells keep one line; a header may take two */
+#row-buttons button {white-space: nowrap; padding-left: 6px; padding-right: 6px}
+.s2v-no-ai {padding: 6px 12px; border-radius: 6px; background: var(--color-yellow-50, #fefce8);
+  border: 1px solid var(--color-yellow-300, #fde047)}
+#ai-notice .html-container {padding: 0}  /* the notice is its own box */
+.s2v-no-ai details {display: inline}
+.s2v-no-ai summary {display: inline; cursor: pointer; text-decoration: underline}
+.s2v-no-ai details[open] {display: block; margin-top: 4px; font-size: 0.9em}
+#bad-cells {display: none}  /* only a style sheet: it applies from out of sight */
 #gallery .caption-label {font-size: 11px; padding-left: 6px; padding-right: 6px; white-space: normal; text-align: center}  /* captions fit their thumbnail */
 """
 INTRO = ("# 🎬 Scene2Video\nOne scene per row: a prompt and its seconds on screen. Pick a quality and a "
-         "transition, press **Generate**: keyframes appear as they are made and the video plays on the right.")
+         "transition, press **Generate**: keyframes appear as they are made and the video plays while it renders.")
 PRIVATE = dict(api_visibility="private")
+# Browser-side steps after an event: the table's own scroller shows its last row (a scene just added), and
+# Export's file, once written into the hidden download button, downloads in the same click.
+SCROLL_TO_LAST_ROW = """() => { const show = () => {
+  const v = document.querySelector('#scenes .virtual-table-viewport'); if (v) v.scrollTop = v.scrollHeight; };
+  show(); setTimeout(show, 100); setTimeout(show, 400); }"""
+CLICK_DOWNLOAD = """() => { const b = document.querySelector('#export-file');
+  if (b) setTimeout(() => b.click(), 50); }"""
+# One line a row (a long prompt is cut; double-click shows it whole): five rows fit at 1280×720 above Generate.
+SCENE_TABLE_HEIGHT = 255
+# The main row's fields share one line at 1280 px; the look's choices are its longest words.
+MAIN_MIN_WIDTHS = {"quality": 110, "transition_duration": 150, "style": 100, "look": 170}
 # Fixed widths (px) that fit the left column at 1280 px; narrower screens scroll the table, not the page.
 SCENE_COLUMN_WIDTHS = {"prompt": 250, "duration": 88, "seed": 96, "negative_prompt": 130, "motion": 100}
 
@@ -71,7 +93,8 @@ def board_widget(spec: FieldSpec, first: Storyboard, settings: Settings) -> gr.c
     value = getattr(first, spec.name)
     if spec.name in WIDGET_OVERRIDES:
         return WIDGET_OVERRIDES[spec.name](spec, limits, value, settings)
-    return field_widget(spec, limits, value, with_help=spec.advanced, min_width=150)
+    min_width = 150 if spec.advanced else MAIN_MIN_WIDTHS.get(spec.name, 120)
+    return field_widget(spec, limits, value, with_help=spec.advanced, min_width=min_width)
 
 
 def scene_table(first: Storyboard) -> gr.Dataframe:
@@ -79,7 +102,7 @@ def scene_table(first: Storyboard) -> gr.Dataframe:
     return gr.Dataframe(
         value=storyboard_to_rows(first), headers=HEADERS, datatype=DATATYPES, type="array",
         column_count=len(HEADERS), label="Scenes (double-click a cell to edit)", interactive=True,
-        show_row_numbers=True, wrap=True, elem_id="scenes", column_widths=widths, max_height=230,
+        show_row_numbers=True, elem_id="scenes", column_widths=widths, max_height=SCENE_TABLE_HEIGHT,
     )
 
 
@@ -105,7 +128,7 @@ class Editor:
     load: gr.Button
     export: gr.Button
     import_: gr.UploadButton
-    export_file: gr.File
+    export_file: gr.DownloadButton  # kept out of sight: Export writes the file into it and clicks it
 
 
 RESTYLE_FIELDS = ("source_video", "coherence", "keyframe_interval")
@@ -125,8 +148,10 @@ def build_row_tools(first: Storyboard) -> tuple[gr.Number, dict[str, gr.Dropdown
                                           label=f"{spec.label} of scene #", min_width=120, scale=2,
                                           elem_id=f"row-{spec.name}")
                    for spec in SCENE_FIELDS if spec.kind == "choice"}
-        buttons = [gr.Button(text, size="sm", min_width=70, scale=1)
-                   for text in ("↑ Up", "↓ Down", "✕ Delete", "+ Add scene")]
+        with gr.Row(elem_id="row-buttons", scale=4):
+            buttons = [gr.Button(text, size="sm", min_width=60, scale=1, elem_id=f"row-{name}")
+                       for text, name in (("↑ Up", "up"), ("↓ Down", "down"), ("✕ Delete", "delete"),
+                                          ("+ Add scene", "add"))]
     shown = gr.Textbox(shown_values(1, {name: dropdown.value for name, dropdown in choices.items()}),
                        visible=False)  # kept in the browser with the dropdowns' values (outside the row's layout)
     return row_number, choices, shown, buttons
@@ -147,6 +172,7 @@ def build_editor(first: Storyboard, settings: Settings, names: list[str], output
         with gr.Column(scale=2, min_width=240, elem_id="status"):
             outputs["notice"] = gr.Markdown(elem_id="notice")
             outputs["progress"] = gr.HTML(elem_id="progress")
+            outputs["bad_cells"] = gr.HTML("", elem_id="bad-cells", padding=False)  # a style sheet marking them
     widgets.update(zip(SOUNDTRACK_FIELDS, build_soundtrack()))  # the soundtrack's own widgets, by field name
     with gr.Accordion("Restyle a video", open=False, elem_id="restyle"):
         gr.Markdown("Upload a video: its shots become scenes (From/To in the table), each redrawn in the style "
@@ -169,7 +195,7 @@ def build_editor(first: Storyboard, settings: Settings, names: list[str], output
             example = gr.Dropdown(names, value=names[0], label="Example storyboards", scale=2, min_width=160)
             load, export = gr.Button("Load example", size="sm"), gr.Button("Export JSON", size="sm")
             import_ = gr.UploadButton("Import JSON", file_types=[".json"], size="sm", elem_id="import")
-        export_file = gr.File(label="Storyboard JSON", visible=False)
+        export_file = gr.DownloadButton("Storyboard JSON", visible="hidden", elem_id="export-file")
     return Editor(BoardForm(widgets, settings.limits()), row_number, row_choices, row_shown, up, down, delete, add,
                   backend, model_status, model_timer, clear_cache, generate, stop, example, load, export, import_,
                   export_file)
@@ -186,8 +212,8 @@ def build_results(stream: bool, outputs: dict) -> None:
     outputs["gallery"] = gr.Gallery(label="Keyframes", columns=4, height="auto", visible=False, elem_id="gallery",
                                     object_fit="contain")
     outputs["report"] = gr.JSON(label="Render report", open=False, visible=False, elem_id="report")
-    gr.Markdown("The video appears here. Keyframes and a live preview show while it renders.",
-                elem_id="results-hint")
+    outputs["hint"] = gr.Markdown("The video appears here. Keyframes and a live preview show while it renders.",
+                                  elem_id="results-hint")
 
 
 def build_demo(pool: RendererPool, examples_first: str | None = None) -> gr.Blocks:
@@ -205,6 +231,7 @@ def build_page(pool: RendererPool, examples_first: str | None = None) -> tuple[g
     outputs: dict[str, Any] = {}
     with gr.Blocks(title="Scene2Video", fill_width=True) as demo:
         gr.Markdown(INTRO, elem_id="intro")
+        outputs["ai_notice"] = gr.HTML(visible=False, elem_id="ai-notice", padding=False)
         if not stream:
             gr.Markdown("ℹ️ This server has no system ffmpeg/ffprobe, so the video appears when it is finished "
                         "instead of playing while it renders.")
@@ -219,7 +246,7 @@ def build_page(pool: RendererPool, examples_first: str | None = None) -> tuple[g
         handlers = Handlers(pool, stream, editor.form, outputs, title, editor.backend)
         wire_render(editor, outputs, handlers, pool.settings, title)
         wire_tools(editor, outputs, handlers, title)
-        wire_model_line(demo, editor, handlers)
+        wire_model_line(demo, editor, handlers, outputs)
         wire_soundtrack([editor.form.widgets[name] for name in SOUNDTRACK_FIELDS])
         add_render_api(handlers, pool.settings)
     return demo, handlers
@@ -237,7 +264,7 @@ def wire_render(editor: Editor, outputs: dict, handlers: Handlers, settings: Set
         handlers.generate, board, result_outputs, concurrency_id="gpu",
         concurrency_limit=settings.max_concurrent_renders, show_progress="minimal",
         show_progress_on=[outputs["progress"]], **PRIVATE,
-    ).then(handlers.model_line, model_inputs(editor), [editor.model_status, editor.model_timer], **PRIVATE)
+    ).then(handlers.model_state, model_inputs(editor), model_outputs(editor, outputs), **PRIVATE)
     editor.stop.click(handlers.stop, None, editor.stop, queue=False, **PRIVATE)
 
 
@@ -245,11 +272,11 @@ def wire_tools(editor: Editor, outputs: dict, handlers: Handlers, title: gr.Stat
     """Row editing, examples, export/import and the cache button."""
     table, number, notice = editor.form.widgets[SCENES], editor.row_number, outputs["notice"]
     board = editor.form.components
-    editor.up.click(lambda rows, n: handlers.move(rows, n, -1), [table, number], [table, number], queue=False, **PRIVATE)
-    editor.down.click(lambda rows, n: handlers.move(rows, n, 1), [table, number], [table, number], queue=False, **PRIVATE)
-    editor.delete.click(delete_row, [table, number], table, queue=False, **PRIVATE)
-    editor.add.click(lambda rows: {table: add_row(rows), number: len(rows or []) + 1}, table, [table, number],
-                     queue=False, **PRIVATE)
+    changed = [table, number, notice, outputs["bad_cells"]]
+    editor.up.click(lambda rows, n: handlers.move(rows, n, -1), [table, number], changed, queue=False, **PRIVATE)
+    editor.down.click(lambda rows, n: handlers.move(rows, n, 1), [table, number], changed, queue=False, **PRIVATE)
+    editor.delete.click(handlers.delete, [table, number], changed, queue=False, **PRIVATE)
+    editor.add.click(handlers.add, table, changed, queue=False, **PRIVATE).then(None, js=SCROLL_TO_LAST_ROW, **PRIVATE)
     table.select(handlers.selected, None, number, queue=False, **PRIVATE)
     # The dropdowns follow the selected scene and the table (an edit, a row tool, an import), and the
     # page keeps what they show; a dropdown writes its scene's cell only when the user changed it.
@@ -259,27 +286,39 @@ def wire_tools(editor: Editor, outputs: dict, handlers: Handlers, title: gr.Stat
     for name, dropdown in editor.row_choices.items():
         dropdown.input(lambda rows, n, was, value, name=name: handlers.set_scene_value(rows, n, was, name, value),
                        [table, number, shown, dropdown], table, queue=False, **PRIVATE)
-    editor.load.click(handlers.load_example, editor.example, [*board, notice, title], **PRIVATE)
-    editor.export.click(handlers.export, {*editor.form.inputs, title}, [editor.export_file, notice], **PRIVATE)
-    editor.import_.upload(handlers.import_file, editor.import_, [*board, notice, title], **PRIVATE)
+    editor.load.click(handlers.load_example, editor.example, [*board, notice, outputs["bad_cells"], title], **PRIVATE)
+    exported = [editor.export_file, notice, outputs["bad_cells"]]
+    editor.export.click(handlers.export, {*editor.form.inputs, title}, exported, **PRIVATE).then(
+        None, js=CLICK_DOWNLOAD, **PRIVATE)
+    editor.import_.upload(handlers.import_file, editor.import_, [*board, notice, outputs["bad_cells"], title],
+                          **PRIVATE)
     source = editor.form.widgets.get("source_video")
     if source is not None:  # an uploaded video becomes one scene per shot in the table
-        source.upload(handlers.import_video, editor.form.inputs, [*board, notice], **PRIVATE)
+        source.upload(handlers.import_video, editor.form.inputs, [*board, notice, outputs["bad_cells"]], **PRIVATE)
     editor.clear_cache.click(handlers.clear_cache, None, notice, **PRIVATE)
 
 
-def wire_model_line(demo: gr.Blocks, editor: Editor, handlers: Handlers) -> None:
-    """The model line says loading / loaded (device, dtype) / failed (reason), and follows the dropdown."""
-    targets = [editor.model_status, editor.model_timer]
-    gr.on([demo.load, editor.model_timer.tick], handlers.model_line, model_inputs(editor), targets, queue=False,
+def wire_model_line(demo: gr.Blocks, editor: Editor, handlers: Handlers, outputs: dict) -> None:
+    """The model line says loading / loaded (device, dtype) / failed (reason), and follows the dropdown;
+    the first-screen notice says when no AI picture can be made here (and what to do)."""
+    targets = model_outputs(editor, outputs)
+    gr.on([demo.load, editor.model_timer.tick], handlers.model_state, model_inputs(editor), targets, queue=False,
           **PRIVATE)
-    # A newly picked model or backend shows its own device and state, not the previous one's.
-    for picker in (editor.form.widgets.get("model"), editor.backend):
+    # A newly picked model or backend shows its own device and state, not the previous one's; AI switched
+    # off on purpose needs no notice.
+    for picker in (editor.form.widgets.get("model"), editor.backend, editor.form.widgets.get("use_ai")):
         if picker is not None:
-            picker.change(handlers.model_line, model_inputs(editor), targets, queue=False, **PRIVATE)
+            picker.change(handlers.model_state, model_inputs(editor), targets, queue=False, **PRIVATE)
 
 
 def model_inputs(editor: Editor) -> list:
-    """The model line's inputs: the model field (the server's model when the form has none) and the backend."""
-    model = editor.form.widgets.get("model")
-    return [model if model is not None else gr.State(None), editor.backend]
+    """The model line's inputs: the model field (the server's model when the form has none), the backend,
+    and whether AI pictures are wanted."""
+    model, use_ai = editor.form.widgets.get("model"), editor.form.widgets.get("use_ai")
+    return [model if model is not None else gr.State(None), editor.backend,
+            use_ai if use_ai is not None else gr.State(True)]
+
+
+def model_outputs(editor: Editor, outputs: dict) -> list:
+    """What :meth:`Handlers.model_state` updates: the model line, its timer and the first-screen notice."""
+    return [editor.model_status, editor.model_timer, outputs["ai_notice"]]

@@ -14,7 +14,6 @@ import contextvars
 import html
 import os
 import queue
-import re
 import shutil
 import tempfile
 import threading
@@ -27,11 +26,14 @@ import gradio as gr
 from gradio.data_classes import FileData
 
 from pipeline import Done, Event, Failed, KeyframeReady, Preview, Progress, RenderReport, Segment
+from pipeline.contract.fallbacks import fallback_groups
+from pipeline.outputs import file_stem  # noqa: F401  (the download's name; ui.handlers imports it from here)
 
 from .soundtrack import timing_lines
 
 # The page's render outputs, by name (ui.layout builds one component per name).
-OUTPUT_NAMES = ("notice", "progress", "live_video", "video", "preview", "gallery", "report", "generate", "stop")
+OUTPUT_NAMES = ("notice", "progress", "live_video", "video", "preview", "gallery", "report", "generate", "stop",
+                "hint", "bad_cells")
 _PROGRESS_EVERY_S = 0.2
 STREAM_LINKS_KEPT_S = 600  # a render's streamed segments are linked elsewhere for this long
 
@@ -54,30 +56,22 @@ def format_seconds(seconds: float) -> str:
 
 
 def report_notice(report: RenderReport) -> str:
-    """What the user should know about a finished render, placeholders first."""
+    """What the user should know about a finished render, placeholders first; one line per distinct
+    fallback reason, naming the scenes or morphs it hit (``pipeline.contract.fallbacks``)."""
     lines = [
         f"**Done** — {report.width}×{report.height}, {report.fps} fps, {report.duration:.2f} s, "
         f"{report.frames} frames, in {report.seconds_taken:.1f} s."
     ]
-    fallbacks = report.fallbacks
-    if fallbacks:
-        lines.append(f"⚠️ {len(fallbacks)} of {len(report.scenes)} scenes use a **placeholder** frame:")
-        # One line per reason: a model that failed to load would otherwise repeat itself per scene.
-        by_reason: dict[str, list[int]] = {}
-        for scene in fallbacks:
-            by_reason.setdefault(scene.reason, []).append(scene.index + 1)
-        lines += [f"- {_scenes(numbers)}: {reason}" for reason, numbers in by_reason.items()]
-    lines += [f"Morph {t.index + 1}→{t.index + 2}: drawn as a crossfade — {t.reason.rstrip('.')}."
-              for t in report.transitions if t.made == "crossfade"]
+    groups = fallback_groups(report)
+    if report.fallbacks:
+        lines.append(f"⚠️ {len(report.fallbacks)} of {len(report.scenes)} scenes use a **placeholder** frame:")
+        lines += [f"- {group.label()}: {group.reason}" for group in groups if group.what == "scene"]
+    lines += [f"{group.label()}: drawn as a crossfade — {group.reason}." for group in groups if group.what == "morph"]
     lines += timing_lines(report)
     cached = sum(scene.source == "cache" for scene in report.scenes)
     if cached:
         lines.append(f"{cached} scene(s) came from the keyframe cache.")
     return "\n".join(lines)
-
-
-def _scenes(numbers: list[int]) -> str:
-    return f"Scene {numbers[0]}" if len(numbers) == 1 else "Scenes " + ", ".join(map(str, numbers))
 
 
 def keyframe_caption(event: KeyframeReady) -> str:
@@ -86,8 +80,10 @@ def keyframe_caption(event: KeyframeReady) -> str:
 
 
 def render_started(stream: bool) -> dict[str, object]:
-    """What the outputs show once a render is queued: last render's results gone, buttons locked."""
-    return dict(notice="", progress=progress_html("loading", 0.0, "Waiting for the renderer", None),
+    """What the outputs show once a render is queued: last render's results gone, buttons locked, the
+    hint that said where the video would appear gone for good (the results are shown there now)."""
+    return dict(notice="", hint=gr.Markdown(visible=False), bad_cells="",
+                progress=progress_html("loading", 0.0, "Waiting for the renderer", None),
                 live_video=gr.Video(value=None, visible=stream), video=gr.Video(value=None, visible=False),
                 preview=gr.Image(value=None, visible=False), gallery=gr.Gallery(value=[], visible=False),
                 report=gr.JSON(value=None, visible=False), generate=gr.Button(interactive=False),
@@ -112,7 +108,8 @@ class PageRender:
     outputs: dict
     stream: bool
     video_name: str = "scene2video.mp4"
-    note: str = ""  # said above the finished render's notice (e.g. negative prompts a model ignores)
+    note: str = ""  # advice said below the finished render's result (e.g. negative prompts a model ignores) …
+    note_scenes: frozenset[int] = frozenset()  # … when one of these scenes (0-based) was made by the model
     gallery: dict[int, tuple[str, str]] = field(default_factory=dict)
     last_progress: float = 0.0
     stream_dir: Path | None = None
@@ -160,13 +157,18 @@ class PageRender:
         elif isinstance(event, Segment) and self.stream:
             out["live_video"] = self.streamed(event.path)
         elif isinstance(event, Done):
-            notice = "\n\n".join(text for text in (self.note, report_notice(event.report)) if text)
+            notice = "\n\n".join(text for text in (report_notice(event.report), self._advice(event.report)) if text)
             out.update(render_ended(notice),
                        progress=progress_html("done", 1.0, "Video ready", None),
                        video=gr.Video(value=named_copy(event.video_path, self.video_name), visible=True),
                        report=gr.JSON(value=event.report.to_dict(), visible=True))
         elif isinstance(event, Failed):
             out.update(render_ended(STOPPED if event.cancelled else f"❌ {event.message}"))
+
+    def _advice(self, report: RenderReport) -> str:
+        """The note, if the model made a picture it is about (a placeholder ignores every prompt)."""
+        made = {scene.index for scene in report.scenes if scene.source != "placeholder"}
+        return self.note if made & self.note_scenes else ""
 
 
 def named_copy(video: Path, name: str) -> str:
@@ -180,13 +182,6 @@ def named_copy(video: Path, name: str) -> str:
     except OSError:
         shutil.copyfile(video, target)
     return str(target)
-
-
-def file_stem(text: str, fallback: str = "scene2video", words: int = 6) -> str:
-    """A short, safe file name stem from a title or a prompt: lower-case words joined by '-'."""
-    found = re.findall(r"[^\W_]+", text.lower())[:words]
-    stem = "-".join(found)[:60].strip("-")
-    return stem or fallback
 
 
 def api_updates(events: Iterator[Event], cancel: threading.Event | None = None) -> Iterator[tuple]:
@@ -208,7 +203,7 @@ def api_updates(events: Iterator[Event], cancel: threading.Event | None = None) 
             if isinstance(event, Failed):
                 if event.cancelled:  # the client cancelled: nobody is waiting for an answer
                     return
-                raise gr.Error(event.message)
+                raise gr.Error(event.message, print_exception=False)  # the renderer logged what went wrong
             if event is None:
                 yield None, None
     finally:

@@ -27,10 +27,12 @@ def build_soundtrack() -> list:
                          waveform_options=gr.WaveformOptions(show_recording_waveform=True))
         with gr.Row():
             start = gr.Number(value=spec["audio_start"].default, minimum=0, label=spec["audio_start"].label,
-                              info=_info("audio_start"))
-            volume = gr.Slider(0, 2, value=spec["audio_volume"].default, step=0.05, label=spec["audio_volume"].label)
+                              info=_info("audio_start"), elem_id="field-audio_start")
+            volume = gr.Slider(0, 2, value=spec["audio_volume"].default, step=0.05, label=spec["audio_volume"].label,
+                            elem_id="field-audio_volume")
         with gr.Row():
-            fit = gr.Radio(list(FITS), value=spec["fit"].default, label=spec["fit"].label, info=_info("fit"))
+            fit = gr.Radio(list(FITS), value=spec["fit"].default, label=spec["fit"].label, info=_info("fit"),
+                           elem_id="field-fit")
             beats = gr.Checkbox(value=spec["cut_on_beats"].default, label=spec["cut_on_beats"].label,
                                 info=_info("cut_on_beats"), elem_id="cut-on-beats")
     return [audio, start, volume, fit, beats]

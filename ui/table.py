@@ -48,13 +48,22 @@ def new_row() -> list[Any]:
     return ["" if spec.default is None or spec.name == "prompt" else spec.default for spec in SCENE_FIELDS]
 
 
+def scene_rows(rows: list[list[Any]]) -> list[int]:
+    """The table row (0-based) of each scene, in order: blank rows, and new rows left as they were
+    added, are not scenes."""
+    untouched = new_row()
+
+    def kept(row: list[Any]) -> bool:
+        return not all(blank(value) or _same(value, untouched[i]) for i, value in enumerate(list(row)[:len(untouched)]))
+
+    return [index for index, row in enumerate(rows or []) if kept(row)]
+
+
 def rows_to_scenes(rows: list[list[Any]]) -> list[dict[str, Any]]:
     """The scenes of a table as storyboard dicts (not yet validated); blank cells are left out."""
-    scenes, untouched = [], new_row()
-    for row in rows or []:
-        row = list(row)
-        if all(blank(value) or _same(value, untouched[i]) for i, value in enumerate(row[:len(untouched)])):
-            continue  # blank, or a new row left as it was added
+    scenes = []
+    for index in scene_rows(rows):
+        row = list(rows[index])
         scene = {name: row[i] for i, name in enumerate(COLUMNS) if i < len(row) and not blank(row[i])}
         scene.setdefault("prompt", "")  # the validator says "prompt is empty"
         scenes.append(scene)
@@ -98,6 +107,15 @@ def delete_row(rows: list[list[Any]], number: int) -> list[list[Any]]:
 
 def add_row(rows: list[list[Any]]) -> list[list[Any]]:
     return [list(row) for row in rows or []] + [new_row()]
+
+
+def no_such_scene(rows: list[list[Any]], number: float | None) -> str:
+    """Why scene ``number`` cannot be acted on ("" when it is a row of the table)."""
+    count = len(rows or [])
+    if number is not None and 1 <= number <= count and float(number).is_integer():
+        return ""
+    shown = "nothing" if number is None else f"{number:g}"
+    return f"Scene # is {shown}, but the table has {count} row{'s' if count != 1 else ''}: pick 1 to {count}."
 
 
 def cell(rows: list[list[Any]], number: int, name: str) -> Any:

@@ -14,6 +14,7 @@ environment compiles for a while (numba caches it after that).
 
 from __future__ import annotations
 
+import importlib.util
 import threading
 from pathlib import Path
 from typing import Callable
@@ -103,12 +104,16 @@ _warmed = False
 
 
 def warm_up() -> threading.Thread | None:
-    """Import librosa and run its beat tracker once, in a daemon thread (numba loads or compiles its
-    code on first use: seconds, or a minute in a fresh environment). Call it when a user picks a song,
-    so the render does not wait for it. Does nothing after the first call."""
+    """Import librosa and run its beat tracker once, in a daemon thread, so the first render with
+    ``cut_on_beats`` does not wait for it: numba compiles the tracker on its first use in a fresh
+    environment (half a minute or more; it caches the result on disk, then loading it takes seconds).
+
+    Called at start-up by the app (page and API) and by the CLI for a storyboard that cuts on the
+    beats. Does nothing (returns None) after the first call, or when librosa is not installed.
+    """
     global _warmed
     with _warm:
-        if _warmed:
+        if _warmed or importlib.util.find_spec("librosa") is None:
             return None
         _warmed = True
 

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 from ..contract.errors import StoryboardError
 
-_NEIGHBOURS = 4  # beats considered on each side of a boundary
 _OFF_BEAT = 1e6  # cost of leaving a boundary where it was (only when no beat fits the limits)
 _EPS = 1e-9
 
@@ -58,19 +57,25 @@ def scale_to_total(durations: list[float], total: float, low: float, high: float
             pinned[k] = low if value < low else high
 
 
-def snap_to_beats(durations: list[float], beats: list[float], low: float, high: float) -> Fitted:
-    """Move each boundary between scenes to a nearby beat, keeping every scene in ``[low, high]``.
+def snap_to_beats(durations: list[float], beats: list[float], low: float, high: float,
+                  song_end: float | None = None) -> Fitted:
+    """Move each cut between scenes to its nearest beat, keeping every scene in ``[low, high]``.
 
-    The total stays the same. Among the few beats nearest to each boundary, the
-    choice that moves the boundaries least in all is taken (dynamic programming);
-    a boundary stays where it was only when no beat near it keeps the limits.
+    The total stays the same. A cut moves at most half a beat interval (the gap between the beats
+    around it), so only its nearest beat (or the two, when it sits half way) is a choice; among those
+    the choice that moves the cuts least in all is taken (dynamic programming), and a cut stays where
+    it was when no near beat keeps the limits. Cuts after ``song_end`` (where a shorter song stops;
+    None: it lasts the whole video) stay where the scenes put them, and no cut moves past it. With
+    one beat there is no interval: only a cut already on it counts as on the beat.
     """
     bounds = _cumulative(durations)
     total = bounds[-1]
-    beats = sorted(b for b in beats if _EPS < b < total - _EPS)
+    end = total if song_end is None else min(song_end, total)
+    beats = sorted(b for b in beats if 0.0 <= b <= end + _EPS)
     if len(durations) < 2 or not beats:
         return Fitted(tuple(durations))
-    candidates = [_candidates(bound, beats) for bound in bounds[1:-1]]
+    candidates = [_candidates(bound, beats) if bound <= end + _EPS else [(bound, False, 0.0)]
+                  for bound in bounds[1:-1]]
     chosen = _cheapest_path(candidates, total, low, high)
     if chosen is None:
         return Fitted(tuple(durations))
@@ -88,10 +93,11 @@ def _cumulative(durations: list[float]) -> list[float]:
 
 
 def _candidates(bound: float, beats: list[float]) -> list[tuple[float, bool, float]]:
-    """(time, on a beat, cost) for one boundary: its nearest beats, and staying put."""
-    i = bisect.bisect_left(beats, bound)
-    near = beats[max(0, i - _NEIGHBOURS):i + _NEIGHBOURS]
-    return [(b, True, abs(b - bound)) for b in near] + [(bound, False, _OFF_BEAT)]
+    """(time, on a beat, cost) for one cut: the beats within half a beat interval of it, and staying put."""
+    i = min(max(bisect.bisect_left(beats, bound), 1), len(beats) - 1)
+    half = (beats[i] - beats[i - 1]) / 2 if len(beats) > 1 else 0.0
+    near = {b for b in (beats[i - 1], beats[i]) if abs(b - bound) <= half + _EPS and b > _EPS}
+    return [(b, True, abs(b - bound)) for b in sorted(near)] + [(bound, False, _OFF_BEAT)]
 
 
 def _cheapest_path(candidates: list[list[tuple[float, bool, float]]], total: float, low: float, high: float):

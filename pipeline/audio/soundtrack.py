@@ -56,7 +56,8 @@ def prepare_soundtrack(storyboard: Storyboard, limits: Limits | None = None,
 
         beats = detect_beats(storyboard.audio, storyboard.audio_start, min(sum(durations), available), check)
         # 1.5 frames at least: a scene that short still gets a frame once boundaries are rounded to frames.
-        fitted = snap_to_beats(durations, [float(b) for b in beats], max(low, 1.5 / fps), high)
+        fitted = snap_to_beats(durations, [float(b) for b in beats], max(low, 1.5 / fps), high,
+                               song_end=available)
     _check_frames(fitted.durations, fps)
     scenes = tuple(replace(scene, duration=length) for scene, length in zip(storyboard.scenes, fitted.durations))
     return Soundtrack(replace(storyboard, scenes=scenes), available, tuple(round(b, 4) for b in fitted.beats_used))

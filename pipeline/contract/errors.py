@@ -6,9 +6,26 @@ from __future__ import annotations
 
 import errno
 import re
+from dataclasses import dataclass
+from typing import Sequence
 
 
 MAX_MESSAGE_CHARS = 300
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a storyboard: where (``scene`` 1-based, None for a storyboard field or the
+    document), which ``field`` (its name; None when it is about a whole scene or the document) and
+    ``message``, one line that names both (``"Scene 2: duration must be ..."``)."""
+
+    scene: int | None
+    field: str | None
+    message: str
+
+
+MAX_PROBLEMS_SHOWN = 3
+"""Problems a StoryboardError's message spells out; the rest are counted ("and 2 more")."""
 
 
 class StoryboardError(ValueError):
@@ -18,10 +35,42 @@ class StoryboardError(ValueError):
     stderr), so it names the scene and field and says what is allowed. It is
     always one printable line of at most :data:`MAX_MESSAGE_CHARS` characters
     (whatever the caller passed in is folded and cut to that).
+
+    ``problems`` lists every bad field found at once (a page marks each cell): built from
+    ``problems=`` (the message then joins the first few and counts the rest), else the one
+    problem ``message`` states, at ``scene``/``field`` when the caller says where.
     """
 
-    def __init__(self, message: str = "") -> None:
-        super().__init__(one_line(str(message), MAX_MESSAGE_CHARS))
+    def __init__(self, message: str = "", *, scene: int | None = None, field: str | None = None,
+                 problems: Sequence[Problem] = ()) -> None:
+        if problems:
+            self.problems: tuple[Problem, ...] = tuple(problems)
+            message = joined_problems(self.problems)
+        else:
+            message = one_line(str(message), MAX_MESSAGE_CHARS)
+            self.problems = (Problem(scene, field, message),)
+        super().__init__(one_line(message, MAX_MESSAGE_CHARS))
+
+
+def joined_problems(problems: Sequence[Problem], limit: int = MAX_MESSAGE_CHARS) -> str:
+    """The problems' messages in one line of at most ``limit`` characters: the first few that fit
+    (at least the first, cut short if need be), then how many more there are ("And 2 more problems.")."""
+    # Several share the line: each gets its part, so one long message (an unknown field's list of the
+    # allowed ones) cannot push the others out.
+    share = limit if len(problems) == 1 else (limit - len(_more(99))) // min(len(problems), MAX_PROBLEMS_SHOWN) - 1
+    messages = [one_line(problem.message, share) for problem in problems]
+    shown = 1
+    while shown < min(len(messages), MAX_PROBLEMS_SHOWN):
+        left = len(messages) - shown - 1
+        if len(" ".join(messages[:shown + 1]) + _more(left)) > limit:
+            break
+        shown += 1
+    tail = _more(len(messages) - shown)
+    return one_line(" ".join(messages[:shown]), limit - len(tail)) + tail
+
+
+def _more(count: int) -> str:
+    return f" And {count} more {'problem' if count == 1 else 'problems'}." if count else ""
 
 
 def one_line(text: str, limit: int) -> str:

@@ -32,10 +32,10 @@ import json
 import math
 import re
 from dataclasses import asdict, dataclass, replace
-from typing import Any
+from typing import Any, Callable
 
-from .errors import StoryboardError
-from .fields import BOARD_FIELDS, FIELDS_BY_NAME, MOTIONS, SCENE_FIELDS, TRANSITIONS, FieldSpec
+from .errors import Problem, StoryboardError
+from .fields import BOARD_FIELDS, MOTIONS, SCENE_FIELDS, TRANSITIONS, FieldSpec
 from .json_input import HugeNumber, load_json
 from .presets import PRESETS, QUALITY_NAMES, Preset
 
@@ -158,26 +158,46 @@ class Storyboard:
 def parse_storyboard(data: Any, limits: Limits | None = None) -> Storyboard:
     """Validate a storyboard given as a dict or a JSON string; raise StoryboardError if it is bad.
 
-    Every field is checked against its :class:`~pipeline.contract.fields.FieldSpec`.
+    Every field is checked against its :class:`~pipeline.contract.fields.FieldSpec`, and every bad
+    field is reported at once: the error's ``problems`` lists each (scene, field, message), its
+    message joins the first few. Checks of the whole (total length, the audio, a frame per scene)
+    run once every field is good.
     """
     limits = limits or Limits()
     if isinstance(data, (str, bytes, bytearray)):
         data = load_json(data)  # size, depth, UTF-8 and huge numbers checked: only StoryboardError escapes
     if not isinstance(data, dict):
         raise StoryboardError("The storyboard must be a JSON object with a 'scenes' list.")
-    _reject_unknown(data, _BOARD_KEYS, "Storyboard")
-    scenes = _parse_scenes(data.get("scenes"), limits)
-    values = {spec.name: _parse_field(spec, data, "Storyboard", limits) for spec in BOARD_FIELDS}
+    problems: list[Problem] = []
+    _collect(problems, None, None, lambda: _reject_unknown(data, _BOARD_KEYS, "Storyboard"))
+    scenes = _collect(problems, None, "scenes", lambda: _parse_scenes(data.get("scenes"), limits, problems))
+    values = {spec.name: _collect(problems, None, spec.name, lambda spec=spec: _parse_field(spec, data, "Storyboard",
+                                                                                            limits))
+              for spec in BOARD_FIELDS}
+    if problems:
+        raise StoryboardError(problems=problems)
     board = Storyboard(scenes=scenes, **values)
     _check_source(board, limits)
     _check_audio(board, limits)
     if board.total_seconds > limits.max_total_seconds + 1e-9 and not (board.audio and board.fit == "audio"):
         raise StoryboardError(
             f"Storyboard: the scenes add up to {board.total_seconds:g} seconds; "
-            f"the most allowed is {limits.max_total_seconds:g} seconds."
-        )
+            f"the most allowed is {limits.max_total_seconds:g} seconds.", field="scenes")
     _check_frames(board)
     return board
+
+
+def _collect(problems: list[Problem], scene: int | None, field: str | None, check: Callable[[], Any]) -> Any:
+    """``check()``'s value; or None, with its StoryboardError's problems added to ``problems`` (placed at
+    ``scene``/``field`` when the error did not say where)."""
+    try:
+        return check()
+    except StoryboardError as exc:
+        for problem in exc.problems:
+            if problem.scene is None and problem.field is None:
+                problem = Problem(scene, field, problem.message)
+            problems.append(problem)
+        return None
 
 
 def scene_frame_bounds(durations: list[float], fps: int) -> list[int]:
@@ -197,32 +217,43 @@ def _check_frames(board: Storyboard) -> None:
     """Every scene must be on screen for at least one frame at the output frame rate."""
     fps = board.output_fps
     bounds = scene_frame_bounds([scene.duration for scene in board.scenes], fps)
-    for number, (start, end) in enumerate(zip(bounds, bounds[1:]), start=1):
-        if end <= start:
-            raise StoryboardError(
-                f"Scene {number}: duration {board.scenes[number - 1].duration:g} seconds gives no frame at {fps} fps; "
-                f"make the scene longer or raise fps.")
+    problems = [
+        Problem(number, "duration", f"Scene {number}: duration {board.scenes[number - 1].duration:g} seconds gives "
+                                    f"no frame at {fps} fps; make the scene longer or raise fps.")
+        for number, (start, end) in enumerate(zip(bounds, bounds[1:]), start=1) if end <= start]
+    if problems:
+        raise StoryboardError(problems=problems)
 
 
-def _parse_scenes(raw: Any, limits: Limits) -> tuple[Scene, ...]:
+def _parse_scenes(raw: Any, limits: Limits, problems: list[Problem]) -> tuple[Scene, ...] | None:
+    """The scenes; None when any is bad (each bad field added to ``problems``)."""
     if not isinstance(raw, list) or not raw:
         raise StoryboardError("Storyboard: 'scenes' must be a non-empty list of scenes.")
     if len(raw) > limits.max_scenes:
         raise StoryboardError(f"Storyboard: {len(raw)} scenes given; the most allowed is {limits.max_scenes}.")
-    return tuple(_parse_scene(item, number, limits) for number, item in enumerate(raw, start=1))
+    before = len(problems)
+    scenes = tuple(_parse_scene(item, number, limits, problems) for number, item in enumerate(raw, start=1))
+    return scenes if len(problems) == before else None
 
 
-def _parse_scene(raw: Any, number: int, limits: Limits) -> Scene:
+def _parse_scene(raw: Any, number: int, limits: Limits, problems: list[Problem]) -> Scene | None:
     where = f"Scene {number}"
     if not isinstance(raw, dict):
-        raise StoryboardError(f"{where}: must be an object with at least 'prompt' and 'duration'.")
-    _reject_unknown(raw, _SCENE_KEYS, where)
+        problems.append(Problem(number, None, f"{where}: must be an object with at least 'prompt' and 'duration'."))
+        return None
+    before = len(problems)
+    _collect(problems, number, None, lambda: _reject_unknown(raw, _SCENE_KEYS, where))
     spanned = not (_blank(raw.get("source_start")) and _blank(raw.get("source_end")))
-    if spanned and "duration" not in raw:
-        raw = {**raw, "duration": None}  # a restyled scene's duration is its span's
-    values = {spec.name: _parse_field(spec, raw, where, limits) for spec in SCENE_FIELDS if spec.name != "duration"}
-    if not spanned:
-        return Scene(duration=_parse_field(FIELDS_BY_NAME["duration"], raw, where, limits), **values)
+    # A restyled scene's duration is its span's (a duration given beside a span is not read).
+    values = {spec.name: _collect(problems, number, spec.name, lambda spec=spec: _parse_field(spec, raw, where, limits))
+              for spec in SCENE_FIELDS if not (spanned and spec.name == "duration")}
+    if spanned and len(problems) == before:
+        values["duration"] = _collect(problems, number, "source_end", lambda: _span_length(values, where, limits))
+    return Scene(**values) if len(problems) == before else None
+
+
+def _span_length(values: dict[str, Any], where: str, limits: Limits) -> float:
+    """A restyled scene's duration: its span of the source video, which must be one scene long."""
     start, end = values["source_start"], values["source_end"]
     if start is None or end is None:
         raise StoryboardError(f"{where}: source_start and source_end go together (a span of the source video); "
@@ -231,7 +262,7 @@ def _parse_scene(raw: Any, number: int, limits: Limits) -> Scene:
     if not limits.min_scene_seconds - 1e-9 <= length <= limits.max_scene_seconds + 1e-9:
         raise StoryboardError(f"{where}: source_end must be {limits.min_scene_seconds:g} to "
                               f"{limits.max_scene_seconds:g} seconds after source_start (got {length:g}).")
-    return Scene(duration=round(length, 9), **values)
+    return round(length, 9)
 
 
 def _blank(value: Any) -> bool:
@@ -263,7 +294,7 @@ def _parse_field(spec: FieldSpec, raw: dict, where: str, limits: Limits) -> Any:
     value = raw.get(spec.name)
     if value is None or (isinstance(value, str) and not value.strip() and spec.kind != "text"):
         if spec.required and spec.name not in raw:
-            raise StoryboardError(f"{where}: {spec.name} is missing. {spec.help}")
+            raise StoryboardError(f"{where}: {spec.name} is missing ({spec.help[:1].lower()}{spec.help[1:].rstrip('.')}).")
         if not spec.required:
             return spec.default
     if spec.kind in ("text", "file"):
@@ -299,28 +330,30 @@ def _check_audio(board: Storyboard, limits: Limits) -> None:
     if not board.audio:
         if board.fit == "audio" or board.cut_on_beats:
             option = "fit 'audio'" if board.fit == "audio" else "cut_on_beats"
-            raise StoryboardError(f"Storyboard: {option} needs an audio file; add one or turn it off.")
+            raise StoryboardError(f"Storyboard: {option} needs an audio file; add one or turn it off.",
+                                  field="fit" if board.fit == "audio" else "cut_on_beats")
         return
     from ..audio.probe import probe_audio  # runs the bundled ffmpeg; imported only when there is audio
 
     info = probe_audio(board.audio)
     if info.duration > limits.max_audio_seconds + 1e-9:
         raise StoryboardError(f"Storyboard: audio lasts {info.duration:.0f} seconds; the longest file allowed "
-                              f"lasts {limits.max_audio_seconds:g} seconds.")
+                              f"lasts {limits.max_audio_seconds:g} seconds.", field="audio")
     left = info.duration - board.audio_start
     if left <= 0:
         raise StoryboardError(f"Storyboard: audio_start is {board.audio_start:g} seconds, but the audio lasts "
-                              f"only {info.duration:.2f} seconds.")
+                              f"only {info.duration:.2f} seconds.", field="audio_start")
     if board.fit != "audio":
         return
     if left > limits.max_total_seconds + 1e-9:
         raise StoryboardError(f"Storyboard: with fit 'audio' the video would last {left:.1f} seconds (the audio "
-                              f"from audio_start); the most allowed is {limits.max_total_seconds:g} seconds.")
+                              f"from audio_start); the most allowed is {limits.max_total_seconds:g} seconds.",
+                              field="fit")
     count, low, high = len(board.scenes), limits.min_scene_seconds, limits.max_scene_seconds
     if not count * low <= left <= count * high:
         raise StoryboardError(f"Storyboard: with fit 'audio' the video would last {left:.1f} seconds, but "
                               f"{count} scene(s) of {low:g} to {high:g} seconds can fill only "
-                              f"{count * low:g} to {count * high:g} seconds.")
+                              f"{count * low:g} to {count * high:g} seconds.", field="fit")
 
 
 def _reject_unknown(raw: dict, allowed: set[str], where: str) -> None:

@@ -12,11 +12,9 @@ cheap (the app can start, and the placeholder path can run, without paying for t
 
 from __future__ import annotations
 
-import gc
 import inspect
 import json
 import logging
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -40,55 +38,9 @@ from .model_names import (
 )
 from .decoders import FULL, TINY, TinyDecoder, step_previews, wanted_decoder
 from .previews import is_blank, to_pil
+from .resident import LOADING, ResidentPipeline, empty_device_cache, pick_dtype, weights_bytes
 
 log = logging.getLogger(__name__)
-
-# One load at a time in the process (see ModelManager.load).
-_LOADING = threading.Lock()
-
-# --------------------------------------------------------------------------- torch-side helpers
-
-
-def _pick_device() -> str:
-    import torch
-
-    if torch.cuda.is_available():
-        return "cuda"
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        return "mps"
-    return "cpu"
-
-
-def _pick_dtype(device: str) -> Any:
-    import torch
-
-    if device.startswith("cuda"):
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if device.startswith("mps"):
-        return torch.float16
-    return torch.float32
-
-
-def _weights_bytes(pipe: Any) -> int:
-    import torch
-
-    total = 0
-    for component in getattr(pipe, "components", {}).values():
-        if isinstance(component, torch.nn.Module):
-            total += sum(p.numel() * p.element_size() for p in component.parameters())
-    return total
-
-
-def _empty_device_cache(device: str) -> None:
-    import torch
-
-    if device.startswith("cuda") and torch.cuda.is_available():
-        gc.collect()  # cycles may still hold tensors from the failed attempt
-        torch.cuda.empty_cache()
-    elif device.startswith("mps") and hasattr(torch, "mps"):
-        gc.collect()
-        torch.mps.empty_cache()
 
 
 class _StopSignal:
@@ -124,7 +76,7 @@ class _BatchState:
 # --------------------------------------------------------------------------- ModelManager
 
 
-class ModelManager:
+class ModelManager(ResidentPipeline):
     """One diffusers pipeline on one device, loaded once and shared by every session.
 
     Prefer :func:`get_model_manager` over constructing this directly, so all
@@ -145,7 +97,7 @@ class ModelManager:
     ) -> None:
         """``decoder``: the server's choice (full, tiny, auto; a storyboard may override it);
         ``tiny_decoder``: hub id or folder of the tiny autoencoder (None: the family's known one)."""
-        self.model_id = model_id or default_model_id()
+        super().__init__(model_id or default_model_id(), device)
         self.local_files_only = local_files_only
         # Pickled weights (.bin, .ckpt) can run code when loaded: safetensors only unless the owner opts in.
         self.allow_pickle = allow_pickle
@@ -153,93 +105,21 @@ class ModelManager:
         self.decoder = decoder
         self.tiny_decoder = tiny_decoder
         self._tiny = TinyDecoder(tiny_decoder, local_files_only, allow_pickle)
-        self._requested_device = device
-        self._device: str | None = None
-        self._dtype: Any = None
-        self._pipe: Any = None
-        self._offloaded = False
-        self._load_error: str | None = None
-        self._loading = False
-        self._load_lock = threading.Lock()
-        self._gpu_lock = threading.Lock()
-        # Called just before the weights load: the registry frees the device for them.
-        self.before_load: Callable[[], None] | None = None
 
     # -- state ---------------------------------------------------------------
-
-    @property
-    def pipeline(self) -> Any:
-        """The loaded diffusers pipeline, or None before loading / after a failure."""
-        return self._pipe
-
-    @property
-    def loaded(self) -> bool:
-        return self._pipe is not None
 
     @property
     def tiny_vae(self) -> Any:
         """The loaded tiny autoencoder (diffusers ``AutoencoderTiny``), or None."""
         return self._tiny.vae
 
-    @property
-    def load_error(self) -> str | None:
-        """The remembered load failure (short text), or None."""
-        return self._load_error
-
-    @property
-    def device(self) -> str:
-        """The device the model runs on (chosen automatically unless given)."""
-        if self._device is None:
-            self._device = self._requested_device or _pick_device()
-        return self._device
-
-    def load(self) -> bool:
-        """Load the pipeline now if needed (``--preload``); True when it is ready. Never raises.
-
-        A failure is remembered and not retried until :meth:`reset`.
-        """
-        if self._pipe is not None:
-            return True
-        if self._load_error is not None:
-            return False
-        with self._load_lock:
-            if self._pipe is None and self._load_error is None:
-                self._loading = True
-                try:
-                    if self.before_load is not None:
-                        self.before_load()
-                    # One load at a time in the process: diffusers and transformers import their
-                    # classes lazily, and two threads importing them at once can see half-made modules.
-                    with _LOADING:
-                        self._load_once()
-                finally:
-                    self._loading = False
-        return self._pipe is not None
-
-    def reset(self) -> None:
-        """Forget the loaded pipeline (freeing its memory, once a running batch ends) and any
-        remembered failure; the next use loads again."""
-        with self._load_lock, self._gpu_lock:
-            device = self._device
-            self._pipe = None
-            self._load_error = None
-            self._offloaded = False
-            self._tiny = TinyDecoder(self.tiny_decoder, self.local_files_only, self.allow_pickle)
-        if device is not None:
-            _empty_device_cache(device)
+    def _forget(self) -> None:
+        self._tiny = TinyDecoder(self.tiny_decoder, self.local_files_only, self.allow_pickle)
 
     def info(self) -> ModelInfo:
         """Model id, device, dtype, state (not loaded, loading, loaded, failed with a reason), offload,
         and the decoder (the setting and the tiny decoder's id, or why only the full VAE is available)."""
-        if self._load_error is not None:
-            state, reason = "failed", self._load_error
-        else:
-            state, reason = ("loaded" if self._pipe is not None else "loading" if self._loading else "not loaded"), ""
-        try:
-            device = self.device
-            dtype = str(self._dtype or _pick_dtype(device)).replace("torch.", "")
-        except Exception as exc:  # noqa: BLE001 - info must work even without torch
-            device, dtype = self._requested_device or "unknown", f"unknown ({short_error(exc)})"
+        state, reason, device, dtype = self._state()
         return ModelInfo(self.model_id, device, state, dtype, reason, self._offloaded, self._describe_decoder())
 
     def _describe_decoder(self) -> str:
@@ -255,7 +135,7 @@ class ModelManager:
         if wanted_decoder(requested or self.decoder, quality, self.device) != TINY or not self.load():
             return FULL
         if not self._tiny.loaded and self._tiny.error is None:
-            with _LOADING:
+            with LOADING:
                 self._tiny.load(self._pipe, self.device, self._dtype)
         return TINY if self._tiny.loaded else FULL
 
@@ -303,7 +183,10 @@ class ModelManager:
             pipe = self._load_pipeline(source)
         except Exception as exc:  # noqa: BLE001 - remembered and shown per scene
             self._load_error = self._describe_load_error(exc)
-            log.warning("Could not load model %r: %s", self.model_id, short_error(exc, 400, with_type=True))
+            # The log says what the page says (the library's own message, e.g. a missing model_index.json
+            # when the hub is offline, reads as a different fault); its traceback only at debug level.
+            log.warning("%s", self._load_error)
+            log.debug("Loading model %r failed", self.model_id, exc_info=exc)
             return
         self._pipe = pipe
         log.info(
@@ -327,7 +210,7 @@ class ModelManager:
     def _load_pipeline(self, source: str) -> Any:
         route_library_logs()
         device = self.device
-        self._dtype = _pick_dtype(device)
+        self._dtype = pick_dtype(device)
         if source == "single_file":
             pipe = self._load_single_file()
         else:
@@ -393,7 +276,7 @@ class ModelManager:
             return
         import torch
 
-        weights = _weights_bytes(pipe)
+        weights = weights_bytes(pipe)
         free, _total = torch.cuda.mem_get_info(torch.device(device))
         vae = getattr(pipe, "vae", None)
         if needs_cpu_offload(weights, free):
@@ -493,7 +376,7 @@ class ModelManager:
                     pending = pending[len(chunk):]
                     continue
             # Out of memory. Handled outside the except block so the traceback's tensors are freed.
-            _empty_device_cache(self.device)
+            empty_device_cache(self.device)
             if len(chunk) > 1:
                 batch_size = max(1, len(chunk) // 2)
                 log.warning("Out of GPU memory with a batch of %d; retrying with %d", len(chunk), batch_size)

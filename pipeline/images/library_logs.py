@@ -5,8 +5,9 @@ writes log records above its progress bar (and the app into its log); a library'
 would print into the middle of the bar instead. So their records are handed to the root logger.
 
 Dropped: transformers' advice to install torchvision (this project leaves it out on purpose; the
-image processors it falls back to work) and huggingface_hub's deprecation of an argument that
-diffusers itself passes.
+image processors it falls back to work), huggingface_hub's deprecation of an argument that
+diffusers itself passes, and the flow-match scheduler's warning about a schedule that diffusers'
+own LTX-Video pipeline passes.
 """
 
 from __future__ import annotations
@@ -16,9 +17,12 @@ import logging
 import threading
 import warnings
 
-NOT_ACTIONABLE = ("requires torchvision (not installed)",)
+NOT_ACTIONABLE = ("requires torchvision (not installed)",
+                  # LTXConditionPipeline itself passes its schedule as timesteps, at every clip.
+                  "`timesteps` were passed without `sigmas`")
 # A logger's filters see only the records made on it, not its children's: the advice comes from here.
-FILTERED_LOGGERS = ("transformers", "transformers.utils.import_utils")
+FILTERED_LOGGERS = ("transformers", "transformers.utils.import_utils",
+                    "diffusers.schedulers.scheduling_flow_match_euler_discrete")
 _lock = threading.Lock()
 _routed = False
 

@@ -13,6 +13,10 @@ from pathlib import Path
 
 DEFAULT_MODEL_ID = "stabilityai/sd-turbo"
 MODEL_ENV_VAR = "SCENE2VIDEO_MODEL"
+# The video model (clips and generated transitions): LTX-Video 0.9.8 13B distilled, in diffusers format
+# (LTXConditionPipeline, 8 steps, no guidance). Only loaded when a render asks for clips.
+DEFAULT_VIDEO_MODEL_ID = "Lightricks/LTX-Video-0.9.8-13B-distilled"
+VIDEO_MODEL_ENV_VAR = "SCENE2VIDEO_VIDEO_MODEL"
 # The UI's short list (ui/layout.py reads it from here; this module is cheap to import).
 KNOWN_MODELS: tuple[str, ...] = (
     "stabilityai/sd-turbo",
@@ -77,6 +81,11 @@ def _exists(path: Path) -> bool:
 def default_model_id() -> str:
     """The model to use when none is given: ``$SCENE2VIDEO_MODEL`` or sd-turbo."""
     return os.environ.get(MODEL_ENV_VAR, "").strip() or DEFAULT_MODEL_ID
+
+
+def default_video_model_id() -> str:
+    """The video model to use when none is given: ``$SCENE2VIDEO_VIDEO_MODEL`` or LTX-Video 0.9.8 13B distilled."""
+    return os.environ.get(VIDEO_MODEL_ENV_VAR, "").strip() or DEFAULT_VIDEO_MODEL_ID
 
 
 def model_source(model_id: str) -> str:

@@ -7,6 +7,13 @@ device (default one): when a model is about to load its weights, the least recen
 used other models on that device are unloaded first and their memory freed, so
 picking model after model in the page never fills the GPU. Backends that hold no
 device memory (remote services) are not capped.
+
+Video models (``get_video_model``: LTX-Video, Wan) are shared the same way and capped the same
+way, but the cap counts each kind apart: at most ``max_resident`` image models *and* at most
+``max_resident`` video models are resident per device. A render that uses both (keyframes,
+then clips) so keeps both loaded on a GPU, and renders after it load neither again; loading a
+second video model unloads the least recently used video model on that device, never the
+image model. (On a GPU too small for both, the weights that do not fit run with CPU offload.)
 """
 
 from __future__ import annotations
@@ -19,8 +26,9 @@ from typing import Callable
 
 from .diffusers_backend import ModelManager
 from .generation import ImageModel
-from .model_names import default_model_id
+from .model_names import default_model_id, default_video_model_id
 from .multi_gpu import MultiDeviceModel
+from .video_backends.manager import VideoModelManager
 
 DEFAULT_MAX_RESIDENT = 1
 _MAX_KNOWN = 16  # models remembered (not loaded) at most; the oldest unloaded ones are forgotten
@@ -30,8 +38,9 @@ _MAX_KNOWN = 16  # models remembered (not loaded) at most; the oldest unloaded o
 class BackendSpec:
     """How to make one kind of backend, and whether its models occupy device memory."""
 
-    make: Callable[["ModelKey"], ImageModel]
+    make: Callable[["ModelKey"], ImageModel | VideoModelManager]
     resident: bool = True
+    kind: str = "image"  # "image" or "video": the per-device cap counts each kind apart
 
 
 @dataclass(frozen=True)
@@ -62,8 +71,19 @@ def _make_remote(key: ModelKey) -> ImageModel:
     return kind(key.model_id, **dict(key.options))
 
 
+def _make_video(key: ModelKey) -> VideoModelManager:
+    options = dict(key.options)
+    max_frames = options.get("max_frames")
+    return VideoModelManager(key.model_id, key.device, local_files_only=key.local_files_only,
+                             allow_pickle=key.allow_pickle, max_frames=int(max_frames) if max_frames else None)
+
+
+VIDEO_BACKEND = "diffusers-video"
+
 BACKENDS: dict[str, BackendSpec] = {
     "diffusers": BackendSpec(_make_diffusers),
+    # Video models (LTX-Video, Wan): the family is read from the checkpoint (pipeline.images.video_backends).
+    VIDEO_BACKEND: BackendSpec(_make_video, kind="video"),
     # Remote services hold no device memory. Keys come from the environment (pipeline.images.backends).
     "openai": BackendSpec(_make_remote, resident=False),
     "hf-inference": BackendSpec(_make_remote, resident=False),
@@ -111,6 +131,19 @@ class ModelRegistry:
         assert isinstance(model, ModelManager)
         return model
 
+    def video(self, model_id: str | None = None, device: str | None = None, *, local_files_only: bool = False,
+              allow_pickle: bool = False, max_frames: int | None = None) -> VideoModelManager:
+        """The shared video backend for one model on one device; nothing is loaded here.
+
+        ``max_frames`` caps the frames of one model call (None: the family's own cap).
+        """
+        model_id = normalise_model_id(model_id or default_video_model_id())
+        options = (("max_frames", max_frames),) if max_frames else ()
+        model = self._entry(ModelKey(VIDEO_BACKEND, model_id, device, local_files_only, None, options,
+                                     allow_pickle=allow_pickle))
+        assert isinstance(model, VideoModelManager)
+        return model
+
     def model_ids(self) -> list[str]:
         """The ids of every model the registry holds (loaded or not)."""
         with self._lock:
@@ -121,13 +154,13 @@ class ModelRegistry:
         with self._lock:
             self._models.clear()
 
-    def _entry(self, key: ModelKey) -> ImageModel:
+    def _entry(self, key: ModelKey) -> ImageModel | VideoModelManager:
         with self._lock:
             model = self._models.get(key)
             if model is None:
                 spec = BACKENDS[key.backend]
                 model = spec.make(key)
-                if spec.resident and isinstance(model, ModelManager):
+                if spec.resident and isinstance(model, (ModelManager, VideoModelManager)):
                     model.before_load = lambda: self._make_room(key)
                 self._models[key] = model
                 self._forget_unloaded()
@@ -153,12 +186,13 @@ class ModelRegistry:
             return multi
 
     def _make_room(self, loading: ModelKey) -> None:
-        """Unload the least recently used loaded models on ``loading``'s device beyond the cap."""
+        """Unload the least recently used loaded models of ``loading``'s kind on its device beyond the cap."""
         with self._lock:
             self._models.move_to_end(loading)
+            kind = _kind(loading.backend)
             others = [model for key, model in self._models.items()
-                      if key != loading and key.device == loading.device and isinstance(model, ModelManager)
-                      and model.loaded]
+                      if key != loading and key.device == loading.device and _kind(key.backend) == kind
+                      and isinstance(model, (ModelManager, VideoModelManager)) and model.loaded]
         for model in others[: max(0, len(others) - (self.max_resident - 1))]:
             model.reset()  # waits for its running batch, then frees the weights
 
@@ -166,6 +200,11 @@ class ModelRegistry:
         excess = len(self._models) - _MAX_KNOWN
         for key in [k for k, m in self._models.items() if not getattr(m, "loaded", False)][:max(0, excess)]:
             del self._models[key]
+
+
+def _kind(backend: str) -> str:
+    spec = BACKENDS.get(backend)
+    return spec.kind if spec is not None else "image"  # "diffusers-multi" groups image managers
 
 
 def normalise_model_id(model_id: str | None) -> str:
@@ -192,6 +231,13 @@ def get_image_model(model_id: str | None = None, device: str | None = None, *, b
     """:meth:`ModelRegistry.get` on the process's registry."""
     return REGISTRY.get(model_id, device, backend=backend, local_files_only=local_files_only, batch_size=batch_size,
                         options=options, allow_pickle=allow_pickle, decoder=decoder, tiny_decoder=tiny_decoder)
+
+
+def get_video_model(model_id: str | None = None, device: str | None = None, *, local_files_only: bool = False,
+                    allow_pickle: bool = False, max_frames: int | None = None) -> VideoModelManager:
+    """:meth:`ModelRegistry.video` on the process's registry: the shared video backend (LTX-Video, Wan)."""
+    return REGISTRY.video(model_id, device, local_files_only=local_files_only, allow_pickle=allow_pickle,
+                          max_frames=max_frames)
 
 
 def get_model_manager(model_id: str | None = None, device: str | None = None, *, local_files_only: bool = False,

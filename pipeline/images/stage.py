@@ -31,6 +31,7 @@ from PIL import Image
 
 from ..contract.errors import RenderCancelled
 from ..contract.events import Event, KeyframeReady, Preview, Progress
+from ..contract.fields import FIELDS_BY_NAME
 from ..contract.reference import checked_reference
 from ..contract.storyboard import Storyboard
 from ..event_stream import EventStream
@@ -46,7 +47,8 @@ from .zerogpu import estimate_gpu_seconds, zerogpu_stream
 
 log = logging.getLogger(__name__)
 
-AI_OFF_REASON = "AI frames are switched off for this render (use_ai is false)."
+# Said in the page's words (the field's label), not by the field's internal name.
+AI_OFF_REASON = f"AI frames are switched off for this render (\"{FIELDS_BY_NAME['use_ai'].label}\" is off)."
 NO_MODEL_REASON = "No image model is configured on this server."
 
 Emit = Callable[[Event], None]

@@ -86,6 +86,47 @@ def estimate_gpu_seconds(n_scenes: int, steps: int, width: int, height: int, cap
     return int(min(cap, max(MIN_SECONDS, math.ceil(seconds))))
 
 
+# A clip from the video model (LTX-Video 13B distilled by default). Its transformer sees one token per
+# latent voxel: (frames - 1) / 8 + 1 latent frames of (width / 32) x (height / 32). Per denoising step
+# it costs about 2 x 13e9 FLOP per token (26 TFLOP per thousand tokens) plus attention, 4 x 4096
+# x 48 FLOP per pair of tokens; a ZeroGPU H200 slice sustaining ~200 TFLOP/s in bf16 needs 0.13 s
+# per thousand tokens and 4e-9 s per pair. A 5 s clip at 768x512 (129 frames, 6528 tokens) is then
+# ~1 s a step. Kept with 1.5x margin; bench/gpu_clips.py measures the real figure on a GPU.
+CLIP_STEP_SECONDS_PER_KTOKEN = 0.2
+CLIP_ATTENTION_SECONDS_PER_PAIR = 6e-9
+# The video VAE decodes every frame: ~0.1 s per million frame pixels (5 s for a 5 s clip at 768x512).
+CLIP_DECODE_SECONDS_PER_MEGAVOXEL = 0.15
+CLIP_OVERHEAD_SECONDS = 20.0  # the text encoder, weights onto the GPU, the first call's warm-up
+CLIP_MIN_SECONDS = 30
+CLIP_DEFAULT_CAP_SECONDS = 300
+
+
+def clip_tokens(frames: int, width: int, height: int, frame_step: int = 8, side: int = 32) -> int:
+    """The video transformer's tokens for one call: latent frames x latent rows x latent columns."""
+    return ((max(frames, 1) - 1) // frame_step + 1) * max(1, height // side) * max(1, width // side)
+
+
+def estimate_clip_gpu_seconds(frames: int, width: int, height: int, steps: int, *, max_frames: int = 161,
+                              cap: int = CLIP_DEFAULT_CAP_SECONDS, frame_step: int = 8, side: int = 32) -> int:
+    """GPU seconds to ask for one clip of ``frames`` frames at ``width`` x ``height``: per call (at most
+    ``max_frames`` frames each), ``steps`` x (tokens + attention) plus the decode, plus the overhead.
+
+    The defaults are LTX-Video's compression (8 in time, 32 in space); Wan's are ``frame_step=4, side=16``.
+    At least ``CLIP_MIN_SECONDS`` and at most ``cap``.
+    """
+    if frames < 0 or width < 0 or height < 0 or steps < 0:
+        raise ValueError("frames, width, height and steps must not be negative")
+    if cap <= 0:
+        raise ValueError("cap must be a positive number of seconds")
+    calls = max(1, math.ceil((frames - 1) / max(1, max_frames - frame_step - 1)))  # continuing calls overlap
+    per_call = min(frames, max_frames)
+    tokens = clip_tokens(per_call, width, height, frame_step, side)
+    step_seconds = tokens / 1000 * CLIP_STEP_SECONDS_PER_KTOKEN + tokens * tokens * CLIP_ATTENTION_SECONDS_PER_PAIR
+    decode = frames * width * height / 1_000_000 * CLIP_DECODE_SECONDS_PER_MEGAVOXEL
+    seconds = calls * steps * step_seconds + decode + CLIP_OVERHEAD_SECONDS
+    return int(min(cap, max(CLIP_MIN_SECONDS, math.ceil(seconds))))
+
+
 def gpu_task(fn: F, duration: Callable[..., int]) -> F:
     """``spaces.GPU(duration=duration)(fn)`` when ``spaces`` can be imported, else ``fn`` itself.
 

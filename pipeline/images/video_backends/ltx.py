@@ -1,0 +1,102 @@
+"""LTX-Video through diffusers' ``LTXConditionPipeline``: conditions at any frame.
+
+A scene clip is conditioned on its keyframe at frame 0; a generated transition on the
+outgoing scene's last frame at frame 0 and the incoming scene's first frame at the last
+frame; a continuing call of a long scene on the previous call's last 9 frames (a video
+condition at frame 0, which the model then carries on). Frame rules come from the loaded
+pipeline: ``8k+1`` frames (the VAE's temporal compression), sides a multiple of 32 (spatial
+compression x patch), at the pipeline's default ``frame_rate`` (25), about 768x512 natively.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from PIL import Image
+
+from ..clip_generation import ClipRequest, FrameRules
+from .family import CallInputs, VideoFamily, decoded_to_image, small_latent
+
+NATIVE_PIXELS = 768 * 512
+DEFAULT_FPS = 25.0  # LTXConditionPipeline's own frame_rate default (the rate its positions are scaled by)
+# Frames per call: ~6.4 s at 25 fps. The model was trained up to 257 frames; longer calls cost
+# attention quadratically and VAE memory linearly, so longer scenes continue in further calls.
+MAX_FRAMES = 161
+# Distilled LTX checkpoints (0.9.6+) decode at a small timestep with a little noise, as Lightricks recommends.
+DECODE_TIMESTEP = 0.05
+DECODE_NOISE_SCALE = 0.025
+
+
+class LTXFamily(VideoFamily):
+    name = "LTX-Video"
+    pipeline_classes = ("LTXConditionPipeline", "LTXPipeline", "LTXImageToVideoPipeline",
+                        "LTXI2VLongMultiPromptPipeline")
+
+    def load(self, model: str, index: dict, kwargs: dict[str, Any]) -> Any:
+        from diffusers import LTXConditionPipeline
+
+        # Every LTX-Video checkpoint has the same components; the condition pipeline drives them all.
+        return LTXConditionPipeline.from_pretrained(model, **kwargs)
+
+    def frame_rules(self, pipe: Any, model_id: str, max_frames: int | None) -> FrameRules:
+        step, side, fps = 8, 32, DEFAULT_FPS
+        if pipe is not None:
+            step = int(pipe.vae_temporal_compression_ratio)
+            side = int(pipe.vae_spatial_compression_ratio) * int(pipe.transformer_spatial_patch_size)
+            default = inspect.signature(pipe.__call__).parameters.get("frame_rate")
+            if default is not None and isinstance(default.default, (int, float)):
+                fps = float(default.default)
+        wanted = max_frames or MAX_FRAMES
+        longest = max(2 * step + 1, (wanted - 1) // step * step + 1)
+        return FrameRules(fps=fps, frame_step=step, side_multiple=side, native_pixels=NATIVE_PIXELS,
+                          max_frames=longest)
+
+    def overlap(self, rules: FrameRules) -> int:
+        return rules.frame_step + 1  # two latent frames of the previous call: motion, not just a picture
+
+    def call_kwargs(self, pipe: Any, request: ClipRequest, rules: FrameRules, inputs: CallInputs) -> dict[str, Any]:
+        from diffusers.pipelines.ltx.pipeline_ltx_condition import LTXVideoCondition
+
+        conditions = []
+        if inputs.start is not None:
+            conditions.append(LTXVideoCondition(image=inputs.start, frame_index=0))
+        if inputs.context:
+            conditions.append(LTXVideoCondition(video=list(inputs.context), frame_index=0))
+        if inputs.end is not None:
+            conditions.append(LTXVideoCondition(image=inputs.end, frame_index=inputs.frames - 1))
+        kwargs: dict[str, Any] = {
+            "conditions": conditions or None,
+            "prompt": request.prompt,
+            "width": request.width,
+            "height": request.height,
+            "num_frames": inputs.frames,
+            "num_inference_steps": request.steps,
+            "guidance_scale": request.guidance_scale,
+            "frame_rate": int(round(rules.fps)),
+            "output_type": "np",
+        }
+        if request.negative_prompt and request.guidance_scale > 1:
+            kwargs["negative_prompt"] = request.negative_prompt
+        if getattr(pipe.vae.config, "timestep_conditioning", False):
+            kwargs.update(decode_timestep=DECODE_TIMESTEP, decode_noise_scale=DECODE_NOISE_SCALE)
+        return kwargs
+
+    def preview(self, pipe: Any, latents: Any, request: ClipRequest, frames: int) -> Image.Image | None:
+        import torch
+
+        spatial = int(pipe.vae_spatial_compression_ratio)
+        patch, patch_t = int(pipe.transformer_spatial_patch_size), int(pipe.transformer_temporal_patch_size)
+        latent_frames = (frames - 1) // int(pipe.vae_temporal_compression_ratio) + 1
+        height, width = request.height // spatial, request.width // spatial
+        tokens = latent_frames * height * width // (patch * patch * patch_t)
+        # The packed latents start with the extra conditioning tokens; the clip's own are the last ones.
+        video = pipe._unpack_latents(latents[:1, -tokens:], latent_frames, height, width, patch, patch_t)
+        middle = video[:, :, latent_frames // 2: latent_frames // 2 + 1]
+        vae = pipe.vae
+        middle = pipe._denormalize_latents(middle, vae.latents_mean, vae.latents_std, vae.config.scaling_factor)
+        middle = small_latent(middle).to(vae.dtype)
+        timestep = None
+        if getattr(vae.config, "timestep_conditioning", False):
+            timestep = torch.tensor([DECODE_TIMESTEP], device=middle.device, dtype=middle.dtype)
+        return decoded_to_image(vae.decode(middle, timestep, return_dict=False)[0])
