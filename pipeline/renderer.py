@@ -171,7 +171,8 @@ class Renderer:
                 stream.put(segment)
 
         total = plan.total_frames
-        frames = compose_frames(storyboard, plan, *image_loaders(storyboard, slots, hand_on_segments))
+        frames = compose_frames(storyboard, plan, *image_loaders(storyboard, slots, hand_on_segments),
+                                load_footage=footage_loader(storyboard, slots, hand_on_segments))
         try:
             for number, frame in enumerate(frames, start=1):
                 if cancel.is_set():
@@ -233,10 +234,10 @@ def _placed(reports: dict[int, SceneReport], plan: TimelinePlan) -> tuple[SceneR
     )
 
 
-def image_loaders(storyboard: Storyboard, slots: ImageSlots, idle: Callable[[], None] | None = None
-                  ) -> tuple[KeyframeLoader, MorphLoader, FootageLoader]:
-    """The timeline's ``load_keyframe``, ``load_morph`` and ``load_footage``: they wait for the images
-    and footage folders in ``slots`` (calling ``idle`` meanwhile); images are fitted to the frame size."""
+def image_loaders(storyboard: Storyboard, slots: ImageSlots,
+                  idle: Callable[[], None] | None = None) -> tuple[KeyframeLoader, MorphLoader]:
+    """The timeline's ``load_keyframe`` and ``load_morph``: they wait for the images in ``slots``
+    (calling ``idle`` meanwhile) and fit them to the storyboard's frame size."""
     preset = storyboard.preset
     morph_counts = morph_frame_counts(storyboard)
 
@@ -251,6 +252,13 @@ def image_loaders(storyboard: Storyboard, slots: ImageSlots, idle: Callable[[], 
             return None  # drawn as a crossfade; the report says why
         return MorphImages(len(ids), lambda j: load_image(ids[j]))
 
+    return (lambda index: load_image(keyframe_id(index))), load_morph
+
+
+def footage_loader(storyboard: Storyboard, slots: ImageSlots, idle: Callable[[], None] | None = None) -> FootageLoader:
+    """The timeline's ``load_footage``: it waits for a restyled scene's footage folder in ``slots``
+    (calling ``idle`` meanwhile)."""
+
     def load_footage(index: int) -> Footage:
         footage = Footage(slots.wait(footage_id(index), idle=idle))
         # The timeline goes scene by scene: footage two scenes back is done with (an open map of a
@@ -260,7 +268,7 @@ def image_loaders(storyboard: Storyboard, slots: ImageSlots, idle: Callable[[], 
                 shutil.rmtree(footage.folder.parent / footage_id(earlier), ignore_errors=True)
         return footage
 
-    return (lambda index: load_image(keyframe_id(index))), load_morph, load_footage
+    return load_footage
 
 
 def _encode_settings(storyboard: Storyboard) -> EncodeSettings:
