@@ -21,12 +21,13 @@ from pathlib import Path
 import psutil
 import pytest
 
-from batch_cases import board, last_rows, rows, write_batch
+from batch_cases import board, last_rows, rows, scene_frames, write_animated, write_batch
 from media import probe, read_frames
 from pipeline.batch.command import run_batch_command
 from pipeline.cli import build_parser
 from sound import probe_audio_stream
 from stand_in_model import FixedTimeModels
+from stand_in_video_model import SlidingClips
 
 TESTS = Path(__file__).resolve().parent
 RAY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",  # a single-node cluster binds to 127.0.0.1 only
@@ -128,6 +129,35 @@ def test_on_ray_two_actors_give_the_rows_and_frames_of_a_local_batch(cluster, tm
     assert {r["id"]: r["status"] for r in rows(tmp_path / "ray")[6:]} == {
         "good-1": "skipped", "good-2": "skipped", "good-3": "skipped", "song": "skipped",
         "invalid": "failed", "broken": "failed"}
+
+
+def test_on_ray_the_actors_make_the_clips_and_the_frames_are_those_of_a_local_batch(cluster, tmp_path):
+    src = write_animated(tmp_path / "src")
+    for i in (2, 3):  # more animated storyboards than actors: each actor makes clips for several
+        (src / f"moving-{i}.json").write_text((src / "moving.json").read_text().replace("waves", f"waves {i}"))
+
+    def models(where):
+        return SlidingClips(0.01, tmp_path / f"made-{where}", clip_size=(64, 64), fail="out of GPU memory",
+                            fail_on="NO CLIP")
+
+    assert batch(src, tmp_path / "local", models=models("local")) == 0
+    on_ray = models("ray")
+    assert batch(src, tmp_path / "ray", "--ray", models=on_ray) == 0
+    got = last_rows(tmp_path / "ray")
+    names = ["mixed", "moving", "moving-2", "moving-3", "still"]
+    assert {i: r["status"] for i, r in got.items()} == dict.fromkeys(names, "ok")
+    for name in names:
+        assert scene_frames(tmp_path / "ray", name) == scene_frames(tmp_path / "local", name), name
+        frames = [read_frames(tmp_path / d / f"{name}.mp4", 854, 480) for d in ("local", "ray")]
+        assert len(frames[0]) == 8 and [a.tobytes() == b.tobytes() for a, b in zip(*frames)] == [True] * 8, name
+    assert scene_frames(tmp_path / "ray", "moving") == [("clip", "stand-in-video", "")] * 2
+    assert scene_frames(tmp_path / "ray", "mixed")[1] == ("still", "", "out of GPU memory")  # the actor's reason
+    # The video model was made in the actors only, once in each (never on the driver or in a render task),
+    # though each actor made the clips of more than one storyboard.
+    made_by = on_ray.made_by()
+    animated_on = [got[name]["where"].split(",")[0] for name in names if name != "still"]
+    assert sorted(set(animated_on)) == ["ray:127.0.0.1/gpu0", "ray:127.0.0.1/gpu1"]
+    assert len(made_by) == len(set(made_by)) == 2 and os.getpid() not in made_by
 
 
 def _busy(title: str) -> list[psutil.Process]:
