@@ -227,3 +227,17 @@ def test_a_ray_cluster_that_cannot_be_reached_exits_2_at_once(tmp_path):
                              "--ray", "127.0.0.1:1", "--no-ai"], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert result.returncode == 2
     assert result.stderr.splitlines()[-1].startswith("error: cannot reach the Ray cluster at 127.0.0.1:1: ")
+
+
+@pytest.mark.slow  # torch, the tiny diffusers model and the tiny LTX-Video on the CPU (~30 s on the shared machine)
+def test_the_settings_video_model_makes_the_clips_of_a_batch(tmp_path, tiny_model_dir, tiny_ltx_dir):
+    src = write_animated(tmp_path / "src")
+    (src / "still.json").unlink()
+    (src / "mixed.json").unlink()
+    flags = ("--model", str(tiny_model_dir), "--video-model", str(tiny_ltx_dir), "--clip-size", "64x64",
+             "--device", "cpu", "--cache-dir", str(tmp_path / "cache"))
+    args = build_parser().parse_args(["batch", str(src), "--out", str(tmp_path / "out"), "--quiet", *flags])
+    assert run_batch_command(args) == 0  # the command line's own model source: the settings
+    assert [f for f, _, _ in scene_frames(tmp_path / "out", "moving")] == ["clip", "clip"]
+    assert {m for _, m, _ in scene_frames(tmp_path / "out", "moving")} == {str(tiny_ltx_dir)}
+    assert probe(tmp_path / "out" / "moving.mp4").frames == FRAMES
