@@ -207,17 +207,22 @@ def test_an_actor_or_worker_killed_mid_batch_costs_only_a_retry(cluster, tmp_pat
     assert len(rows(out)) == 5  # one row per storyboard: nothing lost, nothing twice
 
 
-@pytest.mark.slow  # the actor imports torch and diffusers (~20 s on the shared machine)
-def test_on_ray_the_tiny_diffusers_model_gives_the_frames_of_a_local_batch(cluster, tmp_path, tiny_model_dir):
+@pytest.mark.slow  # the actor imports torch and diffusers (~30 s on the shared machine)
+def test_on_ray_the_tiny_diffusers_models_give_the_frames_of_a_local_batch(cluster, tmp_path, tiny_model_dir,
+                                                                           tiny_ltx_dir):
     src = tmp_path / "src"
     src.mkdir()
-    (src / "tiny.json").write_text(json.dumps({**board("a red fox", 3), "steps": 1}))
-    flags = ("--model", str(tiny_model_dir), "--device", "cpu", "--cache-dir", str(tmp_path / "cache"))
+    tiny = {**board("a red fox", 3), "steps": 1}
+    tiny["scenes"][1]["animate"] = True  # scene 2 is a clip from the tiny LTX-Video, made in the actor
+    (src / "tiny.json").write_text(json.dumps(tiny))
+    flags = ("--model", str(tiny_model_dir), "--video-model", str(tiny_ltx_dir), "--clip-size", "64x64",
+             "--device", "cpu", "--cache-dir", str(tmp_path / "cache"))
     assert batch(src, tmp_path / "local", *flags, models=None) == 0
     assert batch(src, tmp_path / "ray", "--ray", "--actors", "1", *flags, models=None) == 0
     local, on_ray = last_rows(tmp_path / "local")["tiny"], last_rows(tmp_path / "ray")["tiny"]
     assert on_ray["where"].startswith("ray:127.0.0.1/gpu")
-    assert [s["source"] for s in json.loads((tmp_path / "ray" / on_ray["report"]).read_text())["scenes"]] == ["ai"] * 2
+    scenes = json.loads((tmp_path / "ray" / on_ray["report"]).read_text())["scenes"]
+    assert [(s["source"], s["frames"]) for s in scenes] == [("ai", "still"), ("ai", "clip")]
     frames = [read_frames(tmp_path / d / "tiny.mp4", 854, 480) for d in ("local", "ray")]
     assert len(frames[0]) == 8 and all(a.tobytes() == b.tobytes() for a, b in zip(*frames))
     assert local["status"] == "ok"
