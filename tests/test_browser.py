@@ -62,13 +62,20 @@ def page(browser, app_url):
     page.close()
 
 
+# A status tracker's "Loading..." over a widget while an event of the page's start is still pending.
+LOADING_SHOWN = """() => [...document.querySelectorAll('body *')].some(e => !e.children.length && e.offsetParent !== null
+    && /^Loading/.test(e.textContent.trim()))"""
+
+
 def save_screenshot(page, name: str, changed_share: float = 0.002) -> None:
-    """The page into docs/``name``, unless it looks the same as the one there: a blinking cursor or a
-    hover shadow changes a few pixels on every run and would leave the working tree dirty."""
+    """The settled page (no "Loading..." overlay) into docs/``name``, unless it looks the same as the one
+    there: a blinking cursor or a hover shadow changes a few pixels on every run and would leave the working
+    tree dirty."""
     import io
 
     from PIL import Image, ImageChops
 
+    page.wait_for_function(f"() => !({LOADING_SHOWN})()", timeout=10_000)
     shot, path = page.screenshot(), DOCS / name
     if path.exists():
         new, old = Image.open(io.BytesIO(shot)).convert("RGB"), Image.open(path).convert("RGB")
@@ -271,19 +278,21 @@ ROWS_IN_VIEW = """() => {
         .map(c => Number(c.dataset.row)) }"""
 
 
-# The table's visible box (its scroller, less a vertical scrollbar) against its columns: the last header's
-# right edge, the box's right edge, and how far the table scrolls sideways.
+# The table's visible box (its scroller, less a vertical scrollbar) against its columns: the headers, those
+# cut short, the last header's right edge, the box's right edge, and how far the table scrolls sideways.
 COLUMNS_IN_VIEW = """() => { const v = document.querySelector('#scenes .virtual-table-viewport');
-    const last = [...document.querySelectorAll('#scenes thead th')].pop().getBoundingClientRect();
-    const box = v.getBoundingClientRect(); return {header: [...document.querySelectorAll('#scenes thead th')]
-        .slice(1).map(th => th.innerText.trim().replace(/\\s+/g, ' ')), last_right: last.right,
+    const headers = [...document.querySelectorAll('#scenes thead th')].slice(1), box = v.getBoundingClientRect();
+    const text = th => th.querySelector('.header.text') || th;
+    return {header: headers.map(th => text(th).innerText.trim().replace(/\\s+/g, ' ')),
+        cut: headers.filter(th => text(th).scrollWidth > text(th).clientWidth + 1).map(th => text(th).innerText),
+        last_right: headers[headers.length - 1].getBoundingClientRect().right,
         view_right: box.left + v.clientLeft + v.clientWidth, sideways: v.scrollWidth - v.clientWidth} }"""
 
 
 def assert_columns_in_view(page):
     """Every column of the scene table shows without scrolling it sideways (issue 10: columns fit at 1280 px)."""
     shown = page.evaluate(COLUMNS_IN_VIEW)
-    assert len(shown["header"]) == len(SCENE_FIELDS), shown["header"]
+    assert len(shown["header"]) == len(SCENE_FIELDS) and not shown["cut"], shown
     assert shown["last_right"] <= shown["view_right"] + 1 and shown["sideways"] <= 1, f"columns off to the right: {shown}"
 
 
