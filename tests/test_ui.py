@@ -34,6 +34,15 @@ def test_table_becomes_a_storyboard_and_back():
     assert HEADERS == [spec.label for spec in SCENE_FIELDS]  # the columns are the scene fields, in order
 
 
+def test_every_scene_column_has_a_width_that_fits_at_1280_px():
+    """A new scene field needs its own width: the browser test measures that all columns fit at 1280 px,
+    and this says which field lacks one where no browser runs."""
+    widths = ui.layout.SCENE_COLUMN_WIDTHS
+    assert list(widths) == [spec.name for spec in SCENE_FIELDS]
+    assert max(widths, key=widths.get) == "prompt"  # the prompt keeps the most width
+    assert 48 + sum(widths.values()) <= 700  # the table's 718 px at 1280 px, less room for a scrollbar
+
+
 def test_animate_column_reads_yes_no_and_blank():
     rows = [["a fox", 2, "", "", "none", "yes", "it runs"], ["a bear", 1, "", "", "none", " No ", ""],
             ["a cat", 1, "", "", "none", "", ""]]
