@@ -43,7 +43,7 @@ CSS = """
 #row-buttons {flex-wrap: nowrap; align-self: end; min-width: min(100%, 300px)}
 #scenes thead .header.text {white-space: normal}  /* cells keep one line; a header may take two */
 /* the page's own font: a third narrower than Gradio's monospace, so every column fits at 1280 px */
-#scenes .table-wrap * {font-family: var(--font)}
+#scenes .table-wrap * {font-family: var(--font); font-size: 13px}
 #row-buttons button {white-space: nowrap; padding-left: 6px; padding-right: 6px}
 .s2v-no-ai {padding: 6px 12px; border-radius: 6px; background: var(--color-yellow-50, #fefce8);
   border: 1px solid var(--color-yellow-300, #fde047)}
@@ -71,8 +71,8 @@ MAIN_MIN_WIDTHS = {"quality": 110, "transition_duration": 150, "style": 100, "lo
 # Fixed widths (px): with the row numbers (48) they fill 694 of the table's 718 px at 1280 px, room for a
 # desktop browser's scrollbar; each fits its bold header word and its values in a wide fallback font (DejaVu
 # Sans), the prompt keeps the most. Narrower screens scroll the table, not the page.
-SCENE_COLUMN_WIDTHS = {"prompt": 140, "duration": 86, "seed": 68, "negative_prompt": 88, "motion": 84, "animate": 84,
-                       "motion_prompt": 96}
+SCENE_COLUMN_WIDTHS = {"prompt": 96, "duration": 82, "seed": 60, "negative_prompt": 86, "motion": 76, "animate": 80,
+                       "motion_prompt": 70, "source_start": 54, "source_end": 48}
 
 
 def streaming_available() -> bool:

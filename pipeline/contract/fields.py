@@ -142,7 +142,7 @@ BOARD_FIELDS: tuple[FieldSpec, ...] = (
               "has a ControlNet model.", max_chars="max_path_chars", advanced=True),
     FieldSpec("animate", "boolean", "Animate scenes", "Each scene a clip made by the video model from its "
               "keyframe (a scene's own Animate overrides it); without a video model, a still with camera motion.",
-              default=False),
+              default=False, advanced=True),
     FieldSpec("video_model", "text", "Video model", "Hub id or local diffusers folder of the video model "
               "(LTX-Video, Wan) for clips and generated transitions. Blank: the server's.",
               max_chars="max_model_chars", advanced=True),
