@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        model = tiny_ltx_model(tmp / "ltx")
+        model = tiny_ltx_model(tmp / "ltx-distilled")  # run as the default, distilled model
         parts = render_parts(model, tmp, args.seconds, runs)
         frame_costs = interpolation_720p(tmp)
     med = {name: statistics.median(values) for name, values in parts.items()}
