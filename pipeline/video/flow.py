@@ -95,10 +95,18 @@ def _squared_length(vectors: np.ndarray) -> np.ndarray:
 
 
 def pixel_grid(width: int, height: int) -> np.ndarray:
-    """Every pixel's own ``(x, y)``, float32 ``height x width x 2`` (cached per thread; do not modify)."""
+    """Every pixel's own ``(x, y)``, float32 ``height x width x 2`` (cached per thread; do not modify).
+
+    A few sizes are kept: interpolation works at two at once (the flow's and the frame's).
+    """
+    grids = getattr(_local, "grids", None)
+    if grids is None:
+        grids = _local.grids = {}
     key = (width, height)
-    cached = getattr(_local, "grid", None)
-    if cached is None or cached[0] != key:
+    grid = grids.get(key)
+    if grid is None:
+        if len(grids) >= 4:
+            grids.clear()
         xs, ys = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
-        cached = _local.grid = (key, np.dstack([xs, ys]))
-    return cached[1]
+        grid = grids[key] = np.dstack([xs, ys])
+    return grid

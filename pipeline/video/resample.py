@@ -18,12 +18,13 @@ the video's); the caller cover-fits the result to the video's size afterwards.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
-from .flow import FAST, gray_at, motion_field, occlusion_mask, pixel_grid, warp
+from .flow import FAST, gray_at, motion_field, occlusion_mask, pixel_grid
 
 EXACT = 1e-3
 """Times this close (in footage frames) to a footage frame are that frame: 1/1000 of a frame is far
@@ -72,33 +73,71 @@ def interpolate(a: np.ndarray, b: np.ndarray, t: float, motion: PairMotion | Non
     m = motion if motion is not None else pair_flows(a, b)
     t = float(t)  # a Python float keeps the float32 arrays float32
     # Flow from the in-between time to each neighbour, from the two flows between them (linear motion),
-    # all at the flow's small size.
-    to_a = cv2.addWeighted(m.forward, -(1.0 - t) * t, m.backward, t * t, 0.0)
-    to_b = cv2.addWeighted(m.forward, (1.0 - t) * (1.0 - t), m.backward, -t * (1.0 - t), 0.0)
-    weight_a, weight_b = warp(m.seen_a, to_a), warp(m.seen_b, to_b)
-    weight_a *= 1.0 - t
-    weight_b *= t
-    total = weight_a + weight_b
-    neither = total < 1e-3  # seen from neither side: the nearer one
-    share_a = np.divide(weight_a, total, out=np.full_like(total, 1.0 if t < 0.5 else 0.0), where=~neither)
+    # and how much each neighbour counts there: all at the flow's small size, in scratch buffers.
+    small = m.forward.shape[:2]
+    to_a = cv2.addWeighted(m.forward, -(1.0 - t) * t, m.backward, t * t, 0.0,
+                           dst=_scratch("to-a", (*small, 2), np.float32))
+    to_b = cv2.addWeighted(m.forward, (1.0 - t) * (1.0 - t), m.backward, -t * (1.0 - t), 0.0,
+                           dst=_scratch("to-b", (*small, 2), np.float32))
+    weight_a = np.multiply(_warp_small(m.seen_a, to_a, "a"), 1.0 - t, out=_scratch("weight-a", small, np.float32))
+    weight_b = np.multiply(_warp_small(m.seen_b, to_b, "b"), t, out=_scratch("weight-b", small, np.float32))
+    total = np.add(weight_a, weight_b, out=_scratch("total", small, np.float32))
+    share_a = _scratch("share-small", small, np.float32)
+    share_a.fill(1.0 if t < 0.5 else 0.0)  # seen from neither side: the nearer one
+    np.divide(weight_a, total, out=share_a, where=total >= 1e-3)
     height, width = a.shape[:2]
     if m.scale < 1.0:
-        share_a = cv2.resize(share_a, (width, height), interpolation=cv2.INTER_LINEAR)
-    return cv2.blendLinear(_pull(a, to_a, m.scale), _pull(b, to_b, m.scale), share_a, 1.0 - share_a)
+        share_a = cv2.resize(share_a, (width, height), dst=_scratch("share", (height, width), np.float32),
+                             interpolation=cv2.INTER_LINEAR)
+    share_b = cv2.subtract(1.0, share_a, dst=_scratch("share-b", (height, width), np.float32))
+    # The two warps live in scratch buffers; the blend is a new array, the caller's to keep.
+    return cv2.blendLinear(_pull(a, to_a, m.scale, "a"), _pull(b, to_b, m.scale, "b"), share_a, share_b)
 
 
-def _pull(frame: np.ndarray, small_flow: np.ndarray, scale: float) -> np.ndarray:
+def _pull(frame: np.ndarray, small_flow: np.ndarray, scale: float, side: str) -> np.ndarray:
     """``frame`` warped by a flow found at ``scale`` of its size: the flow is brought to the frame's size
-    straight into a sampling map (one resize, one multiply-add), made fixed-point, and remapped."""
+    straight into a sampling map (one resize, one multiply-add), made fixed-point, and remapped.
+
+    Every array here lives in this thread's scratch buffers (``side`` tells the two warps apart):
+    fresh megabyte-sized arrays per frame cost more in page faults than the arithmetic does.
+    """
     height, width = frame.shape[:2]
     grid = pixel_grid(width, height)
+    positions = _scratch(f"positions-{side}", (height, width, 2), np.float32)
     if scale < 1.0:
-        up = cv2.resize(small_flow, (width, height), interpolation=cv2.INTER_LINEAR)
-        positions = cv2.scaleAdd(up, 1.0 / scale, grid)
+        up = cv2.resize(small_flow, (width, height), dst=_scratch(f"up-{side}", (height, width, 2), np.float32),
+                        interpolation=cv2.INTER_LINEAR)
+        cv2.scaleAdd(up, 1.0 / scale, grid, dst=positions)
     else:
-        positions = cv2.add(small_flow, grid)
-    map1, map2 = cv2.convertMaps(positions, None, cv2.CV_16SC2)
-    return cv2.remap(frame, map1, map2, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        cv2.add(small_flow, grid, dst=positions)
+    map1, map2 = cv2.convertMaps(positions, None, cv2.CV_16SC2,
+                                 dstmap1=_scratch(f"map1-{side}", (height, width, 2), np.int16),
+                                 dstmap2=_scratch(f"map2-{side}", (height, width), np.uint16))
+    return cv2.remap(frame, map1, map2, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE,
+                     dst=_scratch(f"warped-{side}", frame.shape, frame.dtype))
+
+
+def _warp_small(mask: np.ndarray, small_flow: np.ndarray, side: str) -> np.ndarray:
+    """``mask`` (at the flow's size) pulled along ``small_flow``, into a scratch buffer."""
+    height, width = mask.shape[:2]
+    positions = cv2.add(small_flow, pixel_grid(width, height), dst=_scratch(f"at-{side}", (height, width, 2),
+                                                                            np.float32))
+    return cv2.remap(mask, positions, None, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE,
+                     dst=_scratch(f"seen-{side}", (height, width), np.float32))
+
+
+_local = threading.local()
+
+
+def _scratch(name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
+    """This thread's reusable buffer ``name`` of ``shape`` and ``dtype`` (contents undefined)."""
+    buffers = getattr(_local, "buffers", None)
+    if buffers is None:
+        buffers = _local.buffers = {}
+    buffer = buffers.get(name)
+    if buffer is None or buffer.shape != tuple(shape) or buffer.dtype != dtype:
+        buffer = buffers[name] = np.empty(shape, dtype)
+    return buffer
 
 
 class Resampler:
