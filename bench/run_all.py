@@ -1,7 +1,8 @@
 """Run every CPU bench and update its section of bench/RESULTS.md: ``python bench/run_all.py [--quick]``.
 
 Order: cold start, first preview, memory, load, soundtrack, the beat tracker's first use, CPU keyframes with
-each decoder, compose + encode, time left, the batch on this machine and on Ray (bench/batch.py, about 2 minutes).
+each decoder, compose + encode, time left, the batch on this machine and on Ray (bench/batch.py, about 2 minutes),
+restyling (flow against every frame redrawn, with the tiny model; a few minutes).
 Each bench runs in its own process so one failing does not stop the others; the
 exit code is non-zero if any failed. ``--quick`` is a smoke run (one run each,
 720p only for compose + encode, shorter memory render); it still writes
@@ -23,7 +24,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 BENCHES = ("cold_start.py", "first_preview.py", "memory.py", "load.py", "audio.py", "beats_first_use.py",
-           "cpu_decoders.py", "compose_encode.py", "time_left.py", "batch.py")
+           "cpu_decoders.py", "compose_encode.py", "time_left.py", "batch.py", "restyle.py")
 
 
 def main(argv: list[str] | None = None) -> int:

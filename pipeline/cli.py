@@ -1,5 +1,7 @@
-"""Command line: ``python -m pipeline render STORYBOARD.json -o OUT.mp4 [--report REPORT.json] [--no-ai]``
-and ``python -m pipeline batch SRC --out DIR`` (many storyboards: ``pipeline.batch``).
+"""Command line: ``python -m pipeline render STORYBOARD.json -o OUT.mp4 [--report REPORT.json] [--no-ai]``,
+``python -m pipeline batch SRC --out DIR`` (many storyboards: ``pipeline.batch``) and
+``python -m pipeline restyle VIDEO -o OUT.mp4 --prompt TEXT [--storyboard-out SB.json]``: the video's
+shots found, one scene per shot, each redrawn from its own frames (see ``pipeline.restyle``).
 
 Exit codes: 0 done, 1 the render failed, 2 bad input (message on stderr), 130 interrupted.
 One tqdm bar; log messages and warnings are written above it, never into it. The closing summary
@@ -11,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import shutil
 import sys
 import tempfile
@@ -27,6 +30,7 @@ from .contract.events import Done, Failed, Progress
 from .contract.fallbacks import fallback_groups
 from .service import build_renderer
 from .contract.settings import add_settings_arguments, settings_from_args
+from .contract.storyboard import parse_storyboard
 from .storyboard_files import load_storyboard_file
 
 
@@ -44,7 +48,28 @@ def build_parser() -> argparse.ArgumentParser:
     from .batch.command import add_batch_parser
 
     add_batch_parser(commands, RENDER_SETTINGS)
+    _add_restyle_parser(commands)
     return parser
+
+
+def _add_restyle_parser(commands) -> None:
+    restyle = commands.add_parser("restyle", help="restyle a video: its shots redrawn in a style, sound kept")
+    restyle.add_argument("video", type=Path, help="the source video")
+    restyle.add_argument("-o", "--output", type=Path, required=True, help="where to write the MP4")
+    restyle.add_argument("--prompt", required=True, help="what every shot should look like (the scenes' prompt)")
+    restyle.add_argument("--style", default="", help="added to the prompt (the storyboard's style)")
+    restyle.add_argument("--quality", default="standard", help="draft, standard, high or premium")
+    restyle.add_argument("--fps", type=int, help="the output's frame rate (default: the quality's)")
+    restyle.add_argument("--coherence", default="flow", help="flow (keyframes carried by optical flow) or none")
+    restyle.add_argument("--keyframe-interval", type=int, default=8, help="frames between redrawn keyframes")
+    restyle.add_argument("--strength", type=float, help="how far each keyframe moves from the source (0..1)")
+    restyle.add_argument("--seed", type=int, help="the shots' seed (default: from the prompt)")
+    restyle.add_argument("--steps", type=int, help="denoising steps (default: the preset's)")
+    restyle.add_argument("--storyboard-out", type=Path, help="also write the storyboard it made here")
+    restyle.add_argument("--report", type=Path, help="also write the render report (JSON) here")
+    restyle.add_argument("--no-ai", action="store_true", help="show the source frames instead of the model's")
+    restyle.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_settings_arguments(restyle, only=RENDER_SETTINGS + ("max_source_seconds",))
 
 
 # The settings that matter to one render (the rest configure the web app).
@@ -69,8 +94,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         settings = settings_from_args(args)
-        # Relative paths in the file (audio, reference image) are relative to the file's folder.
-        storyboard = load_storyboard_file(args.storyboard, settings.limits())
+        if args.command == "restyle":
+            storyboard = _restyle_storyboard(args, settings)
+        else:  # relative paths in the file (audio, reference image, source video) are relative to its folder
+            storyboard = load_storyboard_file(args.storyboard, settings.limits())
         if args.no_ai:
             storyboard = storyboard.with_changes(use_ai=False)
         elif storyboard.model and args.model is None:  # the storyboard's model, unless --model says otherwise
@@ -101,6 +128,34 @@ def _log_above_the_bar() -> Iterator[None]:
             yield
     finally:
         logging.captureWarnings(False)
+
+
+def _restyle_storyboard(args, settings):
+    """The storyboard ``restyle`` renders: one scene per shot of the video (written out if asked)."""
+    from .restyle.shots import storyboard_from_video
+
+    board = {"quality": args.quality, "style": args.style, "coherence": args.coherence,
+             "keyframe_interval": args.keyframe_interval}
+    board.update({name: value for name, value in (("look_strength", args.strength), ("steps", args.steps))
+                  if value is not None})
+    probe = parse_storyboard({"scenes": [{"prompt": args.prompt, "duration": 1}], **board,
+                              **({"fps": args.fps} if args.fps else {})}, settings.limits())  # checks the flags
+    data = storyboard_from_video(args.video.resolve(), args.prompt, probe.output_fps, settings.limits(), board)
+    if args.seed is not None:
+        for scene in data["scenes"]:
+            scene["seed"] = args.seed
+    storyboard = parse_storyboard(data, settings.limits())
+    if args.storyboard_out:
+        written = storyboard.to_dict()
+        try:  # relative to the file, so the storyboard and the video can move together
+            written["source_video"] = os.path.relpath(storyboard.source_video, args.storyboard_out.resolve().parent)
+        except ValueError:  # another drive (Windows)
+            pass
+        try:
+            args.storyboard_out.write_text(json.dumps(written, indent=2, ensure_ascii=False), encoding="utf-8")
+        except OSError as exc:
+            raise StoryboardError(f"Cannot write {args.storyboard_out.name}: {exc.strerror or exc}.") from None
+    return storyboard
 
 
 def _run(renderer, storyboard, args) -> int:

@@ -41,7 +41,7 @@ from .event_stream import EventStream
 from .images.cache import KeyframeCache
 from .images.clip_cache import ClipCache
 from .images.clip_generation import VideoModel, bridge_id
-from .images.clip_plan import ClipTiming, scene_footage_id
+from .images.clip_plan import ClipTiming, restyled_id, scene_footage_id
 from .images.clip_stage import NO_VIDEO_MODEL_REASON, ClipStage
 from .images.generation import ImageModel, inbetween_id, keyframe_id
 from .images.plan import morph_frame_counts
@@ -49,6 +49,8 @@ from .images.slots import ImageSlots
 from .images.stage import ImageStage
 from .outputs import mark_finished, mark_unfinished, remove_old_outputs, remove_unfinished_outputs
 from .progress import RenderProgress
+from .restyle.sound import with_source_sound
+from .restyle.stage import RestyleStage
 from .video.encoder import EncodeSettings, SegmentedEncoder
 from .video.imaging import fit_cover
 from .video.morph import MorphImages, transition_reports
@@ -76,6 +78,7 @@ class Renderer:
         self.video_model = video_model
         self.images = ImageStage(model, cache, batch_size, controlnet)
         self.clips = ClipStage(video_model, clip_cache, clip_size, no_video_model)
+        self.restyle = RestyleStage(model, controlnet)
         self.segment_seconds = segment_seconds
 
     def new_render_dir(self) -> Path:
@@ -119,7 +122,7 @@ class Renderer:
         reports: dict[int, SceneReport] = {}
         morphs: dict[int, MorphReady] = {}
         clips: dict[str, ClipReady] = {}
-        soundtrack = yield from _fitted_to_audio(storyboard, cancel)
+        soundtrack = yield from _fitted_to_audio(with_source_sound(storyboard), cancel)
         storyboard = soundtrack.storyboard  # durations fitted to the audio, if any: both stages use these
         plan = plan_timeline(storyboard)
         ai = storyboard.use_ai and self.model is not None
@@ -150,6 +153,9 @@ class Renderer:
         # Segments are deleted only now, after this thread has yielded each one to its consumer.
         for segment in encoder.segments:
             segment.path.unlink(missing_ok=True)
+        for index, scene in enumerate(storyboard.scenes):  # restyled frames: encoded, no longer needed
+            if scene.restyled:
+                shutil.rmtree(folder / restyled_id(index), ignore_errors=True)
         video = folder / VIDEO_NAME
         info = self.model.info() if self.model is not None and storyboard.use_ai else None
         report = RenderReport(
@@ -169,12 +175,15 @@ class Renderer:
 
     def _images_then_clips(self, storyboard: Storyboard, plan: TimelinePlan, folder: Path, slots: ImageSlots,
                            cancel: threading.Event, emit: Callable[[Event], None]) -> Iterator[Event]:
-        """The images thread: every keyframe (and morph image), then every clip, in the order the video shows them."""
+        """The images thread: every keyframe (and morph image), then every restyled shot, then every clip, each
+        in the order the video shows them."""
         keyframes: dict[int, tuple[str, str]] = {}
         for event in self.images.run(storyboard, folder, slots, cancel, emit):
             if isinstance(event, KeyframeReady):
                 keyframes[event.scene_index] = (event.source, event.reason)
             yield event
+        # The restyled shots next: the same image model redraws them, in this one model thread.
+        yield from self.restyle.run(storyboard, folder, slots, cancel, emit)
         timing = clip_timing(plan)
         if not self.clips.ids(storyboard, timing):
             return
@@ -313,6 +322,8 @@ def image_loaders(storyboard: Storyboard, slots: ImageSlots,
     def load_scene(index: int) -> np.ndarray | Footage:
         footage_id = scene_footage_id(storyboard, index)
         folder = slots.wait(footage_id, idle=idle) if footage_id else None
+        if storyboard.scenes[index].restyled:
+            _drop_shown_shots(storyboard, slots, index)
         return Footage(folder) if folder is not None else load_image(keyframe_id(index))
 
     def load_bridge(boundary: int) -> Footage | None:
@@ -320,6 +331,15 @@ def image_loaders(storyboard: Storyboard, slots: ImageSlots,
         return Footage(folder) if folder is not None else None
 
     return load_scene, load_morph, load_bridge
+
+
+def _drop_shown_shots(storyboard: Storyboard, slots: ImageSlots, index: int) -> None:
+    """The timeline goes scene by scene: a restyled shot two scenes back is done with (an open map of a
+    removed file stays readable), so the render folder holds about two shots' frames at a time."""
+    for earlier in range(index - 1):
+        folder = slots.wait(restyled_id(earlier)) if storyboard.scenes[earlier].restyled else None
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _encode_settings(storyboard: Storyboard) -> EncodeSettings:

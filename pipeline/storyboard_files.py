@@ -1,7 +1,7 @@
 """Storyboards read from files: the bytes, the paths they name made absolute, validated at the door.
 
 Shared by ``python -m pipeline render`` and ``python -m pipeline batch``. A storyboard file
-names its audio and reference image by paths relative to its own folder; a line of a JSONL
+names its audio, reference image and source video by paths relative to its own folder; a line of a JSONL
 file names them relative to the JSONL file's folder.
 """
 
@@ -31,11 +31,12 @@ def read_storyboard_bytes(path: Path) -> bytes:
 
 
 def with_audio_path(data: Any, folder: Path) -> Any:
-    """The storyboard document with a relative ``audio`` path resolved against ``folder``."""
-    audio = data.get("audio") if isinstance(data, dict) else None
-    if isinstance(audio, str) and audio.strip():
-        path = Path(audio.strip()).expanduser()
-        data["audio"] = str(path if path.is_absolute() else folder / path)
+    """The storyboard document with relative ``audio`` and ``source_video`` paths resolved against ``folder``."""
+    for name in ("audio", "source_video"):
+        value = data.get(name) if isinstance(data, dict) else None
+        if isinstance(value, str) and value.strip():
+            path = Path(value.strip()).expanduser()
+            data[name] = str(path if path.is_absolute() else folder / path)
     return data
 
 

@@ -81,7 +81,7 @@ def test_the_api_is_render_alone_typed_and_documented(client):
     assert list(endpoints) == ["/render"], "the page's own events are not a public API"
     render = endpoints["/render"]
     assert [p["parameter_name"] for p in render["parameters"]] == ["storyboard_json", "audio",
-                                                                            "reference_image"]
+                                                                            "reference_image", "source_video"]
     assert render["parameters"][0]["type"]["type"] == "string"
     assert render["returns"][0]["python_type"]["type"] == "filepath" and "storyboard" in render["description"]
     # Written from the field descriptions (issue 26: morph, morph_frames and decoder were missing).

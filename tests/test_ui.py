@@ -29,8 +29,8 @@ def test_table_becomes_a_storyboard_and_back():
     assert [(s.prompt, s.duration, s.seed, s.motion) for s in sb.scenes] == [
         ("a fox", 2.0, None, "zoom_in"), ("a bear", 1.5, 7, "none")]
     assert sb.fps is None and sb.steps is None and sb.transition == "wipe"
-    assert storyboard_to_rows(sb) == [["a fox", 2.0, "", "", "zoom_in", "", ""],
-                                      ["a bear", 1.5, 7, "blurry", "none", "", ""]]
+    assert storyboard_to_rows(sb) == [["a fox", 2.0, "", "", "zoom_in", "", "", "", ""],
+                                      ["a bear", 1.5, 7, "blurry", "none", "", "", "", ""]]
     assert HEADERS == [spec.label for spec in SCENE_FIELDS]  # the columns are the scene fields, in order
 
 

@@ -16,9 +16,9 @@ from .handlers import Handlers
 def add_render_api(handlers: Handlers, settings: Settings) -> None:
     """``/render`` (and the MCP tool ``render``): a storyboard JSON string in, the MP4 and the report out."""
 
-    def render(storyboard_json: str, audio: FileData | None = None,
-               reference_image: FileData | None = None) -> tuple[FileData, dict]:
-        yield from handlers.render_api(storyboard_json, _path(audio), _path(reference_image))
+    def render(storyboard_json: str, audio: FileData | None = None, reference_image: FileData | None = None,
+               source_video: FileData | None = None) -> tuple[FileData, dict]:
+        yield from handlers.render_api(storyboard_json, _path(audio), _path(reference_image), _path(source_video))
 
     # Written from the field descriptions, so the documented fields and choices are the ones parsed.
     render.__doc__ = render_doc(settings.limits())
@@ -30,6 +30,7 @@ Args:
     storyboard_json: the storyboard as a JSON string, e.g. {"scenes": [{"prompt": "waves on rocks", "duration": 2}], "quality": "draft"}
     audio: optional soundtrack as an uploaded audio file (never a path inside the JSON)
     reference_image: optional picture the scenes start from, as an uploaded image file (never a path inside the JSON)
+    source_video: optional video that scenes with source_start/source_end (seconds) restyle, each redrawn from its own frames with the video's sound, as an uploaded file (never a path inside the JSON)
 Returns:
     the MP4 file, and the render report: {width, height, fps, frames, duration, scenes: [{index, source, reason, frames, video_model, clip_reason}], model, device, seconds_taken, transitions}; source is ai, cache or placeholder; frames is clip, still or placeholder
 """

@@ -23,7 +23,9 @@ from pipeline import Storyboard, StoryboardError, parse_storyboard
 from pipeline.contract.fields import SCENE_FIELDS_BY_NAME
 from pipeline.images.plan import generation_settings
 from pipeline.contract.json_input import load_json
+from pipeline.contract.presets import PRESETS
 from pipeline.contract.reference import with_uploaded_reference
+from pipeline.restyle.shots import storyboard_from_video
 from pipeline.service import RendererPool
 
 from . import sessions
@@ -32,7 +34,8 @@ from .form import SCENES, BoardForm
 from .marks import marks_css, problems_of
 from .model_notice import cannot_make_pictures, no_ai_notice
 from .render_view import PageRender, api_updates, file_stem, render_ended, render_started
-from .table import add_row, cell, delete_row, move_row, no_such_scene, read_shown, scene_choice, set_cell, shown_values
+from .table import (add_row, cell, delete_row, move_row, no_such_scene, read_shown, scene_choice, set_cell,
+                    shown_values, storyboard_to_rows)
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +110,33 @@ class Handlers:
             return {self.outputs["notice"]: f"❌ **Cannot import:** {exc}"}
         return {**self.show(storyboard), self.title: Path(file).stem}
 
+    def import_video(self, data: dict) -> dict:
+        """An uploaded source video's shots in the table: one scene per shot with its span, each with the
+        first scene's prompt (the user then writes one per shot); cuts between them. A bad video: one line."""
+        values = self.form.values(data)
+        path = values.get("source_video")
+        if not isinstance(path, str) or not path:
+            return {}
+        rows = values.get(SCENES) or []
+        prompt = str(rows[0][0]).strip() if rows and rows[0] and rows[0][0] else ""
+        limits = self.pool.settings.limits()
+        try:
+            quality = str(values.get("quality") or "standard")
+            fps = int(values["fps"]) if str(values.get("fps") or "").strip() else PRESETS[quality].fps
+            board = storyboard_from_video(path, prompt or "describe this shot", fps, limits, {"quality": quality})
+            storyboard = parse_storyboard(board, limits)
+        except (StoryboardError, KeyError, ValueError) as exc:
+            return {self.outputs["notice"]: f"❌ **Cannot use this video:** {exc}"}
+        shown = {self.form.widgets[SCENES]: storyboard_to_rows(storyboard)}
+        if "transition" in self.form.widgets:
+            shown[self.form.widgets["transition"]] = "cut"
+        if "fps" in self.form.widgets:
+            shown[self.form.widgets["fps"]] = str(fps)
+        count = len(storyboard.scenes)
+        return {**shown, self.outputs["bad_cells"]: "",
+                self.outputs["notice"]: f"🎬 {count} shot(s) found, one scene each: write what each shot should look "
+                                        "like, then Generate."}
+
     def export(self, data: dict) -> dict:
         """The storyboard as a JSON file in the (hidden) download button, which the page then clicks."""
         try:
@@ -117,6 +147,7 @@ class Handlers:
         data = storyboard.to_dict()
         data.pop("audio", None)  # the uploads' server paths mean nothing elsewhere
         data.pop("reference_image", None)
+        data.pop("source_video", None)
         path.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
         return {self.outputs["export_file"]: str(path), self.outputs["notice"]: "", self.outputs["bad_cells"]: ""}
 
@@ -176,17 +207,20 @@ class Handlers:
         sessions.cancel(request.session_hash)
         return {self.outputs["stop"]: gr.Button(interactive=False)}
 
-    def render_api(self, storyboard_json: str, audio: str | None = None,
-                   reference_image: str | None = None) -> Iterator[tuple[FileData | None, dict | None]]:
+    def render_api(self, storyboard_json: str, audio: str | None = None, reference_image: str | None = None,
+                   source_video: str | None = None) -> Iterator[tuple[FileData | None, dict | None]]:
         """Render a storyboard (a JSON string, see the README) to an MP4; returns the MP4 and the report
         (``ui.api.add_render_api`` holds the documented function).
 
         ``audio`` is the soundtrack as an uploaded file; a path inside the JSON is refused (it would
         name a file on the server). ``reference_image``: an uploaded picture the scenes start from
         (see the ``reference_image`` and ``reference_scenes`` fields); likewise never a path.
+        ``source_video``: the uploaded video that scenes with a span restyle; likewise never a path.
         """
         try:
-            storyboard = parse_storyboard(with_uploaded_audio(storyboard_json, audio), self.pool.settings.limits())
+            data = with_uploaded_audio(storyboard_json, audio)
+            data = with_uploaded_file(data, "source_video", source_video, "the source_video input of /render")
+            storyboard = parse_storyboard(data, self.pool.settings.limits())
             storyboard = with_uploaded_reference(storyboard, reference_image)
             self.pool.check(storyboard)
         except StoryboardError as exc:  # the caller's to fix: one line in the log, the traceback only at debug
@@ -298,6 +332,19 @@ def without_audio_path(raw: str | bytes) -> Any:
     data = load_json(raw)  # size, depth and UTF-8 checked: only StoryboardError escapes
     if isinstance(data, dict):
         data.pop("audio", None)
+        data.pop("source_video", None)
+    return data
+
+
+def with_uploaded_file(data: Any, name: str, upload: str | None, where: str) -> Any:
+    """A storyboard document with file field ``name`` taken from ``upload``; a path in the JSON is refused."""
+    if isinstance(data, dict):
+        if data.get(name):
+            raise StoryboardError(f"Storyboard: {name} must be sent as a file ({where}), not as a path in the "
+                                  "storyboard.")
+        data.pop(name, None)
+        if upload:
+            data[name] = upload
     return data
 
 

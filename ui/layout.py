@@ -16,7 +16,7 @@ from typing import Any, Callable
 import gradio as gr
 
 from pipeline import Limits, Settings, Storyboard
-from pipeline.contract.fields import SCENE_FIELDS, FieldSpec
+from pipeline.contract.fields import FIELDS_BY_NAME, SCENE_FIELDS, FieldSpec
 from pipeline.images.backends import BACKENDS  # torch-free
 from pipeline.images.model_names import KNOWN_MODELS  # torch-free at import: torch loads only with a model
 from pipeline.service import RendererPool
@@ -142,9 +142,13 @@ class Editor:
     export_file: gr.DownloadButton  # kept out of sight: Export writes the file into it and clicks it
 
 
+RESTYLE_FIELDS = ("source_video", "coherence", "keyframe_interval")
+"""The fields of the "Restyle a video" accordion (an upload there becomes one scene per shot)."""
+
+
 def page_specs(advanced: bool) -> list:
-    """The fields given a widget made from their description (the soundtrack builds its own)."""
-    return [spec for spec in board_specs(advanced) if spec.name not in SOUNDTRACK_FIELDS]
+    """The fields given a widget in the main row or under Advanced (the soundtrack and restyling have their own)."""
+    return [spec for spec in board_specs(advanced) if spec.name not in (*SOUNDTRACK_FIELDS, *RESTYLE_FIELDS)]
 
 
 def build_row_tools(first: Storyboard) -> tuple[gr.Number, dict[str, gr.Dropdown], gr.Textbox, list[gr.Button]]:
@@ -181,6 +185,12 @@ def build_editor(first: Storyboard, settings: Settings, names: list[str], output
             outputs["progress"] = gr.HTML(elem_id="progress")
             outputs["bad_cells"] = gr.HTML("", elem_id="bad-cells", padding=False)  # a style sheet marking them
     widgets.update(zip(SOUNDTRACK_FIELDS, build_soundtrack()))  # the soundtrack's own widgets, by field name
+    with gr.Accordion("Restyle a video", open=False, elem_id="restyle"):
+        gr.Markdown("Upload a video: its shots become scenes (From/To in the table), each redrawn in the style "
+                    "of its prompt, with the video's motion, cuts and sound.")
+        with gr.Row():
+            for name in RESTYLE_FIELDS:
+                widgets[name] = board_widget(FIELDS_BY_NAME[name], first, settings)
     with gr.Accordion("Advanced", open=False):
         with gr.Row():
             for spec in page_specs(advanced=True):
@@ -293,6 +303,9 @@ def wire_tools(editor: Editor, outputs: dict, handlers: Handlers, title: gr.Stat
         None, js=CLICK_DOWNLOAD, **PRIVATE)
     editor.import_.upload(handlers.import_file, editor.import_, [*board, notice, outputs["bad_cells"], title],
                           **PRIVATE)
+    source = editor.form.widgets.get("source_video")
+    if source is not None:  # an uploaded video becomes one scene per shot in the table
+        source.upload(handlers.import_video, editor.form.inputs, [*board, notice, outputs["bad_cells"]], **PRIVATE)
     editor.clear_cache.click(handlers.clear_cache, None, notice, **PRIVATE)
 
 

@@ -31,6 +31,9 @@ LOOKS: tuple[str, ...] = ("independent", "chained")
 """How scenes relate: each made from its text alone, or each from the previous scene's picture."""
 REFERENCE_SCENES: tuple[str, ...] = ("first", "every")
 """Which scenes start from the reference image."""
+COHERENCES: tuple[str, ...] = ("flow", "none")
+"""How a restyled shot stays steady: redrawn keyframes carried along the source's optical flow, or every
+frame redrawn on its own (to measure what the flow gains)."""
 MAX_SEED = 2**32 - 1
 
 
@@ -81,6 +84,10 @@ SCENE_FIELDS: tuple[FieldSpec, ...] = (
               "no: a still with its camera motion · blank: the storyboard's Animate."),
     FieldSpec("motion_prompt", "text", "Motion prompt", "What moves and how the camera travels in the clip "
               "(added to the prompt and the style).", default="", max_chars="max_prompt_chars"),
+    FieldSpec("source_start", "number", "From (s)", "Restyle the source video from this second (with 'To'). "
+              "Blank: the scene is made from its prompt alone.", low=0.0, high="max_source_seconds", unit="seconds"),
+    FieldSpec("source_end", "number", "To (s)", "Restyle the source video up to this second; the scene lasts "
+              "the span (its duration is the span's).", low=0.0, high="max_source_seconds", unit="seconds"),
 )
 
 BOARD_FIELDS: tuple[FieldSpec, ...] = (
@@ -142,6 +149,15 @@ BOARD_FIELDS: tuple[FieldSpec, ...] = (
     FieldSpec("reference_scenes", "choice", "Reference for", "first: scene 1 starts from the reference image · "
               "every: each scene does (in a chained look only scene 1; the rest follow the chain).",
               default="first", choices=REFERENCE_SCENES, advanced=True),
+    FieldSpec("source_video", "file", "Source video", "A video to restyle: a path next to the storyboard file "
+              "(CLI), an upload (page) or a file (API). Scenes with a span (From/To) redraw its frames; its sound "
+              "plays unless a soundtrack is given.", max_chars="max_path_chars"),
+    FieldSpec("coherence", "choice", "Coherence", "flow: a keyframe redrawn every few frames, the frames between "
+              "carried along the video's motion (steady) · none: every frame redrawn on its own (flickers).",
+              default="flow", choices=COHERENCES, advanced=True),
+    FieldSpec("keyframe_interval", "integer", "Keyframe every", "Frames between redrawn keyframes of a restyled "
+              "shot (coherence flow). Look strength is how far each keyframe moves from the source.",
+              default=8, low=1, high=48, unit="frames", advanced=True),
 )
 
 FIELDS_BY_NAME: dict[str, FieldSpec] = {spec.name: spec for spec in (*SCENE_FIELDS, *BOARD_FIELDS)}

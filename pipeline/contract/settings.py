@@ -51,6 +51,7 @@ class Settings:
     output_max_age_hours: float = 24.0
     max_scenes: int = 100
     max_total_seconds: float = 600.0
+    max_source_seconds: float = 600.0  # longest source video accepted for restyling
     max_quality: str = "premium"
     max_concurrent_renders: int = 1
     max_queue: int = 50
@@ -77,7 +78,8 @@ class Settings:
     def limits(self) -> Limits:
         """The storyboard limits these settings allow."""
         allowed = QUALITY_NAMES[: QUALITY_NAMES.index(self.max_quality) + 1]
-        return Limits(max_scenes=self.max_scenes, max_total_seconds=self.max_total_seconds, allowed_qualities=allowed)
+        return Limits(max_scenes=self.max_scenes, max_total_seconds=self.max_total_seconds,
+                      max_source_seconds=self.max_source_seconds, allowed_qualities=allowed)
 
     def clip_size_pair(self) -> tuple[int, int] | None:
         """``clip_size`` as (width, height), or None for the model's native size."""
@@ -99,7 +101,8 @@ class Settings:
 
 PUBLIC_DEFAULTS = dict(
     preload=True,  # the Space downloads and loads the model while it starts, not on the first visitor's click
-    max_scenes=20, max_total_seconds=120.0, max_quality="high", max_concurrent_renders=1, max_queue=20,
+    max_scenes=20, max_total_seconds=120.0, max_source_seconds=60.0, max_quality="high", max_concurrent_renders=1,
+    max_queue=20,
     allow_model_change=False, output_max_age_hours=2.0, allow_backend_change=False,
 )
 
@@ -201,6 +204,7 @@ SETTING_HELP: dict[str, str] = {
     "output_max_age_hours": "render folders older than this are removed",
     "max_scenes": "most scenes per storyboard",
     "max_total_seconds": "longest video, in seconds",
+    "max_source_seconds": "longest source video accepted for restyling, in seconds (checked before decoding)",
     "max_quality": "best quality preset allowed (draft, standard, high, premium)",
     "max_concurrent_renders": "renders at once",
     "max_queue": "renders that may wait in the queue",

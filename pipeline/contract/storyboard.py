@@ -67,6 +67,7 @@ class Limits:
     max_model_chars: int = 300
     max_path_chars: int = 1000
     max_audio_seconds: float = 3600.0  # longest audio file accepted (only what the video needs is decoded)
+    max_source_seconds: float = 600.0  # longest source video accepted for restyling
     allowed_qualities: tuple[str, ...] = QUALITY_NAMES
 
 
@@ -81,6 +82,13 @@ class Scene:
     motion: str = "none"
     animate: bool | None = None  # None: the storyboard's ``animate``
     motion_prompt: str = ""
+    source_start: float | None = None  # seconds into the storyboard's source video; with source_end: restyled
+    source_end: float | None = None
+
+    @property
+    def restyled(self) -> bool:
+        """True when the scene redraws a span of the source video (its duration is the span's)."""
+        return self.source_start is not None and self.source_end is not None
 
     @property
     def resolved_seed(self) -> int:
@@ -120,6 +128,9 @@ class Storyboard:
     animate: bool = False
     video_model: str | None = None
     reference_scenes: str = "first"
+    source_video: str | None = None
+    coherence: str = "flow"
+    keyframe_interval: int = 8
 
     @property
     def preset(self) -> Preset:
@@ -144,9 +155,12 @@ class Storyboard:
         return json.dumps(self.to_dict(), indent=2, ensure_ascii=False)
 
     def animated(self, index: int) -> bool:
-        """Whether scene ``index`` asks to be a clip (its own ``animate``, else the storyboard's)."""
-        own = self.scenes[index].animate
-        return self.animate if own is None else own
+        """Whether scene ``index`` asks to be a clip (its own ``animate``, else the storyboard's); a restyled
+        scene never is (its frames are its source's, redrawn)."""
+        scene = self.scenes[index]
+        if scene.restyled:
+            return False
+        return self.animate if scene.animate is None else scene.animate
 
     @property
     def wants_video_model(self) -> bool:
@@ -180,6 +194,7 @@ def parse_storyboard(data: Any, limits: Limits | None = None) -> Storyboard:
     if problems:
         raise StoryboardError(problems=problems)
     board = Storyboard(scenes=scenes, **values)
+    _check_source(board, limits)
     _check_audio(board, limits)
     if board.total_seconds > limits.max_total_seconds + 1e-9 and not (board.audio and board.fit == "audio"):
         raise StoryboardError(
@@ -245,9 +260,50 @@ def _parse_scene(raw: Any, number: int, limits: Limits, problems: list[Problem])
         return None
     before = len(problems)
     _collect(problems, number, None, lambda: _reject_unknown(raw, _SCENE_KEYS, where))
+    spanned = not (_blank(raw.get("source_start")) and _blank(raw.get("source_end")))
+    # A restyled scene's duration is its span's (a duration given beside a span is not read).
     values = {spec.name: _collect(problems, number, spec.name, lambda spec=spec: _parse_field(spec, raw, where, limits))
-              for spec in SCENE_FIELDS}
+              for spec in SCENE_FIELDS if not (spanned and spec.name == "duration")}
+    if spanned and len(problems) == before:
+        values["duration"] = _collect(problems, number, "source_end", lambda: _span_length(values, where, limits))
     return Scene(**values) if len(problems) == before else None
+
+
+def _span_length(values: dict[str, Any], where: str, limits: Limits) -> float:
+    """A restyled scene's duration: its span of the source video, which must be one scene long."""
+    start, end = values["source_start"], values["source_end"]
+    if start is None or end is None:
+        raise StoryboardError(f"{where}: source_start and source_end go together (a span of the source video); "
+                              "give both, or neither.")
+    length = end - start
+    if not limits.min_scene_seconds - 1e-9 <= length <= limits.max_scene_seconds + 1e-9:
+        raise StoryboardError(f"{where}: source_end must be {limits.min_scene_seconds:g} to "
+                              f"{limits.max_scene_seconds:g} seconds after source_start (got {length:g}).")
+    return round(length, 9)
+
+
+def _blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def _check_source(board: Storyboard, limits: Limits) -> None:
+    """The source video at the door: scenes with a span need it; it must be a video they fit in."""
+    spans = [(number, scene) for number, scene in enumerate(board.scenes, start=1) if scene.restyled]
+    if not board.source_video:
+        if spans:
+            raise StoryboardError(f"Scene {spans[0][0]}: source_start and source_end need a source_video.")
+        return
+    if spans and (board.fit == "audio" or board.cut_on_beats):
+        raise StoryboardError("Storyboard: fit 'audio' and cut_on_beats would retime restyled scenes, which keep "
+                              "the source's timing; turn them off.")
+    from ..restyle.source import probe_video  # runs the bundled ffmpeg; imported only with a source video
+
+    info = probe_video(board.source_video, limits.max_source_seconds)
+    slack = 1.0 / board.output_fps
+    for number, scene in spans:
+        if scene.source_end > info.duration + slack:
+            raise StoryboardError(f"Scene {number}: source_end {scene.source_end:g} s is past the end of the "
+                                  f"source video ({info.duration:.2f} s).")
 
 
 def _parse_field(spec: FieldSpec, raw: dict, where: str, limits: Limits) -> Any:

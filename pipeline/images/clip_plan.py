@@ -63,8 +63,16 @@ class ClipPlan:
         return out
 
 
+def restyled_id(scene_index: int) -> str:
+    """The slot id of restyled scene ``scene_index``'s footage folder (filled by ``pipeline.restyle``)."""
+    return f"restyle-{scene_index + 1}"
+
+
 def scene_footage_id(storyboard: Storyboard, index: int) -> str | None:
-    """The plan id whose slot holds scene ``index``'s footage (a footage folder), or None for a still."""
+    """The id whose slot holds scene ``index``'s footage (a footage folder: its clip, or its restyled
+    shot), or None for a still."""
+    if storyboard.scenes[index].restyled:
+        return restyled_id(index)
     return clip_id(index) if storyboard.animated(index) else None
 
 
@@ -92,12 +100,21 @@ def plan_clips(storyboard: Storyboard, rules: FrameRules, timing: ClipTiming, si
                 num_frames=rules.frames_for(timing.scene_seconds[index]), fps=rules.fps, id=clip_id(index),
                 kind="clip", depends_on=(keyframe_id(index),), start=keyframe_id(index)))
             views[clip_id(index)] = ("keyframe", "")
-        if index in timing.bridge_seconds and rules.last_frame:
+        if index in timing.bridge_seconds and rules.last_frame and not bridge_refused(storyboard, index):
             request, view = _bridge(storyboard, index, rules, timing.bridge_seconds[index], (width, height),
                                     steps, guidance)
             requests.append(request)
             views[request.id] = view
     return ClipPlan(tuple(requests), views)
+
+
+RESTYLED_BRIDGE_REASON = "a restyled shot keeps its source's frames, so no clip is generated into or out of it"
+
+
+def bridge_refused(storyboard: Storyboard, k: int) -> str:
+    """Why the generated transition from scene ``k`` to ``k + 1`` cannot be made whatever the model ("" if it can)."""
+    scenes = storyboard.scenes
+    return RESTYLED_BRIDGE_REASON if scenes[k].restyled or scenes[k + 1].restyled else ""
 
 
 def _bridge(storyboard: Storyboard, k: int, rules: FrameRules, seconds: float, size: tuple[int, int], steps: int,

@@ -33,7 +33,7 @@ from ..contract.storyboard import Storyboard
 from ..event_stream import EventStream
 from .clip_cache import ClipCache
 from .clip_generation import ClipPictures, ClipRequest, GeneratedClip, VideoModel, bridge_id, clip_id
-from .clip_plan import DEFAULT_CLIP_GUIDANCE, DEFAULT_CLIP_STEPS, ClipPlan, ClipTiming, plan_clips
+from .clip_plan import DEFAULT_CLIP_GUIDANCE, DEFAULT_CLIP_STEPS, ClipPlan, ClipTiming, bridge_refused, plan_clips
 from .generation import keyframe_id
 from .look import fit_picture
 from .slots import ImageSlots
@@ -108,10 +108,11 @@ class ClipStage:
         guidance = float(getattr(self.model, "default_guidance", DEFAULT_CLIP_GUIDANCE))
         plan = plan_clips(storyboard, rules, timing, self.size, steps, guidance)
         planned = {request.id for request in plan.requests}
-        for request_id, kind, index in wanted:  # a model that cannot end on a given frame
+        for request_id, kind, index in wanted:  # next to a restyled shot, or a model that cannot end on a frame
             if request_id not in planned:
-                yield self._fallback(slots, request_id, kind, index,
-                                     rules.last_frame_reason or "the video model cannot end a clip on a given frame")
+                reason = bridge_refused(storyboard, index) or rules.last_frame_reason or \
+                    "the video model cannot end a clip on a given frame"
+                yield self._fallback(slots, request_id, kind, index, reason)
         run = _Clips(storyboard, work_dir, slots, cancel, emit, plan, keyframes,
                      sum(request.steps for request in plan.requests))
         keys = plan.cache_keys(self.model.model_id, image_keys)

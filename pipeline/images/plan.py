@@ -89,8 +89,8 @@ def plan_images(storyboard: Storyboard, model: ImageModel, controlnet: str = "")
     control = ControlImage(controlnet, storyboard.reference_image, digest) if digest and controlnet else None
     keyframes = [
         ImageRequest(
-            scene_index=index, prompt=_joined(scene.prompt, storyboard.style),
-            negative_prompt=_joined(scene.negative_prompt, storyboard.style_negative),
+            scene_index=index, prompt=joined_prompt(scene.prompt, storyboard.style),
+            negative_prompt=joined_prompt(scene.negative_prompt, storyboard.style_negative),
             seed=scene.resolved_seed, steps=settings.steps, guidance_scale=settings.guidance_scale,
             width=settings.width, height=settings.height, id=keyframe_id(index), decoder=settings.decoder,
             depends_on=_chained_to(storyboard, index), init=_init(storyboard, index, digest), control=control,
@@ -99,19 +99,23 @@ def plan_images(storyboard: Storyboard, model: ImageModel, controlnet: str = "")
     ]
     requests: list[ImageRequest] = []
     for index, keyframe in enumerate(keyframes):
+        if storyboard.scenes[index].restyled:  # redrawn from its source frames by the restyle stage
+            continue
         requests.append(keyframe)
         if index - 1 in morphs:
             requests += _inbetweens(keyframes[index - 1], keyframe, morphs[index - 1], storyboard.morph_ease)
     return RenderPlan(tuple(requests))
 
 
-def _joined(text: str, style: str) -> str:
+def joined_prompt(text: str, style: str) -> str:
     """A scene's prompt with the storyboard's style text after it."""
     return ", ".join(part for part in (text, style) if part)
 
 
 def _chained_to(storyboard: Storyboard, index: int) -> tuple[str, ...]:
-    return (keyframe_id(index - 1),) if storyboard.look == "chained" and index > 0 else ()
+    if storyboard.look != "chained" or index == 0 or storyboard.scenes[index - 1].restyled:
+        return ()
+    return (keyframe_id(index - 1),)
 
 
 def _init(storyboard: Storyboard, index: int, digest: str) -> InitImage | None:
@@ -140,12 +144,15 @@ def morph_frame_counts(storyboard: Storyboard) -> dict[int, int]:
     ``morph_frames``, but never more than the transition has frames between its two
     keyframes (nominally ``round(min(transition, both durations) * fps) - 2``); boundaries
     without any are left out. Depends only on the two scenes of each boundary and the
-    board's settings, so editing another scene never changes a morph's images.
+    board's settings, so editing another scene never changes a morph's images. A boundary next to a
+    restyled scene has none (drawn as a crossfade).
     """
     if storyboard.transition != "morph":
         return {}
     scenes, counts = storyboard.scenes, {}
     for k in range(len(scenes) - 1):
+        if scenes[k].restyled or scenes[k + 1].restyled:  # a restyled shot has no keyframe to morph from
+            continue
         length = min(storyboard.transition_duration, scenes[k].duration, scenes[k + 1].duration)
         count = min(storyboard.morph_frames, round(length * storyboard.output_fps) - 2)
         if count > 0:

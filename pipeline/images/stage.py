@@ -110,6 +110,8 @@ class ImageStage:
             yield from run.morphs.fall_back_all(reason)
             for index in range(run.total):
                 _check(cancel)
+                if storyboard.scenes[index].restyled:  # the restyle stage shows its source frames
+                    continue
                 yield from self._placeholder(run, index, reason)
                 yield _progress(run, index + 1, "keyframe", index)
             return

@@ -61,11 +61,11 @@ def motion_field(first_gray: np.ndarray, second_gray: np.ndarray, preset: int = 
 
 
 def gray_at(frame: np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:
-    """``frame`` (RGB) as gray ``uint8``, shrunk to ``size`` (width, height) first when given."""
-    frame = np.ascontiguousarray(frame)
-    if size is not None and size != (frame.shape[1], frame.shape[0]):
-        frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
-    return cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+    """``frame`` (RGB) as gray ``uint8``, then shrunk to ``size`` (width, height) when given."""
+    gray = cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2GRAY)
+    if size is not None and size != (gray.shape[1], gray.shape[0]):
+        gray = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
+    return gray
 
 
 def warp(frame: np.ndarray, flow: np.ndarray) -> np.ndarray:

@@ -56,6 +56,7 @@ from ..contract.storyboard import Storyboard
 from .transitions import blend
 
 if TYPE_CHECKING:
+    from ..contract.footage import Footage
     from .morph import MorphImages
 
 ZOOM_AMOUNT = 0.12
@@ -227,7 +228,7 @@ def compose_frames(storyboard: Storyboard, plan: TimelinePlan, load_keyframe: Ke
     cache = _KeyframeCache(load_keyframe, plan.width, plan.height, plan.fps)
     for scene in plan.scenes:
         for frame in range(scene.hold_start, scene.hold_end):
-            yield scene_frame(cache.get(scene), scene, frame)
+            yield cache.frame(scene, frame)
         if scene.index < len(plan.transitions):
             yield from _transition_frames(plan, plan.transitions[scene.index], cache, load_morph, load_bridge)
         cache.release(scene.index)
@@ -250,8 +251,8 @@ def _transition_frames(plan: TimelinePlan, span: TransitionSpan, cache: "_Keyfra
         yield from morph_frames(span, outgoing, incoming, cache.get, images, (plan.width, plan.height))
         return
     for i, frame in enumerate(range(span.start, span.end)):
-        a = scene_frame(cache.get(outgoing), outgoing, frame)
-        b = scene_frame(cache.get(incoming), incoming, frame)
+        a = cache.frame(outgoing, frame)
+        b = cache.frame(incoming, frame)
         yield np.ascontiguousarray(blend(span.kind, a, b, i / (span.frames - 1)))
 
 
@@ -259,7 +260,10 @@ def scene_frame(keyframe: "np.ndarray | MovingSource", scene: SceneSpan, frame: 
     """What scene ``scene`` alone shows on video frame ``frame``: its keyframe through its camera move,
     or its footage's frame at that time."""
     if isinstance(keyframe, MovingSource):
-        return keyframe.frame_on(frame, scene.visible_start)
+        # A restyled shot keeps its source's timing: its first frame is the scene's own first frame, so
+        # the cuts stay on the source's frames; a clip starts on the first frame the scene is seen.
+        first = scene.start if keyframe.footage.info.made_by == "restyle" else scene.visible_start
+        return keyframe.frame_on(frame, first)
     if scene.motion == "none":
         return keyframe
     last = scene.visible_end - 1
@@ -345,6 +349,7 @@ class _KeyframeCache:
 
     def release(self, index: int) -> None:
         self._held.pop(index, None)
+        self._footage.pop(index, None)
 
     def _prepare(self, raw: "np.ndarray | Footage", scene: SceneSpan) -> "np.ndarray | MovingSource":
         if isinstance(raw, Footage):
