@@ -70,6 +70,7 @@ class SharedModel:
 
     batch_size = None
     controlnet = ""
+    clip_size = None
 
     def __init__(self, seconds: float) -> None:
         from stand_in_model import FixedTimeModel
@@ -80,6 +81,9 @@ class SharedModel:
         return self.shared
 
     def cache(self):
+        return None
+
+    def clip_cache(self):
         return None
 
 

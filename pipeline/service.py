@@ -166,7 +166,7 @@ class RendererPool:
                 model = get_image_model(model_id, device=self.settings.device, batch_size=self.settings.batch_size,
                                         allow_pickle=self.settings.allow_pickle_weights,
                                         decoder=self.settings.decoder, tiny_decoder=self.settings.tiny_decoder)
-            video, why_not = self._video_model(video_model)
+            video, why_not = self.video_backend(video_model)
             self._renderers[key] = Renderer(
                 self.settings.output_dir, model=model, cache=self.cache, batch_size=self.settings.batch_size,
                 output_max_age_hours=self.settings.output_max_age_hours, controlnet=self.settings.controlnet_model,
@@ -178,8 +178,9 @@ class RendererPool:
         self._renderers.move_to_end(key)
         return self._renderers[key]
 
-    def _video_model(self, model_id: str):
-        """The shared video backend for ``model_id`` (None and why not when there is none)."""
+    def video_backend(self, model_id: str):
+        """The shared video backend for ``model_id`` (a checked id from :meth:`video_model_id_for`; "": none),
+        or None and why not when there is none."""
         if not model_id:
             return None, NO_VIDEO_MODEL_REASON
         from .images import registry

@@ -46,3 +46,22 @@ def rows(out: Path) -> list[dict]:
 
 def last_rows(out: Path) -> dict[str, dict]:
     return {row["id"]: row for row in rows(out)}
+
+
+def write_animated(folder: Path) -> Path:
+    """``moving.json`` (both scenes clips, a cut), ``mixed.json`` (scene 2 animated; its clip fails with the
+    stand-in's ``fail_on="NO CLIP"``) and ``still.json`` (nothing animated)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "moving.json").write_text(json.dumps(board("waves roll", 3, animate=True, transition="cut")))
+    mixed = board("a harbour", 7, transition="cut")
+    mixed["scenes"][0]["animate"] = True
+    mixed["scenes"][1].update(animate=True, prompt="NO CLIP here")
+    (folder / "mixed.json").write_text(json.dumps(mixed))
+    (folder / "still.json").write_text(json.dumps(board("a still", 9)))
+    return folder
+
+
+def scene_frames(out: Path, item_id: str) -> list[tuple[str, str, str]]:
+    """How each scene's frames were made, as the report says: (frames, video model, reason)."""
+    report = json.loads((out / f"{item_id}.report.json").read_text())
+    return [(s["frames"], s.get("video_model", ""), s.get("clip_reason", "")) for s in report["scenes"]]

@@ -6,12 +6,18 @@ slides it sideways, ``shift`` pixels a frame (wrapping around, so every frame sh
 picture); a generated transition starts exactly on its start picture and ends exactly on its
 end picture, dissolving from one into the other. Each denoising step takes ``step_s``
 seconds and is reported with a preview; a stop is honoured at the next step. ``fail`` makes
-every clip fail with that reason; ``blank`` makes it one flat colour.
+every clip fail with that reason (or, with ``fail_on``, only clips whose prompt contains it);
+``blank`` makes it one flat colour.
+
+:class:`SlidingClips` is a batch's model source (``pipeline.batch.models.ModelSource``) with
+these clips beside tests/stand_in_model.py's FixedTimeModel keyframes.
 """
 
 from __future__ import annotations
 
+import os
 import time
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +26,7 @@ from PIL import Image
 from pipeline.contract.footage import FootageWriter
 from pipeline.images.clip_generation import ClipRequest, FrameRules, GeneratedClip
 from pipeline.images.generation import ModelInfo
+from stand_in_model import FixedTimeModels
 
 RULES = FrameRules(fps=24.0, frame_step=8, side_multiple=32, native_pixels=128 * 96, max_frames=257)
 
@@ -32,8 +39,9 @@ class SlidingClipModel:
     default_guidance = 1.0
 
     def __init__(self, step_s: float = 0.0, shift: int = 3, fail: str = "", blank: bool = False,
-                 loads: bool = True) -> None:
+                 loads: bool = True, fail_on: str = "") -> None:
         self.step_s, self.shift, self.fail, self.blank, self.loads = step_s, shift, fail, blank, loads
+        self.fail_on = fail_on
         self.calls: list[ClipRequest] = []
 
     def load(self) -> bool:
@@ -55,7 +63,7 @@ class SlidingClipModel:
             time.sleep(self.step_s)
             if on_step is not None:
                 on_step(request, step, request.steps, Image.new("RGB", (16, 16), (30 * step % 256, 80, 120)))
-        if self.fail:
+        if self.fail and (not self.fail_on or self.fail_on in request.prompt):
             return GeneratedClip(request.scene_index, None, self.fail)
         start = np.asarray(request.pictures.start.convert("RGB"))
         end = np.asarray(request.pictures.end.convert("RGB")) if request.pictures.end is not None else None
@@ -74,3 +82,30 @@ class SlidingClipModel:
         u = i / (request.num_frames - 1)
         mixed = (1.0 - u) * start.astype(np.float32) + u * end.astype(np.float32)
         return np.clip(mixed + 0.5, 0, 255).astype(np.uint8)
+
+
+class SlidingClips(FixedTimeModels):
+    """A batch's models: FixedTimeModel keyframes (``seconds`` per image) and SlidingClipModel clips (failing
+    with ``fail`` for prompts containing ``fail_on``), made at ``clip_size``. Plain data, so each Ray actor
+    makes its own. Every video model it makes leaves a file named for its process in ``made_in`` (a
+    test's folder on this machine), so a test counts them across processes; ``made`` lists this process's."""
+
+    def __init__(self, seconds: float, made_in: Path, clip_size: tuple[int, int] | None = None,
+                 fail: str = "", fail_on: str = "") -> None:
+        super().__init__(seconds)
+        self.made_in, self.clip_size, self.fail, self.fail_on = Path(made_in), clip_size, fail, fail_on
+        self.made: list[SlidingClipModel] = []
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "made": []}
+
+    def video_model(self, model_id):
+        model = SlidingClipModel(fail=self.fail, fail_on=self.fail_on)
+        self.made.append(model)
+        self.made_in.mkdir(parents=True, exist_ok=True)
+        (self.made_in / f"{os.getpid()}-{uuid.uuid4().hex[:8]}").touch()
+        return model, ""
+
+    def made_by(self) -> list[int]:
+        """The process id behind each video model made so far (in any process)."""
+        return sorted(int(path.name.split("-")[0]) for path in self.made_in.iterdir()) if self.made_in.exists() else []

@@ -8,20 +8,24 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from batch_cases import FRAMES, board, last_rows, rows, write_batch
-from media import probe
+from batch_cases import FRAMES, board, last_rows, rows, scene_frames, write_animated, write_batch
+from media import probe, read_frames
 from pipeline.batch.command import run_batch_command
 from pipeline.batch.files import pack_files, unpack_files
+from pipeline.batch.footage_bytes import pack_footage, unpack_footage
 from pipeline.batch.local import LocalBatch
 from pipeline.batch.render_one import Job
 from pipeline.batch.sources import SourceError, read_source
 from pipeline.cli import build_parser
+from pipeline.contract.footage import FootageWriter
 from pipeline.contract.storyboard import parse_storyboard
 from sound import probe_audio_stream
 from stand_in_model import FixedTimeModel, FixedTimeModels
+from stand_in_video_model import SlidingClips
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -112,6 +116,36 @@ def test_the_next_storyboards_images_are_made_while_the_last_one_encodes(tmp_pat
         assert started[second] < finished_at[first]
 
 
+def test_a_batch_makes_clips_with_one_video_model_for_every_storyboard(tmp_path):
+    src, out = write_animated(tmp_path / "src"), tmp_path / "out"
+    models = SlidingClips(0.01, tmp_path / "made", clip_size=(64, 64), fail="out of GPU memory", fail_on="NO CLIP")
+    assert batch(src, out, models=models) == 0
+    assert {i: r["status"] for i, r in last_rows(out).items()} == {"mixed": "ok", "moving": "ok", "still": "ok"}
+    model = "stand-in-video"
+    assert scene_frames(out, "moving") == [("clip", model, ""), ("clip", model, "")]
+    # A clip the model could not make is a still with the model's reason; the storyboard is still ok.
+    assert scene_frames(out, "mixed") == [("clip", model, ""), ("still", "", "out of GPU memory")]
+    assert scene_frames(out, "still") == [("still", "", ""), ("still", "", "")]
+    # One video model for the batch, made once, and every clip made by it at the batch's clip size.
+    assert len(models.made) == 1 and len(models.made_by()) == 1
+    assert sorted(r.prompt for r in models.made[0].calls) == ["NO CLIP here", "a harbour, first", "waves roll, first",
+                                                              "waves roll, second"]
+    assert {(r.width, r.height) for r in models.made[0].calls} == {(64, 64)}
+    frames = read_frames(out / "moving.mp4", 854, 480)
+    assert len(frames) == FRAMES and frames[1].tobytes() != frames[2].tobytes()  # the clip moves within a scene
+
+
+def test_a_clips_footage_travels_as_bytes_frame_for_frame(tmp_path):
+    rng = np.random.default_rng(3)
+    frames = [rng.integers(0, 256, (24, 40, 3), dtype=np.uint8) for _ in range(5)]
+    writer = FootageWriter(tmp_path / "made", fps=24, model="m")
+    writer.write_all(frames)
+    made = writer.finish()
+    footage = unpack_footage(pack_footage(tmp_path / "made"), tmp_path / "copy")
+    assert footage.info == made.info and footage.info.model == "m"
+    assert all(np.array_equal(footage.frame(i), frames[i]) for i in range(5))
+
+
 @pytest.mark.parametrize("make, message", [
     (lambda tmp: tmp / "missing", "is neither a folder of storyboards nor a JSONL file"),
     (lambda tmp: (tmp / "empty").mkdir() or tmp / "empty", "holds no storyboards"),
@@ -193,3 +227,17 @@ def test_a_ray_cluster_that_cannot_be_reached_exits_2_at_once(tmp_path):
                              "--ray", "127.0.0.1:1", "--no-ai"], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert result.returncode == 2
     assert result.stderr.splitlines()[-1].startswith("error: cannot reach the Ray cluster at 127.0.0.1:1: ")
+
+
+@pytest.mark.slow  # torch, the tiny diffusers model and the tiny LTX-Video on the CPU (~30 s on the shared machine)
+def test_the_settings_video_model_makes_the_clips_of_a_batch(tmp_path, tiny_model_dir, tiny_ltx_dir):
+    src = write_animated(tmp_path / "src")
+    (src / "still.json").unlink()
+    (src / "mixed.json").unlink()
+    flags = ("--model", str(tiny_model_dir), "--video-model", str(tiny_ltx_dir), "--clip-size", "64x64",
+             "--device", "cpu", "--cache-dir", str(tmp_path / "cache"))
+    args = build_parser().parse_args(["batch", str(src), "--out", str(tmp_path / "out"), "--quiet", *flags])
+    assert run_batch_command(args) == 0  # the command line's own model source: the settings
+    assert [f for f, _, _ in scene_frames(tmp_path / "out", "moving")] == ["clip", "clip"]
+    assert {m for _, m, _ in scene_frames(tmp_path / "out", "moving")} == {str(tiny_ltx_dir)}
+    assert probe(tmp_path / "out" / "moving.mp4").frames == FRAMES

@@ -21,12 +21,13 @@ from pathlib import Path
 import psutil
 import pytest
 
-from batch_cases import board, last_rows, rows, write_batch
+from batch_cases import board, last_rows, rows, scene_frames, write_animated, write_batch
 from media import probe, read_frames
 from pipeline.batch.command import run_batch_command
 from pipeline.cli import build_parser
 from sound import probe_audio_stream
 from stand_in_model import FixedTimeModels
+from stand_in_video_model import SlidingClips
 
 TESTS = Path(__file__).resolve().parent
 RAY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",  # a single-node cluster binds to 127.0.0.1 only
@@ -130,6 +131,35 @@ def test_on_ray_two_actors_give_the_rows_and_frames_of_a_local_batch(cluster, tm
         "invalid": "failed", "broken": "failed"}
 
 
+def test_on_ray_the_actors_make_the_clips_and_the_frames_are_those_of_a_local_batch(cluster, tmp_path):
+    src = write_animated(tmp_path / "src")
+    for i in (2, 3):  # more animated storyboards than actors: each actor makes clips for several
+        (src / f"moving-{i}.json").write_text((src / "moving.json").read_text().replace("waves", f"waves {i}"))
+
+    def models(where):
+        return SlidingClips(0.01, tmp_path / f"made-{where}", clip_size=(64, 64), fail="out of GPU memory",
+                            fail_on="NO CLIP")
+
+    assert batch(src, tmp_path / "local", models=models("local")) == 0
+    on_ray = models("ray")
+    assert batch(src, tmp_path / "ray", "--ray", models=on_ray) == 0
+    got = last_rows(tmp_path / "ray")
+    names = ["mixed", "moving", "moving-2", "moving-3", "still"]
+    assert {i: r["status"] for i, r in got.items()} == dict.fromkeys(names, "ok")
+    for name in names:
+        assert scene_frames(tmp_path / "ray", name) == scene_frames(tmp_path / "local", name), name
+        frames = [read_frames(tmp_path / d / f"{name}.mp4", 854, 480) for d in ("local", "ray")]
+        assert len(frames[0]) == 8 and [a.tobytes() == b.tobytes() for a, b in zip(*frames)] == [True] * 8, name
+    assert scene_frames(tmp_path / "ray", "moving") == [("clip", "stand-in-video", "")] * 2
+    assert scene_frames(tmp_path / "ray", "mixed")[1] == ("still", "", "out of GPU memory")  # the actor's reason
+    # The video model was made in the actors only, once in each (never on the driver or in a render task),
+    # though each actor made the clips of more than one storyboard.
+    made_by = on_ray.made_by()
+    animated_on = [got[name]["where"].split(",")[0] for name in names if name != "still"]
+    assert sorted(set(animated_on)) == ["ray:127.0.0.1/gpu0", "ray:127.0.0.1/gpu1"]
+    assert len(made_by) == len(set(made_by)) == 2 and os.getpid() not in made_by
+
+
 def _busy(title: str) -> list[psutil.Process]:
     """The cluster's processes whose title starts with ``title`` (Ray titles a busy worker by its task,
     e.g. ``ray::ImageActor.generate`` while an actor makes images, ``ray::render_task`` for a render)."""
@@ -177,17 +207,22 @@ def test_an_actor_or_worker_killed_mid_batch_costs_only_a_retry(cluster, tmp_pat
     assert len(rows(out)) == 5  # one row per storyboard: nothing lost, nothing twice
 
 
-@pytest.mark.slow  # the actor imports torch and diffusers (~20 s on the shared machine)
-def test_on_ray_the_tiny_diffusers_model_gives_the_frames_of_a_local_batch(cluster, tmp_path, tiny_model_dir):
+@pytest.mark.slow  # the actor imports torch and diffusers (~30 s on the shared machine)
+def test_on_ray_the_tiny_diffusers_models_give_the_frames_of_a_local_batch(cluster, tmp_path, tiny_model_dir,
+                                                                           tiny_ltx_dir):
     src = tmp_path / "src"
     src.mkdir()
-    (src / "tiny.json").write_text(json.dumps({**board("a red fox", 3), "steps": 1}))
-    flags = ("--model", str(tiny_model_dir), "--device", "cpu", "--cache-dir", str(tmp_path / "cache"))
+    tiny = {**board("a red fox", 3), "steps": 1}
+    tiny["scenes"][1]["animate"] = True  # scene 2 is a clip from the tiny LTX-Video, made in the actor
+    (src / "tiny.json").write_text(json.dumps(tiny))
+    flags = ("--model", str(tiny_model_dir), "--video-model", str(tiny_ltx_dir), "--clip-size", "64x64",
+             "--device", "cpu", "--cache-dir", str(tmp_path / "cache"))
     assert batch(src, tmp_path / "local", *flags, models=None) == 0
     assert batch(src, tmp_path / "ray", "--ray", "--actors", "1", *flags, models=None) == 0
     local, on_ray = last_rows(tmp_path / "local")["tiny"], last_rows(tmp_path / "ray")["tiny"]
     assert on_ray["where"].startswith("ray:127.0.0.1/gpu")
-    assert [s["source"] for s in json.loads((tmp_path / "ray" / on_ray["report"]).read_text())["scenes"]] == ["ai"] * 2
+    scenes = json.loads((tmp_path / "ray" / on_ray["report"]).read_text())["scenes"]
+    assert [(s["source"], s["frames"]) for s in scenes] == [("ai", "still"), ("ai", "clip")]
     frames = [read_frames(tmp_path / d / "tiny.mp4", 854, 480) for d in ("local", "ray")]
     assert len(frames[0]) == 8 and all(a.tobytes() == b.tobytes() for a, b in zip(*frames))
     assert local["status"] == "ok"

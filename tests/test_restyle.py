@@ -206,17 +206,19 @@ def test_the_pages_upload_turns_the_video_into_one_scene_per_shot_and_the_api_ta
 
     import ui.layout
     from pipeline.service import RendererPool
+    from ui.table import COLUMNS
     from server import app_settings
 
     _, handlers = ui.layout.build_page(RendererPool(app_settings(tmp_path)))
     widgets, notice = handlers.form.widgets, handlers.outputs["notice"]
     page = {widget: None for widget in widgets.values()}
-    page.update({widgets["scenes"]: [["ink drawing", 3, "", "", "none", "", ""]], widgets["quality"]: "draft",
+    page.update({widgets["scenes"]: [["ink drawing", 3] + [""] * (len(COLUMNS) - 2)], widgets["quality"]: "draft",
                  widgets["fps"]: "12", widgets["source_video"]: str(clip)})
     shown = handlers.import_video(page)
     assert "3 shot(s) found" in shown[notice]
     rows = shown[widgets["scenes"]]
-    assert [(row[0], row[5], row[6]) for row in rows] == [("ink drawing", 0.0, 1.0), ("ink drawing", 1.0, 2.5),
+    start, end = COLUMNS.index("source_start"), COLUMNS.index("source_end")
+    assert [(row[0], row[start], row[end]) for row in rows] == [("ink drawing", 0.0, 1.0), ("ink drawing", 1.0, 2.5),
                                                            ("ink drawing", 2.5, 3.25)]
     storyboard = handlers.storyboard({**page, **shown})
     assert storyboard.source_video == str(clip) and [s.duration for s in storyboard.scenes] == [1.0, 1.5, 0.75]

@@ -25,6 +25,8 @@ def app(tmp_path_factory):
 def test_the_uploaded_video_becomes_its_shots_in_the_table(app):
     from playwright.sync_api import sync_playwright
 
+    from ui.table import COLUMNS
+
     url, clip = app
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=FLAGS)
@@ -37,9 +39,10 @@ def test_the_uploaded_video_becomes_its_shots_in_the_table(app):
             page.wait_for_function("() => document.querySelector('#notice').innerText.includes('shot(s) found')",
                                    timeout=60_000)
             assert "2 shot(s) found" in page.locator("#notice").inner_text()
-            page.wait_for_selector("#scenes [data-row='1'][data-col='6']")
+            start, end = COLUMNS.index("source_start"), COLUMNS.index("source_end")
+            page.wait_for_selector(f"#scenes [data-row='1'][data-col='{end}']")
             cells = [[page.locator(f"#scenes [data-row='{r}'][data-col='{c}']").inner_text().strip()
-                      for c in (5, 6)] for r in (0, 1)]
+                      for c in (start, end)] for r in (0, 1)]
             assert cells == [["0", "1"], ["1", "2.5"]]
             assert page.locator("#scenes [data-row='2'][data-col='0']").count() == 0
         finally:

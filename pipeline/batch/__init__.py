@@ -5,9 +5,10 @@
 - ``manifest``: the manifest (``DIR/manifest.jsonl``), one row per storyboard as it finishes; what a
   resumed run may skip.
 - ``render_one``: one storyboard through the project's Renderer, timed, into an Outcome (both drivers).
-- ``models``: where the image model comes from (the settings, or a test's stand-in), picklable for Ray.
+- ``models``: where the image and video models come from (the settings, or a test's stand-in), picklable for Ray.
 - ``files``: the storyboard's referenced files (every field of kind "file") as bytes, and back on a worker.
-- ``local``: this machine: the model loaded once, the next storyboard's images made while the last encodes.
-- ``ray_driver``: a Ray cluster: GPU actors hold the model, CPU tasks compose and encode (Ray imported only here).
+- ``footage_bytes``: a clip's footage folder as bytes (a Ray actor's clip, written again in the render task).
+- ``local``: this machine: the models loaded once, the next storyboard's images made while the last encodes.
+- ``ray_driver``: a Ray cluster: GPU actors hold the models, CPU tasks compose and encode (Ray imported only here).
 - ``command``: the subcommand's flags, the progress bar, the summary and the exit code.
 """

@@ -72,7 +72,8 @@ def run_batch_command(args: argparse.Namespace, models: ModelSource | None = Non
             return 2
     models = models or SettingsModels(settings)
     run = BatchRun(args.out, len(items), resume=args.resume, quiet=args.quiet)
-    jobs = run.start(items, no_ai=args.no_ai, own_model=args.model is not None)
+    jobs = run.start(items, no_ai=args.no_ai, own_model=args.model is not None,
+                     own_video_model=getattr(args, "video_model", None) is not None)
     try:
         if args.ray is None:
             from .local import LocalBatch
@@ -109,7 +110,7 @@ class BatchRun:
         self.started = time.monotonic()
         self._lock = threading.Lock()
 
-    def start(self, items: list[BatchItem], no_ai: bool, own_model: bool) -> list[Job]:
+    def start(self, items: list[BatchItem], no_ai: bool, own_model: bool, own_video_model: bool = False) -> list[Job]:
         """Rows for what is skipped or unusable now; the jobs to render for the rest."""
         done = done_ids(self.out) if self.resume else {}
         jobs = []
@@ -125,8 +126,11 @@ class BatchRun:
                 storyboard = item.storyboard
                 if no_ai:
                     storyboard = storyboard.with_changes(use_ai=False)
-                elif own_model:  # --model wins over the storyboard's model, as for `render`
-                    storyboard = storyboard.with_changes(model=None)
+                else:  # --model (--video-model) wins over the storyboard's model (video model), as for `render`
+                    if own_model:
+                        storyboard = storyboard.with_changes(model=None)
+                    if own_video_model:
+                        storyboard = storyboard.with_changes(video_model=None)
                 jobs.append(Job(item.id, storyboard, item.origin))
         return jobs
 

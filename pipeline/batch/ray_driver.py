@@ -1,11 +1,13 @@
 """A batch on a Ray cluster (Ray Core): GPU actors make the images, CPU tasks compose and encode.
 
 - :class:`ImageActor`: one per GPU (``num_gpus=1, num_cpus=0``, so encoding keeps every CPU). It
-  builds the model from the batch's ModelSource in its own process, once, and answers the image
-  model's calls (``generate`` and the few facts the render plan asks for), one at a time.
+  builds the image model and the video model from the batch's ModelSource in its own process, each
+  once, and answers their calls (``generate``, ``generate_clip`` and the few facts the render plan
+  asks for), one at a time. A clip's frames go back as bytes (``footage_bytes``), no step previews.
 - :func:`render_task`: one storyboard as a CPU task. It runs the project's own ``Renderer`` (the
-  same code as a local batch: plan, cache-less image stage, timeline, encoder), with an
-  :class:`ActorModel` standing for the model, so the frames are the same either way. The
+  same code as a local batch: plan, cache-less image and clip stages, timeline, encoder), with an
+  :class:`ActorModel` and an :class:`ActorVideoModel` standing for the models (the clip written
+  into the task's own render folder as footage), so the frames are the same either way. The
   storyboard's files travel with the task as bytes (``files``); the MP4 and the report come back
   as bytes and the driver writes them into DIR.
 - :class:`RayBatch`: the driver. At most ``in_flight`` storyboards per actor; each finished task is
@@ -31,10 +33,14 @@ import ray
 from ray.exceptions import GetTimeoutError, RayActorError, RayError, RayTaskError
 
 from ..contract.errors import StoryboardError, public_message
+from ..contract.footage import Footage
+from ..images.clip_generation import ClipRequest, FrameRules, GeneratedClip
+from ..images.clip_stage import NO_VIDEO_MODEL_REASON
 from ..images.generation import GeneratedImage, ImageRequest, ModelInfo
 from ..renderer import Renderer
 from .files import PackedFile, pack_files, unpack_files
-from .local import BATCH_NO_CLIPS, Finished, Stage
+from .footage_bytes import PackedFootage, pack_footage, unpack_footage
+from .local import Finished, Stage
 from .models import ModelSource
 from .render_one import Job, Outcome, render_storyboard
 
@@ -80,13 +86,32 @@ class ModelFacts:
     where: str
 
 
+@dataclass(frozen=True)
+class VideoFacts:
+    """What the clip stage asks of a video model that does not change while it lives (or why there is none)."""
+
+    model_id: str = ""
+    default_steps: int | None = None
+    default_guidance: float | None = None
+    reason: str = ""  # no video model: why (then model_id is "")
+
+
+@dataclass(frozen=True)
+class ClipAnswer:
+    """A clip made on the actor: the backend's answer (its folder on the actor) and, when it made one, the frames."""
+
+    clip: GeneratedClip
+    footage: PackedFootage | None = None
+
+
 @ray.remote(num_cpus=0, max_restarts=1, max_task_retries=0)
 class ImageActor:
-    """Holds the batch's image model(s) on one GPU and makes images for the render tasks."""
+    """Holds the batch's image model(s) and video model(s) on one GPU and makes images and clips for the tasks."""
 
     def __init__(self, models: ModelSource) -> None:
         self.models = models
         self._made: dict = {}
+        self._videos: dict = {}
         self.busy_s = 0.0  # seconds spent in generate: how busy this actor's GPU was
         gpus = ray.get_runtime_context().get_accelerator_ids().get("GPU", [])
         self.where = f"ray:{node_address()}" + (f"/gpu{','.join(gpus)}" if gpus else "/cpu")
@@ -126,8 +151,43 @@ class ImageActor:
         finally:
             self.busy_s += time.monotonic() - started
 
+    def _video(self, model_id: str | None):
+        if model_id not in self._videos:  # (model, why not): made once in this actor
+            self._videos[model_id] = self.models.video_model(model_id)
+        return self._videos[model_id]
+
+    def video_facts(self, model_id: str | None) -> VideoFacts:
+        model, why_not = self._video(model_id)
+        if model is None:
+            return VideoFacts(reason=why_not or NO_VIDEO_MODEL_REASON)
+        return VideoFacts(model.model_id, getattr(model, "default_steps", None), getattr(model, "default_guidance", None))
+
+    def clip_load(self, model_id: str | None) -> bool:
+        return self._video(model_id)[0].load()
+
+    def clip_info(self, model_id: str | None) -> ModelInfo:
+        return self._video(model_id)[0].info()
+
+    def frame_rules(self, model_id: str | None) -> FrameRules:
+        return self._video(model_id)[0].frame_rules()
+
+    def generate_clip(self, model_id: str | None, request: ClipRequest) -> ClipAnswer:
+        """One clip, made into a folder of this actor's and sent back as bytes (the folder is removed)."""
+        started = time.monotonic()
+        with tempfile.TemporaryDirectory(prefix="scene2video-clip-") as tmp:
+            try:
+                clip = self._video(model_id)[0].generate_clip(request, Path(tmp) / "clip")  # no step previews
+            except Exception as exc:  # noqa: BLE001  (a backend that raises: the scene is a still with the reason)
+                clip = GeneratedClip(request.scene_index, None, f"generation failed: {public_message(exc)}")
+            finally:
+                self.busy_s += time.monotonic() - started
+            if clip.folder is None or not Footage.is_footage(clip.folder):
+                return ClipAnswer(replace(clip, folder=None, reason=clip.reason or "the video model's clip was "
+                                                                             "left unfinished"))
+            return ClipAnswer(clip, pack_footage(clip.folder))
+
     def stats(self) -> tuple[str, float]:
-        """Where it runs, and the seconds it has spent making images."""
+        """Where it runs, and the seconds it has spent making images and clips."""
         return self.where, self.busy_s
 
     def pid(self) -> int:
@@ -149,19 +209,14 @@ class StageBoard:
         return stages
 
 
-class ActorModel:
-    """The ImageModel a render task uses: every call goes to its actor. A dead actor raises ActorLost
-    (the render then fails, and ``lost`` says why, so the driver retries the storyboard)."""
+class _OnActor:
+    """Calls to one of an actor's models, named by the storyboard's ``requested`` id. A dead actor raises
+    ActorLost (the render then fails, and ``lost`` says why, so the driver retries the storyboard)."""
 
-    def __init__(self, actor, requested: str | None, facts: ModelFacts) -> None:
+    def __init__(self, actor, requested: str | None) -> None:
         self.actor = actor
         self.requested = requested
-        self.model_id = facts.model_id
-        self.facts = facts
-        self.max_in_flight = facts.max_in_flight
         self.lost = ""
-        if facts.has_notes:
-            self.notes_for = lambda request: self._call("notes_for", request)
 
     def _call(self, method: str, *args):
         try:
@@ -171,6 +226,18 @@ class ActorModel:
             raise ActorLost(self.lost) from None
         except RayTaskError as exc:  # the model itself raised: the same error as in a local render
             raise (exc.cause if isinstance(exc.cause, Exception) else RuntimeError(str(exc).splitlines()[0])) from None
+
+
+class ActorModel(_OnActor):
+    """The ImageModel a render task uses: every call goes to its actor."""
+
+    def __init__(self, actor, requested: str | None, facts: ModelFacts) -> None:
+        super().__init__(actor, requested)
+        self.model_id = facts.model_id
+        self.facts = facts
+        self.max_in_flight = facts.max_in_flight
+        if facts.has_notes:
+            self.notes_for = lambda request: self._call("notes_for", request)
 
     def load(self) -> bool:
         return self._call("load")
@@ -193,12 +260,45 @@ class ActorModel:
         return self._call("generate", list(requests))
 
 
+class ActorVideoModel(_OnActor):
+    """The VideoModel a render task uses: the clip is made on its actor, and its frames, sent back as
+    bytes, become a footage folder in this task's render folder (no shared disk; no step previews)."""
+
+    def __init__(self, actor, requested: str | None, facts: VideoFacts) -> None:
+        super().__init__(actor, requested)
+        self.model_id = facts.model_id
+        if facts.default_steps is not None:
+            self.default_steps = facts.default_steps
+        if facts.default_guidance is not None:
+            self.default_guidance = facts.default_guidance
+
+    def load(self) -> bool:
+        return self._call("clip_load")
+
+    def info(self) -> ModelInfo:
+        return self._call("clip_info")
+
+    def frame_rules(self) -> FrameRules:
+        return self._call("frame_rules")
+
+    def generate_clip(self, request: ClipRequest, folder: Path, on_step=None, should_stop=None) -> GeneratedClip:
+        if should_stop is not None and should_stop():
+            return GeneratedClip(request.scene_index, None, "stopped")
+        answer: ClipAnswer = self._call("generate_clip", request)
+        if answer.footage is None:
+            return answer.clip
+        footage = unpack_footage(answer.footage, folder)
+        return replace(answer.clip, folder=footage.folder)
+
+
 @ray.remote(max_retries=0)  # the driver retries at the storyboard level
-def render_task(job: Job, files: tuple[PackedFile, ...], actor, batch_size: int | None, controlnet: str,
-                board=None) -> Outcome:
-    """One storyboard, start to MP4, on whichever CPU worker Ray picked; the results as bytes."""
+def render_task(job: Job, files: tuple[PackedFile, ...], actor, options: ModelSource, board=None) -> Outcome:
+    """One storyboard, start to MP4, on whichever CPU worker Ray picked; the results as bytes.
+    ``options``: the batch's ModelSource, for the renderer's settings (batch size, ControlNet, clip size)."""
+    wants_clips = job.storyboard.wants_video_model
     try:
         facts = ray.get(actor.facts.remote(job.storyboard.model))
+        video_facts = ray.get(actor.video_facts.remote(job.storyboard.video_model)) if wants_clips else VideoFacts()
     except RayActorError as exc:
         return Outcome(False, f"The GPU actor was lost ({type(exc).__name__}).", retry=True)
     except RayTaskError as exc:  # e.g. a model this cluster may not use: said as a local batch says it
@@ -209,12 +309,15 @@ def render_task(job: Job, files: tuple[PackedFile, ...], actor, batch_size: int 
     with tempfile.TemporaryDirectory(prefix="scene2video-ray-") as tmp:
         storyboard = unpack_files(job.storyboard, files, Path(tmp) / "files")
         model = ActorModel(actor, job.storyboard.model, facts) if facts is not None else None
-        renderer = Renderer(Path(tmp) / "renders", model=model, batch_size=batch_size, controlnet=controlnet,
-                            no_video_model=BATCH_NO_CLIPS)
+        video = ActorVideoModel(actor, job.storyboard.video_model, video_facts) if video_facts.model_id else None
+        renderer = Renderer(Path(tmp) / "renders", model=model, batch_size=options.batch_size,
+                            controlnet=options.controlnet, video_model=video, clip_size=options.clip_size,
+                            no_video_model=video_facts.reason or NO_VIDEO_MODEL_REASON)
         on_stage = (lambda stage: board.set.remote(job.id, stage)) if board is not None else None
         outcome = render_storyboard(renderer, storyboard, where, on_stage)
-        if model is not None and model.lost:
-            return replace(outcome, ok=False, reason=model.lost[0].upper() + model.lost[1:] + ".", retry=True)
+        lost = next((m.lost for m in (model, video) if m is not None and m.lost), "")
+        if lost:
+            return replace(outcome, ok=False, reason=lost[0].upper() + lost[1:] + ".", retry=True)
         if outcome.ok:
             outcome = replace(outcome, video_bytes=outcome.video.read_bytes(),
                               report_bytes=outcome.report.read_bytes(), video=None, report=None)
@@ -351,7 +454,7 @@ class RayBatch:
                                          f"{exc.strerror or type(exc).__name__}.", where="ray"), attempt - 1)
             return
         ref = render_task.options(num_cpus=self.encode_cpus).remote(
-            job, packed, flights.actors[index], self.models.batch_size, self.models.controlnet, self._board)
+            job, packed, flights.actors[index], self.models, self._board)
         flights.started(ref, _Flight(job, index, attempt))
         if stage is not None:
             stage(job, f"on actor {index + 1}")

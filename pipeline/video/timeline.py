@@ -56,7 +56,6 @@ from ..contract.storyboard import Storyboard
 from .transitions import blend
 
 if TYPE_CHECKING:
-    from ..contract.footage import Footage
     from .morph import MorphImages
 
 ZOOM_AMOUNT = 0.12
@@ -228,7 +227,7 @@ def compose_frames(storyboard: Storyboard, plan: TimelinePlan, load_keyframe: Ke
     cache = _KeyframeCache(load_keyframe, plan.width, plan.height, plan.fps)
     for scene in plan.scenes:
         for frame in range(scene.hold_start, scene.hold_end):
-            yield cache.frame(scene, frame)
+            yield scene_frame(cache.get(scene), scene, frame)
         if scene.index < len(plan.transitions):
             yield from _transition_frames(plan, plan.transitions[scene.index], cache, load_morph, load_bridge)
         cache.release(scene.index)
@@ -251,8 +250,8 @@ def _transition_frames(plan: TimelinePlan, span: TransitionSpan, cache: "_Keyfra
         yield from morph_frames(span, outgoing, incoming, cache.get, images, (plan.width, plan.height))
         return
     for i, frame in enumerate(range(span.start, span.end)):
-        a = cache.frame(outgoing, frame)
-        b = cache.frame(incoming, frame)
+        a = scene_frame(cache.get(outgoing), outgoing, frame)
+        b = scene_frame(cache.get(incoming), incoming, frame)
         yield np.ascontiguousarray(blend(span.kind, a, b, i / (span.frames - 1)))
 
 
@@ -349,7 +348,6 @@ class _KeyframeCache:
 
     def release(self, index: int) -> None:
         self._held.pop(index, None)
-        self._footage.pop(index, None)
 
     def _prepare(self, raw: "np.ndarray | Footage", scene: SceneSpan) -> "np.ndarray | MovingSource":
         if isinstance(raw, Footage):
