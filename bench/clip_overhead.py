@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     runs = 2 if args.quick else args.runs
     env = environment()
     with tempfile.TemporaryDirectory() as tmp:
-        model = tiny_ltx_model(Path(tmp) / "ltx")
+        model = tiny_ltx_model(Path(tmp) / "ltx-distilled")
         request = tiny_request(model, args.frames, args.steps)
         bare_call_seconds(model, request)
         backend_seconds(model, request, Path(tmp) / "warm")

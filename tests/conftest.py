@@ -42,7 +42,8 @@ def tiny_ltx_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random LTX-Video (LTXConditionPipeline) folder, built once per test session."""
     from tiny_video_model import build_tiny_ltx_pipeline
 
-    return build_tiny_ltx_pipeline(tmp_path_factory.mktemp("tiny_ltx"))
+    # Named like the app's default, distilled LTX-Video, so it is run like it (8 steps, no guidance).
+    return build_tiny_ltx_pipeline(tmp_path_factory.mktemp("tiny_ltx_distilled"))
 
 
 @pytest.fixture(scope="session")

@@ -98,6 +98,9 @@ def test_resampler_hits_footage_frames_exactly_and_clamps(tmp_path):
     resampler = Resampler(footage.frame, len(footage), 24)
     assert all(np.array_equal(resampler.at(i / 24), frames[i]) for i in range(5))
     assert np.array_equal(resampler.at(-1), frames[0]) and np.array_equal(resampler.at(99), frames[4])
+    # A time a hair off a footage frame (a rate that is nearly a multiple) is that frame, not a warp.
+    assert np.array_equal(resampler.at((2 + 1e-4) / 24), frames[2])
+    assert np.array_equal(resampler.at((3 - 1e-4) / 24), frames[3])
 
 
 # --------------------------------------------------------------------------- the plan

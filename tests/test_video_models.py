@@ -279,6 +279,7 @@ def test_a_wan_checkpoint_that_ignores_the_last_frame_says_so(tmp_path):
     refused = model.generate_clip(clip_request(model, 9, end=END), tmp_path / "bridge")
     assert (refused.folder, refused.reason) == (None, rules.last_frame_reason)
     clip = model.generate_clip(clip_request(model, 9), tmp_path / "clip")  # it still animates a scene
+    assert (model.default_steps, model.default_guidance) == (50, 5.0)  # TI2V-5B's own
     assert clip.frames == 9 and np.array_equal(Footage(clip.folder).frame(0), np.asarray(START))
 
 
@@ -291,6 +292,7 @@ def test_only_the_flf2v_kind_of_wan_21_takes_a_last_frame(tmp_path, first_last_f
     assert model.load(), model.info()
     rules = model.frame_rules()
     assert rules.last_frame is first_last_frame
+    assert (model.default_steps, model.default_guidance) == (50, 5.0)  # Wan 2.1's, read from its CLIP input
     result = model.generate_clip(clip_request(model, 9, end=END), tmp_path / "bridge")
     if first_last_frame:
         frames = frames_of(Footage(result.folder))
@@ -298,6 +300,20 @@ def test_only_the_flf2v_kind_of_wan_21_takes_a_last_frame(tmp_path, first_last_f
     else:
         assert (result.folder, result.reason) == (None, rules.last_frame_reason)
         assert "not trained on a last frame" in result.reason
+
+
+def test_each_video_family_runs_its_checkpoint_with_its_own_steps_and_guidance(ltx, wan):
+    # Loaded: the distilled LTX-Video (the tiny one is named like the default) runs few steps without
+    # guidance; a Wan 2.2 A14B-style checkpoint (no CLIP image input) its 40 steps at guidance 3.5.
+    assert (ltx.default_steps, ltx.default_guidance) == (8, 1.0)
+    assert (wan.default_steps, wan.default_guidance) == (40, 3.5)
+    # Before loading, from the id alone.
+    guesses = {"Lightricks/LTX-Video-0.9.8-13B-distilled": (8, 1.0), "Lightricks/LTX-Video-0.9.5": (50, 5.0),
+               "Wan-AI/Wan2.1-I2V-14B-480P-Diffusers": (50, 5.0), "Wan-AI/Wan2.2-I2V-A14B-Diffusers": (40, 3.5),
+               "Wan-AI/Wan2.2-TI2V-5B-Diffusers": (50, 5.0)}
+    for model_id, expected in guesses.items():
+        model = VideoModelManager(model_id, "cpu", local_files_only=True)
+        assert (model.default_steps, model.default_guidance) == expected, model_id
 
 
 # --------------------------------------------------------------------------- registry

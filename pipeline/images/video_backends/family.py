@@ -22,6 +22,16 @@ PREVIEW_LATENT_SIDE = 16
 
 
 @dataclass(frozen=True)
+class CallDefaults:
+    """The denoising steps and guidance scale a family's checkpoint is meant to be run with, and where
+    the numbers come from (said in the log and the docs)."""
+
+    steps: int
+    guidance: float
+    source: str
+
+
+@dataclass(frozen=True)
 class CallInputs:
     """What one model call of a clip is conditioned on.
 
@@ -52,6 +62,11 @@ class VideoFamily:
 
     def overlap(self, rules: FrameRules) -> int:
         """How many of the previous call's last frames condition a continuing call."""
+        raise NotImplementedError
+
+    def call_defaults(self, pipe: Any, model_id: str) -> CallDefaults:
+        """The steps and guidance this checkpoint is run with (read from ``pipe`` once loaded, else
+        guessed from ``model_id``)."""
         raise NotImplementedError
 
     def call_kwargs(self, pipe: Any, request: ClipRequest, rules: FrameRules, inputs: CallInputs) -> dict[str, Any]:

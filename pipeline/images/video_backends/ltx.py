@@ -16,7 +16,7 @@ from typing import Any
 from PIL import Image
 
 from ..clip_generation import ClipRequest, FrameRules
-from .family import CallInputs, VideoFamily, decoded_to_image, small_latent
+from .family import CallDefaults, CallInputs, VideoFamily, decoded_to_image, small_latent
 
 NATIVE_PIXELS = 768 * 512
 DEFAULT_FPS = 25.0  # LTXConditionPipeline's own frame_rate default (the rate its positions are scaled by)
@@ -26,6 +26,12 @@ MAX_FRAMES = 161
 # Distilled LTX checkpoints (0.9.6+) decode at a small timestep with a little noise, as Lightricks recommends.
 DECODE_TIMESTEP = 0.05
 DECODE_NOISE_SCALE = 0.025
+# The distilled checkpoints (0.9.7/0.9.8 "-distilled", the app's default) are guidance-distilled and
+# step-distilled: diffusers' LTX-Video docs say guidance_scale 1.0 for them, and Lightricks run them in 8
+# steps. Any other LTX-Video wants real guidance ("higher, like 5.0", the same docs) and the
+# pipeline's own 50 steps.
+DISTILLED = CallDefaults(steps=8, guidance=1.0, source="LTX-Video distilled: 8 steps, no guidance")
+UNDISTILLED = CallDefaults(steps=50, guidance=5.0, source="LTX-Video (not distilled): 50 steps, guidance 5")
 
 
 class LTXFamily(VideoFamily):
@@ -51,6 +57,10 @@ class LTXFamily(VideoFamily):
         longest = max(2 * step + 1, (wanted - 1) // step * step + 1)
         return FrameRules(fps=fps, frame_step=step, side_multiple=side, native_pixels=NATIVE_PIXELS,
                           max_frames=longest)
+
+    def call_defaults(self, pipe: Any, model_id: str) -> CallDefaults:
+        # The weights do not say whether they were distilled; every distilled release names itself so.
+        return DISTILLED if "distill" in model_id.lower() else UNDISTILLED
 
     def overlap(self, rules: FrameRules) -> int:
         return rules.frame_step + 1  # two latent frames of the previous call: motion, not just a picture

@@ -94,6 +94,16 @@ class VideoModelManager(ResidentPipeline):
         state, reason, device, dtype = self._state()
         return ModelInfo(self.model_id, device, state, dtype, reason, self._offloaded, "")
 
+    @property
+    def default_steps(self) -> int:
+        """Denoising steps for a clip: the loaded family's own (distilled LTX-Video 8, Wan 2.1 50, ...)."""
+        return self.family.call_defaults(self._pipe, self.model_id).steps
+
+    @property
+    def default_guidance(self) -> float:
+        """Guidance scale for a clip: the loaded family's own (distilled LTX-Video 1.0, Wan 2.2 3.5, ...)."""
+        return self.family.call_defaults(self._pipe, self.model_id).guidance
+
     def frame_rules(self) -> FrameRules:
         """The model's frame rate, frame-count and size rules: read from the pipeline once loaded,
         else the family's defaults guessed from the id."""

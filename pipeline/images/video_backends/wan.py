@@ -22,7 +22,7 @@ from typing import Any
 from PIL import Image
 
 from ..clip_generation import ClipRequest, FrameRules
-from .family import CallInputs, VideoFamily, decoded_to_image, small_latent
+from .family import CallDefaults, CallInputs, VideoFamily, decoded_to_image, small_latent
 
 NATIVE_PIXELS_480P = 832 * 480
 NATIVE_PIXELS_720P = 1280 * 720
@@ -31,6 +31,12 @@ FPS = 16.0  # Wan 2.1 and Wan 2.2 A14B
 FPS_TI2V = 24.0  # Wan 2.2 TI2V-5B
 MAX_FRAMES = 81  # what Wan is trained on (5 s at 16 fps)
 MAX_FRAMES_TI2V = 121
+# Steps and guidance: Wan 2.1 (and the TI2V-5B) as diffusers' Wan pipelines default to (50 steps,
+# guidance 5.0); Wan 2.2 A14B image-to-video (two experts) as the Wan team's own i2v-A14B settings
+# (40 steps, guidance 3.5 for both experts).
+WAN21 = CallDefaults(steps=50, guidance=5.0, source="Wan 2.1: 50 steps, guidance 5")
+WAN22_A14B = CallDefaults(steps=40, guidance=3.5, source="Wan 2.2 A14B: 40 steps, guidance 3.5")
+WAN22_TI2V = CallDefaults(steps=50, guidance=5.0, source="Wan 2.2 TI2V-5B: 50 steps, guidance 5")
 IGNORES_LAST_FRAME = ("this Wan checkpoint (TI2V-style, expand_timesteps) animates a first frame but "
                       "ignores a last frame, so it cannot make a transition between two pictures")
 NOT_TRAINED_ON_LAST_FRAME = ("this Wan 2.1 image-to-video checkpoint was not trained on a last frame (its "
@@ -82,6 +88,16 @@ class WanFamily(VideoFamily):
         longest = max(2 * step + 1, (wanted - 1) // step * step + 1)
         return FrameRules(fps=FPS_TI2V if ti2v else FPS, frame_step=step, side_multiple=side, native_pixels=pixels,
                           max_frames=longest, last_frame=not problem, last_frame_reason=problem)
+
+    def call_defaults(self, pipe: Any, model_id: str) -> CallDefaults:
+        if self._ti2v(pipe, model_id):
+            return WAN22_TI2V
+        if pipe is None:
+            return WAN22_A14B if "2.2" in model_id else WAN21
+        # Wan 2.1 image-to-video embeds its start picture with CLIP (image_dim set); Wan 2.2 A14B does not
+        # (and has a second, low-noise expert).
+        transformer = pipe.transformer if pipe.transformer is not None else pipe.transformer_2
+        return WAN21 if getattr(transformer.config, "image_dim", None) is not None else WAN22_A14B
 
     def overlap(self, rules: FrameRules) -> int:
         return 1  # Wan image-to-video is conditioned on one picture: the previous call's last frame
