@@ -78,6 +78,13 @@ class VideoFamily:
         raise NotImplementedError
 
 
+def common_kwargs(request: ClipRequest, inputs: CallInputs) -> dict[str, Any]:
+    """The pipeline arguments every family's call takes the same way (frames as float arrays in 0..1)."""
+    return {"prompt": request.prompt, "width": request.width, "height": request.height,
+            "num_frames": inputs.frames, "num_inference_steps": request.steps,
+            "guidance_scale": request.guidance_scale, "output_type": "np"}
+
+
 def small_latent(latent: Any) -> Any:
     """``latent`` (B, C, 1, h, w) shrunk so its longer side is at most :data:`PREVIEW_LATENT_SIDE`."""
     import torch.nn.functional as F

@@ -16,7 +16,7 @@ from typing import Any
 from PIL import Image
 
 from ..clip_generation import ClipRequest, FrameRules
-from .family import CallDefaults, CallInputs, VideoFamily, decoded_to_image, small_latent
+from .family import CallDefaults, CallInputs, VideoFamily, common_kwargs, decoded_to_image, small_latent
 
 NATIVE_PIXELS = 768 * 512
 DEFAULT_FPS = 25.0  # LTXConditionPipeline's own frame_rate default (the rate its positions are scaled by)
@@ -75,17 +75,8 @@ class LTXFamily(VideoFamily):
             conditions.append(LTXVideoCondition(video=list(inputs.context), frame_index=0))
         if inputs.end is not None:
             conditions.append(LTXVideoCondition(image=inputs.end, frame_index=inputs.frames - 1))
-        kwargs: dict[str, Any] = {
-            "conditions": conditions or None,
-            "prompt": request.prompt,
-            "width": request.width,
-            "height": request.height,
-            "num_frames": inputs.frames,
-            "num_inference_steps": request.steps,
-            "guidance_scale": request.guidance_scale,
-            "frame_rate": int(round(rules.fps)),
-            "output_type": "np",
-        }
+        kwargs: dict[str, Any] = {**common_kwargs(request, inputs), "conditions": conditions or None,
+                                  "frame_rate": int(round(rules.fps))}
         if request.negative_prompt and request.guidance_scale > 1:
             kwargs["negative_prompt"] = request.negative_prompt
         if getattr(pipe.vae.config, "timestep_conditioning", False):

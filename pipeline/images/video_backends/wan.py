@@ -22,7 +22,7 @@ from typing import Any
 from PIL import Image
 
 from ..clip_generation import ClipRequest, FrameRules
-from .family import CallDefaults, CallInputs, VideoFamily, decoded_to_image, small_latent
+from .family import CallDefaults, CallInputs, VideoFamily, common_kwargs, decoded_to_image, small_latent
 
 NATIVE_PIXELS_480P = 832 * 480
 NATIVE_PIXELS_720P = 1280 * 720
@@ -106,16 +106,7 @@ class WanFamily(VideoFamily):
         image = inputs.start if inputs.start is not None else inputs.context[-1] if inputs.context else None
         if image is None:
             raise ValueError("Wan image-to-video needs a first picture")
-        kwargs: dict[str, Any] = {
-            "image": image,
-            "prompt": request.prompt,
-            "width": request.width,
-            "height": request.height,
-            "num_frames": inputs.frames,
-            "num_inference_steps": request.steps,
-            "guidance_scale": request.guidance_scale,
-            "output_type": "np",
-        }
+        kwargs: dict[str, Any] = {**common_kwargs(request, inputs), "image": image}
         if inputs.end is not None and rules.last_frame:
             kwargs["last_image"] = inputs.end
         if request.negative_prompt and request.guidance_scale > 1:
