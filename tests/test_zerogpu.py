@@ -244,3 +244,19 @@ class TexturedStandIn(StandInModel):
         return [GeneratedImage(r.scene_index, Image.fromarray(rng.integers(0, 256, (r.height, r.width, 3),
                                                                            dtype=np.uint8))) for r in requests]
 
+
+
+def test_restyled_shots_borrow_the_gpu_as_keyframes_do(fake_spaces, tmp_path):
+    from source_clips import make_clip
+
+    clip = make_clip(tmp_path / "shot.mp4", (1.0,), audio=False)
+    renderer = Renderer(tmp_path / "out", model=TexturedStandIn())
+    board = parse_storyboard({"source_video": str(clip), "quality": "draft", "fps": 8, "steps": 1,
+                              "keyframe_interval": 4, "transition": "cut",
+                              "scenes": [{"prompt": "ink", "source_start": 0, "source_end": 1}]})
+    events = _render_as_visitor(fake_spaces, renderer, board)
+    assert isinstance(events[-1], Done), events[-1]
+    scene = events[-1].report.scenes[0]
+    assert scene.source == "ai", scene  # redrawn by the model, not shown as its source frames
+    # Every redrawn keyframe (frames 0, 4 and the last, 7) was one GPU task, on the visitor's quota.
+    assert len(fake_spaces.calls) == 3 and set(fake_spaces.requests) == {"visitor"}

@@ -37,7 +37,7 @@ from ..contract.storyboard import Storyboard
 from ..event_stream import EventStream
 from .batching import auto_group_size
 from .cache import KeyframeCache
-from .generation import GeneratedImage, ImageModel, ImageRequest, Pictures, keyframe_id
+from .generation import GeneratedImage, ImageModel, ImageRequest, Pictures, StepCallback, keyframe_id
 from .look import canny_edges, fit_picture, match_colors
 from .morphs import MorphBook
 from .placeholder import render_placeholder
@@ -224,21 +224,27 @@ class ImageStage:
 
     def _generate(self, run: _Run, batch: list[ImageRequest]) -> list[GeneratedImage]:
         """One backend call; its step previews (and progress counting them) go to ``run.emit``."""
-        on_step = partial(self._on_step, run, len(batch), batch[0])
-        if self._on_zerogpu is None:
-            results = self.model.generate(batch, on_step=on_step, should_stop=run.cancel.is_set)
-        else:
-            try:
-                stream = self._on_zerogpu(batch, run.cancel)
-                while True:
-                    preview = next(stream)
-                    on_step([preview.scene_index], preview.step, preview.total_steps, [preview.image])
-            except StopIteration as end:
-                results = end.value
-            except Exception as exc:  # ZeroGPU's own errors: quota, time limit, a worker that died
-                results = _failed(batch, exc)
+        results = self.generate(batch, run.cancel, partial(self._on_step, run, len(batch), batch[0]))
         _check(run.cancel)
         return results
+
+    def generate(self, batch: list[ImageRequest], cancel: threading.Event,
+                 on_step: StepCallback | None = None) -> list[GeneratedImage]:
+        """One backend call for ``batch``: here, or on a ZeroGPU Space in its GPU worker for its estimated
+        time (step previews still reach ``on_step``). Never raises for a failed request: it answers with a
+        reason. Other stages that draw with this model (restyling) call it too, so they borrow the GPU alike."""
+        if self._on_zerogpu is None:
+            return self.model.generate(batch, on_step=on_step, should_stop=cancel.is_set)
+        try:
+            stream = self._on_zerogpu(batch, cancel)
+            while True:
+                preview = next(stream)
+                if on_step is not None:
+                    on_step([preview.scene_index], preview.step, preview.total_steps, [preview.image])
+        except StopIteration as end:  # None: cancelled before the GPU task finished
+            return end.value if end.value is not None else _failed(batch, RenderCancelled("stopped"))
+        except Exception as exc:  # ZeroGPU's own errors: quota, time limit, a worker that died
+            return _failed(batch, exc)
 
     @staticmethod
     def _on_step(run: _Run, batch: int, first: ImageRequest, indices: list[int], step: int, total_steps: int,

@@ -32,7 +32,7 @@ from ..contract.events import Event, KeyframeReady, Preview, Progress
 from ..contract.footage import FootageWriter
 from ..contract.storyboard import Storyboard, scene_frame_bounds
 from ..images.clip_plan import restyled_id as footage_id
-from ..images.generation import ControlImage, ImageModel, ImageRequest, InitImage, Pictures
+from ..images.generation import ControlImage, GeneratedImage, ImageModel, ImageRequest, InitImage, Pictures
 from ..images.look import canny_edges, fit_picture
 from ..images.plan import generation_settings, joined_prompt
 from ..images.slots import ImageSlots
@@ -60,12 +60,18 @@ class ShotState:
     first: Path | None = None
 
 
+Generate = Callable[[list[ImageRequest], threading.Event], list[GeneratedImage]]
+
+
 class RestyleStage:
     """Redraws the restyled scenes of a storyboard, one shot after another."""
 
-    def __init__(self, model: ImageModel | None, controlnet: str = "") -> None:
+    def __init__(self, model: ImageModel | None, controlnet: str = "", generate: Generate | None = None) -> None:
+        """``generate(batch, cancel)``: how a picture is drawn (the image stage's ``generate``, which borrows
+        the GPU on a ZeroGPU Space); default: the model's own ``generate`` in this thread."""
         self.model = model
         self.controlnet = controlnet
+        self._generate = generate or (lambda batch, cancel: model.generate(batch, should_stop=cancel.is_set))
 
     def run(self, storyboard: Storyboard, work_dir: Path, slots: ImageSlots, cancel: threading.Event, emit: Emit,
             no_ai_reason: str = "") -> Iterator[Event]:
@@ -169,8 +175,7 @@ class RestyleStage:
         height, width = source.shape[:2]
         init = fit_picture(Image.fromarray(start), *size)
         control = canny_edges(Image.fromarray(source), *size) if request.control is not None else None
-        result = self.model.generate([replace(request, pictures=Pictures(init, control))],
-                                     should_stop=cancel.is_set)[0]
+        result = self._generate([replace(request, pictures=Pictures(init, control))], cancel)[0]
         if cancel.is_set():
             raise RenderCancelled()
         if result.image is None:
