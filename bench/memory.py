@@ -1,8 +1,9 @@
 """Peak memory of a render through the CLI: 10 scenes vs 100 scenes at 720p, placeholders.
 
 Each render is a child process ``python -m pipeline render SB.json -o OUT --quiet
---no-preload --output-dir TMP --cache-dir TMP`` (use_ai false, so no model is
-touched). Two numbers per render:
+--cache-dir TMP`` with ``SCENE2VIDEO_OUTPUT_DIR=TMP`` (use_ai false, so no model is
+touched; the render command takes only render flags, the output folder is a server
+setting). Two numbers per render:
 
 * the Python process's peak RSS, exact, from ``os.wait4`` (ru_maxrss; ffmpeg is
   a grandchild that the CLI waits for, so this is the larger of the CLI's own
@@ -54,8 +55,9 @@ def _sample_tree(proc: psutil.Process, stop: threading.Event, peak: dict) -> Non
 def render_peak(board: dict, work: Path) -> dict:
     sb = write_json(work / "storyboard.json", board)
     args = [sys.executable, "-m", "pipeline", "render", str(sb), "-o", str(work / "out.mp4"), "--quiet",
-            "--no-preload", "--output-dir", str(work / "outputs"), "--cache-dir", str(work / "cache")]
-    env = dict(os.environ, HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False")
+            "--cache-dir", str(work / "cache")]
+    env = dict(os.environ, HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False",
+               SCENE2VIDEO_OUTPUT_DIR=str(work / "outputs"))
     t0 = time.perf_counter()
     popen = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     stop, peak = threading.Event(), {}
@@ -103,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     ok = ratio_cli <= LIMIT and ratio_tree <= LIMIT
     text = "\n".join([
         *env_lines(env),
-        f"- Command: `python -m pipeline render SB.json -o OUT --quiet --no-preload --output-dir T --cache-dir T`; "
+        f"- Command: `SCENE2VIDEO_OUTPUT_DIR=T python -m pipeline render SB.json -o OUT --quiet --cache-dir T`; "
         f"median of {runs} interleaved run(s){' (--quick)' if args.quick else ''}",
         f"- Machine state: {busy_note(env)}",
         "",
