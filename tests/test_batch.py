@@ -242,3 +242,24 @@ def test_the_settings_video_model_makes_the_clips_of_a_batch(tmp_path, tiny_mode
     assert [f for f, _, _ in scene_frames(tmp_path / "out", "moving")] == ["clip", "clip"]
     assert {m for _, m, _ in scene_frames(tmp_path / "out", "moving")} == {str(tiny_ltx_dir)}
     assert probe(tmp_path / "out" / "moving.mp4").frames == FRAMES
+
+
+def test_a_restyle_storyboard_in_a_batch_takes_its_source_video_along(tmp_path):
+    from source_clips import make_clip
+
+    src = tmp_path / "src"
+    src.mkdir()
+    make_clip(src / "two shots.mp4", (1.0, 1.0))
+    (src / "restyled.json").write_text(json.dumps({
+        "source_video": "two shots.mp4", "quality": "draft", "fps": 12, "transition": "cut", "use_ai": False,
+        "scenes": [{"prompt": "ink", "source_start": 0, "source_end": 1},
+                   {"prompt": "chalk", "source_start": 1, "source_end": 2}]}))
+    (src / "two shots.mp4").rename(tmp_path / "two shots.mp4")  # the path is read next to the storyboard file
+    assert batch(src, tmp_path / "bad") == 1 and "two shots.mp4" in last_rows(tmp_path / "bad")["restyled"]["reason"]
+    (tmp_path / "two shots.mp4").rename(src / "two shots.mp4")
+    assert batch(src, tmp_path / "out") == 0
+    row = last_rows(tmp_path / "out")["restyled"]
+    assert row["status"] == "ok", row
+    info = probe(tmp_path / "out" / row["output"])
+    assert info.frames == 24 and abs(info.duration - 2.0) < 0.1  # the source's two shots at 12 fps, with its sound
+    assert probe_audio_stream(tmp_path / "out" / row["output"])
