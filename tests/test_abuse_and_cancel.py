@@ -25,7 +25,9 @@ from pipeline.service import RendererPool
 from server import app_settings, ffmpeg_children, render_folders, running_app, wait_until
 from ui.examples import example_names, load_example
 
-BOARD = {"scenes": [{"prompt": f"cancel me {i}", "duration": 2} for i in range(3)], "quality": "draft",
+# Long enough (18 s of video, several seconds to render) that no render can finish before its cancel arrives:
+# 6 s of placeholders once finished in the 0.5 s + latency of the last cancel, and kept its folder as it should.
+BOARD = {"scenes": [{"prompt": f"cancel me {i}", "duration": 3} for i in range(6)], "quality": "draft",
          "use_ai": False}
 SMALL = {"scenes": [{"prompt": "a lighthouse", "duration": 1}], "quality": "draft", "fps": 12, "use_ai": False}
 NOT_ALLOWED_START = "Model '"
