@@ -17,6 +17,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Callable, Iterable
 
 from PIL import Image, PngImagePlugin
 
@@ -26,6 +27,17 @@ _STALE_WRITE_S = 3600  # a put takes milliseconds; an hour-old temporary file is
 
 def _pixel_digest(image: Image.Image) -> str:
     return hashlib.sha256(image.tobytes()).hexdigest()
+
+
+def evict_oldest(entries: Iterable[tuple[Path, int, float]], max_bytes: int, remove: Callable[[Path], None]) -> None:
+    """Remove the least recently used of ``entries`` (path, bytes, mtime) until the rest fit in ``max_bytes``."""
+    ordered = sorted(entries, key=lambda entry: entry[2])
+    total = sum(size for _, size, _ in ordered)
+    for path, size, _ in ordered:
+        if total <= max_bytes:
+            break
+        remove(path)
+        total -= size
 
 
 class KeyframeCache:
@@ -129,10 +141,4 @@ class KeyframeCache:
 
     def _evict(self) -> None:
         with self._lock:
-            entries = sorted(self._entries(), key=lambda entry: entry[2])
-            total = sum(size for _, size, _ in entries)
-            for path, size, _ in entries:
-                if total <= self.max_bytes:
-                    break
-                path.unlink(missing_ok=True)
-                total -= size
+            evict_oldest(self._entries(), self.max_bytes, lambda path: path.unlink(missing_ok=True))

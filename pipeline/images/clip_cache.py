@@ -19,6 +19,7 @@ import threading
 from pathlib import Path
 
 from ..contract.footage import FRAMES_NAME, META_NAME, Footage
+from .cache import evict_oldest
 
 log = logging.getLogger(__name__)
 
@@ -96,13 +97,7 @@ class ClipCache:
 
     def _evict(self) -> None:
         with self._lock:
-            entries = sorted(self._entries(), key=lambda item: item[2])
-            total = sum(size for _, size, _ in entries)
-            for entry, size, _ in entries:
-                if total <= self.max_bytes:
-                    break
-                shutil.rmtree(entry, ignore_errors=True)
-                total -= size
+            evict_oldest(self._entries(), self.max_bytes, lambda entry: shutil.rmtree(entry, ignore_errors=True))
 
 
 def _link_or_copy(source: Path, target: Path) -> None:
