@@ -189,7 +189,7 @@ class RendererPool:
         if get_video_model is None:
             return None, "this build has no video backend"
         try:
-            return get_video_model(model_id, device=self.settings.device,
+            return get_video_model(model_id, device=self.settings.device, batch_size=self.settings.batch_size,
                                    allow_pickle=self.settings.allow_pickle_weights), ""
         except Exception as exc:  # torch missing or broken: every clip falls back with the reason
             return None, f"the video model {_shown(model_id)} is not available: {public_message(exc)}"

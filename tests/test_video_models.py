@@ -151,12 +151,24 @@ def test_clip_frame_counts_follow_the_rules_at_each_duration(ltx, tmp_path):
     assert result.folder is None and "8k+1" in result.reason
 
 
-def test_step_previews_are_one_small_decoded_frame(ltx, tmp_path):
+def test_step_previews_are_one_small_decoded_frame(ltx, tmp_path, monkeypatch):
+    from pipeline.images.video_backends import previews as previews_module
+
+    monkeypatch.setattr(previews_module, "PREVIEW_SHARE", 1.0)  # every step (the tiny model's steps take ms)
     previews: list[Image.Image | None] = []
     ltx.generate_clip(clip_request(ltx), tmp_path / "p", on_step=lambda _r, _s, _t, preview: previews.append(preview))
     assert len(previews) == 2 and all(isinstance(p, Image.Image) for p in previews)
     assert all(p.size[0] <= WIDTH and p.size[1] <= HEIGHT for p in previews)
     assert len({p.tobytes() for p in previews}) == 2  # the latents moved between the steps
+
+
+def test_previews_stay_a_small_share_of_a_fast_models_time(ltx, tmp_path):
+    previews: list[Image.Image | None] = []
+    ltx.generate_clip(clip_request(ltx, steps=12), tmp_path / "fast",
+                      on_step=lambda _r, _s, _t, preview: previews.append(preview))
+    made = [p for p in previews if p is not None]
+    assert len(previews) == 12 and isinstance(previews[0], Image.Image)  # every step reported, the first shown
+    assert len(made) < 12  # the tiny model's steps take about as long as a preview: most are skipped
 
 
 def test_stop_ends_the_clip_within_one_step(ltx, tmp_path):

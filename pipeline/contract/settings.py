@@ -33,7 +33,8 @@ class Settings:
     """Everything the app and the CLI can be configured with. Field names match the flags.
 
     ``batch_size`` None means auto: each model manager sizes its batches from free GPU
-    memory (``pipeline.images.batching.auto_batch_size``); a number caps every pipeline call.
+    memory (``pipeline.images.batching.auto_batch_size``, for clips ``clip_batches.auto_clip_batch``);
+    a number caps every pipeline call, keyframes and clips alike.
     ``max_loaded_models`` models stay loaded per device; loading another unloads the least
     recently used one and frees its memory. ``controlnet_model`` (a hub id or diffusers folder of
     a Canny ControlNet for the model) makes a storyboard's reference image guide every scene's layout.
@@ -197,7 +198,7 @@ SETTING_HELP: dict[str, str] = {
     "model": "hub id, local diffusers folder or .safetensors file (default: stabilityai/sd-turbo)",
     "device": "where the model runs: cuda, cuda:1, mps or cpu (default: the best there is)",
     "preload": "load the model before serving the page",
-    "batch_size": "images per model call (default: auto, from free GPU memory)",
+    "batch_size": "images, or short clips, per model call (default: auto, from free GPU memory)",
     "output_dir": "folder for render outputs (one unguessable folder per render)",
     "cache_dir": "keyframe cache folder (default: ~/.cache/scene2video/keyframes)",
     "cache_max_mb": "keyframe cache size limit in MB (default: 2048)",

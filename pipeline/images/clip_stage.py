@@ -31,6 +31,7 @@ from ..contract.events import ClipReady, Event, Preview, Progress
 from ..contract.footage import Footage
 from ..contract.storyboard import Storyboard
 from ..event_stream import EventStream
+from .clip_batches import plan_clip_batches
 from .clip_cache import ClipCache
 from .clip_generation import ClipPictures, ClipRequest, GeneratedClip, VideoModel, bridge_id, clip_id
 from .clip_plan import DEFAULT_CLIP_GUIDANCE, DEFAULT_CLIP_STEPS, ClipPlan, ClipTiming, bridge_refused, plan_clips
@@ -118,9 +119,14 @@ class ClipStage:
         keys = plan.cache_keys(self.model.model_id, image_keys)
         # Fraction 0 once more, after the load: the clips' pace is measured from here.
         yield Progress("clips", 0.0, f"Making {len(plan.requests)} clip(s)")
-        for request in plan.requests:
+        for batch in plan_clip_batches(plan.requests, rules, self._batch_size):
             _check(cancel)
-            yield from self._one(run, request, keys[request.id], view)
+            yield from self._batch(run, batch, keys, view)
+
+    def _batch_size(self, request: ClipRequest) -> int:
+        """Clips like ``request`` the model makes in one call (1 on ZeroGPU: one GPU lease a clip)."""
+        size = getattr(self.model, "clip_batch_size", None)
+        return 1 if size is None or self._on_zerogpu is not None else int(size(request))
 
     def _unavailable(self, storyboard: Storyboard) -> str:
         if not storyboard.use_ai:
@@ -132,28 +138,51 @@ class ClipStage:
             return f"the video model {self.model.model_id} could not be loaded: {info.reason or 'unknown error'}"
         return ""
 
-    def _one(self, run: _Clips, request: ClipRequest, key: str, view: View) -> Iterator[Event]:
-        missing = self._missing_keyframe(run, request)
-        if missing:
-            run.steps_done += request.steps
-            yield self._fallback(run.slots, request.id, request.kind, request.scene_index, missing)
+    def _batch(self, run: _Clips, batch: list[ClipRequest], keys: dict[str, str], view: View) -> Iterator[Event]:
+        """Settle every clip of ``batch``: from the cache or as a fallback where it can be, the rest made
+        by one model call (:mod:`pipeline.images.clip_batches`), delivered in order."""
+        todo = []
+        for request in batch:
+            missing = self._missing_keyframe(run, request)
+            if missing:
+                run.steps_done += request.steps
+                yield self._fallback(run.slots, request.id, request.kind, request.scene_index, missing)
+                continue
+            cached = None
+            if self.cache is not None and not self._uncached(run, request):
+                cached = self.cache.get(keys[request.id], run.work_dir / request.id)
+            if cached is not None:
+                run.steps_done += request.steps
+                yield from self._deliver(run, request, cached, "cache")
+            else:
+                todo.append(request)
+        if not todo:
             return
-        folder = run.work_dir / request.id
-        cached = None
-        if self.cache is not None and not self._uncached(run, request):
-            cached = self.cache.get(key, folder)
-        if cached is not None:
-            run.steps_done += request.steps
-            yield from self._deliver(run, request, cached, "cache")
-            return
-        shutil.rmtree(folder, ignore_errors=True)
-        request = replace(request, pictures=self._pictures(run, request, view))
-        result = self._generate(run, request, folder)
+        todo = [replace(request, pictures=self._pictures(run, request, view)) for request in todo]
+        results = self._make(run, todo)
         _check(run.cancel)
-        run.steps_done += request.steps
+        for request, result in zip(todo, results):
+            run.steps_done += request.steps
+            yield from self._settle(run, request, keys[request.id], result)
+
+    def _make(self, run: _Clips, requests: list[ClipRequest]) -> list[GeneratedClip]:
+        folders = [run.work_dir / request.id for request in requests]
+        for folder in folders:
+            shutil.rmtree(folder, ignore_errors=True)
+        if len(requests) == 1:
+            return [self._generate(run, requests[0], folders[0])]
+        under_way: dict[str, float] = {}
+
+        def on_step(request: ClipRequest, step: int, total: int, image: Image.Image | None) -> None:
+            under_way[request.id] = request.steps * step / max(total, 1)
+            _stepped(run, request, step, total, image, sum(under_way.values()))
+
+        return self.model.generate_clips(requests, folders, on_step, run.cancel.is_set)
+
+    def _settle(self, run: _Clips, request: ClipRequest, key: str, result: GeneratedClip) -> Iterator[Event]:
         footage, reason = _checked(result)
         if footage is None:
-            shutil.rmtree(folder, ignore_errors=True)
+            shutil.rmtree(run.work_dir / request.id, ignore_errors=True)
             log.info("%s: no clip (%s)", request.id, reason)
             yield self._fallback(run.slots, request.id, request.kind, request.scene_index, reason)
             return
@@ -171,7 +200,7 @@ class ClipStage:
     def _generate(self, run: _Clips, request: ClipRequest, folder: Path) -> GeneratedClip:
         """One backend call, in this thread or (ZeroGPU) in the GPU worker, its previews streamed back."""
         def on_step(_request: ClipRequest, step: int, total: int, image: Image.Image | None) -> None:
-            _stepped(run, request, step, total, image)
+            _stepped(run, request, step, total, image, request.steps * step / max(total, 1))
 
         if self._on_zerogpu is None:
             return self.model.generate_clip(request, folder, on_step, run.cancel.is_set)
@@ -236,12 +265,14 @@ class ClipStage:
 
 
 
-def _stepped(run: _Clips, request: ClipRequest, step: int, total: int, image: Image.Image | None) -> None:
-    """A denoising step of ``request`` is done: its preview, and Progress counting every clip's steps."""
+def _stepped(run: _Clips, request: ClipRequest, step: int, total: int, image: Image.Image | None,
+             under_way: float) -> None:
+    """A denoising step of ``request`` is done: its preview, and Progress counting every clip's steps
+    (``under_way``: the steps done of the clips being made now)."""
     what = _what(run, request)
     if image is not None:
         run.emit(Preview(request.scene_index, step, total, image, what))
-    fraction = (run.steps_done + request.steps * step / max(total, 1)) / max(run.total_steps, 1)
+    fraction = (run.steps_done + under_way) / max(run.total_steps, 1)
     run.emit(Progress("clips", min(fraction, 1.0), f"{what} · step {step} of {total}"))
 
 

@@ -75,7 +75,8 @@ def _make_video(key: ModelKey) -> VideoModelManager:
     options = dict(key.options)
     max_frames = options.get("max_frames")
     return VideoModelManager(key.model_id, key.device, local_files_only=key.local_files_only,
-                             allow_pickle=key.allow_pickle, max_frames=int(max_frames) if max_frames else None)
+                             allow_pickle=key.allow_pickle, max_frames=int(max_frames) if max_frames else None,
+                             batch_size=key.batch_size)
 
 
 VIDEO_BACKEND = "diffusers-video"
@@ -132,14 +133,16 @@ class ModelRegistry:
         return model
 
     def video(self, model_id: str | None = None, device: str | None = None, *, local_files_only: bool = False,
-              allow_pickle: bool = False, max_frames: int | None = None) -> VideoModelManager:
+              allow_pickle: bool = False, max_frames: int | None = None,
+              batch_size: int | None = None) -> VideoModelManager:
         """The shared video backend for one model on one device; nothing is loaded here.
 
-        ``max_frames`` caps the frames of one model call (None: the family's own cap).
+        ``max_frames`` caps the frames of one model call (None: the family's own cap);
+        ``batch_size`` the clips of one call (None: auto, from free GPU memory).
         """
         model_id = normalise_model_id(model_id or default_video_model_id())
         options = (("max_frames", max_frames),) if max_frames else ()
-        model = self._entry(ModelKey(VIDEO_BACKEND, model_id, device, local_files_only, None, options,
+        model = self._entry(ModelKey(VIDEO_BACKEND, model_id, device, local_files_only, batch_size, options,
                                      allow_pickle=allow_pickle))
         assert isinstance(model, VideoModelManager)
         return model
@@ -234,10 +237,11 @@ def get_image_model(model_id: str | None = None, device: str | None = None, *, b
 
 
 def get_video_model(model_id: str | None = None, device: str | None = None, *, local_files_only: bool = False,
-                    allow_pickle: bool = False, max_frames: int | None = None) -> VideoModelManager:
+                    allow_pickle: bool = False, max_frames: int | None = None,
+                    batch_size: int | None = None) -> VideoModelManager:
     """:meth:`ModelRegistry.video` on the process's registry: the shared video backend (LTX-Video, Wan)."""
     return REGISTRY.video(model_id, device, local_files_only=local_files_only, allow_pickle=allow_pickle,
-                          max_frames=max_frames)
+                          max_frames=max_frames, batch_size=batch_size)
 
 
 def get_model_manager(model_id: str | None = None, device: str | None = None, *, local_files_only: bool = False,

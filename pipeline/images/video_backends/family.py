@@ -51,6 +51,8 @@ class VideoFamily:
 
     name = ""
     pipeline_classes: tuple[str, ...] = ()
+    # One call can denoise several clips, each from its own pictures (see :meth:`batch_kwargs`).
+    batches_clips = False
 
     def load(self, model: str, index: dict, kwargs: dict[str, Any]) -> Any:
         """The diffusers pipeline for ``model`` (a hub id or folder; ``index`` its model_index.json, or {})."""
@@ -72,6 +74,13 @@ class VideoFamily:
     def call_kwargs(self, pipe: Any, request: ClipRequest, rules: FrameRules, inputs: CallInputs) -> dict[str, Any]:
         """The pipeline's keyword arguments for one call (without generator and callback)."""
         raise NotImplementedError
+
+    def batch_kwargs(self, pipe: Any, requests: list[ClipRequest], rules: FrameRules,
+                     inputs: list[CallInputs]) -> dict[str, Any]:
+        """The keyword arguments of one call that makes every clip of ``requests`` (one
+        ``inputs`` each, all of one :func:`pipeline.images.clip_batches.batch_key`); only
+        for a family whose ``batches_clips`` is true."""
+        raise NotImplementedError(f"{self.name} does not make several clips in one call")
 
     def preview(self, pipe: Any, latents: Any, request: ClipRequest, frames: int) -> Image.Image | None:
         """One frame of the running call's ``latents`` (as the step callback sees them), decoded cheaply."""

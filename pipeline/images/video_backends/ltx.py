@@ -38,6 +38,10 @@ class LTXFamily(VideoFamily):
     name = "LTX-Video"
     pipeline_classes = ("LTXConditionPipeline", "LTXPipeline", "LTXImageToVideoPipeline",
                         "LTXI2VLongMultiPromptPipeline")
+    # The condition pipeline encodes each condition's picture with the VAE as a batch and blends it into
+    # the batch's latents item by item, so a list of pictures (one per clip) at each condition's frame
+    # conditions every clip on its own pictures. Videos (a long clip's continuing calls) are never batched.
+    batches_clips = True
 
     def load(self, model: str, index: dict, kwargs: dict[str, Any]) -> Any:
         from diffusers import LTXConditionPipeline
@@ -68,19 +72,29 @@ class LTXFamily(VideoFamily):
     def call_kwargs(self, pipe: Any, request: ClipRequest, rules: FrameRules, inputs: CallInputs) -> dict[str, Any]:
         from diffusers.pipelines.ltx.pipeline_ltx_condition import LTXVideoCondition
 
-        conditions = []
-        if inputs.start is not None:
-            conditions.append(LTXVideoCondition(image=inputs.start, frame_index=0))
-        if inputs.context:
-            conditions.append(LTXVideoCondition(video=list(inputs.context), frame_index=0))
-        if inputs.end is not None:
-            conditions.append(LTXVideoCondition(image=inputs.end, frame_index=inputs.frames - 1))
+        conditions = [LTXVideoCondition(**{kind: picture, "frame_index": frame})
+                      for kind, picture, frame in _condition_parts(inputs)]
         kwargs: dict[str, Any] = {**common_kwargs(request, inputs), "conditions": conditions or None,
                                   "frame_rate": int(round(rules.fps))}
         if request.negative_prompt and request.guidance_scale > 1:
             kwargs["negative_prompt"] = request.negative_prompt
         if getattr(pipe.vae.config, "timestep_conditioning", False):
             kwargs.update(decode_timestep=DECODE_TIMESTEP, decode_noise_scale=DECODE_NOISE_SCALE)
+        return kwargs
+
+    def batch_kwargs(self, pipe: Any, requests: list[ClipRequest], rules: FrameRules,
+                     inputs: list[CallInputs]) -> dict[str, Any]:
+        from diffusers.pipelines.ltx.pipeline_ltx_condition import LTXVideoCondition
+
+        parts = [_condition_parts(one) for one in inputs]
+        if any(one.context for one in inputs) or len({tuple((k, f) for k, _, f in p) for p in parts}) != 1:
+            raise ValueError("clips of one batch must be conditioned alike, on pictures only")
+        kwargs = self.call_kwargs(pipe, requests[0], rules, inputs[0])
+        kwargs["prompt"] = [request.prompt for request in requests]
+        if "negative_prompt" in kwargs:
+            kwargs["negative_prompt"] = [request.negative_prompt for request in requests]
+        kwargs["conditions"] = [LTXVideoCondition(image=[p[slot][1] for p in parts], frame_index=frame)
+                                for slot, (_kind, _picture, frame) in enumerate(parts[0])] or None
         return kwargs
 
     def preview(self, pipe: Any, latents: Any, request: ClipRequest, frames: int) -> Image.Image | None:
@@ -101,3 +115,15 @@ class LTXFamily(VideoFamily):
         if getattr(vae.config, "timestep_conditioning", False):
             timestep = torch.tensor([DECODE_TIMESTEP], device=middle.device, dtype=middle.dtype)
         return decoded_to_image(vae.decode(middle, timestep, return_dict=False)[0])
+
+
+def _condition_parts(inputs: CallInputs) -> list[tuple[str, Any, int]]:
+    """(``image`` | ``video``, the picture(s), frame index) of every condition of one call."""
+    parts: list[tuple[str, Any, int]] = []
+    if inputs.start is not None:
+        parts.append(("image", inputs.start, 0))
+    if inputs.context:
+        parts.append(("video", list(inputs.context), 0))
+    if inputs.end is not None:
+        parts.append(("image", inputs.end, inputs.frames - 1))
+    return parts

@@ -39,6 +39,7 @@ from ...contract.errors import RenderCancelled, is_out_of_memory, short_error
 from ...contract.footage import FootageWriter
 from .. import hub_access
 from ..batching import needs_cpu_offload
+from ..clip_batches import MAX_CLIP_BATCH, auto_clip_batch, batch_key
 from ..clip_generation import ClipRequest, ClipStepCallback, FrameRules, GeneratedClip
 from ..generation import REASON_OUT_OF_MEMORY, REASON_STOPPED, ModelInfo, stop_requested
 from ..library_logs import route_library_logs
@@ -46,6 +47,7 @@ from ..model_names import default_video_model_id, model_source
 from ..resident import ResidentPipeline, empty_device_cache, pick_dtype, weights_bytes
 from . import family_by_name, family_for, known_pipelines
 from .family import CallInputs, VideoFamily, clip_size_picture
+from .previews import PreviewBudget
 from .stitching import PIN_FRAMES, ClipStitcher, pin_start, plan_calls
 
 log = logging.getLogger(__name__)
@@ -66,17 +68,19 @@ class VideoModelManager(ResidentPipeline):
 
     Prefer :func:`pipeline.images.registry.get_video_model`. Thread-safe: loading happens once
     under a lock, and clips are made one at a time through one lock. ``max_frames`` caps the
-    frames of one model call (None: the family's own cap).
+    frames of one model call (None: the family's own cap); ``batch_size`` how many clips one call
+    may make (None: auto, see :meth:`clip_batch_size`).
     """
 
     kind = "video"
 
     def __init__(self, model_id: str | None = None, device: str | None = None, *, local_files_only: bool = False,
-                 allow_pickle: bool = False, max_frames: int | None = None) -> None:
+                 allow_pickle: bool = False, max_frames: int | None = None, batch_size: int | None = None) -> None:
         super().__init__(model_id or default_video_model_id(), device)
         self.local_files_only = local_files_only
         self.allow_pickle = allow_pickle
         self.max_frames = max_frames
+        self.batch_size = batch_size
         self._family: VideoFamily | None = None
 
     # -- state ---------------------------------------------------------------
@@ -232,6 +236,94 @@ class VideoModelManager(ResidentPipeline):
             max_frames = smaller
         return self._failed(request, REASON_OUT_OF_MEMORY)
 
+    def clip_batch_size(self, request: ClipRequest) -> int:
+        """How many clips like ``request`` one call may make (1: one at a time).
+
+        The server's ``--batch-size`` when set. Auto: on a GPU, as many as its free memory holds
+        (:func:`pipeline.images.clip_batches.auto_clip_batch`) for clips short enough to decode
+        untiled; a long clip fills the GPU alone. On a CPU 1: one clip already uses every core.
+        A family whose pipeline cannot condition each clip of a batch on its own pictures (Wan) is
+        always 1.
+        """
+        if not self.family.batches_clips:
+            return 1
+        if self.batch_size is not None:
+            return max(1, min(MAX_CLIP_BATCH, int(self.batch_size)))
+        voxels = request.num_frames * request.width * request.height
+        if not self.device.startswith("cuda") or self._offloaded or voxels > TILE_ABOVE_VOXELS:
+            return 1
+        import torch
+
+        free, _total = torch.cuda.mem_get_info(torch.device(self.device))
+        return auto_clip_batch(free, request)
+
+    def generate_clips(self, requests: list[ClipRequest], folders: list[Path],
+                       on_step: ClipStepCallback | None = None,
+                       should_stop: Callable[[], bool] | None = None) -> list[GeneratedClip]:
+        """Make every clip of ``requests`` (one :func:`~pipeline.images.clip_batches.batch_key`, each one
+        call long) in one pipeline call, each into its folder; one answer per request, in order.
+
+        ``on_step`` is called for every clip after every step (the preview with the first). Clips
+        that cannot share a call, or a batch out of memory, are made one at a time instead. Never
+        raises for a failed clip, like :meth:`generate_clip`.
+        """
+        if len(requests) < 2 or not self.load() or not self._batchable(requests):
+            return [self.generate_clip(r, f, on_step, should_stop) for r, f in zip(requests, folders)]
+        if stop_requested(should_stop):
+            return [self._failed(request, REASON_STOPPED) for request in requests]
+        try:
+            return self._make_batch(requests, [Path(f) for f in folders], self.frame_rules(), on_step, should_stop)
+        except _StopClip:
+            return [self._failed(request, REASON_STOPPED) for request in requests]
+        except Exception as exc:  # noqa: BLE001 - every failure becomes the clips' reason
+            if not is_out_of_memory(exc):
+                reason = f"clip generation failed: {short_error(exc, with_type=True)}"
+                return [self._failed(request, reason) for request in requests]
+        # Out of memory (outside the except block, so the traceback's tensors are freed): one at a time.
+        empty_device_cache(self.device)
+        log.warning("%d clips in one call ran out of GPU memory; making them one at a time", len(requests))
+        return [self.generate_clip(r, f, on_step, should_stop) for r, f in zip(requests, folders)]
+
+    def _batchable(self, requests: list[ClipRequest]) -> bool:
+        rules = self.frame_rules()
+        return (self.family.batches_clips and len({batch_key(request) for request in requests}) == 1
+                and all(not self._refuse(request, rules) and request.num_frames <= rules.max_frames
+                        for request in requests))
+
+    def _make_batch(self, requests: list[ClipRequest], folders: list[Path], rules: FrameRules,
+                    on_step: ClipStepCallback | None, should_stop: Callable[[], bool] | None) -> list[GeneratedClip]:
+        starts = [clip_size_picture(request.pictures.start, request) for request in requests]
+        ends = [clip_size_picture(request.pictures.end, request) if request.pictures.end is not None else None
+                for request in requests]
+        inputs = [CallInputs(request.num_frames, start, (), end) for request, start, end in zip(requests, starts, ends)]
+        videos = self._call(requests, rules, inputs, 0, False, on_step, should_stop, (0, requests[0].steps))
+        results = []
+        for request, folder, start, end, frames in zip(requests, folders, starts, ends, videos):
+            if frames is None:
+                results.append(self._failed(request, REASON_BLANK_CLIP))
+                continue
+            written = self._write_one(folder, rules, frames, start, end)
+            log.info("Clip %s: %d frames from %s on %s (%dx%d, %d steps, one call for %d clips)", request.id,
+                     written, self.model_id, self.device, request.width, request.height, request.steps,
+                     len(requests))
+            results.append(GeneratedClip(request.scene_index, folder, frames=written))
+        return results
+
+    def _write_one(self, folder: Path, rules: FrameRules, frames: list[np.ndarray], start: Image.Image,
+                   end: Image.Image | None) -> int:
+        """One call's frames as a clip's footage, its condition pictures pinned; the frames written."""
+        writer = FootageWriter(folder, rules.fps, made_by="clip", model=self.model_id)
+        try:
+            pin_start(frames, np.asarray(start))
+            stitcher = ClipStitcher(writer.write, hold=PIN_FRAMES + 1)
+            stitcher.add_call(frames, 0)
+            written = stitcher.finish(np.asarray(end) if end is not None else None)
+            writer.finish()
+        except BaseException:
+            writer.abort()
+            raise
+        return written
+
     def _refuse(self, request: ClipRequest, rules: FrameRules) -> str:
         if request.num_frames < 1 or (request.num_frames - 1) % rules.frame_step:
             return f"a clip of {request.num_frames} frames does not follow the model's {rules.frame_step}k+1 rule"
@@ -265,8 +357,10 @@ class VideoModelManager(ResidentPipeline):
                 last = number == len(calls) - 1
                 context = tuple(Image.fromarray(f) for f in stitcher.tail(overlap)) if number else ()
                 inputs = CallInputs(call.frames, start if number == 0 else None, context, end if last else None)
-                frames = self._call(request, rules, inputs, number, force_tiling, on_step, should_stop,
-                                    (number * request.steps, total_steps))
+                frames = self._call([request], rules, [inputs], number, force_tiling, on_step, should_stop,
+                                    (number * request.steps, total_steps))[0]
+                if frames is None:
+                    raise _BlankClip()
                 if number == 0:
                     pin_start(frames, np.asarray(start))
                 stitcher.add_call(frames, call.overlap)
@@ -277,21 +371,28 @@ class VideoModelManager(ResidentPipeline):
             raise
         return written
 
-    def _call(self, request: ClipRequest, rules: FrameRules, inputs: CallInputs, number: int, force_tiling: bool,
-              on_step: ClipStepCallback | None, should_stop: Callable[[], bool] | None,
-              steps: tuple[int, int]) -> list[np.ndarray]:
-        """One pipeline call: its frames as uint8 arrays (raises _StopClip, _BlankClip, or the pipeline's error)."""
+    def _call(self, requests: list[ClipRequest], rules: FrameRules, inputs: list[CallInputs], number: int,
+              force_tiling: bool, on_step: ClipStepCallback | None, should_stop: Callable[[], bool] | None,
+              steps: tuple[int, int]) -> list[list[np.ndarray] | None]:
+        """One pipeline call making every clip of ``requests`` (one ``inputs`` each): per clip its frames
+        as uint8 arrays, or None for a blank one (raises _StopClip, or the pipeline's error)."""
         import torch
 
-        pipe, family = self._pipe, self.family
-        kwargs = family.call_kwargs(pipe, request, rules, inputs)
+        pipe, family, first = self._pipe, self.family, requests[0]
+        if len(requests) == 1:
+            kwargs = family.call_kwargs(pipe, first, rules, inputs[0])
+        else:
+            kwargs = family.batch_kwargs(pipe, requests, rules, inputs)
         done, total = steps
+        budget = PreviewBudget()
 
         def step_end(pipe_: Any, step: int, _timestep: Any, tensors: dict) -> dict:
             if on_step is not None:
-                preview = self._preview(request, tensors.get("latents"), inputs.frames)
+                # One preview a step (of the batch's first clip), while previews stay a small share of the time.
+                preview = budget.run(lambda: self._preview(first, tensors.get("latents"), inputs[0].frames))
                 try:
-                    on_step(request, done + step + 1, total, preview)
+                    for index, request in enumerate(requests):
+                        on_step(request, done + step + 1, total, preview if index == 0 else None)
                 except RenderCancelled:
                     raise _StopClip() from None
                 except Exception:  # noqa: BLE001 - a broken preview must not cost the clip
@@ -301,15 +402,15 @@ class VideoModelManager(ResidentPipeline):
             return tensors
 
         generator_device = self.device if self.device.startswith("cuda") else "cpu"
-        kwargs.update(generator=torch.Generator(generator_device).manual_seed(int(request.seed) + number),
+        generators = [torch.Generator(generator_device).manual_seed(int(r.seed) + number) for r in requests]
+        kwargs.update(generator=generators[0] if len(generators) == 1 else generators,
                       callback_on_step_end=step_end, callback_on_step_end_tensor_inputs=["latents"])
+        voxels = len(requests) * inputs[0].frames * first.width * first.height
         with self._gpu_lock:
-            self._set_tiling(force_tiling or inputs.frames * request.width * request.height > TILE_ABOVE_VOXELS)
-            video = np.asarray(pipe(**kwargs).frames[0], dtype=np.float32)
-        if not np.isfinite(video).all() or float(video.max()) < _BLACK_LEVEL:
-            raise _BlankClip()
-        pixels = (video.clip(0.0, 1.0) * 255.0).round().astype(np.uint8)
-        return [pixels[index] for index in range(pixels.shape[0])]
+            self._set_tiling(force_tiling or voxels > TILE_ABOVE_VOXELS)
+            budget.start()
+            videos = pipe(**kwargs).frames
+        return [_uint8_frames(video) for video in videos]
 
     def _preview(self, request: ClipRequest, latents: Any, frames: int) -> Image.Image | None:
         if latents is None:
@@ -331,6 +432,18 @@ class VideoModelManager(ResidentPipeline):
             vae.enable_tiling()
         elif hasattr(vae, "disable_tiling"):
             vae.disable_tiling()
+
+
+def _uint8_frames(video: Any) -> list[np.ndarray] | None:
+    """One clip of the pipeline's output (frames x H x W x 3 floats in 0..1) as uint8 frames; None when
+    it is blank (NaN, or all black). Converted in place: the float array is ours to spend."""
+    video = np.asarray(video, dtype=np.float32)
+    if not np.isfinite(video).all() or float(video.max()) < _BLACK_LEVEL:
+        return None
+    np.clip(video, 0.0, 1.0, out=video)
+    np.multiply(video, 255.0, out=video)
+    np.rint(video, out=video)
+    return list(video.astype(np.uint8))
 
 
 class _NotAVideoModel(ValueError):

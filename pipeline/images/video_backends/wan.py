@@ -48,6 +48,9 @@ NOT_IMAGE_TO_VIDEO = ("is a Wan text-to-video checkpoint: it cannot start a clip
 class WanFamily(VideoFamily):
     name = "Wan"
     pipeline_classes = ("WanImageToVideoPipeline", "WanPipeline")
+    # Not batched: WanImageToVideoPipeline encodes one start picture and repeats it for every item of the
+    # batch (its latents and its CLIP image embedding), so clips of different scenes cannot share a call.
+    batches_clips = False
 
     def load(self, model: str, index: dict, kwargs: dict[str, Any]) -> Any:
         from diffusers import WanImageToVideoPipeline
