@@ -163,6 +163,59 @@ def time_clip(model: Any, width: int, height: int, frames: int, steps: int, fold
     }
 
 
+def time_batch(model: Any, width: int, height: int, frames: int, steps: int, count: int, folder: Path,
+               batched: bool) -> dict[str, float]:
+    """``count`` short clips (different keyframes and prompts) in one call, or one by one: seconds per clip,
+    peak GPU memory. The clips are the same either way (tests/test_clip_batches.py)."""
+    import torch
+
+    from pipeline.images.clip_generation import ClipPictures, ClipRequest
+
+    rules = model.frame_rules()
+    requests = [ClipRequest(i, f"shot {i}: a lighthouse on a cliff, waves", "", i, steps, 1.0, width, height, frames,
+                            rules.fps, id=f"clip-{i + 1}", pictures=ClipPictures(keyframe(width, height)))
+                for i in range(count)]
+    folders = [folder / f"{'b' if batched else 's'}{i}" for i in range(count)]
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    started = time.perf_counter()
+    if batched:
+        results = model.generate_clips(requests, folders)
+    else:
+        results = [model.generate_clip(r, f) for r, f in zip(requests, folders)]
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    failed = [r.reason for r in results if r.folder is None]
+    if failed:
+        raise RuntimeError(failed[0])
+    return {"per_clip": (time.perf_counter() - started) / count,
+            "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else float("nan")}
+
+
+def batch_rows(model: Any, sizes: list[tuple[str, int, int, int]], steps: int, count: int, runs: int,
+               tmp: Path) -> list[str]:
+    """Table rows: ``count`` clips one by one against one call, per (label, width, height, frames)."""
+    rows = [f"| {count} clips | one by one: s per clip | in one call: s per clip | speed-up | peak GiB (one / batch) |",
+            "|---|---:|---:|---:|---:|"]
+    for label, width, height, frames in sizes:
+        try:
+            measured = {}
+            for batched in (False, True):
+                time_batch(model, width, height, frames, steps, count, tmp / f"warm-{batched}", batched)
+                measured[batched] = [time_batch(model, width, height, frames, steps, count, tmp / f"{batched}{i}",
+                                                batched) for i in range(runs)]
+        except Exception as exc:  # noqa: BLE001 - out of memory at one size must not lose the others
+            rows.append(f"| {label} | failed: {str(exc)[:80]} | | | |")
+            continue
+        one = statistics.median(m["per_clip"] for m in measured[False])
+        many = statistics.median(m["per_clip"] for m in measured[True])
+        rows.append(f"| {label} | {one:.2f} | {many:.2f} | x{one / many:.2f} | "
+                    f"{max(m['peak_gib'] for m in measured[False]):.1f} / "
+                    f"{max(m['peak_gib'] for m in measured[True]):.1f} |")
+    return rows
+
+
 def gpu_sizes(rules: Any) -> list[tuple[str, int, int]]:
     from pipeline.contract.presets import PRESETS
 
@@ -218,6 +271,10 @@ def run_gpu(args: argparse.Namespace) -> str:
             gc.collect()
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
+        # Batching: short clips (1 s transitions) at 768x512, the case where one clip leaves the GPU idle.
+        model.batch_size = 4
+        lines += ["", *batch_rows(model, [("1 s (25 frames) at 768x512", 768, 512, 25)], args.steps, 4,
+                                  args.runs, Path(tmp))]
     return "\n".join(lines)
 
 
@@ -276,12 +333,17 @@ def run_cpu(args: argparse.Namespace) -> str:
                     if calls == 1 else float("nan"))
             rows.append(f"| {frames / 25:.2f} s at 25 fps, {STEPS} steps | {frames} | {calls} | {backend:.2f} | "
                         + (f"{bare:.2f} |" if calls == 1 else "(several calls) |"))
+        model.batch_size = 4
+        batches = batch_rows(model, [("tiny LTX-Video, 1 s (25 frames) at 128x64", 128, 64, 25)], STEPS, 4,
+                             args.runs, Path(tmp))
     step, tokens = transformer_step_seconds(args.cpu_layers, 9, 768, 512, args.runs)
     per_block = step / args.cpu_layers
     lines += [
         f"- {busy_note(env)}",
         "",
         *rows,
+        "",
+        *batches,
         "",
         "| 13B transformer, fp32, CPU | tokens | measured | scaled to 48 blocks |",
         "|---|---:|---:|---:|",
