@@ -29,7 +29,7 @@ class MovingSource:
 
     def _fit(self, frame: np.ndarray) -> np.ndarray:
         if frame.shape[:2] == (self.height, self.width):
-            return np.ascontiguousarray(frame)
+            return frame.copy()  # the resampler keeps its recent frames: the caller gets its own
         return fit_cover_array(frame, self.width, self.height)
 
     def at(self, seconds: float) -> np.ndarray:

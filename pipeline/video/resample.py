@@ -49,12 +49,21 @@ class PairMotion:
     scale: float
 
 
-def pair_flows(a: np.ndarray, b: np.ndarray) -> PairMotion:
-    """The motion between ``a`` and ``b`` (found at most :data:`FLOW_SIDE` pixels on the longer side)."""
-    height, width = a.shape[:2]
+def flow_size(frame: np.ndarray) -> tuple[int, int] | None:
+    """The (width, height) the motion of ``frame``'s footage is found at; None: its own size."""
+    height, width = frame.shape[:2]
     scale = min(1.0, FLOW_SIDE / max(height, width))
-    size = (max(8, round(width * scale)), max(8, round(height * scale))) if scale < 1.0 else None
-    gray_a, gray_b = gray_at(a, size), gray_at(b, size)  # each frame made gray once, for both flows
+    return (max(8, round(width * scale)), max(8, round(height * scale))) if scale < 1.0 else None
+
+
+def pair_flows(a: np.ndarray, b: np.ndarray, grays: tuple[np.ndarray, np.ndarray] | None = None) -> PairMotion:
+    """The motion between ``a`` and ``b`` (found at most :data:`FLOW_SIDE` pixels on the longer side).
+
+    ``grays``: both frames already made gray at :func:`flow_size` (each frame of a footage is in two pairs).
+    """
+    size = flow_size(a)
+    scale = size[0] / a.shape[1] if size is not None else 1.0
+    gray_a, gray_b = grays if grays is not None else (gray_at(a, size), gray_at(b, size))
     forward, backward = motion_field(gray_a, gray_b, FAST), motion_field(gray_b, gray_a, FAST)
     seen_a = (~occlusion_mask(forward, backward)).astype(np.float32)
     seen_b = (~occlusion_mask(backward, forward)).astype(np.float32)
@@ -150,6 +159,9 @@ class Resampler:
     def __init__(self, frame, count: int, fps: float) -> None:
         self._frame, self._count, self._fps = frame, count, fps
         self._pair: tuple[int, PairMotion] | None = None
+        # The last two footage frames read, with their gray versions for the flow: played forward, frame
+        # i + 1 of one pair is frame i of the next, read and made gray once.
+        self._recent: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}
 
     def at(self, seconds: float) -> np.ndarray:
         """The frame at ``seconds`` from the first (clamped to the footage)."""
@@ -157,10 +169,19 @@ class Resampler:
         index = min(int(exact), self._count - 1)
         t = exact - index
         if t <= EXACT or index + 1 >= self._count:
-            return self._frame(index)
+            return self._read(index)[0]
         if t >= 1.0 - EXACT:
-            return self._frame(index + 1)
-        a, b = self._frame(index), self._frame(index + 1)
+            return self._read(index + 1)[0]
+        a, b = self._read(index, gray=True), self._read(index + 1, gray=True)
         if self._pair is None or self._pair[0] != index:
-            self._pair = (index, pair_flows(a, b))
-        return interpolate(a, b, t, self._pair[1])
+            self._pair = (index, pair_flows(a[0], b[0], (a[1], b[1])))
+        return interpolate(a[0], b[0], t, self._pair[1])
+
+    def _read(self, index: int, gray: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+        """Footage frame ``index`` (and, with ``gray``, made gray at the flow's size), kept for the next call."""
+        frame, small = self._recent.get(index) or (self._frame(index), None)
+        if gray and small is None:
+            small = gray_at(frame, flow_size(frame))
+        self._recent = {i: v for i, v in self._recent.items() if abs(i - index) <= 1}
+        self._recent[index] = (frame, small)
+        return frame, small
