@@ -271,10 +271,13 @@ def run_gpu(args: argparse.Namespace) -> str:
             gc.collect()
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
-        # Batching: short clips (1 s transitions) at 768x512, the case where one clip leaves the GPU idle.
+        # Batching: short clips (1 s transitions) at 768x512, the case where one clip leaves the GPU idle
+        # (at the first of --sizes when given, so the CPU smoke run stays small).
         model.batch_size = 4
-        lines += ["", *batch_rows(model, [("1 s (25 frames) at 768x512", 768, 512, 25)], args.steps, 4,
-                                  args.runs, Path(tmp))]
+        _, width, height = parse_sizes(args.sizes)[0] if args.sizes else ("", 768, 512)
+        short = rules.frames_for(1.0)
+        lines += ["", *batch_rows(model, [(f"1 s ({short} frames) at {width}x{height}", width, height, short)],
+                                  args.steps, 4, args.runs, Path(tmp))]
     return "\n".join(lines)
 
 
