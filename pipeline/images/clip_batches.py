@@ -61,15 +61,11 @@ def plan_clip_batches(requests: Sequence[ClipRequest], rules: FrameRules,
         for candidate in list(pending):
             if len(batch) >= limit:
                 break
-            if batch_key(candidate) != batch_key(head) or _waits_on(candidate, batch, pending):
+            # A clip never depends on itself: what is still unmade is this batch and everything pending.
+            unmade = {request.id for request in batch} | {request.id for request in pending}
+            if batch_key(candidate) != batch_key(head) or unmade.intersection(candidate.depends_on):
                 continue
             batch.append(candidate)
             pending.remove(candidate)
         batches.append(batch)
     return batches
-
-
-def _waits_on(candidate: ClipRequest, batch: list[ClipRequest], pending: list[ClipRequest]) -> bool:
-    """True when ``candidate`` needs a clip that is not made before this batch runs."""
-    unmade = {request.id for request in batch} | {request.id for request in pending if request is not candidate}
-    return any(dependency in unmade for dependency in candidate.depends_on)

@@ -267,12 +267,13 @@ class VideoModelManager(ResidentPipeline):
         that cannot share a call, or a batch out of memory, are made one at a time instead. Never
         raises for a failed clip, like :meth:`generate_clip`.
         """
-        if len(requests) < 2 or not self.load() or not self._batchable(requests):
+        rules = self.frame_rules() if len(requests) > 1 and self.load() else None
+        if rules is None or not self._batchable(requests, rules):
             return [self.generate_clip(r, f, on_step, should_stop) for r, f in zip(requests, folders)]
         if stop_requested(should_stop):
             return [self._failed(request, REASON_STOPPED) for request in requests]
         try:
-            return self._make_batch(requests, [Path(f) for f in folders], self.frame_rules(), on_step, should_stop)
+            return self._make_batch(requests, [Path(f) for f in folders], rules, on_step, should_stop)
         except _StopClip:
             return [self._failed(request, REASON_STOPPED) for request in requests]
         except Exception as exc:  # noqa: BLE001 - every failure becomes the clips' reason
@@ -284,8 +285,7 @@ class VideoModelManager(ResidentPipeline):
         log.warning("%d clips in one call ran out of GPU memory; making them one at a time", len(requests))
         return [self.generate_clip(r, f, on_step, should_stop) for r, f in zip(requests, folders)]
 
-    def _batchable(self, requests: list[ClipRequest]) -> bool:
-        rules = self.frame_rules()
+    def _batchable(self, requests: list[ClipRequest], rules: FrameRules) -> bool:
         return (self.family.batches_clips and len({batch_key(request) for request in requests}) == 1
                 and all(not self._refuse(request, rules) and request.num_frames <= rules.max_frames
                         for request in requests))
@@ -312,11 +312,20 @@ class VideoModelManager(ResidentPipeline):
     def _write_one(self, folder: Path, rules: FrameRules, frames: list[np.ndarray], start: Image.Image,
                    end: Image.Image | None) -> int:
         """One call's frames as a clip's footage, its condition pictures pinned; the frames written."""
-        writer = FootageWriter(folder, rules.fps, made_by="clip", model=self.model_id)
-        try:
+        def fill(stitcher: ClipStitcher) -> None:
             pin_start(frames, np.asarray(start))
-            stitcher = ClipStitcher(writer.write, hold=PIN_FRAMES + 1)
             stitcher.add_call(frames, 0)
+
+        return self._into_footage(folder, rules, PIN_FRAMES + 1, end, fill)
+
+    def _into_footage(self, folder: Path, rules: FrameRules, hold: int, end: Image.Image | None,
+                      fill: Callable[[ClipStitcher], None]) -> int:
+        """A new footage folder filled by ``fill(stitcher)`` (the calls' frames), ``end`` pinned last;
+        the frames written. Nothing is left described in ``folder`` when ``fill`` raises."""
+        writer = FootageWriter(folder, rules.fps, made_by="clip", model=self.model_id)
+        stitcher = ClipStitcher(writer.write, hold=hold)
+        try:
+            fill(stitcher)
             written = stitcher.finish(np.asarray(end) if end is not None else None)
             writer.finish()
         except BaseException:
@@ -349,10 +358,9 @@ class VideoModelManager(ResidentPipeline):
         end = clip_size_picture(pictures.end, request) if pictures.end is not None else None
         overlap = family.overlap(rules)
         calls = plan_calls(request.num_frames, max_frames, rules.frame_step, overlap)
-        writer = FootageWriter(folder, rules.fps, made_by="clip", model=self.model_id)
-        stitcher = ClipStitcher(writer.write, hold=max(overlap, PIN_FRAMES + 1))
         total_steps = request.steps * len(calls)
-        try:
+
+        def fill(stitcher: ClipStitcher) -> None:
             for number, call in enumerate(calls):
                 last = number == len(calls) - 1
                 context = tuple(Image.fromarray(f) for f in stitcher.tail(overlap)) if number else ()
@@ -364,12 +372,8 @@ class VideoModelManager(ResidentPipeline):
                 if number == 0:
                     pin_start(frames, np.asarray(start))
                 stitcher.add_call(frames, call.overlap)
-            written = stitcher.finish(np.asarray(end) if end is not None else None)
-            writer.finish()
-        except BaseException:
-            writer.abort()
-            raise
-        return written
+
+        return self._into_footage(folder, rules, max(overlap, PIN_FRAMES + 1), end, fill)
 
     def _call(self, requests: list[ClipRequest], rules: FrameRules, inputs: list[CallInputs], number: int,
               force_tiling: bool, on_step: ClipStepCallback | None, should_stop: Callable[[], bool] | None,
