@@ -62,7 +62,7 @@ def pair_flows(a: np.ndarray, b: np.ndarray, grays: tuple[np.ndarray, np.ndarray
     ``grays``: both frames already made gray at :func:`flow_size` (each frame of a footage is in two pairs).
     """
     size = flow_size(a)
-    scale = size[0] / a.shape[1] if size is not None else 1.0
+    scale = min(1.0, FLOW_SIDE / max(a.shape[:2]))  # the factor flow_size used
     gray_a, gray_b = grays if grays is not None else (gray_at(a, size), gray_at(b, size))
     forward, backward = motion_field(gray_a, gray_b, FAST), motion_field(gray_b, gray_a, FAST)
     seen_a = (~occlusion_mask(forward, backward)).astype(np.float32)
