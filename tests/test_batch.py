@@ -99,8 +99,12 @@ class OneModel(FixedTimeModels):
 
 
 def test_the_next_storyboards_images_are_made_while_the_last_one_encodes(tmp_path):
+    # The first storyboard is long and the next two short, so they do not all finish at about the same
+    # moment: with identical ones, the last could start a few ms after both before it had finished (a
+    # renderer's start-up under load), though it waited only for the first free slot.
+    seconds = {0: 6, 1: 1, 2: 1}
     jobs = [Job(f"sb-{i}", parse_storyboard({**board(f"story {i}", i), "fps": 12,
-                                             "scenes": [{"prompt": f"story {i}, scene {k}", "duration": 3}
+                                             "scenes": [{"prompt": f"story {i}, scene {k}", "duration": seconds[i]}
                                                         for k in range(2)]}))
             for i in range(3)]
     finished_at: dict[str, float] = {}
