@@ -64,7 +64,7 @@ def test_entry_under_wrong_name_is_rejected(tmp_path):
     assert cache.get("cd" * 32) is None
 
 
-def test_size_cap_evicts_least_recently_used(tmp_path):
+def test_size_cap_evicts_least_recently_used(tmp_path, tmp_path_factory):
     cache = KeyframeCache(tmp_path, max_bytes=10**9)
     keys = [f"{i:02d}" * 32 for i in range(4)]
     for n, key in enumerate(keys):
@@ -72,9 +72,15 @@ def test_size_cap_evicts_least_recently_used(tmp_path):
         path = tmp_path / key[:2] / f"{key}.png"
         os.utime(path, (1000 + n, 1000 + n))
     assert cache.get(keys[0]) is not None  # touching makes it the most recent
-    one_size = (tmp_path / keys[1][:2] / f"{keys[1]}.png").stat().st_size
-    cache.max_bytes = one_size * 3 + 10
-    cache.put("99" * 32, Image.effect_noise((64, 64), 90).convert("RGB"))
+    newest = Image.effect_noise((64, 64), 90).convert("RGB")
+    # The cap fits exactly the three entries that should stay (noise PNGs differ in size by a few
+    # bytes from run to run, so "three times one entry" is not a safe cap); the new entry's stored
+    # size is learnt from a scratch cache.
+    scratch = KeyframeCache(tmp_path_factory.mktemp("scratch"))
+    scratch.put("99" * 32, newest)
+    newest_size = scratch.stats()[1]
+    cache.max_bytes = sum((tmp_path / k[:2] / f"{k}.png").stat().st_size for k in (keys[0], keys[3])) + newest_size
+    cache.put("99" * 32, newest)
     assert cache.get(keys[1]) is None  # the oldest untouched entry went first
     assert cache.get(keys[0]) is not None
     count, total = cache.stats()
