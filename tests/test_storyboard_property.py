@@ -199,7 +199,7 @@ def test_any_storyboard_sent_to_render_renders_or_gets_one_line(tmp_path):
     with running_app(settings_) as (url, _):
         client = Client(url, verbose=False)
 
-        @settings(max_examples=100, **FAST)
+        @settings(max_examples=60, **FAST)  # ~15 render, ~45 are refused; each render is a real one
         @given(text=board_text(as_bytes=False))
         def check(text):
             try:
@@ -214,4 +214,4 @@ def test_any_storyboard_sent_to_render_renders_or_gets_one_line(tmp_path):
 
         check()
     assert not ffmpeg_children()
-    assert seen["rendered"] >= 5 and seen["refused"] >= 60, seen
+    assert seen["rendered"] >= 5 and seen["refused"] >= 30, seen
