@@ -204,6 +204,7 @@ class Renderer:
         total = plan.total_frames
         frames = compose_frames(storyboard, plan, *image_loaders(storyboard, slots, hand_on_segments))
         try:
+            encoder.start()  # ffmpeg loads while the first picture is made, not after it
             for number, frame in enumerate(frames, start=1):
                 if cancel.is_set():
                     raise RenderCancelled()

@@ -108,6 +108,15 @@ class SegmentedEncoder:
         self._list_size = 0  # bytes of the segment list already read
         self._proc: subprocess.Popen | None = None
 
+    def start(self) -> None:
+        """Start ffmpeg now rather than at the first frame (idempotent).
+
+        A render calls this before its first frame exists: the process starts (~40 ms of loading
+        the bundled ffmpeg) while the first picture or clip is still being made, not after it.
+        """
+        if self._proc is None:
+            self._start()
+
     def write(self, frame: np.ndarray) -> list[Segment]:
         """Encode one frame; returns the segments ffmpeg completed since the last call (often none)."""
         data = memoryview(np.ascontiguousarray(frame, dtype=np.uint8)).cast("B")
@@ -133,7 +142,8 @@ class SegmentedEncoder:
     def finish(self, mp4_path: Path) -> list[Segment]:
         """Flush ffmpeg, join all segments into ``mp4_path`` (+faststart) and return the
         segments not handed back yet (the last ones), so they can be streamed too."""
-        if self._proc is None:
+        if self._proc is None or self.frames_written == 0:
+            self.abort()  # a process started early, with nothing to encode
             raise StoryboardError("Nothing to encode: the storyboard produced no frames.")
         proc = self._proc
         try:
