@@ -391,6 +391,37 @@ def test_morph_camera_glides_from_one_move_into_the_next():
     assert all(f.shape == (480, 854, 3) for f in with_morph)
 
 
+def flat_footage(folder: Path, values: list[int], fps: float):
+    """A clip of flat frames (one value each), as the clip stage leaves it."""
+    from pipeline.contract.footage import FootageWriter
+
+    writer = FootageWriter(folder, fps=fps)
+    writer.write_all(flat(value, (64, 36)) for value in values)
+    return writer.finish()
+
+
+def test_a_morph_beside_animated_scenes_leaves_the_clip_where_it_is_not_at_its_first_frame(tmp_path):
+    """Both scenes clips: the morph's first in-betweens blend from the frame the outgoing clip is on (it
+    once jumped back to the clip's first frame), its last ones into the frame the incoming clip plays on."""
+    sb = parse_storyboard({"scenes": [{"prompt": "a", "duration": 2}, {"prompt": "b", "duration": 2}],
+                           "quality": "draft", "fps": 9, "transition": "morph", "transition_duration": 1})
+    plan = plan_timeline(sb)
+    span, incoming = plan.transitions[0], plan.scenes[1]
+    assert span.frames == 9 and span.start > 0
+    outgoing_values = [250 - 4 * k for k in range(span.end + 2)]  # the footage at the video's rate: no resampling
+    incoming_values = [10 + 2 * k for k in range(plan.total_frames)]
+    clips = [flat_footage(tmp_path / "a", outgoing_values, 9), flat_footage(tmp_path / "b", incoming_values, 9)]
+    frames = list(compose_frames(sb, plan, lambda i: clips[i],
+                                 lambda k: MorphImages(3, lambda j: flat(60 * (j + 1)))))
+    values = [int(f[240, 427, 0]) for f in frames[span.start:span.end]]
+    on = [outgoing_values[span.start + i] for i in range(9)]  # what the outgoing clip shows on each frame
+    later = [incoming_values[span.start + i - incoming.visible_start] for i in range(9)]
+    assert values == [on[0], (on[1] + 60) // 2, 60, 90, 120, 150, 180, (180 + later[7]) // 2, later[8]]
+    # Either side of the morph the clips play on without a seam.
+    assert int(frames[span.start - 1][240, 427, 0]) == outgoing_values[span.start - 1]
+    assert int(frames[span.end][240, 427, 0]) == incoming_values[span.end - incoming.visible_start]
+
+
 # --------------------------------------------------------------------------- renderer and report
 
 

@@ -13,6 +13,12 @@ transition; a morph frame is seen through the window ``u`` of the way from the o
 scene's window to the incoming one's, so the camera glides from one move into the other
 and never shows a pixel from outside the picture.
 
+A scene shown as footage (a clip) moves on through the transition: its anchor is not its
+keyframe but the frame the clip shows at that moment, and its camera window is the whole
+frame (the clip's camera is in its pixels). So an animated scene's last frame before the
+morph and the morph's first in-betweens meet without a jump back to the clip's first frame,
+and the morph's last in-betweens lead into the frame the incoming clip plays on.
+
 At most two in-between images are held at once; each is loaded when first needed.
 """
 
@@ -55,34 +61,48 @@ def morph_frames(span: TransitionSpan, outgoing: SceneSpan, incoming: SceneSpan,
             u = i / last
             position = u * (images.count + 1)
             low = min(int(position), images.count)
-            picture = blend("crossfade", anchors.get(low), anchors.get(low + 1), position - low)
+            picture = blend("crossfade", anchors.get(low, frame), anchors.get(low + 1, frame), position - low)
             anchors.forget_below(low)
-            yield np.ascontiguousarray(_through_camera(picture, outgoing, incoming, frame, u))
+            yield np.ascontiguousarray(_through_camera(picture, outgoing, incoming, frame, u, anchors.moving))
 
 
 def _through_camera(picture: np.ndarray, outgoing: SceneSpan, incoming: SceneSpan, frame: int,
-                    u: float) -> np.ndarray:
-    """``picture`` seen through the window ``u`` of the way from the outgoing scene's window to the incoming one's."""
-    if outgoing.motion == "none" and incoming.motion == "none":
+                    u: float, moving: tuple[bool, bool] = (False, False)) -> np.ndarray:
+    """``picture`` seen through the window ``u`` of the way from the outgoing scene's window to the incoming one's.
+
+    ``moving``: whether each scene is footage, whose window is the whole frame whatever its ``motion``.
+    """
+    still_out, still_in = not moving[0], not moving[1]
+    if not (still_out and outgoing.motion != "none") and not (still_in and incoming.motion != "none"):
         return picture
     height, width = picture.shape[:2]
-    start = motion_window(outgoing, frame, width, height)
-    end = motion_window(incoming, frame, width, height)
+    whole = (1.0, 0.0, 0.0)
+    start = motion_window(outgoing, frame, width, height) if still_out else whole
+    end = motion_window(incoming, frame, width, height) if still_in else whole
     # Each window lies inside the picture, and so does any mix of the two (1/zoom is convex).
     zoom, left, top = ((1.0 - u) * a + u * b for a, b in zip(start, end))
     return warp_window(picture, zoom, left, top)
 
 
 class _Anchors:
-    """The morph's anchors by position: 0 the outgoing keyframe, 1..count the images, count + 1 the incoming."""
+    """The morph's anchors by position: 0 the outgoing scene, 1..count the images, count + 1 the incoming.
+
+    A scene's anchor is its keyframe, or for footage the frame it shows on the frame asked for.
+    """
 
     def __init__(self, keyframe: Callable[[SceneSpan], np.ndarray], outgoing: SceneSpan, incoming: SceneSpan,
                  images: MorphImages, size: tuple[int, int]) -> None:
         self._keyframe, self._ends = keyframe, (outgoing, incoming)
         self._images, self._size = images, size
         self._held: dict[int, np.ndarray] = {}
+        self.moving = (isinstance(keyframe(outgoing), MovingSource), isinstance(keyframe(incoming), MovingSource))
 
-    def get(self, position: int) -> np.ndarray:
+    def get(self, position: int, frame: int) -> np.ndarray:
+        """Anchor ``position`` on video frame ``frame``."""
+        end = 0 if position == 0 else 1 if position == self._images.count + 1 else None
+        if end is not None and self.moving[end]:
+            scene = self._ends[end]
+            return scene_frame(self._keyframe(scene), scene, frame)
         if position not in self._held:
             self._held[position] = self._load(position)
         return self._held[position]
@@ -94,8 +114,6 @@ class _Anchors:
     def _load(self, position: int) -> np.ndarray:
         if position == 0 or position == self._images.count + 1:
             keyframe = self._keyframe(self._ends[0 if position == 0 else 1])
-            if isinstance(keyframe, MovingSource):  # a clip starts on its keyframe
-                return keyframe.first
             return cv2.cvtColor(keyframe, cv2.COLOR_RGBA2RGB) if keyframe.shape[2] == 4 else keyframe
         image = np.asarray(self._images.load(position - 1))
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
