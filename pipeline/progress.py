@@ -13,7 +13,9 @@ With clips (animated scenes, generated transitions) a third rate is measured: th
 seconds per clip step, from its first step on. The clip stage runs after every keyframe exists,
 and composing waits for each scene's clip, so while clips are made the time left is the clips'
 remaining steps at that rate plus the frames that can only follow the last clip; the bar gives
-the clips the largest share.
+the clips the largest share. Restyled scenes (shots of an uploaded video redrawn by the image
+model) are the same kind of stage, between the keyframes and the clips: their own fraction (of
+the shots' frames), their own pace from their first redrawn frame on, and a share of the bar.
 
 Composing overlaps the keyframes: a scene's frames are made once its keyframe exists, while later
 scenes are denoised in scene order. The time left plays that out: each missing keyframe is due at
@@ -36,6 +38,7 @@ _KEYFRAME_SHARE_AI = 0.5
 _KEYFRAME_SHARE_PLACEHOLDER = 0.05
 _KEYFRAME_SHARE_WITH_CLIPS = 0.15  # clips cost many times a keyframe: they get most of the bar
 _CLIP_SHARE = 0.6
+_RESTYLE_SHARE = 0.4  # a restyled shot redraws many keyframes: more than a board's keyframes, less than clips
 _MIN_FRACTION_FOR_ESTIMATE = 0.02
 _FRAME_STAGES = ("composing", "encoding")
 _PACE_HALF_LIFE_FRAMES = 48.0  # recent frames weigh most (see _composed); tried on bench/time_left.py
@@ -59,11 +62,18 @@ class RenderProgress:
         self.scene_frames = [scene.duration * fps for scene in storyboard.scenes]
         self.total_frames = max(total_frames, 1)
         self.share = _KEYFRAME_SHARE_AI if ai else _KEYFRAME_SHARE_PLACEHOLDER
+        restyle = ai and any(scene.restyled for scene in storyboard.scenes)
         self.clip_share = _CLIP_SHARE if clips else 0.0
-        if clips:
+        self.restyle_share = _RESTYLE_SHARE * (0.5 if clips else 1.0) if restyle else 0.0
+        if clips or restyle:
             self.share = _KEYFRAME_SHARE_WITH_CLIPS
+        if clips and restyle:
+            self.clip_share -= self.restyle_share
         self.clips = 1.0 if not clips else 0.0  # the clip stage's own fraction (of its steps)
         self.clips_since: float | None = None  # when the video model began its first step
+        self.restyled = 1.0 if not restyle else 0.0  # the restyle stage's own fraction (of its frames)
+        self.restyle_since: float | None = None  # when the restyle stage began
+        self.frames_at_model_event: float | None = None  # frames composed at the clip or restyle stage's last event
         self.keyframes_done_at: float | None = None  # when the last keyframe was made
         self.last_scene_frames = self.scene_frames[-1] if self.scene_frames else 0.0
         self.ready: dict[int, str] = {}  # scene index -> source
@@ -104,9 +114,17 @@ class RenderProgress:
             self.denoising = True
         if not isinstance(event, Progress):
             return event
-        if event.stage == "clips":
-            self._clip_progress(event.fraction, now)
+        if event.stage in ("clips", "restyling"):
+            if event.stage == "clips":
+                self._clip_progress(event.fraction, now)
+            else:
+                self._restyle_progress(event.fraction, now)
             if self.stage in _FRAME_STAGES:
+                # The bar stays on composing; once composing has not moved since this stage's last event, it
+                # waits for this stage, and the message says what is being made (not a frozen frame count).
+                if self.frames_done == self.frames_at_model_event:
+                    self.message = event.message
+                self.frames_at_model_event = self.frames_done
                 return self._event(self.stage, self.message, now)
             self.stage, self.message = event.stage, event.message
             return self._event(event.stage, event.message, now)
@@ -133,6 +151,11 @@ class RenderProgress:
         if self.clips_since is None:
             self.clips_since = self.keyframes_done_at if self.keyframes_done_at is not None else now
         self.clips = max(self.clips, min(fraction, 1.0))
+
+    def _restyle_progress(self, fraction: float, now: float) -> None:
+        if self.restyle_since is None:  # its first event comes with its first frame: it began when the keyframes ended
+            self.restyle_since = self.keyframes_done_at if self.keyframes_done_at is not None else now
+        self.restyled = max(self.restyled, min(fraction, 1.0))
 
     def finished(self) -> Progress:
         """The last Progress of a render that is done."""
@@ -224,20 +247,30 @@ class RenderProgress:
             return None
         return (1.0 - self.clips) * (now - self.clips_since) / self.clips
 
+    def _restyle_left(self, now: float) -> float | None:
+        """Seconds until the last restyled shot exists (0 with none left), or None before its pace is known."""
+        if self.restyled >= 1.0:
+            return 0.0
+        if self.restyle_since is None or self.restyled <= 0 or self.restyle_since >= now:
+            return None
+        return (1.0 - self.restyled) * (now - self.restyle_since) / self.restyled
+
     def _with_clips(self, left: float | None, now: float) -> float | None:
-        """The time left once clips are counted: the rest of the clips, then the frames only they let through."""
-        if self.clips >= 1.0:
+        """The time left once the stages after the keyframes are counted: the rest of the restyled shots, then
+        of the clips (made after them, in the same model thread), then the frames only they let through."""
+        if self.clips >= 1.0 and self.restyled >= 1.0:
             return left
-        clips_left = self._clips_left(now)
-        if clips_left is None:
+        restyle_left = self._restyle_left(now)
+        clips_left = self._clips_left(now) if self.restyled >= 1.0 or self.clip_share == 0 else None
+        if restyle_left is None or (clips_left is None and self.clips < 1.0):
             return None
         pace = self._pace() or 0.0
-        return max(left or 0.0, clips_left + self.last_scene_frames * pace)
+        return max(left or 0.0, restyle_left + (clips_left or 0.0) + self.last_scene_frames * pace)
 
     def _event(self, stage: str, message: str, now: float) -> Progress:
         left = self._with_clips(self.seconds_left(now), now)
-        frames_share = 1 - self.share - self.clip_share
-        fraction = (self.share * self.keyframes + self.clip_share * self.clips
+        frames_share = 1 - self.share - self.clip_share - self.restyle_share
+        fraction = (self.share * self.keyframes + self.restyle_share * self.restyled + self.clip_share * self.clips
                     + frames_share * self.frames_done / self.total_frames)
         self.fraction = max(self.fraction, min(max(fraction, 0.0), 0.99))
         eta = left if left is not None and self.fraction > _MIN_FRACTION_FOR_ESTIMATE else None

@@ -278,6 +278,32 @@ def test_a_render_with_the_model_redraws_keyframes_guided_by_edges_streams_previ
         assert_stopped(tmp_path / "out", before, stopped_at, calls)
 
 
+def test_the_bar_moves_on_and_says_the_time_left_while_shots_are_redrawn_beside_a_generated_scene(
+        tiny_model_dir, clip, tmp_path):
+    """A board of a generated scene and a restyled shot: the bar once stood still through the whole
+    restyle (its fraction was taken for the keyframes'), with no time left shown."""
+    from pipeline.contract.events import Progress
+    from pipeline.images.diffusers_backend import ModelManager
+
+    manager = ModelManager(str(tiny_model_dir), device="cpu", local_files_only=True)
+    storyboard = parse_storyboard({"scenes": [{"prompt": "a title card", "duration": 1, "seed": 3},
+                                              {"prompt": "ink", "source_start": 0, "source_end": 1, "seed": 1}],
+                                   "source_video": str(clip), "quality": "draft", "fps": 8, "steps": 1,
+                                   "transition": "cut", "keyframe_interval": 4})
+    events = list(Renderer(tmp_path / "out", model=manager).render(storyboard))
+    assert isinstance(events[-1], Done), events[-1]
+    bar = [e for e in events if isinstance(e, Progress)]
+    fractions = [e.fraction for e in bar]
+    assert fractions == sorted(fractions)  # never back
+    # Composing waits for the shot after scene 1's frames: the message says what is being redrawn.
+    restyling = [e for e in bar if "keyframes redrawn" in e.message]
+    assert len(restyling) >= 4, [e.message for e in bar]
+    moved = [b.fraction - a.fraction for a, b in zip(restyling, restyling[1:])]
+    assert all(step > 0.01 for step in moved), moved
+    assert restyling[-1].fraction < 0.9  # the frames are still to be composed and encoded
+    assert all(e.eta_seconds is not None for e in restyling), [e.eta_seconds for e in restyling]
+
+
 def test_a_model_that_cannot_draw_leaves_the_source_frames_and_says_why(clip, tmp_path):
     from pipeline.images.diffusers_backend import ModelManager
 
