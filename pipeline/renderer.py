@@ -78,7 +78,8 @@ class Renderer:
         self.video_model = video_model
         self.images = ImageStage(model, cache, batch_size, controlnet)
         self.clips = ClipStage(video_model, clip_cache, clip_size, no_video_model)
-        self.restyle = RestyleStage(model, controlnet, self.images.generate)  # on ZeroGPU: borrows the GPU too
+        # On ZeroGPU it borrows the GPU too; its finished shots are kept with the clips.
+        self.restyle = RestyleStage(model, controlnet, self.images.generate, clip_cache)
         self.segment_seconds = segment_seconds
 
     def new_render_dir(self) -> Path:

@@ -304,6 +304,41 @@ def test_the_bar_moves_on_and_says_the_time_left_while_shots_are_redrawn_beside_
     assert all(e.eta_seconds is not None for e in restyling), [e.eta_seconds for e in restyling]
 
 
+def test_a_shot_drawn_once_comes_from_the_cache_and_editing_one_scene_redraws_only_it(tiny_model_dir, clip,
+                                                                                      tmp_path):
+    from pipeline.images.clip_cache import ClipCache
+    from pipeline.images.diffusers_backend import ModelManager
+    from server import counting_unet_calls
+
+    manager = ModelManager(str(tiny_model_dir), device="cpu", local_files_only=True)
+    renderer = Renderer(tmp_path / "out", model=manager, clip_cache=ClipCache(tmp_path / "clips"))
+    data = {"scenes": [{"prompt": "ink", "source_start": 0, "source_end": 1, "seed": 1},
+                       {"prompt": "chalk", "source_start": 1, "source_end": 2, "seed": 2}],
+            "source_video": str(clip), "quality": "draft", "fps": 8, "steps": 1, "transition": "cut",
+            "keyframe_interval": 4}
+
+    def rendered(board) -> tuple[Done, int]:
+        with counting_unet_calls(manager) as calls:
+            events = list(renderer.render(parse_storyboard(board)))
+        assert isinstance(events[-1], Done), events[-1]
+        return events[-1], calls[0]
+
+    first, drawn = rendered(data)
+    again, redrawn = rendered(data)
+    assert drawn > 0 and redrawn == 0
+    assert [s.source for s in first.report.scenes] == ["ai", "ai"]
+    assert [s.source for s in again.report.scenes] == ["cache", "cache"]
+    info = probe(again.video_path)
+    assert np.array_equal(read_frames(first.video_path, info.width, info.height),
+                          read_frames(again.video_path, info.width, info.height))
+    edited = {**data, "scenes": [data["scenes"][0], {**data["scenes"][1], "prompt": "charcoal"}]}
+    third, edit_drawn = rendered(edited)
+    assert [s.source for s in third.report.scenes] == ["cache", "ai"]
+    assert 0 < edit_drawn < drawn
+    _, other_look = rendered({**data, "look_strength": 0.3})
+    assert other_look == drawn  # the look strength decides every redrawn frame
+
+
 def test_a_model_that_cannot_draw_leaves_the_source_frames_and_says_why(clip, tmp_path):
     from pipeline.images.diffusers_backend import ModelManager
 

@@ -11,7 +11,9 @@ shot by shot and memory stays flat with the video's length.
 
 Events: a KeyframeReady per scene (its first redrawn keyframe, for the report and the page), a
 Preview per redrawn keyframe (the source frame beside the redrawn one), and Progress counting
-redrawn keyframes and propagated frames. Stop is seen within one denoising step or one frame.
+redrawn keyframes and propagated frames. With a footage cache, a shot the model drew to the end is
+kept (``shot_cache``) and the next render with the same inputs takes it from there (its
+KeyframeReady says ``cache``). Stop is seen within one denoising step or one frame.
 Without a model (or with ``use_ai`` off, or when the model fails) the scene shows its source frames,
 and the report says so (a placeholder, with the reason): a fallback is never passed off as AI.
 """
@@ -37,7 +39,9 @@ from ..images.look import canny_edges, fit_picture
 from ..images.plan import generation_settings, joined_prompt
 from ..images.slots import ImageSlots
 from ..images.stage import AI_OFF_REASON, NO_MODEL_REASON
+from ..images.clip_cache import ClipCache
 from .coherence import Redraw, ShotPlan, restyle_shot
+from .shot_cache import shot_cache_key, source_digest
 from .source import decode_frames
 
 log = logging.getLogger(__name__)
@@ -58,6 +62,7 @@ class ShotState:
     reason: str = ""  # why the model is not used, or why it failed
     keyframes: int = 0
     first: Path | None = None
+    cache_key: str = ""  # the shot's key in the footage cache ("": not cached)
 
 
 Generate = Callable[[list[ImageRequest], threading.Event], list[GeneratedImage]]
@@ -66,11 +71,14 @@ Generate = Callable[[list[ImageRequest], threading.Event], list[GeneratedImage]]
 class RestyleStage:
     """Redraws the restyled scenes of a storyboard, one shot after another."""
 
-    def __init__(self, model: ImageModel | None, controlnet: str = "", generate: Generate | None = None) -> None:
+    def __init__(self, model: ImageModel | None, controlnet: str = "", generate: Generate | None = None,
+                 cache: ClipCache | None = None) -> None:
         """``generate(batch, cancel)``: how a picture is drawn (the image stage's ``generate``, which borrows
-        the GPU on a ZeroGPU Space); default: the model's own ``generate`` in this thread."""
+        the GPU on a ZeroGPU Space); default: the model's own ``generate`` in this thread. ``cache``: where
+        finished shots are kept (None: every render redraws them)."""
         self.model = model
         self.controlnet = controlnet
+        self.cache = cache
         self._generate = generate or (lambda batch, cancel: model.generate(batch, should_stop=cancel.is_set))
 
     def run(self, storyboard: Storyboard, work_dir: Path, slots: ImageSlots, cancel: threading.Event, emit: Emit,
@@ -87,12 +95,15 @@ class RestyleStage:
         if use_model:
             self.model.load()
         base = self._base_request(storyboard) if use_model else None
+        source = source_digest(storyboard.source_video) if use_model and self.cache is not None else ""
         total = sum(bounds[i + 1] - bounds[i] for i in restyled)
         done = 0
         for index in restyled:
             count = bounds[index + 1] - bounds[index]
             request = _for_scene(base, storyboard, index) if base is not None else None
             shot = ShotState(index, count, request, "" if use_model else f"{no_ai_reason.rstrip('.')}; {NO_AI_REASON}")
+            if request is not None and source:
+                shot.cache_key = shot_cache_key(self.model.model_id, request, storyboard, index, count, source)
             yield from self._shot(storyboard, work_dir, slots, cancel, emit, shot, done, total)
             done += count
 
@@ -117,6 +128,8 @@ class RestyleStage:
 
     def _shot(self, storyboard: Storyboard, work_dir: Path, slots: ImageSlots, cancel: threading.Event, emit: Emit,
               shot: ShotState, done: int, total: int) -> Iterator[Event]:
+        if shot.cache_key and (yield from self._cached(work_dir, slots, emit, shot, done, total)):
+            return
         preset, scene = storyboard.preset, storyboard.scenes[shot.index]
         frames = decode_frames(storyboard.source_video, storyboard.output_fps, preset.width, preset.height,
                                scene.source_start, shot.count, cancel)
@@ -155,11 +168,29 @@ class RestyleStage:
         if shot.first is None:  # no keyframe was redrawn: the first source frame stands for the scene
             shot.first = work_dir / f"{footage_id(shot.index)}.png"
             Image.fromarray(np.asarray(footage.frame(0))).save(shot.first, format="PNG", compress_level=1)
+        if shot.cache_key and not shot.reason:  # drawn by the model to the end
+            self.cache.put(shot.cache_key, footage)
         slots.put(footage_id(shot.index), folder)
         source = "ai" if shot.request is not None and not shot.reason else "placeholder"
         made_from = MADE_FROM + (("control image",) if shot.request and shot.request.control else ())
         yield KeyframeReady(shot.index, shot.first, source, shot.reason, made_from=made_from if source == "ai" else (),
                             decoder=shot.request.decoder if source == "ai" else "")
+
+    def _cached(self, work_dir: Path, slots: ImageSlots, emit: Emit, shot: ShotState, done: int,
+                total: int) -> Iterator[Event]:
+        """The shot from the cache into its slot, with its events; returns whether it was there."""
+        folder = work_dir / footage_id(shot.index)
+        footage = self.cache.get(shot.cache_key, folder)
+        if footage is None:
+            return False
+        shot.first = work_dir / f"{footage_id(shot.index)}.png"
+        Image.fromarray(np.asarray(footage.frame(0))).save(shot.first, format="PNG", compress_level=1)
+        emit(Progress("restyling", (done + shot.count) / total,
+                      f"scene {shot.index + 1}: {shot.count} frames from the cache"))
+        slots.put(footage_id(shot.index), folder)
+        made_from = MADE_FROM + (("control image",) if shot.request.control else ())
+        yield KeyframeReady(shot.index, shot.first, "cache", "", made_from=made_from, decoder=shot.request.decoder)
+        return True
 
     def redraw_frame(self, shot: ShotState, start: np.ndarray, source: np.ndarray, frame: int,
                      cancel: threading.Event) -> np.ndarray | None:
