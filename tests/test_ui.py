@@ -329,6 +329,21 @@ def test_a_refused_storyboard_marks_its_bad_cells_and_fields(page):
     assert handlers.move(rows, 3, -1)[handlers.outputs["bad_cells"]] == ""
 
 
+def test_a_bad_scene_below_a_blank_row_is_named_by_its_scene_and_the_row_the_table_shows():
+    """Scenes are counted without blank rows and the table numbers its rows: "Scene 2" in row 3 once
+    left the user looking at row 2."""
+    from ui.table import new_row, rows_to_storyboard
+
+    good, bad = ["a calm sea", 2, "", "", "none"], ["a storm", 500, "", "", "none"]
+    with pytest.raises(StoryboardError) as below_blank:
+        rows_to_storyboard([good, new_row(), bad])
+    assert str(below_blank.value).startswith("Scene 2 (row 3): duration must be between 0.5 and 60 seconds")
+    assert [(p.scene, p.field) for p in below_blank.value.problems] == [(2, "duration")]  # marks map it to row 3
+    with pytest.raises(StoryboardError) as no_blank:
+        rows_to_storyboard([good, bad])
+    assert str(no_blank.value).startswith("Scene 2: duration")  # the numbers agree: said once
+
+
 def test_the_first_screen_says_when_no_ai_picture_can_be_made_and_only_then(tmp_path, tiny_model_dir):
     """Issue 26: nothing on the first screen said that no model could run, nor what to do."""
     pool = RendererPool(app_settings(tmp_path, model=str(tmp_path / "no-such-model")))

@@ -2,7 +2,9 @@
 
 One column per scene field of ``pipeline.contract.fields.SCENE_FIELDS``, in that order,
 with its label as the header. Fully blank rows are ignored, so a user can leave an
-empty row at the end (or one added and left untouched). Row numbers in error messages match what the user sees.
+empty row at the end (or one added and left untouched). Where a blank row sits above a bad scene, its
+message gives the row the table shows as well ("Scene 2 (row 3): ..."), since scenes are counted without
+blank rows and the table numbers its rows.
 Optional numbers (the seed) are text columns, so a blank cell stays blank; so are yes/no
 fields (a scene's ``animate``: ``yes``, ``no`` or blank for the storyboard's), read back as booleans.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from typing import Any
 
 from pipeline import Limits, Storyboard, StoryboardError, parse_storyboard
@@ -99,7 +102,26 @@ def rows_to_storyboard(rows: list[list[Any]], board: dict[str, Any] | None = Non
     scenes = rows_to_scenes(rows)
     if not scenes:
         raise StoryboardError(EMPTY_TABLE)
-    return parse_storyboard({**(board or {}), "scenes": scenes}, limits)
+    try:
+        return parse_storyboard({**(board or {}), "scenes": scenes}, limits)
+    except StoryboardError as exc:
+        raise _with_row_numbers(exc, scene_rows(rows)) from None
+
+
+def _with_row_numbers(exc: StoryboardError, row_of: list[int]) -> StoryboardError:
+    """``exc`` with "Scene N" followed by its table row wherever the two numbers differ (blank rows above)."""
+    problems = list(exc.problems)
+    changed = False
+    for i, problem in enumerate(problems):
+        scene = problem.scene
+        prefix = f"Scene {scene}:"
+        if scene is None or not 0 < scene <= len(row_of) or row_of[scene - 1] + 1 == scene:
+            continue
+        if problem.message.startswith(prefix):
+            message = f"Scene {scene} (row {row_of[scene - 1] + 1}):" + problem.message[len(prefix):]
+            problems[i] = replace(problem, message=message)
+            changed = True
+    return StoryboardError(problems=problems) if changed else exc
 
 
 def storyboard_to_rows(storyboard: Storyboard) -> list[list[Any]]:
