@@ -146,10 +146,15 @@ def interpolation_720p(tmp: Path, frames: int = 48) -> dict[str, float]:
     writer = FootageWriter(tmp / "pan", fps=25)
     writer.write_all(np.ascontiguousarray(wide[:, 6 * i:6 * i + 768]) for i in range(frames + 2))
     footage = writer.finish()
-    source = MovingSource(footage, 1280, 720, 24)
+    source = MovingSource(footage, 1280, 720, 24, workers=0)
     started = time.perf_counter()
     shown = [source.at(i / 24) for i in range(frames)]  # between footage frames, except every 25th
     interpolated = (time.perf_counter() - started) / frames
+    ahead = MovingSource(footage, 1280, 720, 24, workers=2)  # as on a machine with cores to spare
+    started = time.perf_counter()
+    for i in range(frames):
+        ahead.frame_on(i, 0)
+    in_workers = (time.perf_counter() - started) / frames
     started = time.perf_counter()
     for i in range(frames):
         source.at(i / 25)  # exact footage frames: fitting only
@@ -161,7 +166,7 @@ def interpolation_720p(tmp: Path, frames: int = 48) -> dict[str, float]:
         encoder.write(frame)
     encoder.finish(tmp / "enc720" / "v.mp4")
     encoded = (time.perf_counter() - started) / frames
-    return {"interpolated": interpolated, "fitted": fitted, "encoded": encoded}
+    return {"interpolated": interpolated, "in_workers": in_workers, "fitted": fitted, "encoded": encoded}
 
 
 ROWS = [("bare `LTXConditionPipeline(...)` call (the denominator)", "bare"),
@@ -240,6 +245,8 @@ def main(argv: list[str] | None = None) -> int:
         "|---|---:|",
         f"| motion-compensated interpolation (flow both ways, warps, blend) + fitting | "
         f"{frame_costs['interpolated'] * 1000:.1f} |",
+        f"| the same, made ahead in 2 worker threads (pipeline/video/resample_ahead.py; a render here uses none: "
+        f"2 cores) | {frame_costs['in_workers'] * 1000:.1f} |",
         f"| fitting alone (an exact footage frame) | {frame_costs['fitted'] * 1000:.1f} |",
         f"| encoding (x264 fast, crf 23) | {frame_costs['encoded'] * 1000:.1f} |",
         "",

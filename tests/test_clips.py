@@ -103,6 +103,26 @@ def test_resampler_hits_footage_frames_exactly_and_clamps(tmp_path):
     assert np.array_equal(resampler.at((3 - 1e-4) / 24), frames[3])
 
 
+@pytest.mark.parametrize("footage_fps, video_fps", [(25, 24), (16, 30)])
+def test_frames_made_ahead_in_worker_threads_are_the_frames_made_one_by_one(tmp_path, footage_fps, video_fps):
+    """A machine with cores to spare makes a clip's frames a few ahead (pipeline.video.resample_ahead):
+    the same frames, also when the timeline starts the footage again at another frame (a morph's end)."""
+    from pipeline.video.footage import MovingSource
+
+    picture = texture(3, 400, 96)
+    writer = FootageWriter(tmp_path / "pan", fps=footage_fps)
+    writer.write_all(np.ascontiguousarray(picture[:, 5 * i:5 * i + 160]) for i in range(40))
+    footage = writer.finish()
+    asks = [(frame, 0) for frame in range(30)] + [(frame, 4) for frame in range(12, 20)] + [(3, 0), (99, 0)]
+    one_by_one = MovingSource(footage, 128, 72, video_fps, workers=0)
+    ahead = MovingSource(footage, 128, 72, video_fps, workers=2)
+    expected = [one_by_one.frame_on(frame, first) for frame, first in asks]
+    made = [ahead.frame_on(frame, first) for frame, first in asks]
+    assert all(np.array_equal(a, b) for a, b in zip(expected, made))
+    assert all(frame.flags.writeable and frame.shape == (72, 128, 3) for frame in made)  # the caller's own
+    assert sum(not np.array_equal(a, b) for a, b in zip(made[:29], made[1:30])) == 29  # it moves
+
+
 # --------------------------------------------------------------------------- the plan
 
 

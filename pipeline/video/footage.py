@@ -7,7 +7,9 @@ made of frames at a rate). :class:`MovingSource` shows footage at the video's si
 resampled to the video's frame rate by motion-compensated interpolation (``pipeline.video.resample``,
 at the footage's own size, which is cheaper than the video's: a clip is made smaller than 720p)
 and each resulting frame cover-fitted to the video's frame (``pipeline.video.imaging``). Time 0
-is the first frame on which the scene is visible; past its end the last frame holds.
+is the first frame on which the scene is visible; past its end the last frame holds. On a machine
+with cores to spare the frames the timeline asks for one by one are made a few ahead in worker
+threads (``pipeline.video.resample_ahead``); they are the same frames.
 """
 
 from __future__ import annotations
@@ -17,15 +19,23 @@ import numpy as np
 from ..contract.footage import Footage
 from .imaging import fit_cover_array
 from .resample import Resampler
+from .resample_ahead import FramesAhead, default_workers
 
 
 class MovingSource:
-    """``footage`` shown at ``width`` x ``height`` and ``fps`` (the video's); frames are read lazily."""
+    """``footage`` shown at ``width`` x ``height`` and ``fps`` (the video's); frames are read lazily.
 
-    def __init__(self, footage: Footage, width: int, height: int, fps: float) -> None:
+    ``workers``: threads that make the frames :meth:`frame_on` is asked for ahead of time (None: as
+    many as this machine spares, :func:`~pipeline.video.resample_ahead.default_workers`; 0: none).
+    """
+
+    def __init__(self, footage: Footage, width: int, height: int, fps: float, workers: int | None = None) -> None:
         self.footage, self.width, self.height, self.fps = footage, width, height, fps
         self._resampler = Resampler(lambda index: np.ascontiguousarray(footage.frame(index)), len(footage),
                                     footage.info.fps)
+        workers = default_workers() if workers is None else workers
+        self._ahead = FramesAhead(footage.frame, len(footage), footage.info.fps, self._fit, workers) \
+            if workers > 0 else None
 
     def _fit(self, frame: np.ndarray) -> np.ndarray:
         if frame.shape[:2] == (self.height, self.width):
@@ -38,6 +48,8 @@ class MovingSource:
 
     def frame_on(self, frame: int, first: int) -> np.ndarray:
         """What video frame ``frame`` shows when the footage starts on video frame ``first``."""
+        if self._ahead is not None:
+            return self._ahead.get(frame, first, self.fps)
         return self.at((frame - first) / self.fps)
 
     def spread(self, i: int, n: int) -> np.ndarray:
