@@ -206,6 +206,27 @@ def test_a_blank_clip_is_said_so(ltx, tmp_path):
     assert (result.folder, result.reason) == (None, REASON_BLANK_CLIP)
 
 
+def test_on_a_gpu_the_frames_are_made_uint8_on_the_device_and_are_the_same(ltx, ltx_clip, tmp_path, monkeypatch):
+    """On CUDA the pipeline hands over tensors ("pt"), converted where they are; the CPU's float arrays
+    ("np") give the very same frames. Run here on CPU tensors, the same code path; a NaN clip is still blank."""
+    import torch
+
+    assert ltx.output_type == "np"  # on the CPU: no tensor detour
+    monkeypatch.setattr(VideoModelManager, "output_type", property(lambda self: "pt"))
+    result = ltx.generate_clip(clip_request(ltx), tmp_path / "pt")
+    assert np.array_equal(frames_of(Footage(result.folder)), ltx_clip)
+    conv = ltx.pipeline.vae.decoder.conv_out.conv
+    saved = conv.bias.detach().clone()
+    try:
+        with torch.no_grad():
+            conv.bias.fill_(float("nan"))
+        blank = ltx.generate_clip(clip_request(ltx), tmp_path / "pt-blank")
+    finally:
+        with torch.no_grad():
+            conv.bias.copy_(saved)
+    assert (blank.folder, blank.reason) == (None, REASON_BLANK_CLIP)
+
+
 def test_out_of_memory_retries_once_in_smaller_calls_then_says_so(tiny_ltx_dir, tmp_path, monkeypatch):
     import torch
 

@@ -409,12 +409,21 @@ class VideoModelManager(ResidentPipeline):
         generators = [torch.Generator(generator_device).manual_seed(int(r.seed) + number) for r in requests]
         kwargs.update(generator=generators[0] if len(generators) == 1 else generators,
                       callback_on_step_end=step_end, callback_on_step_end_tensor_inputs=["latents"])
+        kwargs["output_type"] = self.output_type
         voxels = len(requests) * inputs[0].frames * first.width * first.height
         with self._gpu_lock:
             self._set_tiling(force_tiling or voxels > TILE_ABOVE_VOXELS)
             budget.start()
             videos = pipe(**kwargs).frames
+            if self.output_type == "pt":  # made uint8 on the device: a quarter of the bytes cross to the host
+                return [_uint8_frames(video) for video in videos]
         return [_uint8_frames(video) for video in videos]
+
+    @property
+    def output_type(self) -> str:
+        """How the pipeline hands its frames over: ``"pt"`` (tensors, made uint8 on the device) on a GPU,
+        ``"np"`` (float32 arrays) on the CPU, where a tensor would only be converted to the same array."""
+        return "np" if self.device == "cpu" else "pt"
 
     def _preview(self, request: ClipRequest, latents: Any, frames: int) -> Image.Image | None:
         if latents is None:
@@ -439,8 +448,11 @@ class VideoModelManager(ResidentPipeline):
 
 
 def _uint8_frames(video: Any) -> list[np.ndarray] | None:
-    """One clip of the pipeline's output (frames x H x W x 3 floats in 0..1) as uint8 frames; None when
-    it is blank (NaN, or all black). Converted in place: the float array is ours to spend."""
+    """One clip of the pipeline's output (frames x H x W x 3 floats in 0..1, or a tensor of frames x 3 x H x W
+    on any device) as uint8 frames; None when it is blank (NaN, or all black). Converted in place: the
+    float array is ours to spend."""
+    if not isinstance(video, np.ndarray) and hasattr(video, "permute"):
+        return _uint8_frames_of_tensor(video)
     video = np.asarray(video, dtype=np.float32)
     if not np.isfinite(video).all() or float(video.max()) < _BLACK_LEVEL:
         return None
@@ -448,6 +460,23 @@ def _uint8_frames(video: Any) -> list[np.ndarray] | None:
     np.multiply(video, 255.0, out=video)
     np.rint(video, out=video)
     return list(video.astype(np.uint8))
+
+
+_CONVERT_FRAMES = 16  # frames made uint8 at once on the device: a bounded float32 copy, whatever the clip's length
+
+
+def _uint8_frames_of_tensor(video: Any) -> list[np.ndarray] | None:
+    """:func:`_uint8_frames` for a tensor (frames x 3 x H x W in 0..1): the same arithmetic in float32
+    (clip, times 255, round half to even), on the tensor's device, a few frames at a time."""
+    import torch
+
+    if not bool(torch.isfinite(video).all()) or float(video.max()) < _BLACK_LEVEL:
+        return None
+    frames: list[np.ndarray] = []
+    for start in range(0, video.shape[0], _CONVERT_FRAMES):
+        part = video[start:start + _CONVERT_FRAMES].float().clamp_(0.0, 1.0).mul_(255.0).round_()
+        frames += list(part.to(torch.uint8).permute(0, 2, 3, 1).contiguous().cpu().numpy())
+    return frames
 
 
 class _NotAVideoModel(ValueError):
