@@ -241,19 +241,11 @@ class RenderProgress:
 
     def _clips_left(self, now: float) -> float | None:
         """Seconds until the last clip exists (0 with none left), or None before the video model's pace is known."""
-        if self.clips >= 1.0:
-            return 0.0
-        if self.clips_since is None or self.clips <= 0 or self.clips_since >= now:
-            return None
-        return (1.0 - self.clips) * (now - self.clips_since) / self.clips
+        return _stage_left(self.clips, self.clips_since, now)
 
     def _restyle_left(self, now: float) -> float | None:
         """Seconds until the last restyled shot exists (0 with none left), or None before its pace is known."""
-        if self.restyled >= 1.0:
-            return 0.0
-        if self.restyle_since is None or self.restyled <= 0 or self.restyle_since >= now:
-            return None
-        return (1.0 - self.restyled) * (now - self.restyle_since) / self.restyled
+        return _stage_left(self.restyled, self.restyle_since, now)
 
     def _with_clips(self, left: float | None, now: float) -> float | None:
         """The time left once the stages after the keyframes are counted: the rest of the restyled shots, then
@@ -261,11 +253,12 @@ class RenderProgress:
         if self.clips >= 1.0 and self.restyled >= 1.0:
             return left
         restyle_left = self._restyle_left(now)
-        clips_left = self._clips_left(now) if self.restyled >= 1.0 or self.clip_share == 0 else None
-        if restyle_left is None or (clips_left is None and self.clips < 1.0):
+        # The clips' pace is only known once they run, after the restyled shots.
+        clips_left = self._clips_left(now) if self.restyled >= 1.0 or self.clips >= 1.0 else None
+        if restyle_left is None or clips_left is None:
             return None
         pace = self._pace() or 0.0
-        return max(left or 0.0, restyle_left + (clips_left or 0.0) + self.last_scene_frames * pace)
+        return max(left or 0.0, restyle_left + clips_left + self.last_scene_frames * pace)
 
     def _event(self, stage: str, message: str, now: float) -> Progress:
         left = self._with_clips(self.seconds_left(now), now)
@@ -275,3 +268,13 @@ class RenderProgress:
         self.fraction = max(self.fraction, min(max(fraction, 0.0), 0.99))
         eta = left if left is not None and self.fraction > _MIN_FRACTION_FOR_ESTIMATE else None
         return Progress(stage, self.fraction, message, eta)
+
+
+def _stage_left(fraction: float, since: float | None, now: float) -> float | None:
+    """Seconds until a stage that is ``fraction`` done since ``since`` ends at its pace so far (0 when done;
+    None before it has made anything)."""
+    if fraction >= 1.0:
+        return 0.0
+    if since is None or fraction <= 0 or since >= now:
+        return None
+    return (1.0 - fraction) * (now - since) / fraction

@@ -31,7 +31,7 @@ from PIL import Image
 
 from ..contract.errors import RenderCancelled
 from ..contract.events import Event, KeyframeReady, Preview, Progress
-from ..contract.footage import FootageWriter
+from ..contract.footage import Footage, FootageWriter
 from ..contract.storyboard import Storyboard, scene_frame_bounds
 from ..images.clip_plan import restyled_id as footage_id
 from ..images.generation import ControlImage, GeneratedImage, ImageModel, ImageRequest, InitImage, Pictures
@@ -166,14 +166,13 @@ class RestyleStage:
             frames.close()
             raise
         if shot.first is None:  # no keyframe was redrawn: the first source frame stands for the scene
-            shot.first = work_dir / f"{footage_id(shot.index)}.png"
-            Image.fromarray(np.asarray(footage.frame(0))).save(shot.first, format="PNG", compress_level=1)
+            _first_frame_stands_for_it(shot, work_dir, footage)
         if shot.cache_key and not shot.reason:  # drawn by the model to the end
             self.cache.put(shot.cache_key, footage)
         slots.put(footage_id(shot.index), folder)
         source = "ai" if shot.request is not None and not shot.reason else "placeholder"
-        made_from = MADE_FROM + (("control image",) if shot.request and shot.request.control else ())
-        yield KeyframeReady(shot.index, shot.first, source, shot.reason, made_from=made_from if source == "ai" else (),
+        yield KeyframeReady(shot.index, shot.first, source, shot.reason,
+                            made_from=_made_from(shot) if source == "ai" else (),
                             decoder=shot.request.decoder if source == "ai" else "")
 
     def _cached(self, work_dir: Path, slots: ImageSlots, emit: Emit, shot: ShotState, done: int,
@@ -183,13 +182,12 @@ class RestyleStage:
         footage = self.cache.get(shot.cache_key, folder)
         if footage is None:
             return False
-        shot.first = work_dir / f"{footage_id(shot.index)}.png"
-        Image.fromarray(np.asarray(footage.frame(0))).save(shot.first, format="PNG", compress_level=1)
+        _first_frame_stands_for_it(shot, work_dir, footage)
         emit(Progress("restyling", (done + shot.count) / total,
                       f"scene {shot.index + 1}: {shot.count} frames from the cache"))
         slots.put(footage_id(shot.index), folder)
-        made_from = MADE_FROM + (("control image",) if shot.request.control else ())
-        yield KeyframeReady(shot.index, shot.first, "cache", "", made_from=made_from, decoder=shot.request.decoder)
+        yield KeyframeReady(shot.index, shot.first, "cache", "", made_from=_made_from(shot),
+                            decoder=shot.request.decoder)
         return True
 
     def redraw_frame(self, shot: ShotState, start: np.ndarray, source: np.ndarray, frame: int,
@@ -215,6 +213,18 @@ class RestyleStage:
             log.info("Scene %d: %s", shot.index + 1, shot.reason)
             return None
         return np.asarray(result.image.convert("RGB").resize((width, height), Image.Resampling.LANCZOS))
+
+
+def _made_from(shot: ShotState) -> tuple[str, ...]:
+    """What the model drew the shot from (for the report)."""
+    return MADE_FROM + (("control image",) if shot.request and shot.request.control else ())
+
+
+def _first_frame_stands_for_it(shot: ShotState, work_dir: Path, footage: Footage) -> None:
+    """The footage's first frame as the scene's picture (the page's and the report's), for a shot whose first
+    redrawn keyframe was not kept (none was redrawn, or the shot came from the cache)."""
+    shot.first = work_dir / f"{footage_id(shot.index)}.png"
+    Image.fromarray(np.asarray(footage.frame(0))).save(shot.first, format="PNG", compress_level=1)
 
 
 def partial_redraw(stage: RestyleStage, shot: ShotState, cancel: threading.Event) -> Redraw:

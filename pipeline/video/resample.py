@@ -149,6 +149,20 @@ def _scratch(name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
     return buffer
 
 
+def footage_step(seconds: float, fps: float, count: int) -> tuple[int, float | None]:
+    """Where ``seconds`` falls in a footage of ``count`` frames at ``fps`` (clamped to it): ``(i, None)``
+    when it is footage frame ``i`` (within :data:`EXACT`), else ``(i, t)``: ``t`` of the way from frame
+    ``i`` to ``i + 1``."""
+    exact = min(max(seconds * fps, 0.0), count - 1.0)
+    index = min(int(exact), count - 1)
+    t = exact - index
+    if t <= EXACT or index + 1 >= count:
+        return index, None
+    if t >= 1.0 - EXACT:
+        return index + 1, None
+    return index, t
+
+
 class Resampler:
     """Frames of ``frame(i)`` (footage at ``fps``) at any time, interpolated by motion between neighbours.
 
@@ -165,13 +179,9 @@ class Resampler:
 
     def at(self, seconds: float) -> np.ndarray:
         """The frame at ``seconds`` from the first (clamped to the footage)."""
-        exact = min(max(seconds * self._fps, 0.0), self._count - 1.0)
-        index = min(int(exact), self._count - 1)
-        t = exact - index
-        if t <= EXACT or index + 1 >= self._count:
+        index, t = footage_step(seconds, self._fps, self._count)
+        if t is None:
             return self._read(index)[0]
-        if t >= 1.0 - EXACT:
-            return self._read(index + 1)[0]
         a, b = self._read(index, gray=True), self._read(index + 1, gray=True)
         if self._pair is None or self._pair[0] != index:
             self._pair = (index, pair_flows(a[0], b[0], (a[1], b[1])))

@@ -21,7 +21,7 @@ from typing import Callable
 
 import numpy as np
 
-from .resample import EXACT, PairMotion, interpolate, pair_flows
+from .resample import PairMotion, footage_step, interpolate, pair_flows
 
 MAX_WORKERS = 4
 """Frames made at once at most: past about four the encoder, not interpolation, sets the pace."""
@@ -101,13 +101,9 @@ class FramesAhead:
 
     def _make(self, seconds: float) -> np.ndarray:
         """The frame at ``seconds`` (clamped to the footage), at the video's size: as ``Resampler.at``."""
-        exact = min(max(seconds * self._fps, 0.0), self._count - 1.0)
-        index = min(int(exact), self._count - 1)
-        t = exact - index
-        if t <= EXACT or index + 1 >= self._count:
+        index, t = footage_step(seconds, self._fps, self._count)
+        if t is None:
             return self._fit(np.ascontiguousarray(self._frame(index)))
-        if t >= 1.0 - EXACT:
-            return self._fit(np.ascontiguousarray(self._frame(index + 1)))
         a, b = np.ascontiguousarray(self._frame(index)), np.ascontiguousarray(self._frame(index + 1))
         return self._fit(interpolate(a, b, t, self._motion(index, a, b)))
 
