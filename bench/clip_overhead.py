@@ -2,7 +2,9 @@
 
 The denominator is the **bare pipeline call**: ``LTXConditionPipeline(**kwargs)`` with exactly
 the arguments the backend passes (``family.call_kwargs``), the same seed and a step callback
-that does nothing, on a pipeline loaded from the same folder. The numerator here is the
+that does nothing, on a pipeline loaded from the same folder, handing its frames over as arrays
+(``output_type="np"``, as a diffusers user gets frames to save; the default, PIL pictures, costs
+more). ``output_type="pt"`` (float tensors, not yet frames) is timed beside it where said. The numerator here is the
 backend's whole ``generate_clip`` (conditioning pictures, the step callback, pinning the
 keyframe, stitching, writing the footage folder). Median of ``--runs`` after one warm-up each,
 interleaved so a busy machine slows both alike.
@@ -46,7 +48,7 @@ def tiny_request(model, frames: int, steps: int = 4, seed: int = 1):
                        id="clip-1", pictures=ClipPictures(Image.fromarray(pixels)))
 
 
-def bare_call_seconds(model, request) -> float:
+def bare_call_seconds(model, request, output_type: str = "np") -> float:
     """Seconds of one bare pipeline call for ``request`` (one call: ``request.num_frames`` <= max_frames)."""
     import torch
 
@@ -55,7 +57,7 @@ def bare_call_seconds(model, request) -> float:
     rules = model.frame_rules()
     inputs = CallInputs(request.num_frames, request.pictures.start, (), request.pictures.end)
     kwargs = model.family.call_kwargs(model.pipeline, request, rules, inputs)
-    kwargs.update(generator=torch.Generator("cpu").manual_seed(request.seed),
+    kwargs.update(output_type=output_type, generator=torch.Generator("cpu").manual_seed(request.seed),
                   callback_on_step_end=lambda pipe, step, t, tensors: tensors,
                   callback_on_step_end_tensor_inputs=["latents"])
     started = time.perf_counter()

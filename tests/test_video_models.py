@@ -206,25 +206,47 @@ def test_a_blank_clip_is_said_so(ltx, tmp_path):
     assert (result.folder, result.reason) == (None, REASON_BLANK_CLIP)
 
 
-def test_on_a_gpu_the_frames_are_made_uint8_on_the_device_and_are_the_same(ltx, ltx_clip, tmp_path, monkeypatch):
-    """On CUDA the pipeline hands over tensors ("pt"), converted where they are; the CPU's float arrays
-    ("np") give the very same frames. Run here on CPU tensors, the same code path; a NaN clip is still blank."""
+def test_the_frames_come_as_tensors_made_uint8_where_they_are_the_same_as_from_float_arrays(ltx, ltx_clip, tmp_path,
+                                                                                          monkeypatch):
+    """The pipeline hands over tensors ("pt"), converted where they are (on a GPU: on the device); a pipeline
+    that hands over float arrays ("np") gives the very same frames, and on either path a NaN clip is blank."""
     import torch
 
-    assert ltx.output_type == "np"  # on the CPU: no tensor detour
-    monkeypatch.setattr(VideoModelManager, "output_type", property(lambda self: "pt"))
-    result = ltx.generate_clip(clip_request(ltx), tmp_path / "pt")
+    assert ltx.output_type == "pt"  # on the CPU too: no strided float copy of the whole clip
+    monkeypatch.setattr(VideoModelManager, "output_type", property(lambda self: "np"))
+    result = ltx.generate_clip(clip_request(ltx), tmp_path / "np")
     assert np.array_equal(frames_of(Footage(result.folder)), ltx_clip)
     conv = ltx.pipeline.vae.decoder.conv_out.conv
     saved = conv.bias.detach().clone()
     try:
         with torch.no_grad():
             conv.bias.fill_(float("nan"))
-        blank = ltx.generate_clip(clip_request(ltx), tmp_path / "pt-blank")
+        blank = ltx.generate_clip(clip_request(ltx), tmp_path / "np-blank")
     finally:
         with torch.no_grad():
             conv.bias.copy_(saved)
     assert (blank.folder, blank.reason) == (None, REASON_BLANK_CLIP)
+
+
+def test_one_bad_value_or_an_all_black_clip_is_blank_in_tensors_and_arrays():
+    import torch
+
+    from pipeline.images.video_backends.manager import _uint8_frames
+
+    video = torch.rand(3, 3, 8, 8)
+    for bad in (float("nan"), float("inf"), float("-inf")):
+        poisoned = video.clone()
+        poisoned[2, 1, 5, 6] = bad
+        assert _uint8_frames(poisoned) is None
+        assert _uint8_frames(poisoned.permute(0, 2, 3, 1).numpy().copy()) is None
+    assert _uint8_frames(torch.zeros(2, 3, 8, 8)) is None
+    assert _uint8_frames(np.full((2, 8, 8, 3), 0.004, np.float32)) is None
+    dim = torch.zeros(2, 3, 8, 8)
+    dim[1, 0, 0, 0] = 0.02  # one faint pixel: dark, not blank
+    made = _uint8_frames(dim)
+    assert made is not None and made[1][0, 0, 0] == 5 and len(made) == 2
+    as_arrays = video.permute(0, 2, 3, 1).numpy().copy()  # before: the tensor is converted in place
+    assert [f.tolist() for f in _uint8_frames(video)] == [f.tolist() for f in _uint8_frames(as_arrays)]
 
 
 def test_out_of_memory_retries_once_in_smaller_calls_then_says_so(tiny_ltx_dir, tmp_path, monkeypatch):

@@ -88,11 +88,11 @@ class VideoFamily:
 
 
 def common_kwargs(request: ClipRequest, inputs: CallInputs) -> dict[str, Any]:
-    """The pipeline arguments every family's call takes the same way (frames as float arrays in 0..1; the
-    manager asks for tensors instead on a GPU, see ``VideoModelManager.output_type``)."""
+    """The pipeline arguments every family's call takes the same way (the manager adds how the frames come
+    back, ``VideoModelManager.output_type``)."""
     return {"prompt": request.prompt, "width": request.width, "height": request.height,
             "num_frames": inputs.frames, "num_inference_steps": request.steps,
-            "guidance_scale": request.guidance_scale, "output_type": "np"}
+            "guidance_scale": request.guidance_scale}
 
 
 def small_latent(latent: Any) -> Any:
