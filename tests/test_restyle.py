@@ -354,3 +354,25 @@ def test_a_model_that_cannot_draw_leaves_the_source_frames_and_says_why(clip, tm
     frames = read_frames(done.video_path, info.width, info.height)
     source = list(decode_frames(clip, 12, info.width, info.height, start=1.0, count=12))
     assert info.frames == 12 and max(np.abs(a.astype(np.int16) - b).mean() for a, b in zip(frames, source)) < 8
+
+
+def test_the_source_is_read_once_per_version_of_the_file(tmp_path, monkeypatch):
+    """The cache key's digest of the source video: the bytes' sha256, read again only when the file changes."""
+    import hashlib
+    import os
+
+    from pipeline.restyle import shot_cache
+
+    source = tmp_path / "source.mp4"
+    source.write_bytes(b"first version " * 1000)
+    reads = []
+    real_open = open
+    monkeypatch.setattr(shot_cache, "open", lambda *a, **k: reads.append(a[0]) or real_open(*a, **k), raising=False)
+    first = shot_cache.source_digest(source)
+    assert first == hashlib.sha256(source.read_bytes()).hexdigest()
+    assert shot_cache.source_digest(str(source)) == first and len(reads) == 1  # the same file: not read again
+    source.write_bytes(b"other version " * 1000)  # the same size, new bytes
+    stat = source.stat()
+    os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))  # a coarse clock still moves on
+    assert shot_cache.source_digest(source) == hashlib.sha256(source.read_bytes()).hexdigest() != first
+    assert len(reads) == 2

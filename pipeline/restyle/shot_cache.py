@@ -12,8 +12,10 @@ fell back to its source frames is made again next time, in case the model can dr
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import os
 from pathlib import Path
 
 from ..contract.storyboard import Storyboard
@@ -25,7 +27,15 @@ _CHUNK = 1024 * 1024
 
 
 def source_digest(path: str | Path) -> str:
-    """The sha256 of the source video's bytes (an upload is at most the server's upload cap)."""
+    """The sha256 of the source video's bytes, read once per version of the file: remembered by its
+    path, size, modification time and inode (as git's index does), so a re-render of a multi-GB
+    source from the command line does not read it all again."""
+    stat = os.stat(path)
+    return _digest(os.path.realpath(path), stat.st_size, stat.st_mtime_ns, stat.st_ino)
+
+
+@functools.lru_cache(maxsize=64)
+def _digest(path: str, size: int, mtime_ns: int, inode: int) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as file:
         while chunk := file.read(_CHUNK):
