@@ -424,7 +424,7 @@ class VideoModelManager(ResidentPipeline):
         """How the pipeline hands its frames over: ``"pt"``, tensors, made uint8 a few frames at a time
         where they are (on a GPU a quarter of the bytes cross to the host). On the CPU too: diffusers'
         ``"np"`` gathers the channel-first floats into one channel-last float array, a strided copy of the
-        whole clip that took ~0.7 s of a 2.3 s tiny-model call at 832x480 (bench/clip_render_overhead.py)."""
+        whole clip: 0.3 to 1 s of a 2.5 s tiny-model call at 832x480 (bench/clip_render_overhead.py)."""
         return "pt"
 
     def _preview(self, request: ClipRequest, latents: Any, frames: int) -> Image.Image | None:
