@@ -250,6 +250,10 @@ def main(argv: list[str] | None = None) -> int:
         f"draft 854x480 at 24 fps (clips at 25 fps), 8 steps; median of {runs} runs after a warm-up, at two clip sizes",
         "",
         *sections,
+        "Reading the ratios: the denominator's channel-last copy of the whole float clip is memory-bound and "
+        "swings from run to run (see its runs), and the headline ratio swings with it; the ratio against the call "
+        "stopping at tensors is the steadier measure of what the render adds after the model.",
+        "",
         "Per output frame at 1280x720 (768x512 footage at 25 fps, shown at 24 fps):",
         "",
         "| what | ms per frame |",
