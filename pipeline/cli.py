@@ -212,7 +212,8 @@ def _deliver(done: Done, args) -> int:
     print(f"{args.output}: {report.width}x{report.height}, {report.fps} fps, {report.frames} frames, "
           f"{report.duration:.2f} s, {len(report.fallbacks)} placeholder scene(s)"
           + (f", cut on {len(report.beats)} beat(s)" if report.beats else "")
-          + (f", {clips} clip(s)" if (clips := sum(scene.frames == "clip" for scene in report.scenes)) else ""))
+          + (f", {clips} clip(s)" if (clips := sum(scene.frames == "clip" for scene in report.scenes)) else "")
+          + (f", {made} generated transition(s)" if (made := sum(t.made == "clip" for t in report.transitions)) else ""))
     for group in fallback_groups(report):  # one line per reason, not one per scene or transition
         print(f"{group.label()}: {group.outcome} — {group.reason}")
     for note, scenes in _notes(report).items():  # what a remote backend did not send

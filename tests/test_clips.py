@@ -358,6 +358,19 @@ def test_the_page_notice_says_which_scenes_are_stills_and_why(tmp_path):
     assert "Scene 2" not in notice  # a still on purpose is not a fallback
     fine = report_notice(render(renderer(tmp_path / "ok", SlidingClipModel()), sb)[-1].report)
     assert "Scene 1: a clip from stand-in-video." in fine
+    assert "Transition 1→2: made by stand-in-video." in fine
+
+
+def test_the_cli_counts_the_clips_and_the_generated_transitions(tmp_path, capsys):
+    import argparse
+
+    from pipeline.cli import _deliver
+
+    sb = board(3, transition="generated")
+    done = render(renderer(tmp_path, SlidingClipModel()), sb)[-1]
+    assert _deliver(done, argparse.Namespace(output=tmp_path / "out.mp4", report=None)) == 0
+    summary = capsys.readouterr().out.splitlines()[0]
+    assert summary.endswith(", 3 clip(s), 2 generated transition(s)"), summary
 
 
 def test_clip_cache_entries_survive_eviction_under_a_render_and_clear(tmp_path):

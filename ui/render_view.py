@@ -26,7 +26,7 @@ import gradio as gr
 from gradio.data_classes import FileData
 
 from pipeline import Done, Event, Failed, KeyframeReady, Preview, Progress, RenderReport, Segment
-from pipeline.contract.fallbacks import fallback_groups, numbers_text
+from pipeline.contract.fallbacks import boundaries_text, fallback_groups, numbers_text
 from pipeline.outputs import file_stem  # noqa: F401  (the download's name; ui.handlers imports it from here)
 
 from .soundtrack import timing_lines
@@ -71,6 +71,9 @@ def report_notice(report: RenderReport) -> str:
     if clips:
         noun = "Scenes" if len(clips) > 1 else "Scene"
         lines.append(f"{noun} {numbers_text(clips)}: a clip from {report.scenes[clips[0] - 1].video_model}.")
+    generated = [t for t in report.transitions if t.made == "clip"]
+    if generated:
+        lines.append(f"{boundaries_text('Transition', [t.index for t in generated])}: made by {generated[0].model}.")
     lines += timing_lines(report)
     cached = sum(scene.source == "cache" for scene in report.scenes)
     if cached:

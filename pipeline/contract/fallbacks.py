@@ -41,8 +41,7 @@ class FallbackGroup:
         plural = len(self.items) > 1
         if self.what in ("scene", "still"):
             return ("Scenes " if plural else "Scene ") + numbers_text([i + 1 for i in self.items])
-        noun = "Morph" if self.what == "morph" else "Transition"
-        return noun + ("s " if plural else " ") + ", ".join(f"{k + 1}→{k + 2}" for k in self.items)
+        return boundaries_text("Morph" if self.what == "morph" else "Transition", list(self.items))
 
 
 def fallback_groups(report: RenderReport) -> list[FallbackGroup]:
@@ -59,6 +58,11 @@ def fallback_groups(report: RenderReport) -> list[FallbackGroup]:
             by_reason.setdefault(reason.strip().rstrip(".") or "no reason given", []).append(index)
         groups += [FallbackGroup(what, reason, tuple(items)) for reason, items in by_reason.items()]
     return groups
+
+
+def boundaries_text(noun: str, boundaries: list[int]) -> str:
+    """``Transition 1→2`` or ``Transitions 1→2, 3→4``: 0-based boundaries (k joins scene k+1 to k+2)."""
+    return noun + ("s " if len(boundaries) > 1 else " ") + ", ".join(f"{k + 1}→{k + 2}" for k in boundaries)
 
 
 def numbers_text(numbers: list[int]) -> str:
