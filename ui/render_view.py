@@ -26,7 +26,7 @@ import gradio as gr
 from gradio.data_classes import FileData
 
 from pipeline import Done, Event, Failed, KeyframeReady, Preview, Progress, RenderReport, Segment
-from pipeline.contract.fallbacks import boundaries_text, fallback_groups, numbers_text
+from pipeline.contract.fallbacks import boundaries_text, fallback_groups, scenes_text
 from pipeline.outputs import file_stem  # noqa: F401  (the download's name; ui.handlers imports it from here)
 
 from .soundtrack import timing_lines
@@ -69,8 +69,7 @@ def report_notice(report: RenderReport) -> str:
     lines += [f"{group.label()}: {group.outcome} — {group.reason}." for group in groups if group.what != "scene"]
     clips = [scene.index + 1 for scene in report.scenes if scene.frames == "clip"]
     if clips:
-        noun = "Scenes" if len(clips) > 1 else "Scene"
-        lines.append(f"{noun} {numbers_text(clips)}: a clip from {report.scenes[clips[0] - 1].video_model}.")
+        lines.append(f"{scenes_text(clips)}: a clip from {report.scenes[clips[0] - 1].video_model}.")
     generated = [t for t in report.transitions if t.made == "clip"]
     if generated:
         lines.append(f"{boundaries_text('Transition', [t.index for t in generated])}: made by {generated[0].model}.")

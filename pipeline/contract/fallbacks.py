@@ -38,9 +38,8 @@ class FallbackGroup:
 
     def label(self) -> str:
         """``Scene 2``, ``Scenes 1–3, 5``, ``Morph 1→2``, ``Transitions 1→2, 3→4`` (numbered as people count)."""
-        plural = len(self.items) > 1
         if self.what in ("scene", "still"):
-            return ("Scenes " if plural else "Scene ") + numbers_text([i + 1 for i in self.items])
+            return scenes_text([i + 1 for i in self.items])
         return boundaries_text("Morph" if self.what == "morph" else "Transition", list(self.items))
 
 
@@ -58,6 +57,11 @@ def fallback_groups(report: RenderReport) -> list[FallbackGroup]:
             by_reason.setdefault(reason.strip().rstrip(".") or "no reason given", []).append(index)
         groups += [FallbackGroup(what, reason, tuple(items)) for reason, items in by_reason.items()]
     return groups
+
+
+def scenes_text(numbers: list[int]) -> str:
+    """``Scene 2`` or ``Scenes 1–3, 5``: scene numbers as people count them (from 1)."""
+    return ("Scenes " if len(numbers) > 1 else "Scene ") + numbers_text(numbers)
 
 
 def boundaries_text(noun: str, boundaries: list[int]) -> str:

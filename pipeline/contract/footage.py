@@ -3,8 +3,8 @@
 A clip from a video model, a generated transition and a restyled shot are each many
 frames. They are kept in a folder of the render (never a whole video in memory): the
 producer (the image stage, restyling) appends frames with :class:`FootageWriter`; the
-timeline opens the folder as :class:`Footage` and reads frame ``i`` or the frames around
-time ``t``. The folder holds ``frames.rgb`` (the raw uint8 RGB frames back to back, which
+timeline opens the folder as :class:`Footage` and reads frame ``i`` (where a time falls
+between frames is ``pipeline.video.resample.footage_step``'s). The folder holds ``frames.rgb`` (the raw uint8 RGB frames back to back, which
 the reader memory-maps, so reading costs no decoding) and ``footage.json`` (size, count,
 rate, written last: a folder without it is unfinished).
 
@@ -109,12 +109,3 @@ class Footage:
     def frame(self, index: int) -> np.ndarray:
         """Frame ``index`` (clamped to the footage) as a read-only ``H x W x 3`` uint8 array."""
         return self._frames[min(max(index, 0), self.info.count - 1)]
-
-    def position(self, seconds: float) -> tuple[int, float]:
-        """Where time ``seconds`` (from the first frame) falls: frame ``i`` and the fraction towards ``i + 1``.
-
-        Clamped to the footage: before the start it is frame 0, past the last frame the last frame.
-        """
-        exact = min(max(seconds * self.info.fps, 0.0), self.info.count - 1.0)
-        index = min(int(exact), self.info.count - 1)
-        return index, exact - index

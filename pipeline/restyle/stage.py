@@ -33,13 +33,13 @@ from ..contract.errors import RenderCancelled
 from ..contract.events import Event, KeyframeReady, Preview, Progress
 from ..contract.footage import Footage, FootageWriter
 from ..contract.storyboard import Storyboard, scene_frame_bounds
+from ..images.clip_cache import ClipCache
 from ..images.clip_plan import restyled_id as footage_id
 from ..images.generation import ControlImage, GeneratedImage, ImageModel, ImageRequest, InitImage, Pictures
 from ..images.look import canny_edges, fit_picture
 from ..images.plan import generation_settings, joined_prompt
 from ..images.slots import ImageSlots
 from ..images.stage import AI_OFF_REASON, NO_MODEL_REASON
-from ..images.clip_cache import ClipCache
 from .coherence import Redraw, ShotPlan, restyle_shot
 from .shot_cache import shot_cache_key, source_digest
 from .source import decode_frames
