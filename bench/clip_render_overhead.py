@@ -15,7 +15,10 @@ the backend's ``generate_clip`` against the bare ``LTXConditionPipeline(...)`` c
    fitted to the clip), the backend's call (previews, pinning, uint8 frames, the footage folder),
    fitting + motion-compensated resampling to the video (every frame), encoding (every frame,
    ffmpeg). Ratios: the whole render to each bare call (what a user waits for, every addition
-   and overlap included), and the parts' sum to the bare call. Median of ``--runs``.
+   and overlap included), and the parts' sum to the bare call. Median of ``--runs``. LTX-Video
+   makes the clip at the video's 24 fps (it is told the rate), so every video frame is a clip
+   frame; a third run at the native size makes it at 25 fps instead, as a model with a fixed
+   rate would, so that every video frame is interpolated.
 2. **Interpolation per output frame at 720p**: a 768x512 footage (LTX-Video's native size) of a
    textured picture panning, shown at 1280x720 and 24 fps (25 fps footage: almost every output
    frame falls between two footage frames), against fitting alone (the exact frames) and the
@@ -59,14 +62,22 @@ def storyboard(seconds: float):
 
 
 class Timed:
-    """The video model with its ``generate_clip`` timed (the render's call of the backend)."""
+    """The video model with its ``generate_clip`` timed (the render's call of the backend).
 
-    def __init__(self, model) -> None:
-        self.model, self.seconds = model, []
+    ``fixed_rate``: the model is treated as one that makes its own rate only (as Wan does), so the clip
+    is made at 25 fps and every video frame of the 24 fps video is interpolated.
+    """
+
+    def __init__(self, model, fixed_rate: bool = False) -> None:
+        self.model, self.seconds, self.fixed_rate = model, [], fixed_rate
         self.model_id = model.model_id
 
     def __getattr__(self, name):
         return getattr(self.model, name)
+
+    def frame_rules(self):
+        rules = self.model.frame_rules()
+        return replace(rules, rates=None) if self.fixed_rate else rules
 
     def generate_clip(self, request, folder, on_step=None, should_stop=None):
         started = time.perf_counter()
@@ -76,8 +87,8 @@ class Timed:
         return result
 
 
-def render_parts(model, tmp: Path, seconds: float, runs: int,
-                 clip_size: tuple[int, int] | None = CLIP_SIZE) -> dict[str, list[float]]:
+def render_parts(model, tmp: Path, seconds: float, runs: int, clip_size: tuple[int, int] | None = CLIP_SIZE,
+                 fixed_rate: bool = False) -> dict[str, list[float]]:
     """Whole renders and their parts, each run a fresh render (clip cache off, keyframe cache warm)."""
     from PIL import Image
 
@@ -94,7 +105,7 @@ def render_parts(model, tmp: Path, seconds: float, runs: int,
 
     from clip_overhead import bare_call_seconds
 
-    sb, timed = storyboard(seconds), Timed(model)
+    sb, timed = storyboard(seconds), Timed(model, fixed_rate)
     renderer = Renderer(tmp / "out", model=TexturedModel(), video_model=timed, cache=KeyframeCache(tmp / "kf"),
                         clip_size=clip_size)
     parts: dict[str, list[float]] = {k: [] for k in ("render", "backend", "bare", "bare_pt", "bare_pil", "planning",
@@ -109,7 +120,7 @@ def render_parts(model, tmp: Path, seconds: float, runs: int,
         bare_pt, bare_pil = bare_call_seconds(model, request, "pt"), bare_call_seconds(model, request, "pil")
         t0 = time.perf_counter()
         plan = plan_timeline(sb)
-        clips = plan_clips(sb, model.frame_rules(), clip_timing(plan), clip_size)
+        clips = plan_clips(sb, timed.frame_rules(), clip_timing(plan), clip_size)
         clips.cache_keys(model.model_id, {"scene-1": "k"})
         t1 = time.perf_counter()
         fit_picture(Image.fromarray(np.asarray(request.pictures.start)), request.width, request.height)
@@ -233,21 +244,25 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         model = tiny_ltx_model(tmp / "ltx-distilled")  # run as the default, distilled model
-        for label, size in ((f"--clip-size {CLIP_SIZE[0]}x{CLIP_SIZE[1]} (the tests' size)", CLIP_SIZE),
-                            ("no --clip-size: the model's native pixels in the preset's aspect (the default)", None)):
-            parts = render_parts(model, tmp / f"size-{size}", args.seconds, runs, size)
-            if size is None:
-                from pipeline.images.clip_plan import clip_size
+        from pipeline.images.clip_plan import clip_size
 
-                made = clip_size(storyboard(args.seconds), model.frame_rules(), None)
-                label += f", {made[0]}x{made[1]}"
+        made = clip_size(storyboard(args.seconds), model.frame_rules(), None)
+        native = f"no --clip-size: the model's native pixels in the preset's aspect (the default), {made[0]}x{made[1]}"
+        for label, size, fixed in ((f"--clip-size {CLIP_SIZE[0]}x{CLIP_SIZE[1]} (the tests' size), clip at 24 fps",
+                                    CLIP_SIZE, False),
+                                   (f"{native}, clip at 24 fps (every video frame a clip frame)", None, False),
+                                   (f"{native}, clip at 25 fps as a fixed-rate model makes it (Wan: 16), every "
+                                    "video frame interpolated", None, True)):
+            parts = render_parts(model, tmp / f"size-{size}-{fixed}", args.seconds, runs, size, fixed)
             lines, _med = size_section(label, parts)
             sections += lines
         frame_costs = interpolation_720p(tmp)
     lines = env_lines(env) + [
         f"- {busy_note(env)}",
         f"- Tiny random LTX-Video (tests/tiny_video_model.py) on the CPU; one {args.seconds:g} s animated scene, "
-        f"draft 854x480 at 24 fps (clips at 25 fps), 8 steps; median of {runs} runs after a warm-up, at two clip sizes",
+        f"draft 854x480 at 24 fps, 8 steps; median of {runs} runs after a warm-up, at two clip sizes. LTX-Video is "
+        "told the frame rate, so it makes the clip at the video's 24 fps (pipeline/images/video_backends/ltx.py, "
+        "`RATES`); the third table makes it at 25 fps instead, the path of a model with a fixed rate",
         "",
         *sections,
         "Reading the ratios: the denominator's channel-last copy of the whole float clip is memory-bound and "

@@ -70,6 +70,21 @@ def test_ltx_clips_move_start_on_the_keyframe_and_join_scenes(ltx, tmp_path):
     assert psnr(frames[0], keyframe) > 28  # its first frame is the keyframe (through the clip size)
 
 
+def test_at_24_fps_the_clip_is_made_at_24_and_every_video_frame_is_a_clip_frame(ltx, tmp_path):
+    one = board(fps=24, transition="cut", scenes=[{"prompt": "a fox runs", "duration": 0.5, "seed": 3}])
+    events = list(renderer(tmp_path, ltx).render(one))
+    done, clip = events[-1], next(e for e in events if isinstance(e, ClipReady))
+    assert isinstance(done, Done), done
+    footage = Footage(clip.path)
+    assert (footage.info.fps, len(footage)) == (24.0, 17)  # 12 video frames need 17 (8k+1), not 25 at 25 fps
+    frames = read_frames(done.video_path, W, H)
+    assert len(frames) == 12
+    fitted = [fit_cover_array(np.array(footage.frame(j)), W, H) for j in range(len(footage))]
+    for i, frame in enumerate(frames):  # the clip's own frame i, fitted: not a blend of two of them
+        match = [psnr(frame, clip_frame) for clip_frame in fitted]
+        assert match[i] > 25 and match[i] > max(match[:i] + match[i + 1:]) + 5, (i, match)
+
+
 def test_ltx_clips_come_from_the_cache_for_an_edited_storyboard(ltx, tmp_path):
     r = renderer(tmp_path, ltx)
     first = list(r.render(board()))

@@ -8,6 +8,7 @@ within a step; and a model that cannot be used says why, quickly.
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 import time
@@ -23,6 +24,7 @@ from pipeline.contract.footage import Footage
 from pipeline.images import hub_access
 from pipeline.images.clip_generation import ClipPictures, ClipRequest
 from pipeline.images.registry import ModelRegistry
+from pipeline.images.video_backends.family import CallInputs
 from pipeline.images.video_backends.manager import REASON_BLANK_CLIP, VideoModelManager
 from pipeline.images.video_backends.stitching import ClipStitcher, plan_calls
 from pipeline.images.zerogpu import estimate_clip_gpu_seconds
@@ -142,6 +144,21 @@ def test_a_long_clip_is_made_in_several_calls_without_a_jump(ltx, tmp_path):
     largest_inside_a_call = max(change(single[i], single[i + 1]) for i in range(len(single) - 1))
     changes = [change(frames[i], frames[i + 1]) for i in range(len(frames) - 1)]
     assert max(changes) <= largest_inside_a_call * 1.05  # the joins (frames 8-16, 16-24) jump no more
+
+
+@pytest.mark.parametrize("video_fps, clip_fps", [(24, 24.0), (30, 30.0), (25, 25.0), (12, 25.0), (60, 25.0)])
+def test_ltx_makes_a_clip_at_the_video_rate_where_it_is_a_common_one(ltx, video_fps, clip_fps):
+    rules = ltx.frame_rules().at_rate(video_fps)
+    assert rules.fps == clip_fps  # 24-30 fps: the video's own; far from them: the model's default, resampled
+    request = dataclasses.replace(clip_request(ltx), fps=rules.fps)
+    kwargs = ltx.family.call_kwargs(ltx._pipe, request, rules, CallInputs(9, START, (), None))
+    assert kwargs["frame_rate"] == clip_fps  # what the model is told is the rate the frames are kept at
+    assert rules.frames_for(1.0) == -(-clip_fps // 8) * 8 + 1  # no more frames than the second needs
+
+
+def test_a_model_without_a_rate_input_keeps_its_own_rate(wan):
+    rules = wan.frame_rules()
+    assert rules.rates is None and rules.at_rate(24) is rules
 
 
 def test_clip_frame_counts_follow_the_rules_at_each_duration(ltx, tmp_path):

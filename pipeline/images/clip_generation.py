@@ -19,7 +19,7 @@ as a still with camera motion (a transition as a crossfade). torch-free.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Protocol
 
@@ -37,6 +37,8 @@ class FrameRules:
     (LTX: 32, Wan: 16) and its native size has about ``native_pixels`` pixels.
     ``last_frame``: the model can be conditioned on a clip's last frame (needed for
     generated transitions), with ``last_frame_reason`` saying why not when it cannot.
+    ``rates``: the frame rates (low, high) the model can be asked to make a clip at, because it is
+    conditioned on the rate (LTX-Video); None: it makes ``fps`` only (Wan). See :meth:`at_rate`.
     """
 
     fps: float
@@ -46,6 +48,16 @@ class FrameRules:
     max_frames: int
     last_frame: bool = True
     last_frame_reason: str = ""
+    rates: tuple[float, float] | None = None
+
+    def at_rate(self, video_fps: float) -> FrameRules:
+        """These rules for a video at ``video_fps``: a model that takes the rate as an input makes the
+        clip at the video's own rate when it lies in ``rates``, so every clip frame is a video frame
+        (nothing interpolated, and no frames made only to be blended away); otherwise at ``fps``,
+        resampled by motion afterwards."""
+        if self.rates is None or not self.rates[0] <= float(video_fps) <= self.rates[1]:
+            return self
+        return replace(self, fps=float(video_fps))
 
     def frames_for(self, seconds: float) -> int:
         """The fewest valid frame counts that cover ``seconds`` (at least ``frame_step + 1``; may
@@ -88,7 +100,8 @@ class ClipRequest:
     to scene 3 (see :func:`clip_id`, :func:`bridge_id`). ``kind``: ``clip`` or ``bridge``.
     ``start``/``end``: the plan ids whose pictures condition the first / last frame (also in
     ``depends_on``); "" for none. ``width`` x ``height`` and ``num_frames`` already follow the
-    model's :class:`FrameRules`; ``fps`` is the model's rate the clip is made at.
+    model's :class:`FrameRules`; ``fps`` is the rate the clip is made at (the model's, or the video's
+    where the model takes it: :meth:`FrameRules.at_rate`).
     """
 
     scene_index: int

@@ -87,7 +87,11 @@ def clip_size(storyboard: Storyboard, rules: FrameRules, size: tuple[int, int] |
 
 def plan_clips(storyboard: Storyboard, rules: FrameRules, timing: ClipTiming, size: tuple[int, int] | None = None,
                steps: int = DEFAULT_CLIP_STEPS, guidance: float = DEFAULT_CLIP_GUIDANCE) -> ClipPlan:
-    """Every clip ``storyboard`` needs, in video order: scene 1's clip, the transition 1→2, scene 2's clip…"""
+    """Every clip ``storyboard`` needs, in video order: scene 1's clip, the transition 1→2, scene 2's clip…
+
+    Each is made at the video's frame rate where the model takes one (:meth:`FrameRules.at_rate`).
+    """
+    rules = rules.at_rate(storyboard.output_fps)
     width, height = clip_size(storyboard, rules, size)
     requests: list[ClipRequest] = []
     views: dict[str, tuple[str, str]] = {}

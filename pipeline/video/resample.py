@@ -1,7 +1,7 @@
 """Footage shown at another frame rate: motion-compensated interpolation between its frames.
 
-A clip is made at its model's rate (LTX-Video: 24-25 fps, Wan: 16) and shown at the video's. A
-frame between footage frames ``a`` and ``b`` at time ``t`` (0 at ``a``, 1 at ``b``) is made the
+A clip is made at its model's rate (Wan: 16 fps; LTX-Video: 25, or the video's own from 24 to 30,
+when nothing here interpolates) and shown at the video's. A frame between footage frames ``a`` and ``b`` at time ``t`` (0 at ``a``, 1 at ``b``) is made the
 way flow-based frame interpolation does it (Jiang et al., "Super SloMo", CVPR 2018, for the
 flow approximation): the flows ``a -> b`` and ``b -> a`` (OpenCV DIS, ``pipeline.video.flow``)
 give the flows from the in-between time back to both neighbours; both are warped there and

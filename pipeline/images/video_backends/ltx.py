@@ -5,7 +5,9 @@ outgoing scene's last frame at frame 0 and the incoming scene's first frame at t
 frame; a continuing call of a long scene on the previous call's last 9 frames (a video
 condition at frame 0, which the model then carries on). Frame rules come from the loaded
 pipeline: ``8k+1`` frames (the VAE's temporal compression), sides a multiple of 32 (spatial
-compression x patch), at the pipeline's default ``frame_rate`` (25), about 768x512 natively.
+compression x patch), about 768x512 natively. LTX-Video is told the frame rate (``frame_rate``, the
+rate its positions in time are scaled by), so a clip is made at the video's own rate when that is a
+common film or video rate (:data:`RATES`), else at the pipeline's default (25) and resampled.
 """
 
 from __future__ import annotations
@@ -20,6 +22,10 @@ from .family import CallDefaults, CallInputs, VideoFamily, common_kwargs, decode
 
 NATIVE_PIXELS = 768 * 512
 DEFAULT_FPS = 25.0  # LTXConditionPipeline's own frame_rate default (the rate its positions are scaled by)
+# The rates a clip is made at directly: LTX-Video's own examples and its users run it at 24, 25 and 30
+# fps. Far from those (12 or 60 fps) the model is off what it learned, so it makes 25 and the app
+# interpolates.
+RATES = (24.0, 30.0)
 # Frames per call: ~6.4 s at 25 fps. The model was trained up to 257 frames; longer calls cost
 # attention quadratically and VAE memory linearly, so longer scenes continue in further calls.
 MAX_FRAMES = 161
@@ -60,7 +66,7 @@ class LTXFamily(VideoFamily):
         wanted = max_frames or MAX_FRAMES
         longest = max(2 * step + 1, (wanted - 1) // step * step + 1)
         return FrameRules(fps=fps, frame_step=step, side_multiple=side, native_pixels=NATIVE_PIXELS,
-                          max_frames=longest)
+                          max_frames=longest, rates=RATES)
 
     def call_defaults(self, pipe: Any, model_id: str) -> CallDefaults:
         # The weights do not say whether they were distilled; every distilled release names itself so.
@@ -75,7 +81,7 @@ class LTXFamily(VideoFamily):
         conditions = [LTXVideoCondition(**{kind: picture, "frame_index": frame})
                       for kind, picture, frame in _condition_parts(inputs)]
         kwargs: dict[str, Any] = {**common_kwargs(request, inputs), "conditions": conditions or None,
-                                  "frame_rate": int(round(rules.fps))}
+                                  "frame_rate": int(round(request.fps))}
         if request.negative_prompt and request.guidance_scale > 1:
             kwargs["negative_prompt"] = request.negative_prompt
         if getattr(pipe.vae.config, "timestep_conditioning", False):

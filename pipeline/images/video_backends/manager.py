@@ -303,27 +303,27 @@ class VideoModelManager(ResidentPipeline):
             if frames is None:
                 results.append(self._failed(request, REASON_BLANK_CLIP))
                 continue
-            written = self._write_one(folder, rules, frames, start, end)
+            written = self._write_one(folder, request, frames, start, end)
             log.info("Clip %s: %d frames from %s on %s (%dx%d, %d steps, one call for %d clips)", request.id,
                      written, self.model_id, self.device, request.width, request.height, request.steps,
                      len(requests))
             results.append(GeneratedClip(request.scene_index, folder, frames=written))
         return results
 
-    def _write_one(self, folder: Path, rules: FrameRules, frames: list[np.ndarray], start: Image.Image,
+    def _write_one(self, folder: Path, request: ClipRequest, frames: list[np.ndarray], start: Image.Image,
                    end: Image.Image | None) -> int:
         """One call's frames as a clip's footage, its condition pictures pinned; the frames written."""
         def fill(stitcher: ClipStitcher) -> None:
             pin_start(frames, np.asarray(start))
             stitcher.add_call(frames, 0)
 
-        return self._into_footage(folder, rules, PIN_FRAMES + 1, end, fill)
+        return self._into_footage(folder, request, PIN_FRAMES + 1, end, fill)
 
-    def _into_footage(self, folder: Path, rules: FrameRules, hold: int, end: Image.Image | None,
+    def _into_footage(self, folder: Path, request: ClipRequest, hold: int, end: Image.Image | None,
                       fill: Callable[[ClipStitcher], None]) -> int:
         """A new footage folder filled by ``fill(stitcher)`` (the calls' frames), ``end`` pinned last;
         the frames written. Nothing is left described in ``folder`` when ``fill`` raises."""
-        writer = FootageWriter(folder, rules.fps, made_by="clip", model=self.model_id)
+        writer = FootageWriter(folder, request.fps, made_by="clip", model=self.model_id)
         stitcher = ClipStitcher(writer.write, hold=hold)
         try:
             fill(stitcher)
@@ -374,7 +374,7 @@ class VideoModelManager(ResidentPipeline):
                     pin_start(frames, np.asarray(start))
                 stitcher.add_call(frames, call.overlap)
 
-        return self._into_footage(folder, rules, max(overlap, PIN_FRAMES + 1), end, fill)
+        return self._into_footage(folder, request, max(overlap, PIN_FRAMES + 1), end, fill)
 
     def _call(self, requests: list[ClipRequest], rules: FrameRules, inputs: list[CallInputs], number: int,
               force_tiling: bool, on_step: ClipStepCallback | None, should_stop: Callable[[], bool] | None,
