@@ -67,18 +67,25 @@ def test_cli_bad_storyboard_exits_2_with_one_line(tmp_path):
     assert not (tmp_path / "out.mp4").exists()
 
 
-def test_default_model_offline_falls_back_with_the_reason(tmp_path):
-    sb = tmp_path / "sb.json"
-    sb.write_text(json.dumps({"scenes": [{"prompt": "a fox", "duration": 1}], "quality": "draft"}))
-    env_run = subprocess.run(
-        [sys.executable, "-m", "pipeline", "render", str(sb), "-o", str(tmp_path / "o.mp4"), "--report",
-         str(tmp_path / "r.json"), "--cache-dir", str(tmp_path / "c"), "--device", "cpu"],
-        capture_output=True, text=True, cwd=ROOT, timeout=300, env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"})
-    assert env_run.returncode == 0, env_run.stderr
-    scene = json.loads((tmp_path / "r.json").read_text())["scenes"][0]
-    assert scene["source"] == "placeholder"
-    assert "Model 'stabilityai/sd-turbo' could not be loaded" in scene["reason"]
-    assert "Scene 1: placeholder" in env_run.stderr + env_run.stdout
+@pytest.fixture(scope="module")
+def offline_default_run(tmp_path_factory):
+    """One CLI render with the default hub model and no network (HF_HUB_OFFLINE=1, set by conftest.py):
+    four scenes, so the placeholders arrive while the first frames are composed. (result, report)"""
+    tmp = tmp_path_factory.mktemp("offline-default")
+    sb = tmp / "sb.json"
+    sb.write_text(json.dumps({"scenes": [{"prompt": f"scene {i}", "duration": 1.5} for i in range(4)],
+                              "quality": "draft"}))
+    result = cli("render", sb, "-o", tmp / "out.mp4", "--report", tmp / "r.json", "--cache-dir", tmp / "cache",
+                 "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    return result, json.loads((tmp / "r.json").read_text())
+
+
+def test_default_model_offline_falls_back_with_the_reason(offline_default_run):
+    result, report = offline_default_run
+    assert [s["source"] for s in report["scenes"]] == ["placeholder"] * 4
+    assert all("Model 'stabilityai/sd-turbo' could not be loaded" in s["reason"] for s in report["scenes"])
+    assert "Scenes 1–4: placeholder" in result.stderr + result.stdout
 
 
 def render_in_process(tmp_path, *flags) -> tuple[int, dict]:
@@ -154,19 +161,11 @@ def test_no_ai_bar_keeps_its_stage_order_and_warnings_sit_above_it(tmp_path):
     assert_one_bar_with_messages_above_it(result.stderr)
 
 
-@pytest.mark.slow
-def test_offline_default_model_bar_keeps_its_stage_order_and_library_messages_sit_above_it(tmp_path):
+def test_offline_default_model_bar_keeps_its_stage_order_and_library_messages_sit_above_it(offline_default_run):
     """The default hub model offline: diffusers and transformers are imported mid-render, and the
     placeholders arrive while the first frames are composed (the bar used to flip back to keyframes,
     and transformers printed into the bar)."""
-    sb = tmp_path / "sb.json"
-    sb.write_text(json.dumps({"scenes": [{"prompt": f"scene {i}", "duration": 1.5} for i in range(4)],
-                              "quality": "draft"}))
-    result = cli("render", sb, "-o", tmp_path / "out.mp4", "--report", tmp_path / "r.json",
-                 "--cache-dir", tmp_path / "cache")
-    assert result.returncode == 0, result.stderr
-    assert [s["source"] for s in json.loads((tmp_path / "r.json").read_text())["scenes"]] == ["placeholder"] * 4
-    assert_one_bar_with_messages_above_it(result.stderr)
+    assert_one_bar_with_messages_above_it(offline_default_run[0].stderr)
 
 
 def test_cli_says_which_animated_scenes_are_stills_and_why(tmp_path, tiny_model_dir):
