@@ -64,6 +64,7 @@ VAE_CONFIG: dict[str, Any] = {
 }
 STEPS = 8  # the distilled model's schedule
 SECONDS = 5.0
+VIDEO_FPS = 24  # the presets' rate: LTX-Video makes the clip at it (FrameRules.at_rate), 121 frames for 5 s
 
 
 # --------------------------------------------------------------------------- building
@@ -139,7 +140,7 @@ def time_clip(model: Any, width: int, height: int, frames: int, steps: int, fold
 
     from pipeline.images.clip_generation import ClipPictures, ClipRequest
 
-    rules = model.frame_rules()
+    rules = model.frame_rules().at_rate(VIDEO_FPS)
     request = ClipRequest(0, "a lighthouse on a cliff at dusk, waves", "", 1, steps, 1.0, width, height, frames,
                           rules.fps, id="clip-1", pictures=ClipPictures(keyframe(width, height)))
     marks: list[float] = []
@@ -171,7 +172,7 @@ def time_batch(model: Any, width: int, height: int, frames: int, steps: int, cou
 
     from pipeline.images.clip_generation import ClipPictures, ClipRequest
 
-    rules = model.frame_rules()
+    rules = model.frame_rules().at_rate(VIDEO_FPS)
     requests = [ClipRequest(i, f"shot {i}: a lighthouse on a cliff, waves", "", i, steps, 1.0, width, height, frames,
                             rules.fps, id=f"clip-{i + 1}", pictures=ClipPictures(keyframe(width, height)))
                 for i in range(count)]
@@ -240,7 +241,7 @@ def run_gpu(args: argparse.Namespace) -> str:
                               max_frames=args.max_frames)
     model.use_pipeline(build_pipeline(args.device, dtype, args.layers))
     built = time.perf_counter() - started
-    rules = model.frame_rules()
+    rules = model.frame_rules().at_rate(VIDEO_FPS)  # as the app makes a clip for a 24 fps video
     frames = rules.frames_for(args.seconds)
     name = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else "CPU smoke run"
     blocks = f", {args.layers} of 48 transformer blocks" if args.layers else ""
