@@ -22,9 +22,9 @@ from .family import CallDefaults, CallInputs, VideoFamily, common_kwargs, decode
 
 NATIVE_PIXELS = 768 * 512
 DEFAULT_FPS = 25.0  # LTXConditionPipeline's own frame_rate default (the rate its positions are scaled by)
-# The rates a clip is made at directly: LTX-Video's own examples and its users run it at 24, 25 and 30
-# fps. How it moves far from those (12 or 60 fps) nobody has shown, so there it makes 25 and the app
-# interpolates.
+# The rates a clip is made at directly: diffusers' LTX-Video docs say it makes 24 fps video (their
+# examples save at 24), the pipeline's default is 25, and 30 is the other common video rate. How it
+# moves far from those (12 or 60 fps) nobody has shown, so there it makes 25 and the app interpolates.
 RATES = (24.0, 30.0)
 # Frames per call: ~6.4 s at 25 fps. The model was trained up to 257 frames; longer calls cost
 # attention quadratically and VAE memory linearly, so longer scenes continue in further calls.
