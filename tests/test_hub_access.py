@@ -5,6 +5,7 @@ import http.server
 import json
 import logging
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -16,7 +17,6 @@ from pipeline.images import hub_access
 from server import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
-UNREACHABLE = "http://10.255.255.1:9"  # a private address nothing answers on: the probe times out
 
 LOAD_TWICE = """
 import time
@@ -34,9 +34,20 @@ print("RESULT", json.dumps([times, reasons]))
 """
 
 
-def offline_env(tmp_path: Path) -> dict:
+@pytest.fixture(scope="module")
+def silent_hub():
+    """The URL of a hub that never answers: a loopback socket that takes connections (the kernel's
+    backlog) and never reads or replies, as a black-holed network looks to a client. On loopback, so
+    no test sends a packet off this machine."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(64)
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+def offline_env(tmp_path: Path, hub: str) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
-    env.update(HF_ENDPOINT=UNREACHABLE, HF_HOME=str(tmp_path / "hf"), OMP_NUM_THREADS="1")
+    env.update(HF_ENDPOINT=hub, HF_HOME=str(tmp_path / "hf"), OMP_NUM_THREADS="1")
     return env
 
 
@@ -57,8 +68,8 @@ def test_the_log_gives_the_pages_reason_and_the_traceback_only_at_debug(caplog):
 
 
 @pytest.mark.slow
-def test_with_no_network_a_hub_id_fails_in_under_two_seconds_and_says_why(tmp_path):
-    out = subprocess.run([sys.executable, "-c", LOAD_TWICE], cwd=ROOT, env=offline_env(tmp_path),
+def test_with_no_network_a_hub_id_fails_in_under_two_seconds_and_says_why(tmp_path, silent_hub):
+    out = subprocess.run([sys.executable, "-c", LOAD_TWICE], cwd=ROOT, env=offline_env(tmp_path, silent_hub),
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     line = next(line for line in out.stdout.splitlines() if line.startswith("RESULT "))
@@ -88,11 +99,12 @@ def test_the_probe_sees_a_reachable_hub_and_respects_hf_hub_offline(monkeypatch)
 
 
 @pytest.mark.slow
-def test_the_cli_says_why_a_hub_model_fell_back_when_offline(tmp_path):
+def test_the_cli_says_why_a_hub_model_fell_back_when_offline(tmp_path, silent_hub):
     board = tmp_path / "board.json"
     board.write_text(json.dumps({"scenes": [{"prompt": "offline", "duration": 0.5}], "quality": "draft"}))
     out = subprocess.run([sys.executable, "-m", "pipeline", "render", str(board), "-o", str(tmp_path / "o.mp4"),
                           "--model", "org/not-downloaded", "--device", "cpu", "--cache-dir", str(tmp_path / "c"),
-                          "--quiet"], cwd=ROOT, env=offline_env(tmp_path), capture_output=True, text=True, timeout=300)
+                          "--quiet"], cwd=ROOT, env=offline_env(tmp_path, silent_hub), capture_output=True, text=True,
+                         timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert hub_access.OFFLINE_REASON in out.stdout + out.stderr

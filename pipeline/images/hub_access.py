@@ -31,7 +31,23 @@ def offline_by_setting() -> bool:
 
 def hub_reachable() -> bool:
     """True if the hub answers (asked once per endpoint and process; False when offline by setting)."""
-    return not offline_by_setting() and _probe(hub_endpoint())
+    reachable = not offline_by_setting() and _probe(hub_endpoint())
+    if not reachable:
+        _no_telemetry()
+    return reachable
+
+
+def _no_telemetry() -> None:
+    """Turn off huggingface_hub's telemetry for this process (its documented ``HF_HUB_DISABLE_TELEMETRY``).
+
+    Building request headers, even for a load from the local cache, it fetches a registry from the hub
+    with a 3 s timeout: on a network that drops packets, the first load waited for that on top of the probe.
+    """
+    try:
+        from huggingface_hub import constants
+    except ImportError:  # nothing to load with, then
+        return
+    constants.HF_HUB_DISABLE_TELEMETRY = True
 
 
 @lru_cache(maxsize=8)
