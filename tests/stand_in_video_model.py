@@ -39,10 +39,23 @@ class SlidingClipModel:
     default_guidance = 1.0
 
     def __init__(self, step_s: float = 0.0, shift: int = 3, fail: str = "", blank: bool = False,
-                 loads: bool = True, fail_on: str = "") -> None:
+                 loads: bool = True, fail_on: str = "", batch: int = 1, calls_in: Path | None = None) -> None:
         self.step_s, self.shift, self.fail, self.blank, self.loads = step_s, shift, fail, blank, loads
-        self.fail_on = fail_on
+        self.fail_on, self.batch, self.calls_in = fail_on, batch, calls_in
         self.calls: list[ClipRequest] = []
+
+    def clip_batch_size(self, request: ClipRequest) -> int:
+        return self.batch
+
+    def generate_clips(self, requests: list[ClipRequest], folders: list[Path], on_step=None,
+                       should_stop=None) -> list[GeneratedClip]:
+        """Several clips in one call (each as :meth:`generate_clip` makes it); with ``calls_in``, a file there
+        names the process and the clips of each such call."""
+        if self.calls_in is not None:
+            self.calls_in.mkdir(parents=True, exist_ok=True)
+            ids = "+".join(request.id for request in requests)
+            (self.calls_in / f"{os.getpid()}@{ids}@{uuid.uuid4().hex[:8]}").touch()
+        return [self.generate_clip(request, folder, on_step, should_stop) for request, folder in zip(requests, folders)]
 
     def load(self) -> bool:
         return self.loads
@@ -91,20 +104,32 @@ class SlidingClips(FixedTimeModels):
     test's folder on this machine), so a test counts them across processes; ``made`` lists this process's."""
 
     def __init__(self, seconds: float, made_in: Path, clip_size: tuple[int, int] | None = None,
-                 fail: str = "", fail_on: str = "") -> None:
+                 fail: str = "", fail_on: str = "", clip_batch: int = 1) -> None:
         super().__init__(seconds)
         self.made_in, self.clip_size, self.fail, self.fail_on = Path(made_in), clip_size, fail, fail_on
+        self.clip_batch = clip_batch
         self.made: list[SlidingClipModel] = []
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "made": []}
 
     def video_model(self, model_id):
-        model = SlidingClipModel(fail=self.fail, fail_on=self.fail_on)
+        model = SlidingClipModel(fail=self.fail, fail_on=self.fail_on, batch=self.clip_batch,
+                                 calls_in=self.batched_calls_in)
         self.made.append(model)
         self.made_in.mkdir(parents=True, exist_ok=True)
         (self.made_in / f"{os.getpid()}-{uuid.uuid4().hex[:8]}").touch()
         return model, ""
+
+    @property
+    def batched_calls_in(self) -> Path:
+        """Where each call of several clips leaves a file: ``<pid>@<clip ids joined by +>@<random>``."""
+        return self.made_in.with_name(self.made_in.name + "-batched")
+
+    def batched_calls(self) -> list[tuple[int, str]]:
+        """(process id, the clip ids joined by +) of each call that made several clips, in any process."""
+        folder = self.batched_calls_in
+        return sorted((int(p.name.split("@")[0]), p.name.split("@")[1]) for p in folder.iterdir()) if folder.exists() else []
 
     def made_by(self) -> list[int]:
         """The process id behind each video model made so far (in any process)."""

@@ -190,6 +190,28 @@ def _kill_after_the_first_row(out: Path, title: str, killed: list[int]) -> threa
     return thread
 
 
+def test_on_ray_an_actor_makes_alike_clips_in_one_call_as_a_local_batch_does(cluster, tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    three = board("tides", 21, animate=True, transition="cut")
+    three["scenes"].append({"prompt": "tides, third", "duration": 1, "seed": 23})
+    (src / "three.json").write_text(json.dumps(three))
+
+    def models(where):
+        return SlidingClips(0.01, tmp_path / f"made-{where}", clip_size=(64, 64), clip_batch=2)
+
+    local = models("local")
+    assert batch(src, tmp_path / "local", models=local) == 0
+    on_ray = models("ray")
+    assert batch(src, tmp_path / "ray", "--ray", "--actors", "1", models=on_ray) == 0
+    # The first clip alone (it streams first), then clips 2 and 3 in one call: in the actor, as locally.
+    assert [ids for _, ids in local.batched_calls()] == [ids for _, ids in on_ray.batched_calls()] == ["clip-2+clip-3"]
+    assert on_ray.batched_calls()[0][0] in on_ray.made_by() and os.getpid() not in on_ray.made_by()
+    assert scene_frames(tmp_path / "ray", "three") == [("clip", "stand-in-video", "")] * 3
+    frames = [read_frames(tmp_path / d / "three.mp4", 854, 480) for d in ("local", "ray")]
+    assert len(frames[0]) == 12 and [a.tobytes() == b.tobytes() for a, b in zip(*frames)] == [True] * 12
+
+
 @pytest.mark.parametrize("victim", ["ray::ImageActor.generate", "ray::render_task"])
 def test_an_actor_or_worker_killed_mid_batch_costs_only_a_retry(cluster, tmp_path, victim):
     src = write_batch(tmp_path / "src", good=5)

@@ -171,20 +171,27 @@ class ImageActor:
     def frame_rules(self, model_id: str | None) -> FrameRules:
         return self._video(model_id)[0].frame_rules()
 
-    def generate_clip(self, model_id: str | None, request: ClipRequest) -> ClipAnswer:
-        """One clip, made into a folder of this actor's and sent back as bytes (the folder is removed)."""
+    def clip_batch_size(self, model_id: str | None, request: ClipRequest) -> int:
+        """How many clips like ``request`` this actor's video model makes in one call (1 when it cannot batch)."""
+        size = getattr(self._video(model_id)[0], "clip_batch_size", None)
+        return 1 if size is None else int(size(request))
+
+    def generate_clips(self, model_id: str | None, requests: list[ClipRequest]) -> list[ClipAnswer]:
+        """Clips that share one call (one :func:`~pipeline.images.clip_batches.batch_key`), made into folders
+        of this actor's and sent back as bytes, one answer per request (the folders are removed)."""
+        model = self._video(model_id)[0]
         started = time.monotonic()
         with tempfile.TemporaryDirectory(prefix="scene2video-clip-") as tmp:
-            try:
-                clip = self._video(model_id)[0].generate_clip(request, Path(tmp) / "clip")  # no step previews
+            folders = [Path(tmp) / f"clip-{i}" for i in range(len(requests))]
+            try:  # no step previews: they would cross the cluster for nothing
+                clips = (model.generate_clips(requests, folders) if len(requests) > 1
+                         else [model.generate_clip(requests[0], folders[0])])
             except Exception as exc:  # noqa: BLE001  (a backend that raises: the scene is a still with the reason)
-                clip = GeneratedClip(request.scene_index, None, f"generation failed: {public_message(exc)}")
+                clips = [GeneratedClip(r.scene_index, None, f"generation failed: {public_message(exc)}")
+                         for r in requests]
             finally:
                 self.busy_s += time.monotonic() - started
-            if clip.folder is None or not Footage.is_footage(clip.folder):
-                return ClipAnswer(replace(clip, folder=None, reason=clip.reason or "the video model's clip was "
-                                                                             "left unfinished"))
-            return ClipAnswer(clip, pack_footage(clip.folder))
+            return [_answer(clip) for clip in clips]
 
     def stats(self) -> tuple[str, float]:
         """Where it runs, and the seconds it has spent making images and clips."""
@@ -192,6 +199,13 @@ class ImageActor:
 
     def pid(self) -> int:
         return os.getpid()
+
+
+def _answer(clip: GeneratedClip) -> ClipAnswer:
+    """A clip made in an actor's folder, as it goes back to the task: its footage packed, or why there is none."""
+    if clip.folder is None or not Footage.is_footage(clip.folder):
+        return ClipAnswer(replace(clip, folder=None, reason=clip.reason or "the video model's clip was left unfinished"))
+    return ClipAnswer(clip, pack_footage(clip.folder))
 
 
 @ray.remote(num_cpus=0)
@@ -281,14 +295,21 @@ class ActorVideoModel(_OnActor):
     def frame_rules(self) -> FrameRules:
         return self._call("frame_rules")
 
+    def clip_batch_size(self, request: ClipRequest) -> int:
+        return self._call("clip_batch_size", request)
+
     def generate_clip(self, request: ClipRequest, folder: Path, on_step=None, should_stop=None) -> GeneratedClip:
+        return self.generate_clips([request], [folder], on_step, should_stop)[0]
+
+    def generate_clips(self, requests: list[ClipRequest], folders: list[Path], on_step=None,
+                       should_stop=None) -> list[GeneratedClip]:
+        """The clips made in one call of the actor's model (the actor batches them as a local render would)."""
         if should_stop is not None and should_stop():
-            return GeneratedClip(request.scene_index, None, "stopped")
-        answer: ClipAnswer = self._call("generate_clip", request)
-        if answer.footage is None:
-            return answer.clip
-        footage = unpack_footage(answer.footage, folder)
-        return replace(answer.clip, folder=footage.folder)
+            return [GeneratedClip(request.scene_index, None, "stopped") for request in requests]
+        answers: list[ClipAnswer] = self._call("generate_clips", list(requests))
+        return [answer.clip if answer.footage is None
+                else replace(answer.clip, folder=unpack_footage(answer.footage, folder).folder)
+                for answer, folder in zip(answers, folders)]
 
 
 @ray.remote(max_retries=0)  # the driver retries at the storyboard level
