@@ -34,6 +34,7 @@ from ray.exceptions import GetTimeoutError, RayActorError, RayError, RayTaskErro
 
 from ..contract.errors import StoryboardError, public_message
 from ..contract.footage import Footage
+from ..images.clip_batches import batch_key
 from ..images.clip_generation import ClipRequest, FrameRules, GeneratedClip
 from ..images.clip_stage import NO_VIDEO_MODEL_REASON
 from ..images.generation import GeneratedImage, ImageRequest, ModelInfo
@@ -285,6 +286,7 @@ class ActorVideoModel(_OnActor):
             self.default_steps = facts.default_steps
         if facts.default_guidance is not None:
             self.default_guidance = facts.default_guidance
+        self._batch_sizes: dict[tuple, int] = {}
 
     def load(self) -> bool:
         return self._call("clip_load")
@@ -296,7 +298,11 @@ class ActorVideoModel(_OnActor):
         return self._call("frame_rules")
 
     def clip_batch_size(self, request: ClipRequest) -> int:
-        return self._call("clip_batch_size", request)
+        # Asked once per shape of clip: each ask waits behind whatever the actor is making for other tasks.
+        key = batch_key(request)
+        if key not in self._batch_sizes:
+            self._batch_sizes[key] = self._call("clip_batch_size", request)
+        return self._batch_sizes[key]
 
     def generate_clip(self, request: ClipRequest, folder: Path, on_step=None, should_stop=None) -> GeneratedClip:
         return self.generate_clips([request], [folder], on_step, should_stop)[0]
