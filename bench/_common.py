@@ -16,6 +16,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -77,18 +78,59 @@ def environment() -> dict[str, Any]:
         "ffmpeg_bundled": _first_line([ffmpeg_exe(), "-version"]).replace(" Copyright", " ©").split(" ©")[0],
         "ffmpeg_system": _first_line(["/usr/bin/ffmpeg", "-version"]).split(" Copyright")[0],
         "load_before": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+        "cpu_before": cpu_clock(),
     }
 
 
+# Other processes using more than this many cores on average while a bench ran make its numbers suspect.
+OTHERS_BUSY_CORES = 0.25
+
+
+def _machine_cpu_seconds() -> float | None:
+    """CPU seconds every core has spent busy since boot (Linux /proc/stat), None where unknown."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    except OSError:
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu_seconds() -> float:
+    """CPU seconds of this process and of what it started (children it waited for, and those still running)."""
+    times = os.times()
+    total = times.user + times.system + times.children_user + times.children_system
+    try:
+        import psutil
+    except ImportError:
+        return total
+    for child in psutil.Process().children(recursive=True):
+        try:
+            cpu = child.cpu_times()
+        except psutil.Error:
+            continue
+        total += cpu.user + cpu.system
+    return total
+
+
+def cpu_clock() -> tuple[float, float | None, float]:
+    """(wall clock, the machine's busy CPU seconds, this process tree's CPU seconds), for :func:`busy_note`."""
+    return time.monotonic(), _machine_cpu_seconds(), _own_cpu_seconds()
+
+
 def busy_note(env: dict[str, Any]) -> str:
-    """Say whether other processes were loading the cores while we measured."""
-    load_after = os.getloadavg()[0]
-    load_before = float(env["load_before"].split()[0])
-    cores = env["cores"] or 1
-    worst = max(load_before, load_after)
-    state = "BUSY (other processes were using the cores; treat numbers as pessimistic)" if worst > 0.5 * cores + 0.5 \
-        else "quiet"
-    return f"load average (1 min) before {load_before:.2f}, after {load_after:.2f} on {cores} cores: {state}"
+    """Say whether other processes were using the cores while we measured: the machine's busy CPU time
+    since :func:`environment` less this bench's own (with its children: ffmpeg, servers, Ray), so a bench
+    that keeps every core busy itself is not called busy (the load average counts it too)."""
+    load_before, load_after = float(env["load_before"].split()[0]), os.getloadavg()[0]
+    loads = f"load average (1 min) before {load_before:.2f}, after {load_after:.2f} on {env['cores']} cores"
+    (wall0, machine0, own0), (wall1, machine1, own1) = env["cpu_before"], cpu_clock()
+    if machine0 is None or machine1 is None or wall1 <= wall0:
+        return f"{loads} (the bench's own work included; other processes' share unknown here)"
+    others = max(0.0, (machine1 - machine0) - (own1 - own0)) / (wall1 - wall0)
+    state = ("BUSY (other processes were using the cores; treat numbers as pessimistic)"
+             if others > OTHERS_BUSY_CORES else "quiet")
+    return f"other processes used {others:.2f} cores on average while it ran ({loads}, its own work included): {state}"
 
 
 def env_lines(env: dict[str, Any]) -> list[str]:
