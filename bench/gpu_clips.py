@@ -240,7 +240,8 @@ def run_gpu(args: argparse.Namespace) -> str:
     started = time.perf_counter()
     model = VideoModelManager("LTX-Video 0.9.8 13B distilled architecture, random weights", args.device,
                               max_frames=args.max_frames)
-    model.use_pipeline(build_pipeline(args.device, dtype, args.layers))
+    pipe = build_pipeline(args.device, dtype, args.layers)
+    model.use_pipeline(pipe)
     built = time.perf_counter() - started
     rules = model.frame_rules().at_rate(VIDEO_FPS)  # as the app makes a clip for a 24 fps video
     frames = rules.frames_for(args.seconds)
@@ -258,24 +259,16 @@ def run_gpu(args: argparse.Namespace) -> str:
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     with tempfile.TemporaryDirectory() as tmp:
-        for label, width, height in gpu_sizes(rules) if not args.sizes else parse_sizes(args.sizes):
-            try:
-                time_clip(model, width, height, frames, args.steps, Path(tmp) / f"warm{width}")
-                runs = [time_clip(model, width, height, frames, args.steps, Path(tmp) / f"{width}-{i}")
-                        for i in range(args.runs)]
-                bare = time_clip(model, width, height, frames, args.steps, Path(tmp) / f"{width}-np", False)
-            except Exception as exc:  # noqa: BLE001 - one size failing (OOM) must not lose the others
-                lines.append(f"| {label} | failed: {str(exc)[:80]} | | | | | |")
-                print(lines[-1], flush=True)
-                continue
-            total = statistics.median(r["total"] for r in runs)
-            lines.append(f"| {label} | {total:.1f} | {statistics.median(r['step'] for r in runs):.2f} | "
-                         f"{bare['total']:.1f} | {runs[0]['calls']:.0f} | {total / args.seconds:.1f} | "
-                         f"{max(r['peak_gib'] for r in runs):.1f} |")
+        sizes = gpu_sizes(rules) if not args.sizes else parse_sizes(args.sizes)
+        for label, width, height in sizes:
+            lines.append(size_row(model, label, width, height, frames, args, Path(tmp)))
             print(lines[-1], flush=True)  # as it comes: a run stopped at its time limit keeps the rows so far
-            gc.collect()
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
+        if args.channels_last:  # the VAE's 3D convolutions in NDHWC (slower on this CPU for the real VAE)
+            pipe.vae.to(memory_format=torch.channels_last_3d)
+            label, width, height = sizes[0]
+            lines.append(size_row(model, f"{label}, VAE in channels_last_3d", width, height, frames, args, Path(tmp)))
+            print(lines[-1], flush=True)
+            pipe.vae.to(memory_format=torch.contiguous_format)
         # Batching: short clips (1 s transitions) at 768x512, the case where one clip leaves the GPU idle
         # (at the first of --sizes when given, so the CPU smoke run stays small).
         model.batch_size = 4
@@ -284,6 +277,26 @@ def run_gpu(args: argparse.Namespace) -> str:
         lines += ["", *batch_rows(model, [(f"1 s ({short} frames) at {width}x{height}", width, height, short)],
                                   args.steps, 4, args.runs, Path(tmp))]
     return "\n".join(lines)
+
+
+def size_row(model: Any, label: str, width: int, height: int, frames: int, args: argparse.Namespace,
+             tmp: Path) -> str:
+    """One table row: a warm-up, ``args.runs`` timed clips with previews and one without, at one size."""
+    import torch
+
+    try:
+        time_clip(model, width, height, frames, args.steps, tmp / f"warm{width}")
+        runs = [time_clip(model, width, height, frames, args.steps, tmp / f"{width}-{i}") for i in range(args.runs)]
+        bare = time_clip(model, width, height, frames, args.steps, tmp / f"{width}-np", False)
+    except Exception as exc:  # noqa: BLE001 - one size failing (OOM) must not lose the others
+        return f"| {label} | failed: {str(exc)[:80]} | | | | | |"
+    finally:
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    total = statistics.median(r["total"] for r in runs)
+    return (f"| {label} | {total:.1f} | {statistics.median(r['step'] for r in runs):.2f} | {bare['total']:.1f} | "
+            f"{runs[0]['calls']:.0f} | {total / args.seconds:.1f} | {max(r['peak_gib'] for r in runs):.1f} |")
 
 
 def parse_sizes(text: str) -> list[tuple[str, int, int]]:
@@ -378,6 +391,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--layers", type=int, default=None, help="transformer blocks of the clip run (default 48)")
     parser.add_argument("--pipeline", action="store_true",
                         help="the clip run on --device even without CUDA (a smoke test: --layers 1 --sizes 64x64)")
+    parser.add_argument("--channels-last", action="store_true",
+                        help="one more row at the first size with the VAE in channels_last_3d")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)

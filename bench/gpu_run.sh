@@ -54,13 +54,13 @@ tail -14 "$LOG"
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv >>"$LOG" 2>&1
 
 if [ -n "${GPU_RUN_DRY:-}" ]; then
-  clips=(--device cpu --dtype fp32 --pipeline --layers 1 --sizes 64x64 --seconds 0.4 --quick --no-write)
+  clips=(--device cpu --dtype fp32 --pipeline --layers 1 --sizes 64x64 --seconds 0.4 --quick --no-write --channels-last)
   render=(--tiny --device cpu --duration 1)
   keyframes=(--device cpu --size 64 --batches 1,2 --runs 1 --warmup 0 --matmul-size 256 --channels-last
              --fuse-qkv --cudnn-benchmark --all-opts --no-singles)
 else
   # A 5 s clip at the app's default 16:9 clip size, LTX's native 768x512 and the standard preset's size.
-  clips=(--device cuda --dtype bf16 --runs 1 --sizes 832x480,768x512,1280x704)
+  clips=(--device cuda --dtype bf16 --runs 1 --sizes 832x480,768x512,1280x704 --channels-last)
   render=(--device cuda)
   keyframes=(--device cuda --size 512 --batches 1,4,8,16 --dtype bf16 --runs 5 --warmup 2 --channels-last
              --fuse-qkv --cudnn-benchmark --all-opts --no-singles)
